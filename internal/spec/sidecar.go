@@ -1,0 +1,329 @@
+package spec
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Strategy is how a model is built from an adapter (PRODUCT.md section 7).
+type Strategy string
+
+const (
+	StrategyAuto   Strategy = "auto"   // native where the server can, otherwise merge
+	StrategyNative Strategy = "native" // upload the adapter, create with "adapters"
+	StrategyMerge  Strategy = "merge"  // fold the LoRA into the base weights
+)
+
+var strategies = []string{string(StrategyAuto), string(StrategyNative), string(StrategyMerge)}
+
+// ParseStrategy accepts the strategy words case-insensitively, for flags and
+// environment variables.
+func ParseStrategy(s string) (Strategy, error) {
+	l := strings.ToLower(strings.TrimSpace(s))
+	if slices.Contains(strategies, l) {
+		return Strategy(l), nil
+	}
+	return "", fmt.Errorf("unknown strategy %s; use one of %s", quote(s), strings.Join(strategies, ", "))
+}
+
+// Valid reports whether s is one of the three strategies (the empty string,
+// meaning "not set", is not).
+func (s Strategy) Valid() bool { return slices.Contains(strategies, string(s)) }
+
+// Message is a few-shot message stored in the model.
+type Message struct {
+	Role    string `yaml:"role" json:"role"`
+	Content string `yaml:"content" json:"content"`
+}
+
+var messageRoles = []string{"system", "user", "assistant", "tool"}
+
+// License is one or more license texts. In YAML it may be written as a single
+// string or as a list of strings.
+type License []string
+
+// UnmarshalYAML accepts a string or a list of strings, for callers that decode
+// a License with yaml.v3 directly.
+func (l *License) UnmarshalYAML(n *yaml.Node) error {
+	d := &yamlDecoder{}
+	list, err := d.strList("license", n)
+	if err != nil {
+		return err
+	}
+	*l = list
+	return nil
+}
+
+// Sidecar is one adapter folder's adapter.yaml, as written. An empty string
+// or nil field means "not set": Resolve fills it from the config defaults.
+// A non-nil empty Messages or License (written "[]") is set, and clears the
+// default.
+type Sidecar struct {
+	Model      string         `yaml:"model,omitempty" json:"model,omitempty"`
+	Base       string         `yaml:"base,omitempty" json:"base,omitempty"`
+	System     string         `yaml:"system,omitempty" json:"system,omitempty"`
+	Template   string         `yaml:"template,omitempty" json:"template,omitempty"`
+	Parameters map[string]any `yaml:"parameters,omitempty" json:"parameters,omitempty"`
+	Messages   []Message      `yaml:"messages,omitempty" json:"messages,omitempty"`
+	License    License        `yaml:"license,omitempty" json:"license,omitempty"`
+	Strategy   Strategy       `yaml:"strategy,omitempty" json:"strategy,omitempty"`
+	Quantize   string         `yaml:"quantize,omitempty" json:"quantize,omitempty"`
+	Verify     *bool          `yaml:"verify,omitempty" json:"verify,omitempty"`
+}
+
+var sidecarKeys = []string{"model", "base", "system", "template", "parameters", "messages", "license", "strategy", "quantize", "verify"}
+
+// ParseSidecar decodes and checks one adapter.yaml. file is used only in
+// error messages. An empty file (or one with only comments) is a valid empty
+// sidecar.
+func ParseSidecar(data []byte, file string) (*Sidecar, error) {
+	d := &yamlDecoder{file: file}
+	root, err := d.parseRoot(data)
+	if err != nil {
+		return nil, err
+	}
+	s := &Sidecar{}
+	if root == nil {
+		return s, nil
+	}
+	if err := d.settings(root, "", sidecarKeys, s); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// settings decodes the keys shared by the sidecar and the config's
+// "defaults" into s. prefix is "" for a sidecar and "defaults." for the
+// config, so messages name the key as the user wrote it.
+func (d *yamlDecoder) settings(n *yaml.Node, prefix string, known []string, s *Sidecar) error {
+	where := strings.TrimSuffix(prefix, ".")
+	return d.mapping(n, where, known, func(key string, k, v *yaml.Node) error {
+		name := prefix + key
+		var err error
+		switch key {
+		case "model":
+			if s.Model, err = d.str(name, v); err != nil {
+				return err
+			}
+			if s.Model == "" {
+				break // "" means not set, like every other key
+			}
+			if err := ValidateModelName(s.Model); err != nil {
+				return d.errf(v, "%s: invalid model name: %v", name, err)
+			}
+		case "base":
+			if s.Base, err = d.str(name, v); err != nil {
+				return err
+			}
+			if s.Base == "" {
+				break
+			}
+			if err := validateBaseName(s.Base); err != nil {
+				return d.errf(v, "%s: invalid base model name: %v", name, err)
+			}
+		case "system":
+			s.System, err = d.str(name, v)
+		case "template":
+			s.Template, err = d.str(name, v)
+		case "parameters":
+			s.Parameters, err = d.parameters(name, v)
+		case "messages":
+			s.Messages, err = d.messages(name, v)
+		case "license":
+			var l []string
+			l, err = d.strList(name, v)
+			s.License = License(l)
+		case "strategy":
+			var w string
+			w, err = d.oneOf(name, v, strategies...)
+			s.Strategy = Strategy(w)
+		case "quantize":
+			if s.Quantize, err = d.str(name, v); err != nil {
+				return err
+			}
+			if msg := checkQuantize(s.Quantize); msg != "" {
+				return d.errf(v, "%s: %s", name, msg)
+			}
+		case "verify":
+			var b bool
+			b, err = d.boolean(name, v)
+			s.Verify = &b
+		}
+		return err
+	})
+}
+
+func (d *yamlDecoder) messages(name string, v *yaml.Node) ([]Message, error) {
+	v = deref(v)
+	if v.Kind != yaml.SequenceNode {
+		return nil, d.errf(v, "%s must be a list, found %s; write for example %s", name, describe(v), `"- {role: user, content: hi}"`)
+	}
+	out := make([]Message, 0, len(v.Content))
+	for i, item := range v.Content {
+		item = deref(item)
+		where := fmt.Sprintf("%s[%d]", name, i)
+		var m Message
+		roleSet := false
+		if isNull(item) {
+			return nil, d.errf(item, "%s is empty; give it a role and content, or remove it", where)
+		}
+		err := d.mapping(item, where, []string{"role", "content"}, func(key string, k, v *yaml.Node) error {
+			var err error
+			switch key {
+			case "role":
+				var r string
+				r, err = d.oneOf(where+".role", v, messageRoles...)
+				m.Role, roleSet = r, true
+			case "content":
+				m.Content, err = d.str(where+".content", v)
+			}
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+		if !roleSet {
+			return nil, d.errf(item, "%s has no role; add role: %s", where, strings.Join(messageRoles, " | "))
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+// checkQuantize catches what is certainly not a quantization type (spaces,
+// punctuation). The real list depends on the Ollama server version, so the
+// server has the last word.
+func checkQuantize(q string) string {
+	for i := 0; i < len(q); i++ {
+		if c := q[i]; !isAlnum(c) && c != '_' {
+			return fmt.Sprintf("%s is not a quantization type; use a name such as q4_K_M or q8_0", quote(q))
+		}
+	}
+	return ""
+}
+
+// Resolved is the sidecar after defaults: what an ingest uses, and what the
+// digest covers. Empty collections are nil, so that "messages: []" and no
+// messages at all give the same digest.
+type Resolved struct {
+	Model      string         `json:"model"` // as the user spelled it; see CanonicalModelName
+	Base       string         `json:"base"`
+	System     string         `json:"system"`
+	Template   string         `json:"template"`
+	Parameters map[string]any `json:"parameters"` // int, float64, bool, string or []string
+	Messages   []Message      `json:"messages"`
+	License    License        `json:"license"`
+	Strategy   Strategy       `json:"strategy"` // never empty; auto when nobody set it
+	Quantize   string         `json:"quantize"` // kept with any strategy; only merge uses it
+	Verify     bool           `json:"verify"`
+}
+
+// Resolve applies the config defaults d to the sidecar s (nil when the folder
+// has none) of the adapter folder named key. The sidecar wins key by key,
+// and parameters merge key by key. sidecarFile is the sidecar's path, used
+// in errors; pass the path it would have (…/adapter.yaml) when there is none,
+// so the error says where to write the fix.
+//
+// Resolve checks again everything ParseSidecar checks, because Defaults and
+// Sidecar values can also come from Go code (command-line flags).
+func Resolve(key string, d Defaults, s *Sidecar, sidecarFile string) (*Resolved, error) {
+	file := sidecarFile
+	if file == "" {
+		file = key
+	}
+	fail := func(format string, args ...any) (*Resolved, error) {
+		return nil, &Error{File: file, Msg: fmt.Sprintf(format, args...)}
+	}
+	if s == nil {
+		s = &Sidecar{}
+	}
+
+	r := &Resolved{
+		Model:    s.Model,
+		Base:     firstNonEmpty(s.Base, d.Base),
+		System:   firstNonEmpty(s.System, d.System),
+		Template: firstNonEmpty(s.Template, d.Template),
+		Strategy: Strategy(firstNonEmpty(string(s.Strategy), string(d.Strategy), string(StrategyAuto))),
+		Quantize: firstNonEmpty(s.Quantize, d.Quantize),
+	}
+
+	params := maps.Clone(d.Parameters)
+	if params == nil {
+		params = map[string]any{}
+	}
+	maps.Copy(params, s.Parameters)
+	norm, err := NormalizeParameters(params)
+	if err != nil {
+		return fail("%v; fix it under \"parameters:\" in adapter.yaml or defaults.parameters in the config", err)
+	}
+	if len(norm) > 0 {
+		r.Parameters = norm
+	}
+
+	msgs := d.Messages
+	if s.Messages != nil {
+		msgs = s.Messages
+	}
+	for i, m := range msgs {
+		if !slices.Contains(messageRoles, m.Role) {
+			return fail("messages[%d]: unknown role %s; use one of %s", i, quote(m.Role), strings.Join(messageRoles, ", "))
+		}
+	}
+	if len(msgs) > 0 {
+		r.Messages = slices.Clone(msgs)
+	}
+	lic := d.License
+	if s.License != nil {
+		lic = s.License
+	}
+	if len(lic) > 0 {
+		r.License = slices.Clone(lic)
+	}
+
+	switch {
+	case s.Verify != nil:
+		r.Verify = *s.Verify
+	case d.Verify != nil:
+		r.Verify = *d.Verify
+	}
+
+	if !r.Strategy.Valid() {
+		return fail("unknown strategy %s; set strategy: to one of %s", quote(string(r.Strategy)), strings.Join(strategies, ", "))
+	}
+	if msg := checkQuantize(r.Quantize); msg != "" {
+		return fail("quantize: %s", msg)
+	}
+	if r.Base == "" {
+		return fail(`no base model; set "base:" in adapter.yaml or defaults.base in the config`)
+	}
+	if err := validateBaseName(r.Base); err != nil {
+		return fail("invalid base model name: %v", err)
+	}
+
+	if r.Model == "" {
+		r.Model = DeriveModelName(key)
+		if r.Model == "" {
+			return fail(`cannot derive a model name from the folder name %s; set "model:" in adapter.yaml`, quote(key))
+		}
+		if err := ValidateModelName(r.Model); err != nil {
+			return fail(`cannot use the folder name %s as a model name: %v; set "model:" in adapter.yaml`, quote(key), err)
+		}
+	} else if err := ValidateModelName(r.Model); err != nil {
+		return fail(`invalid model name: %v; fix "model:" in adapter.yaml`, err)
+	}
+	return r, nil
+}
+
+// firstNonEmpty returns the first non-empty string.
+func firstNonEmpty(ss ...string) string {
+	for _, s := range ss {
+		if s != "" {
+			return s
+		}
+	}
+	return ""
+}
