@@ -357,8 +357,15 @@ func (d *yamlDecoder) path(key string, v *yaml.Node) (string, error) {
 // because its unit is a guess; 0 is fine since it needs none.
 func (d *yamlDecoder) duration(key string, v *yaml.Node, positive bool) (time.Duration, error) {
 	v = deref(v)
-	if v.Kind == yaml.ScalarNode && (v.ShortTag() == "!!int" || v.ShortTag() == "!!float") && v.Value != "0" {
-		return 0, d.errf(v, "%s: %s has no unit; write a Go duration such as %s: %ss", key, v.Value, key, v.Value)
+	if v.Kind == yaml.ScalarNode && (v.ShortTag() == "!!int" || v.ShortTag() == "!!float") {
+		var f float64
+		if err := v.Decode(&f); err != nil || f != 0 {
+			return 0, d.errf(v, "%s: %s has no unit; write a Go duration such as %s: %ss", key, v.Value, key, v.Value)
+		}
+		if positive {
+			return 0, d.errf(v, "%s must be more than 0; write for example %s: 5m", key, key)
+		}
+		return 0, nil
 	}
 	s, err := d.str(key, v)
 	if err != nil {
@@ -385,7 +392,7 @@ func (d *yamlDecoder) integer(key string, v *yaml.Node) (int, error) {
 		if err := v.Decode(&i); err == nil && i >= math.MinInt && i <= math.MaxInt {
 			return int(i), nil
 		}
-		return 0, d.errf(v, "%s: %s is out of range; use a smaller number", key, v.Value)
+		return 0, d.errf(v, "%s: %s is not a whole number in range; write for example %s: 2", key, quote(v.Value), key)
 	}
 	return 0, d.errf(v, "%s must be a whole number, found %s; write for example %s: 2", key, describe(v), key)
 }

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
 )
@@ -72,6 +73,12 @@ func quote(s string) string {
 
 func isRuneStart(b byte) bool { return b&0xC0 != 0x80 }
 
+// MaxFileSize is the largest sidecar or config accepted. Real ones are a
+// few kilobytes; the limit keeps a stray multi-gigabyte file named
+// adapter.yaml from stalling a worker in the YAML parser. Readers can use it
+// with io.LimitReader (read MaxFileSize+1 bytes so the error still fires).
+const MaxFileSize = 1 << 20
+
 // yamlDecoder carries the file name so that every helper can produce a complete
 // error.
 type yamlDecoder struct {
@@ -88,9 +95,28 @@ func (d *yamlDecoder) errf(n *yaml.Node, format string, args ...any) error {
 
 var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 
+// yaml.v3 reports parser errors with a 0-based line and scanner errors with
+// a 1-based one, and drops the line altogether when its number is 0; reader
+// errors (bad bytes) and unknown anchors get no line at all. These lists
+// let syntaxError undo that, so the line we print is the one to look at.
+var (
+	yamlParserProblems = []string{"did not find expected", "found duplicate %", "found incompatible YAML document", "found undefined tag handle", "while parsing"}
+	yamlReaderProblems = []string{"control characters are not allowed", "expected low surrogate area", "incomplete UTF-", "input error", "invalid Unicode character", "invalid leading UTF-8", "invalid length of a UTF-8", "invalid trailing UTF-8", "unexpected low surrogate area"}
+	yamlAnchorRE       = regexp.MustCompile(`^unknown anchor '(.*)' referenced$`)
+)
+
+func hasAnyPrefix(s string, prefixes []string) bool {
+	for _, p := range prefixes {
+		if strings.HasPrefix(s, p) {
+			return true
+		}
+	}
+	return false
+}
+
 // syntaxError rewrites yaml.v3's "yaml: line 3: ..." into our "file:3: ..."
 // form and adds the fix.
-func (d *yamlDecoder) syntaxError(err error) error {
+func (d *yamlDecoder) syntaxError(err error, data []byte) error {
 	msg := oneLine(err.Error())
 	line := 0
 	if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
@@ -99,17 +125,75 @@ func (d *yamlDecoder) syntaxError(err error) error {
 	} else {
 		msg = strings.TrimPrefix(msg, "yaml: ")
 	}
+	switch {
+	case hasAnyPrefix(msg, yamlParserProblems):
+		line++
+	case hasAnyPrefix(msg, yamlReaderProblems):
+		line = lineOfBadByte(data)
+	case yamlAnchorRE.MatchString(msg):
+		line = lineOf(data, "*"+yamlAnchorRE.FindStringSubmatch(msg)[1])
+	case line == 0:
+		line = 1 // a scanner error on the first line
+	}
+	// At end of input yaml.v3 points past the last line; the user should
+	// look at the last line, where the unclosed thing is.
+	if n := countLines(data); line > n {
+		line = n
+	}
 	fix := "fix the YAML syntax"
-	if strings.Contains(msg, "cannot start any token") {
+	switch {
+	case strings.Contains(msg, "cannot start any token") && bytes.ContainsRune(data, '\t'):
 		// By far the most common cause in hand-written files.
 		fix = "fix the YAML syntax; YAML does not allow tabs for indentation, use spaces"
+	case strings.Contains(msg, "cannot start any token"):
+		fix = "fix the YAML syntax; put values that start with @ or ` in quotes"
+	case strings.Contains(msg, "mapping values are not allowed"):
+		fix = `fix the YAML syntax; put values that contain ": " in quotes`
+	case strings.Contains(msg, "did not find expected key"), strings.Contains(msg, "did not find expected '-'"):
+		fix = "fix the YAML syntax; check the indentation"
 	}
 	return &Error{File: d.file, Line: line, Msg: "invalid YAML: " + msg + "; " + fix}
 }
 
+// lineOfBadByte finds the line of the first byte YAML refuses to read:
+// invalid UTF-8 or a control character other than tab, CR and LF.
+func lineOfBadByte(data []byte) int {
+	line := 1
+	for i := 0; i < len(data); {
+		r, size := utf8.DecodeRune(data[i:])
+		switch {
+		case r == utf8.RuneError && size <= 1:
+			return line
+		case r == '\n':
+			line++
+		case r == '\t' || r == '\r' || r == 0x85 || r == 0xFEFF:
+		case r < 0x20 || r == 0x7F || r >= 0x80 && r < 0xA0 || r >= 0xD800 && r <= 0xDFFF || r == 0xFFFE || r == 0xFFFF:
+			return line
+		}
+		i += size
+	}
+	return 0
+}
+
+func countLines(data []byte) int {
+	n := bytes.Count(data, []byte("\n"))
+	if len(data) > 0 && data[len(data)-1] != '\n' {
+		n++
+	}
+	return n
+}
+
+// lineOf is the 1-based line of the first occurrence of s in data, or 0.
+func lineOf(data []byte, s string) int {
+	i := bytes.Index(data, []byte(s))
+	if i < 0 {
+		return 0
+	}
+	return bytes.Count(data[:i], []byte("\n")) + 1
+}
+
 // parseRoot reads exactly one YAML document and returns its root mapping, or
 // nil when the document is empty (no content, only comments, or null).
-// "what" names the kind of file in messages ("adapter.yaml", "config").
 func (d *yamlDecoder) parseRoot(data []byte) (root *yaml.Node, err error) {
 	// yaml.v3 has had panics on hostile input in the past; a daemon that
 	// reads files dropped by other jobs must never crash because of one.
@@ -120,19 +204,22 @@ func (d *yamlDecoder) parseRoot(data []byte) (root *yaml.Node, err error) {
 		}
 	}()
 
+	if len(data) > MaxFileSize {
+		return nil, &Error{File: d.file, Msg: fmt.Sprintf("the file is %d bytes, more than the %d allowed; shorten it (long texts such as a license or system prompt must fit too)", len(data), MaxFileSize)}
+	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var doc yaml.Node
 	if err := dec.Decode(&doc); err != nil {
 		if errors.Is(err, io.EOF) {
 			return nil, nil
 		}
-		return nil, d.syntaxError(err)
+		return nil, d.syntaxError(err, data)
 	}
 	var extra yaml.Node
 	switch err := dec.Decode(&extra); {
 	case errors.Is(err, io.EOF):
 	case err != nil:
-		return nil, d.syntaxError(err)
+		return nil, d.syntaxError(err, data)
 	default:
 		return nil, d.errf(&extra, `a second YAML document starts here; this file holds one document, so remove the "---" line and merge the settings`)
 	}
@@ -266,7 +353,7 @@ func (d *yamlDecoder) boolean(key string, v *yaml.Node) (bool, error) {
 			return b, nil
 		}
 	}
-	return false, d.errf(v, "%s must be true or false, found %s", key, describe(v))
+	return false, d.errf(v, "%s must be true or false, found %s; write %s: true or %s: false", key, describe(v), key, key)
 }
 
 // oneOf reads an enumerated word, case-insensitively, and returns it lower-cased.

@@ -74,7 +74,7 @@ func validateBaseName(name string) error {
 
 func validateName(name string, strictModel bool) error {
 	if name == "" {
-		return errors.New("the name is empty")
+		return errors.New("the name is empty; use a name such as support-bot:v1")
 	}
 	if strings.Contains(name, "://") {
 		return fmt.Errorf("%s has a URL scheme; write the name without it, such as registry.example.com/team/model:tag", quote(name))

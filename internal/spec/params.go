@@ -87,7 +87,7 @@ func unknownParam(name string) string {
 	}
 	msg := fmt.Sprintf("unknown parameter %s", quote(name))
 	if s := closest(name, ParameterNames()); s != "" {
-		msg += fmt.Sprintf("; did you mean %q?", s)
+		msg += fmt.Sprintf(" (did you mean %q?)", s)
 	}
 	return msg + "; known parameters are " + strings.Join(ParameterNames(), ", ")
 }

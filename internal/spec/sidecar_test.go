@@ -145,9 +145,13 @@ func TestSidecar_ErrorsNameFileLineAndFix(t *testing.T) {
 		line int // 0: the message has no line
 		want []string
 	}{
-		{"syntax error", "base: llama3\nsystem: [unclosed\n", 3, []string{"invalid YAML", "fix the YAML syntax"}},
+		{"syntax error", "base: llama3\nsystem: [unclosed\n", 2, []string{"invalid YAML", "fix the YAML syntax"}},
 		{"tab indentation", "parameters:\n\ttemperature: 1\n", 2, []string{"invalid YAML", "tabs"}},
-		{"syntax error without line", "a: b: c", 0, []string{"invalid YAML", "mapping values are not allowed"}},
+		{"syntax error on the first line", "a: b: c", 1, []string{"invalid YAML", "mapping values are not allowed"}},
+		{"invalid UTF-8", "base: a\nsystem: \xff\n", 2, []string{"invalid YAML", "UTF-8"}},
+		{"control character", "base: a\n\nsystem: \x01\n", 3, []string{"invalid YAML", "control characters"}},
+		{"unknown anchor", "base: a\nsystem: *nope\n", 2, []string{"invalid YAML", "unknown anchor 'nope'"}},
+		{"block indentation", "parameters:\n  num_ctx: 1\n temperature: 2\n", 3, []string{"invalid YAML"}},
 		{"second document", "base: a\n---\nbase: b\n", 2, []string{"second YAML document", `remove the "---" line`}},
 		{"top level list", "- base: a\n", 1, []string{"found a list", "key: value"}},
 		{"top level text", "just text\n", 1, []string{`found "just text"`}},
@@ -156,7 +160,7 @@ func TestSidecar_ErrorsNameFileLineAndFix(t *testing.T) {
 		{"merge key alone", "<<: {base: a}\n", 1, []string{"merge keys", "write the keys out"}},
 		{"non-scalar key", "? [a]\n: b\n", 1, []string{"keys must be plain words"}},
 		{"model invalid", "model: Support Bot\n", 1, []string{"model: invalid model name", `not ' '`}},
-		{"model with empty tag", "model: foo:\n", 1, []string{"empty tag part"}},
+		{"model with empty tag", "model: \"foo:\"\n", 1, []string{"empty tag part"}},
 		{"base invalid", "base: llama 3\n", 1, []string{"base: invalid base model name"}},
 		{"system is a mapping", "system: {a: b}\n", 1, []string{"system must be text, found a mapping", "quotes"}},
 		{"template unquoted braces", "template: {{ .Prompt }}\n", 1, []string{"template must be text", "quotes"}},
@@ -175,7 +179,7 @@ func TestSidecar_ErrorsNameFileLineAndFix(t *testing.T) {
 		{"message unknown key", "messages:\n  - {role: user, text: x}\n", 2, []string{`unknown key "text" in messages[0]; known keys are role, content`}},
 		{"message empty", "messages:\n  -\n", 2, []string{"messages[0] is empty"}},
 		{"parameters not mapping", "parameters: [temperature]\n", 1, []string{"parameters must be a mapping"}},
-		{"unknown parameter", "parameters:\n  temprature: 0.7\n", 2, []string{`parameters: unknown parameter "temprature"; did you mean "temperature"?`, "known parameters are"}},
+		{"unknown parameter", "parameters:\n  temprature: 0.7\n", 2, []string{`parameters: unknown parameter "temprature" (did you mean "temperature"?)`, "known parameters are"}},
 		{"removed parameter", "parameters:\n  typical_p: 0.7\n", 2, []string{"typical_p is no longer supported", "remove it"}},
 		{"duplicate parameter", "parameters:\n  num_ctx: 1\n  num_ctx: 2\n", 3, []string{`duplicate parameter "num_ctx"`}},
 		{"int parameter float", "parameters:\n  num_ctx: 4096.5\n", 2, []string{"parameter num_ctx must be a whole number, found 4096.5"}},
@@ -383,4 +387,10 @@ func TestResolve_DoesNotShareMemoryWithInputs(t *testing.T) {
 	if d.Parameters["stop"].([]string)[0] != "a" || d.License[0] != "MIT" {
 		t.Errorf("Resolve result aliases the defaults: %#v", d)
 	}
+}
+
+func TestSidecar_OversizedFileIsRefused(t *testing.T) {
+	data := []byte("system: " + strings.Repeat("x", MaxFileSize) + "\n")
+	_, err := ParseSidecar(data, sidecarFile)
+	wantError(t, err, sidecarFile, 0, "more than the 1048576 allowed", "shorten it")
 }

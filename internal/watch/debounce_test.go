@@ -41,6 +41,10 @@ func TestSettleRestartsOnEachEvent(t *testing.T) {
 		time.Sleep(4 * time.Second)
 		d.mark("a") // t=4: now due at t=9
 		time.Sleep(4 * time.Second)
+		synctest.Wait()
+		if got := drain(d); len(got) != 0 {
+			t.Fatalf("t=8s: got %v before 5s of quiet", keys(got))
+		}
 		d.mark("a") // t=8: now due at t=13
 		time.Sleep(4*time.Second + 999*time.Millisecond)
 		synctest.Wait()

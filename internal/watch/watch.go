@@ -263,6 +263,9 @@ func (r *runner) startFsnotify(markAll bool) {
 			r.deb.mark(name)
 		}
 	}
+	if r.fw != nil {
+		r.log.Info("watching drop dir", "mode", ModeFsnotify, "folders", len(r.known), "watched", len(r.watched))
+	}
 }
 
 // startPoll switches to polling mode, taking the baseline snapshot.
@@ -271,6 +274,7 @@ func (r *runner) startPoll() {
 	r.w.polling.Store(true)
 	if r.poll == nil {
 		r.poll = time.NewTicker(r.w.opts.PollInterval)
+		r.log.Debug("polling drop dir", "poll_interval", r.w.opts.PollInterval)
 	}
 	snap, err := takeSnapshot(r.dir, r.w.opts.ReadyFile)
 	if err != nil {
@@ -475,6 +479,7 @@ func (r *runner) rootEvent(name string, op fsnotify.Op) {
 	case op.Has(fsnotify.Remove), op.Has(fsnotify.Rename):
 		if r.known[name] {
 			r.forget(name)
+			r.deb.mark(name)
 		}
 
 	case op.Has(fsnotify.Chmod):

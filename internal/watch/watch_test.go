@@ -119,9 +119,18 @@ func (h *harness) mkdir(elem ...string) {
 	}
 }
 
+// write replaces a file atomically (a hidden temp file, then a rename), so
+// that it is one observable change: a stall between the open and the write
+// of a plain os.WriteFile could otherwise be seen as two changes more than
+// settle apart.
 func (h *harness) write(data string, elem ...string) {
 	h.t.Helper()
-	if err := os.WriteFile(h.path(elem...), []byte(data), 0o644); err != nil {
+	path := h.path(elem...)
+	tmp := filepath.Join(filepath.Dir(path), ".tmp-"+filepath.Base(path))
+	if err := os.WriteFile(tmp, []byte(data), 0o644); err != nil {
+		h.t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
 		h.t.Fatal(err)
 	}
 }
@@ -220,16 +229,22 @@ func TestIgnoredFilesDoNotEmit(t *testing.T) {
 	h.mkdir("foo", "checkpoint-500")
 	h.write("{}", "foo", "checkpoint-500", "adapter_config.json")
 	h.write("x", "foo", "checkpoint-500", "adapter_model.safetensors")
-	h.write("x", "notes.txt")         // a plain file in the drop dir
+	h.write("x", "notes.txt")          // a plain file in the drop dir
 	h.write("x", "_archive", "a.gguf") // a folder that is not an adapter
 	h.mkdir(".hidden")
-	if err := os.Remove(h.path("notes.txt")); err != nil {
-		t.Fatal(err)
-	}
 
 	h.write("{}", "sentinel", "adapter_config.json")
 	before := h.waitKey("sentinel")
 	mustNotContain(t, before, "foo", "notes.txt", "_archive", ".hidden", "checkpoint-500")
+
+	// Removing the plain file is ignored too. (It is removed only now: a
+	// file that vanishes before the watcher can stat it is reported, since
+	// it might have been a folder.)
+	if err := os.Remove(h.path("notes.txt")); err != nil {
+		t.Fatal(err)
+	}
+	h.write("{}", "sentinel", "adapter_model.safetensors")
+	mustNotContain(t, h.waitKey("sentinel"), "notes.txt")
 	h.quiet(500 * time.Millisecond)
 }
 
@@ -359,9 +374,12 @@ func TestPollingModeDetectsAddChangeRemove(t *testing.T) {
 		t.Fatalf("Mode() = %q, want poll", got)
 	}
 
-	// add
-	h.mkdir("foo")
-	h.write("{}", "foo", "adapter_config.json")
+	// add (atomically, so that it is one change)
+	h.mkdir(".foo.new")
+	h.write("{}", ".foo.new", "adapter_config.json")
+	if err := os.Rename(h.path(".foo.new"), h.path("foo")); err != nil {
+		t.Fatal(err)
+	}
 	if before := h.waitKey("foo"); len(before) != 0 {
 		t.Errorf("add: events before foo: %v", before)
 	}
@@ -387,8 +405,8 @@ func TestPollingModeDetectsAddChangeRemove(t *testing.T) {
 	h.write("{}", ".bar.partial", "adapter_config.json")
 	h.write("x", "sentinel", "adapter.yml")
 	mustNotContain(t, h.waitKey("sentinel"), "foo", ".bar.partial")
-	// remove
-	if err := os.RemoveAll(h.path("foo")); err != nil {
+	// remove (by moving it away: one change)
+	if err := os.Rename(h.path("foo"), filepath.Join(t.TempDir(), "foo")); err != nil {
 		t.Fatal(err)
 	}
 	if before := h.waitKey("foo"); len(before) != 0 {
@@ -514,3 +532,29 @@ func TestPollIntervalDefault(t *testing.T) {
 	}
 }
 
+func TestResyncTickDoesNotMarkUnchangedFolders(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dir, "foo"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(t.TempDir(), filepath.Join(dir, "link")); err != nil {
+		t.Skipf("symlinks unavailable: %v", err)
+	}
+	h := start(t, Options{Dir: dir, Settle: 20 * time.Millisecond, Resync: 50 * time.Millisecond})
+	// Each resync re-checks the watches; with nothing changed it must send
+	// only Resync events, never the existing keys.
+	for range 5 {
+		if ev := h.next(); !ev.Resync {
+			t.Fatalf("got %+v, want only Resync events", ev)
+		}
+	}
+	if got := h.w.Mode(); got != ModeFsnotify {
+		t.Errorf("Mode() = %q, want fsnotify", got)
+	}
+	// And the watches still work.
+	h.write("{}", "foo", "adapter_config.json")
+	if before := h.waitKey("foo"); len(before) != 0 {
+		t.Errorf("events before foo: %v", before)
+	}
+}
