@@ -1,0 +1,162 @@
+// Package cli implements adapterd's command line: it parses arguments, loads
+// the config, and calls the packages that do the work. cmd/adapterd is a
+// thin main around Main.
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"strings"
+
+	"github.com/adapterd/adapterd/internal/spec"
+)
+
+// Version is set at build time with -ldflags "-X .../internal/cli.Version=v1".
+var Version = ""
+
+// Env is what a command may touch of the process, so tests run commands
+// in-process.
+type Env struct {
+	Stdout, Stderr io.Writer
+	Getenv         func(string) string
+}
+
+// exitError carries an exit status without a message: the command already
+// printed what went wrong.
+type exitError struct{ code int }
+
+func (e exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
+
+// usageError is a bad command line; Main prints usage with it.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+const usage = `usage: adapterd <command> [flags]
+
+commands:
+  run [--config F] [--once]      run the daemon in the foreground
+  check [--config F] DIR...      validate adapter folders; create nothing
+  modelfile [--config F] DIR     print the equivalent Ollama Modelfile
+  create --base B --name N --adapter DIR [--system S] [--temperature T] [--num-ctx N] [--out-modelfile F]
+  status [--config F] [--json]   table of adapters from the running daemon
+  install | uninstall | start | stop | restart [--config F]
+  version                        print the version
+`
+
+// Main runs one command and returns the process exit status.
+func Main(ctx context.Context, args []string, env Env) int {
+	if env.Getenv == nil {
+		env.Getenv = os.Getenv
+	}
+	err := dispatch(ctx, args, env)
+	var ee exitError
+	var ue usageError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &ee):
+		return ee.code
+	case errors.Is(err, flag.ErrHelp):
+		fmt.Fprint(env.Stdout, usage)
+		return 0
+	case errors.As(err, &ue):
+		fmt.Fprintf(env.Stderr, "adapterd: %s\n%s", ue.msg, usage)
+		return 2
+	default:
+		fmt.Fprintf(env.Stderr, "adapterd: %s\n", strings.ReplaceAll(err.Error(), "\n", " "))
+		return 1
+	}
+}
+
+func dispatch(ctx context.Context, args []string, env Env) error {
+	if len(args) == 0 {
+		return usageError{"no command given"}
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "run":
+		return cmdRun(ctx, rest, env)
+	case "check":
+		return cmdCheck(ctx, rest, env)
+	case "modelfile":
+		return cmdModelfile(ctx, rest, env)
+	case "create":
+		return cmdCreate(ctx, rest, env)
+	case "status":
+		return cmdStatus(ctx, rest, env)
+	case "install", "uninstall", "start", "stop", "restart":
+		return cmdService(ctx, cmd, rest, env)
+	case "version", "--version", "-v":
+		fmt.Fprintln(env.Stdout, "adapterd", version())
+		return nil
+	case "help", "-h", "--help":
+		return flag.ErrHelp
+	}
+	return usageError{fmt.Sprintf("unknown command %q", cmd)}
+}
+
+func version() string {
+	if Version != "" {
+		return Version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "dev"
+}
+
+func newFlags(name string, env Env) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(env.Stderr)
+	return fs
+}
+
+// defaultConfigPath is where run/status/service look without --config.
+const defaultConfigPath = "/etc/adapterd/config.yaml"
+
+// loadConfig loads --config, or for one-shot commands without one, a config
+// of defaults (drop_dir is then the folder's parent).
+func loadConfig(path, dropDir string) (*spec.Config, error) {
+	if path != "" {
+		return spec.LoadConfig(path)
+	}
+	if _, err := os.Stat(defaultConfigPath); err == nil {
+		return spec.LoadConfig(defaultConfigPath)
+	}
+	if dropDir == "" {
+		return nil, fmt.Errorf("no config: pass --config FILE (or create %s)", defaultConfigPath)
+	}
+	abs, err := filepath.Abs(dropDir)
+	if err != nil {
+		return nil, err
+	}
+	return spec.DefaultConfig(abs), nil
+}
+
+// newLogger builds the slog logger the config asks for. Under systemd
+// (JOURNAL_STREAM set) the journal stamps each line itself, so the time
+// attribute is left out rather than duplicated.
+func newLogger(cfg *spec.Config, w io.Writer, getenv func(string) string, level *slog.LevelVar) *slog.Logger {
+	level.Set(cfg.Log.SlogLevel())
+	opts := &slog.HandlerOptions{Level: level}
+	if getenv("JOURNAL_STREAM") != "" {
+		opts.ReplaceAttr = func(groups []string, a slog.Attr) slog.Attr {
+			if len(groups) == 0 && a.Key == slog.TimeKey {
+				return slog.Attr{}
+			}
+			return a
+		}
+	}
+	if cfg.Log.Format == spec.LogFormatJSON {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}

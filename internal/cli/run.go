@@ -1,0 +1,79 @@
+package cli
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/adapterd/adapterd/internal/daemon"
+	"github.com/adapterd/adapterd/internal/ingest"
+	"github.com/adapterd/adapterd/internal/spec"
+)
+
+func cmdRun(ctx context.Context, args []string, env Env) error {
+	fs := newFlags("run", env)
+	configPath := fs.String("config", "", "config file")
+	once := fs.Bool("once", false, "one full reconcile, then exit (status 1 if any adapter is not ready)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageError{"run takes no arguments"}
+	}
+	path := *configPath
+	if path == "" {
+		path = defaultConfigPath
+	}
+	cfg, err := spec.LoadConfig(path)
+	if err != nil {
+		return err
+	}
+	level := new(slog.LevelVar)
+	log := newLogger(cfg, env.Stderr, env.Getenv, level)
+
+	if *once {
+		store, err := ingest.OpenStore(cfg.StateDir)
+		if err != nil {
+			return err
+		}
+		client, err := daemon.NewClient(cfg)
+		if err != nil {
+			return err
+		}
+		rec := ingest.New(ingest.Options{Config: cfg, Client: client, Store: store, Logger: log})
+		if !rec.RunOnce(ctx) {
+			return exitError{1}
+		}
+		return nil
+	}
+
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	reloads := make(chan struct{}, 1)
+	go func() {
+		for range hup {
+			select {
+			case reloads <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	return daemon.Run(ctx, daemon.Options{
+		Config: cfg,
+		Reload: func() (*spec.Config, error) {
+			next, err := spec.LoadConfig(path)
+			if err == nil {
+				level.Set(next.Log.SlogLevel())
+			}
+			return next, err
+		},
+		Reloads: reloads,
+		Logger:  log,
+		Notify:  sdNotify,
+	})
+}

@@ -1,0 +1,42 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	"github.com/adapterd/adapterd/internal/httpapi"
+)
+
+// cmdStatus prints the running daemon's adapters, read from its HTTP
+// endpoint (config listen).
+func cmdStatus(ctx context.Context, args []string, env Env) error {
+	fs := newFlags("status", env)
+	configPath := fs.String("config", defaultConfigPath, "config file (for listen)")
+	asJSON := fs.Bool("json", false, "print JSON instead of a table")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageError{"status takes no arguments"}
+	}
+	cfg, err := loadConfig(*configPath, "")
+	if err != nil {
+		return err
+	}
+	if cfg.Listen == "" {
+		return usageError{"the config turns the HTTP endpoint off (listen: \"\"); status needs it"}
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	list, err := httpapi.FetchAdapters(ctx, cfg.Listen)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		enc := json.NewEncoder(env.Stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(list)
+	}
+	return httpapi.WriteTable(env.Stdout, list, time.Now())
+}

@@ -1,0 +1,176 @@
+// Package daemon wires the long-running adapterd together: the watcher feeds
+// keys to the reconciler, the HTTP endpoints report on it, and a reload swaps
+// the config without dropping state.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/ollama/ollama/api"
+
+	"github.com/adapterd/adapterd/internal/httpapi"
+	"github.com/adapterd/adapterd/internal/ingest"
+	"github.com/adapterd/adapterd/internal/metrics"
+	"github.com/adapterd/adapterd/internal/spec"
+	"github.com/adapterd/adapterd/internal/status"
+	"github.com/adapterd/adapterd/internal/watch"
+)
+
+// Options configures Run.
+type Options struct {
+	Config *spec.Config
+	// Reload returns the new config when a reload is asked for (SIGHUP).
+	// An error keeps the old config running.
+	Reload  func() (*spec.Config, error)
+	Reloads <-chan struct{}
+	Logger  *slog.Logger
+	// Notify is called once with "READY=1" after the first full sync, and
+	// with "STOPPING=1" at shutdown (systemd's sd_notify).
+	Notify func(state string)
+	// Listener, if set, is used instead of listening on Config.Listen
+	// (tests pass 127.0.0.1:0).
+	Listener net.Listener
+}
+
+// NewClient returns an Ollama client for the configured host.
+func NewClient(cfg *spec.Config) (*api.Client, error) {
+	u, err := url.Parse(cfg.Ollama.Host)
+	if err != nil {
+		return nil, fmt.Errorf("ollama.host %q: %w", cfg.Ollama.Host, err)
+	}
+	return api.NewClient(u, &http.Client{}), nil
+}
+
+// Run runs the daemon until ctx is done.
+func Run(ctx context.Context, o Options) error {
+	cfg := o.Config
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	notify := o.Notify
+	if notify == nil {
+		notify = func(string) {}
+	}
+	store, err := ingest.OpenStore(cfg.StateDir)
+	if err != nil {
+		return err
+	}
+	client, err := NewClient(cfg)
+	if err != nil {
+		return err
+	}
+	reg := metrics.NewRegistry()
+	var rec *ingest.Reconciler
+	// The closure runs at scrape time, after rec is set.
+	m := metrics.New(reg, func() map[status.State]int { return rec.StateCounts() })
+	rec = ingest.New(ingest.Options{Config: cfg, Client: client, Store: store, Logger: log, Metrics: m})
+
+	ln := o.Listener
+	if ln == nil && cfg.Listen != "" {
+		if ln, err = net.Listen("tcp", cfg.Listen); err != nil {
+			return fmt.Errorf("listen %s: %w", cfg.Listen, err)
+		}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	if ln != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := httpapi.Serve(ctx, ln, httpapi.Handler(rec, reg), log); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error("http server stopped", "err", err)
+			}
+		}()
+		log.Info("http listening", "addr", ln.Addr().String())
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		rec.Start(ctx)
+	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if rec.Ready() {
+					notify("READY=1")
+					log.Info("first full sync done")
+					return
+				}
+			}
+		}
+	}()
+
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	watchDone := startWatch(watchCtx, cfg, rec, log)
+	log.Info("adapterd started", "drop_dir", cfg.DropDir, "state_dir", cfg.StateDir, "ollama", cfg.Ollama.Host)
+	for {
+		select {
+		case <-ctx.Done():
+			notify("STOPPING=1")
+			log.Info("shutting down")
+			stopWatch()
+			<-watchDone
+			wg.Wait()
+			return nil
+		case <-o.Reloads:
+			if o.Reload == nil {
+				continue
+			}
+			next, err := o.Reload()
+			if err != nil {
+				log.Error("config reload failed; keeping the old config", "err", err)
+				continue
+			}
+			notify("RELOADING=1")
+			stopWatch()
+			<-watchDone
+			cfg = next
+			rec.SetConfig(ctx, cfg)
+			watchCtx, stopWatch = context.WithCancel(ctx)
+			watchDone = startWatch(watchCtx, cfg, rec, log)
+			log.Info("config reloaded")
+			notify("READY=1")
+		}
+	}
+}
+
+// startWatch runs a watcher that feeds rec until ctx is done.
+func startWatch(ctx context.Context, cfg *spec.Config, rec *ingest.Reconciler, log *slog.Logger) <-chan struct{} {
+	w := watch.New(watch.Options{Dir: cfg.DropDir, Settle: cfg.Settle, Resync: cfg.Resync, ReadyFile: cfg.ReadyFile, Logger: log})
+	events := make(chan watch.Event, 64)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		go w.Run(ctx, events)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case ev := <-events:
+				if ev.Resync {
+					rec.Resync(ctx)
+				} else {
+					rec.Enqueue(ev.Key)
+				}
+			}
+		}
+	}()
+	return done
+}

@@ -1,0 +1,63 @@
+package httpapi
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+	"unicode"
+
+	"github.com/adapterd/adapterd/internal/status"
+)
+
+// WriteTable writes list as a table with the columns KEY MODEL STATE
+// STRATEGY AGE ERROR. AGE is now minus Updated, in the largest whole unit.
+func WriteTable(w io.Writer, list []status.Status, now time.Time) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "KEY\tMODEL\tSTATE\tSTRATEGY\tAGE\tERROR")
+	for _, s := range list {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n",
+			cell(s.Key), cell(s.Model), cell(string(s.State)), cell(s.Strategy),
+			age(s.Updated, now), cell(s.Error))
+	}
+	return tw.Flush()
+}
+
+// cell makes a value safe for one tabwriter cell on a terminal. Keys are
+// folder names and errors may quote file contents, so a tab, newline or
+// escape sequence in them must not break the columns or drive the
+// terminal.
+func cell(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r == '\t' || r == '\n' || r == '\r':
+			return ' '
+		case !unicode.IsPrint(r):
+			return '?'
+		}
+		return r
+	}, s)
+}
+
+// age renders now - updated as "5s", "3m", "2h" or "4d", truncated to the
+// largest whole unit, or "-" when updated is unset. A time in the future,
+// from clock skew, shows as "0s".
+func age(updated, now time.Time) string {
+	if updated.IsZero() {
+		return "-"
+	}
+	d := max(now.Sub(updated), 0)
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%ds", int(d/time.Second))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm", int(d/time.Minute))
+	case d < 24*time.Hour:
+		return fmt.Sprintf("%dh", int(d/time.Hour))
+	}
+	return fmt.Sprintf("%dd", int(d/(24*time.Hour)))
+}

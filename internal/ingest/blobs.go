@@ -1,0 +1,52 @@
+package ingest
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/ollama/ollama/api"
+)
+
+// FileDigest hashes a file as Ollama names blobs: "sha256:<hex>".
+func FileDigest(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return "sha256:" + hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// UploadBlob makes sure the server has the blob with the given digest,
+// streaming it from path only when HEAD says the server lacks it. It reports
+// the bytes sent (0 when the server already had the blob).
+func UploadBlob(ctx context.Context, c *api.Client, path, digest string) (int64, error) {
+	ok, err := c.HeadBlob(ctx, digest)
+	if err != nil {
+		return 0, fmt.Errorf("checking blob %s: %w", digest, err)
+	}
+	if ok {
+		return 0, nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return 0, err
+	}
+	if err := c.CreateBlob(ctx, digest, f); err != nil {
+		return 0, fmt.Errorf("uploading %s: %w", path, err)
+	}
+	return st.Size(), nil
+}

@@ -1,0 +1,40 @@
+package ingest
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	"github.com/ollama/ollama/api"
+
+	"github.com/adapterd/adapterd/internal/spec"
+)
+
+// CreateOnce creates the model for one folder right now, through the same
+// validation and create path as the daemon, without state: `adapterd create`.
+// Unlike the daemon it replaces an existing model of that name, because the
+// user named it on the command line.
+func CreateOnce(ctx context.Context, c *api.Client, f *spec.Folder, log *slog.Logger) (spec.Strategy, error) {
+	r := New(Options{Config: spec.DefaultConfig(f.Dir), Client: c, Store: MemoryStore(), Logger: log})
+	strategy, err := r.chooseStrategy(ctx, f.Resolved, f.Adapter)
+	if err != nil {
+		return "", err
+	}
+	digests := map[string]string{}
+	for _, p := range f.Adapter.Files {
+		if digests[p], err = FileDigest(p); err != nil {
+			return "", err
+		}
+	}
+	models, err := r.srv.models(ctx)
+	if err != nil {
+		return "", err
+	}
+	base, ok := models[spec.CanonicalModelName(f.Resolved.Base)]
+	if !ok {
+		return "", fmt.Errorf("base model %s is not in Ollama; run `ollama pull %s`", f.Resolved.Base, f.Resolved.Base)
+	}
+	name := spec.CanonicalModelName(f.Resolved.Model)
+	input := inputDigest(f.Resolved, strategy, digests, base.Digest)
+	return strategy, r.create(ctx, f.Key, name, f.Resolved, f.Adapter, strategy, digests, input)
+}

@@ -1,0 +1,652 @@
+package ingest
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	mrand "math/rand/v2"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/ollama/ollama/api"
+
+	"github.com/adapterd/adapterd/internal/spec"
+	"github.com/adapterd/adapterd/internal/status"
+	"github.com/adapterd/adapterd/internal/watch"
+)
+
+// Metrics receives what the reconciler does; internal/metrics implements it.
+type Metrics interface {
+	IngestDone(result, strategy string, d time.Duration)
+	BytesUploaded(n int64)
+	OllamaError(op string)
+	ResyncDone(t time.Time)
+}
+
+type nopMetrics struct{}
+
+func (nopMetrics) IngestDone(string, string, time.Duration) {}
+func (nopMetrics) BytesUploaded(int64)                      {}
+func (nopMetrics) OllamaError(string)                       {}
+func (nopMetrics) ResyncDone(time.Time)                     {}
+
+// Options configures a Reconciler.
+type Options struct {
+	Config  *spec.Config
+	Client  *api.Client
+	Store   *Store
+	Logger  *slog.Logger
+	Metrics Metrics
+}
+
+// Reconciler makes Ollama match the drop directory, one key at a time.
+// Events only mark keys dirty; each reconcile reads the folder and Ollama
+// afresh and does what differs (level-triggered).
+type Reconciler struct {
+	log     *slog.Logger
+	store   *Store
+	srv     *server
+	metrics Metrics
+	q       *queue
+	once    bool // --once: no retries, no waiting out grace periods
+
+	mu         sync.Mutex
+	cfg        *spec.Config
+	statuses   map[string]status.Status
+	claims     map[string]string // key -> canonical model name it claims
+	failures   map[string]int    // consecutive Ollama failures, for backoff
+	incomplete map[string]string // key -> snapshot id last seen incomplete
+	syncing    map[string]bool   // keys of the first full sync not yet reconciled
+	synced     bool
+}
+
+// New returns a Reconciler. Call Start to run its workers.
+func New(o Options) *Reconciler {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Metrics == nil {
+		o.Metrics = nopMetrics{}
+	}
+	return &Reconciler{
+		log: o.Logger, store: o.Store, srv: newServer(o.Client), metrics: o.Metrics,
+		q: newQueue(), cfg: o.Config,
+		statuses: map[string]status.Status{}, claims: map[string]string{},
+		failures: map[string]int{}, incomplete: map[string]string{},
+	}
+}
+
+// SetConfig swaps in a reloaded config and re-checks every folder.
+func (r *Reconciler) SetConfig(ctx context.Context, cfg *spec.Config) {
+	r.mu.Lock()
+	r.cfg = cfg
+	r.mu.Unlock()
+	r.Resync(ctx)
+}
+
+func (r *Reconciler) config() *spec.Config {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.cfg
+}
+
+// Enqueue marks one key dirty.
+func (r *Reconciler) Enqueue(key string) { r.q.Add(key) }
+
+// Resync marks every key dirty: folders present now, folders with a status,
+// and folders that own a model. Model-name claims are read first for every
+// folder, so a name clash is seen before either folder creates anything.
+func (r *Reconciler) Resync(ctx context.Context) {
+	cfg := r.config()
+	keys := map[string]bool{}
+	entries, err := os.ReadDir(cfg.DropDir)
+	if err != nil {
+		r.log.Warn("cannot list drop_dir", "dir", cfg.DropDir, "err", err)
+	}
+	for _, e := range entries {
+		if watch.IsAdapterKey(e.Name()) {
+			keys[e.Name()] = true
+			if name, ok := r.peekModelName(cfg, e.Name()); ok {
+				r.mu.Lock()
+				r.claims[e.Name()] = name
+				r.mu.Unlock()
+			}
+		}
+	}
+	r.mu.Lock()
+	for k := range r.statuses {
+		keys[k] = true
+	}
+	r.mu.Unlock()
+	for _, m := range r.store.Models() {
+		keys[m.Key] = true
+	}
+	r.mu.Lock()
+	if !r.synced && r.syncing == nil {
+		r.syncing = map[string]bool{}
+		for k := range keys {
+			r.syncing[k] = true
+		}
+		r.synced = len(keys) == 0
+	}
+	r.mu.Unlock()
+	sorted := make([]string, 0, len(keys))
+	for k := range keys {
+		sorted = append(sorted, k)
+	}
+	sort.Strings(sorted)
+	for _, k := range sorted {
+		r.q.Add(k)
+	}
+	if err == nil {
+		r.metrics.ResyncDone(time.Now())
+	}
+}
+
+// peekModelName reads a folder's sidecar for its model name, ignoring every
+// error: it only seeds claims, and the reconcile reports problems.
+func (r *Reconciler) peekModelName(cfg *spec.Config, key string) (string, bool) {
+	dir := filepath.Join(cfg.DropDir, key)
+	var sc *spec.Sidecar
+	file := filepath.Join(dir, "adapter.yaml")
+	for _, name := range []string{"adapter.yaml", "adapter.yml"} {
+		p := filepath.Join(dir, name)
+		if fi, err := os.Lstat(p); err != nil || !fi.Mode().IsRegular() || fi.Size() > 1<<20 {
+			continue
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return "", false
+		}
+		if sc, err = spec.ParseSidecar(b, p); err != nil {
+			return "", false
+		}
+		file = p
+		break
+	}
+	res, err := spec.Resolve(key, cfg.Defaults, sc, file)
+	if err != nil {
+		return "", false
+	}
+	return spec.CanonicalModelName(res.Model), true
+}
+
+// Start runs the workers until ctx is done. It returns once they all exit;
+// in-flight creates are cancelled and clean up their temporary models.
+func (r *Reconciler) Start(ctx context.Context) {
+	var wg sync.WaitGroup
+	n := max(1, r.config().Workers)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r.worker(ctx)
+		}()
+	}
+	r.cleanupPending(ctx)
+	<-ctx.Done()
+	r.q.ShutDown()
+	wg.Wait()
+}
+
+func (r *Reconciler) worker(ctx context.Context) {
+	for {
+		key, ok := r.q.Get()
+		if !ok {
+			return
+		}
+		after := r.reconcile(ctx, key)
+		r.q.Done(key)
+		r.markSynced(key)
+		if after > 0 && ctx.Err() == nil {
+			r.q.AddAfter(key, after)
+		}
+	}
+}
+
+func (r *Reconciler) markSynced(key string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.syncing == nil || r.synced {
+		return
+	}
+	delete(r.syncing, key)
+	if len(r.syncing) == 0 {
+		r.synced = true
+	}
+}
+
+// RunOnce does one full reconcile of every folder and returns whether all
+// adapters are ready. Folders still settling are waited for; failures are
+// not retried and removal grace periods are not waited out.
+func (r *Reconciler) RunOnce(ctx context.Context) bool {
+	r.once = true
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		r.Start(ctx)
+	}()
+	r.Resync(ctx)
+	r.q.WaitIdle(true)
+	cancel()
+	<-done
+	for _, s := range r.Adapters() {
+		if s.State != status.Ready {
+			return false
+		}
+	}
+	return true
+}
+
+// Ready reports whether the first full sync is done and Ollama answers.
+func (r *Reconciler) Ready() bool {
+	r.mu.Lock()
+	synced := r.synced
+	r.mu.Unlock()
+	return synced && r.srv.Healthy()
+}
+
+// Adapters returns every adapter's status, sorted by key.
+func (r *Reconciler) Adapters() []status.Status {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]status.Status, 0, len(r.statuses))
+	for _, s := range r.statuses {
+		out = append(out, s)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
+	return out
+}
+
+// StateCounts counts adapters by state, for metrics.
+func (r *Reconciler) StateCounts() map[status.State]int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := map[status.State]int{}
+	for _, s := range r.statuses {
+		out[s.State]++
+	}
+	return out
+}
+
+// setStatus records a key's status, logs a change of state or error, and
+// rewrites the folder's status file when anything users see changed.
+func (r *Reconciler) setStatus(s status.Status) {
+	cfg := r.config()
+	r.mu.Lock()
+	old, had := r.statuses[s.Key]
+	same := had && old.State == s.State && old.Error == s.Error && old.Model == s.Model &&
+		old.Base == s.Base && old.Strategy == s.Strategy && old.Digest == s.Digest
+	if same {
+		r.mu.Unlock()
+		return
+	}
+	s.Updated = time.Now().UTC().Truncate(time.Second)
+	r.statuses[s.Key] = s
+	r.mu.Unlock()
+
+	attrs := []any{"key", s.Key, "state", s.State, "model", s.Model}
+	if s.Strategy != "" {
+		attrs = append(attrs, "strategy", s.Strategy)
+	}
+	if s.Error != "" {
+		attrs = append(attrs, "error", s.Error)
+	}
+	if had {
+		attrs = append(attrs, "from", old.State)
+	}
+	switch s.State {
+	case status.Invalid, status.Failed, status.Conflict:
+		r.log.Warn("adapter state changed", attrs...)
+	default:
+		r.log.Info("adapter state changed", attrs...)
+	}
+	if cfg.StatusFile {
+		b, _ := json.MarshalIndent(s, "", "  ")
+		dir := filepath.Join(cfg.DropDir, s.Key)
+		if err := WriteFileAtomic(filepath.Join(dir, status.FileName), append(b, '\n'), 0o644); err != nil && !os.IsNotExist(err) {
+			r.log.Warn("cannot write status file", "key", s.Key, "err", err)
+		}
+	}
+}
+
+func (r *Reconciler) dropStatus(key string) {
+	r.mu.Lock()
+	_, had := r.statuses[key]
+	delete(r.statuses, key)
+	delete(r.failures, key)
+	delete(r.incomplete, key)
+	r.mu.Unlock()
+	if had {
+		r.log.Info("adapter folder removed", "key", key)
+	}
+}
+
+// backoff returns the retry delay after another consecutive failure:
+// exponential from 2 s, capped at 5 min, with ±20% jitter so a fleet of
+// failed folders does not retry in lockstep.
+func (r *Reconciler) backoff(key string) time.Duration {
+	r.mu.Lock()
+	r.failures[key]++
+	n := r.failures[key]
+	r.mu.Unlock()
+	if r.once {
+		return 0
+	}
+	d := time.Duration(math.Min(float64(2*time.Second)*math.Pow(2, float64(n-1)), float64(5*time.Minute)))
+	return time.Duration(float64(d) * (0.8 + 0.4*mrand.Float64()))
+}
+
+func (r *Reconciler) resetFailures(key string) {
+	r.mu.Lock()
+	delete(r.failures, key)
+	r.mu.Unlock()
+}
+
+// claim records that key wants model name (canonical) and returns the other
+// keys that want it too. Keys that shared the key's previous name are queued
+// again: their conflict may be over.
+func (r *Reconciler) claim(key, name string) []string {
+	r.mu.Lock()
+	prev, had := r.claims[key]
+	if name == "" {
+		delete(r.claims, key)
+	} else {
+		r.claims[key] = name
+	}
+	var others, freed []string
+	for k, n := range r.claims {
+		if k == key {
+			continue
+		}
+		if name != "" && n == name {
+			others = append(others, k)
+		}
+		if had && prev != name && n == prev {
+			freed = append(freed, k)
+		}
+	}
+	r.mu.Unlock()
+	for _, k := range freed {
+		r.q.Add(k)
+	}
+	sort.Strings(others)
+	return others
+}
+
+// claimedBy returns the keys claiming a canonical model name.
+func (r *Reconciler) claimedBy(name string) []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var keys []string
+	for k, n := range r.claims {
+		if n == name {
+			keys = append(keys, k)
+		}
+	}
+	return keys
+}
+
+// result of one reconcile: when to look at the key again (0: only on change).
+type result = time.Duration
+
+func (r *Reconciler) reconcile(ctx context.Context, key string) result {
+	cfg := r.config()
+	dir := filepath.Join(cfg.DropDir, key)
+	fi, err := os.Lstat(dir)
+	if err != nil || !fi.IsDir() {
+		if err == nil && fi.Mode()&os.ModeSymlink != 0 {
+			r.claim(key, "")
+			r.setStatus(status.Status{Key: key, State: status.Invalid,
+				Error: dir + ": adapter folder is a symlink; move the folder itself into drop_dir"})
+			return 0
+		}
+		return r.gone(ctx, key)
+	}
+	st := status.Status{Key: key}
+
+	snap, err := scanFolder(dir, cfg.ReadyFile)
+	if err != nil {
+		st.State, st.Error = status.Failed, fmt.Sprintf("%s: cannot read folder: %v", dir, err)
+		r.setStatus(st)
+		return r.backoff(key)
+	}
+	if cfg.ReadyFile != "" && !snap.has(cfg.ReadyFile) {
+		st.State, st.Error = status.Waiting, fmt.Sprintf("%s: waiting for %s", dir, cfg.ReadyFile)
+		r.setStatus(st)
+		return 0
+	}
+	// Settle: nothing relevant may have changed for cfg.Settle. The watcher
+	// already waited that long after the last event; this also covers
+	// resyncs and polling, which see files without the watcher's quiet time.
+	if quiet := time.Since(snap.Newest); quiet < cfg.Settle {
+		st.State, st.Error = status.Waiting, ""
+		r.setStatus(st)
+		return cfg.Settle - max(quiet, 0)
+	}
+
+	f, err := spec.LoadFolder(dir, cfg.Defaults)
+	if err != nil {
+		if spec.IsIncomplete(err) && r.incompleteFirstTime(key, snap) {
+			st.State, st.Error = status.Waiting, oneLine(err.Error())
+			r.setStatus(st)
+			return max(cfg.Settle, time.Second)
+		}
+		st.State, st.Error = status.Invalid, oneLine(err.Error())
+		r.setStatus(st)
+		return 0
+	}
+	a, res, scFile := f.Adapter, f.Resolved, f.SidecarFile
+	st.Model, st.Base = res.Model, res.Base
+	name := spec.CanonicalModelName(res.Model)
+	if others := r.claim(key, name); len(others) > 0 {
+		for _, k := range others {
+			r.q.Add(k)
+		}
+		st.State = status.Conflict
+		st.Error = fmt.Sprintf("%s: model %s is also claimed by folder(s) %v; give each folder its own model: name", scFile, res.Model, others)
+		r.setStatus(st)
+		return 0
+	}
+	after := r.retireOthers(ctx, key, name)
+
+	strategy, err := r.chooseStrategy(ctx, res, a)
+	if err != nil {
+		return r.fail(key, st, "version", err, after)
+	}
+	st.Strategy = string(strategy)
+
+	models, err := r.srv.models(ctx)
+	if err != nil {
+		return r.fail(key, st, "list", err, after)
+	}
+	baseModel, ok := models[spec.CanonicalModelName(res.Base)]
+	if !ok {
+		st.State = status.Failed
+		st.Error = fmt.Sprintf("%s: base model %s is not in Ollama; run `ollama pull %s` or fix base:", scFile, res.Base, res.Base)
+		r.setStatus(st)
+		return minAfter(r.backoff(key), after)
+	}
+	digests, err := r.fileDigests(a.Files)
+	if err != nil {
+		st.State, st.Error = status.Failed, oneLine(err.Error())
+		r.setStatus(st)
+		return minAfter(r.backoff(key), after)
+	}
+	// Two equal scans: if anything changed while we read and hashed, wait.
+	if again, err := scanFolder(dir, cfg.ReadyFile); err != nil || again.id() != snap.id() {
+		st.State, st.Error = status.Waiting, ""
+		r.setStatus(st)
+		return max(cfg.Settle, 100*time.Millisecond)
+	}
+	st.Digest = inputDigest(res, strategy, digests, baseModel.Digest)
+
+	owned, isOwned := r.store.Model(name)
+	existing, exists := models[name]
+	switch {
+	case exists && !isOwned:
+		st.State = status.Conflict
+		st.Error = fmt.Sprintf("%s: model %s already exists in Ollama and adapterd did not create it; pick another model: name or remove that model", scFile, res.Model)
+		r.setStatus(st)
+		return after
+	case exists && existing.Digest != owned.OllamaDigest:
+		st.State = status.Conflict
+		st.Error = fmt.Sprintf("%s: model %s was changed outside adapterd since adapterd created it; adapterd will not overwrite it: pick another model: name or remove that model", scFile, res.Model)
+		r.setStatus(st)
+		return after
+	case exists && owned.InputDigest == st.Digest:
+		if owned.Key != key || owned.RemovedAt != nil {
+			r.adopt(owned, key)
+		}
+		r.resetFailures(key)
+		st.State = status.Ready
+		st.Strategy = owned.Strategy
+		r.setStatus(st)
+		return after
+	}
+	if isOwned && owned.Key != key {
+		r.adopt(owned, key)
+	}
+
+	st.State = status.Ingesting
+	r.setStatus(st)
+	start := time.Now()
+	if err := r.create(ctx, key, name, res, a, strategy, digests, st.Digest); err != nil {
+		if ctx.Err() != nil {
+			return 0 // shutting down; the next start converges
+		}
+		var inv *invalidError
+		if errors.As(err, &inv) {
+			st.State, st.Error = status.Invalid, oneLine(inv.Error())
+			r.setStatus(st)
+			r.metrics.IngestDone("invalid", string(strategy), time.Since(start))
+			return after
+		}
+		r.metrics.IngestDone("failed", string(strategy), time.Since(start))
+		return r.fail(key, st, "create", err, after)
+	}
+	r.metrics.IngestDone("ok", string(strategy), time.Since(start))
+	r.resetFailures(key)
+	st.State, st.Error = status.Ready, ""
+	r.setStatus(st)
+	return after
+}
+
+func (r *Reconciler) fail(key string, st status.Status, op string, err error, after result) result {
+	r.metrics.OllamaError(op)
+	st.State, st.Error = status.Failed, oneLine(err.Error())
+	r.setStatus(st)
+	return minAfter(r.backoff(key), after)
+}
+
+// incompleteFirstTime reports whether this exact snapshot has not been seen
+// incomplete before. A copy in progress changes the snapshot, so it keeps
+// waiting; a file that stays truncated across two equal scans is invalid.
+func (r *Reconciler) incompleteFirstTime(key string, snap snapshot) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	id := snap.id()
+	if r.incomplete[key] == id {
+		return false
+	}
+	r.incomplete[key] = id
+	return true
+}
+
+// adopt moves an ownership record to key: the folder was renamed, or came
+// back within the grace period.
+func (r *Reconciler) adopt(m OwnedModel, key string) {
+	r.store.Update(func(s *stateFile) bool {
+		m.Key = key
+		m.RemovedAt = nil
+		s.Models[spec.CanonicalModelName(m.Name)] = m
+		return true
+	})
+}
+
+func minAfter(a, b result) result {
+	if a == 0 {
+		return b
+	}
+	if b == 0 {
+		return a
+	}
+	return min(a, b)
+}
+
+// fileDigests returns "sha256:..." for each path, from the stamp cache when
+// size, mtime and inode are unchanged.
+func (r *Reconciler) fileDigests(paths []string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, p := range paths {
+		s, err := stamp(p)
+		if err != nil {
+			return nil, err
+		}
+		if c, ok := r.store.Stamp(p); ok && c.Size == s.Size && c.MtimeNs == s.MtimeNs && c.Inode == s.Inode {
+			out[p] = c.Digest
+			continue
+		}
+		d, err := FileDigest(p)
+		if err != nil {
+			return nil, err
+		}
+		s.Digest = d
+		if err := r.store.Update(func(st *stateFile) bool { st.Files[p] = s; return true }); err != nil {
+			return nil, err
+		}
+		out[p] = d
+	}
+	return out, nil
+}
+
+// inputDigest covers every input of a model: the resolved sidecar, the
+// strategy, the adapter files and the base model's digest.
+func inputDigest(res *spec.Resolved, strategy spec.Strategy, files map[string]string, baseDigest string) string {
+	names := make([]string, 0, len(files))
+	for p := range files {
+		names = append(names, p)
+	}
+	sort.Strings(names)
+	fileList := make([][2]string, 0, len(names))
+	for _, p := range names {
+		fileList = append(fileList, [2]string{filepath.Base(p), files[p]})
+	}
+	b, _ := json.Marshal(struct {
+		V        int
+		Resolved *spec.Resolved
+		Strategy spec.Strategy
+		Files    [][2]string
+		Base     string
+	}{1, res, strategy, fileList, baseDigest})
+	sum := sha256.Sum256(b)
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func oneLine(s string) string {
+	out := []rune{}
+	for _, c := range s {
+		if c == '\n' || c == '\r' {
+			c = ' '
+		}
+		out = append(out, c)
+	}
+	return string(out)
+}

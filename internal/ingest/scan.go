@@ -1,0 +1,91 @@
+package ingest
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"syscall"
+	"time"
+
+	"github.com/adapterd/adapterd/internal/watch"
+)
+
+// fileInfo is what one scan sees of a relevant file.
+type fileInfo struct {
+	Name    string
+	Size    int64
+	MtimeNs int64
+	Inode   uint64
+}
+
+// snapshot is one scan of a folder's relevant files. Two equal snapshots
+// around the reading of a folder mean nothing was written meanwhile.
+type snapshot struct {
+	Files  []fileInfo
+	Newest time.Time
+}
+
+func (s snapshot) id() string {
+	h := sha256.New()
+	for _, f := range s.Files {
+		fmt.Fprintf(h, "%s\x00%d\x00%d\x00%d\n", f.Name, f.Size, f.MtimeNs, f.Inode)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+func (s snapshot) has(name string) bool {
+	for _, f := range s.Files {
+		if f.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// scanFolder lists dir's top-level relevant files without following
+// symlinks, so a link's target is never stat'ed before validation.
+func scanFolder(dir, readyFile string) (snapshot, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return snapshot{}, err
+	}
+	var s snapshot
+	for _, e := range entries {
+		if !watch.IsRelevantFile(e.Name(), readyFile) {
+			continue
+		}
+		fi, err := os.Lstat(filepath.Join(dir, e.Name()))
+		if err != nil {
+			if os.IsNotExist(err) {
+				continue
+			}
+			return snapshot{}, err
+		}
+		f := fileInfo{Name: e.Name(), Size: fi.Size(), MtimeNs: fi.ModTime().UnixNano()}
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			f.Inode = st.Ino
+		}
+		if fi.ModTime().After(s.Newest) {
+			s.Newest = fi.ModTime()
+		}
+		s.Files = append(s.Files, f)
+	}
+	sort.Slice(s.Files, func(i, j int) bool { return s.Files[i].Name < s.Files[j].Name })
+	return s, nil
+}
+
+// stamp returns path's identity for the digest cache.
+func stamp(path string) (FileStamp, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return FileStamp{}, err
+	}
+	s := FileStamp{Size: fi.Size(), MtimeNs: fi.ModTime().UnixNano()}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		s.Inode = st.Ino
+	}
+	return s, nil
+}

@@ -1,0 +1,174 @@
+package ingest
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+)
+
+// stateVersion is bumped when the file's meaning changes; an unknown version
+// is refused rather than misread.
+const stateVersion = 1
+
+// OwnedModel records a model adapterd created. Ownership is what lets it
+// re-create or delete a model; a model without a record is never touched.
+type OwnedModel struct {
+	Name string `json:"name"`
+	Key  string `json:"key"`
+	// OllamaDigest is the manifest digest Ollama reported right after the
+	// create. If the model's digest differs later, someone else changed it
+	// and adapterd no longer touches it.
+	OllamaDigest string    `json:"ollama_digest"`
+	InputDigest  string    `json:"input_digest"`
+	Strategy     string    `json:"strategy"`
+	Created      time.Time `json:"created"`
+	// RemovedAt is set when the folder (or its claim on this name) went
+	// away; after remove_grace the model is deleted or forgotten.
+	RemovedAt *time.Time `json:"removed_at,omitempty"`
+}
+
+// FileStamp identifies a file's content cheaply: if size, mtime and inode
+// are unchanged, its digest is reused and nothing is re-hashed.
+type FileStamp struct {
+	Size    int64  `json:"size"`
+	MtimeNs int64  `json:"mtime_ns"`
+	Inode   uint64 `json:"inode"`
+	Digest  string `json:"digest"`
+}
+
+type stateFile struct {
+	Version int                   `json:"version"`
+	Models  map[string]OwnedModel `json:"models"` // by canonical model name
+	Files   map[string]FileStamp  `json:"files"`  // by absolute path
+	// Pending lists temporary model names a create was using; a crash can
+	// leave them behind, and the next start deletes them.
+	Pending []string `json:"pending,omitempty"`
+}
+
+// Store is the persistent state, saved atomically on every change.
+type Store struct {
+	path string
+	mu   sync.Mutex
+	st   stateFile
+}
+
+// OpenStore loads the state in dir, creating dir if needed. A corrupt state
+// file is an error, never silently reset: resetting would forget ownership.
+func OpenStore(dir string) (*Store, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("state_dir %s: %w", dir, err)
+	}
+	s := &Store{path: filepath.Join(dir, "state.json")}
+	s.st = stateFile{Version: stateVersion, Models: map[string]OwnedModel{}, Files: map[string]FileStamp{}}
+	b, err := os.ReadFile(s.path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return s, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal(b, &s.st); err != nil {
+		return nil, fmt.Errorf("%s: corrupt state (%v); move it aside to start over, but adapterd then forgets which models it owns", s.path, err)
+	}
+	if s.st.Version != stateVersion {
+		return nil, fmt.Errorf("%s: state version %d, this adapterd reads %d", s.path, s.st.Version, stateVersion)
+	}
+	if s.st.Models == nil {
+		s.st.Models = map[string]OwnedModel{}
+	}
+	if s.st.Files == nil {
+		s.st.Files = map[string]FileStamp{}
+	}
+	return s, nil
+}
+
+// MemoryStore is a Store that is never saved, for one-shot commands.
+func MemoryStore() *Store {
+	return &Store{st: stateFile{Version: stateVersion, Models: map[string]OwnedModel{}, Files: map[string]FileStamp{}}}
+}
+
+// Model returns the ownership record for a canonical model name.
+func (s *Store) Model(name string) (OwnedModel, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m, ok := s.st.Models[name]
+	return m, ok
+}
+
+// Models returns all ownership records.
+func (s *Store) Models() []OwnedModel {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]OwnedModel, 0, len(s.st.Models))
+	for _, m := range s.st.Models {
+		out = append(out, m)
+	}
+	return out
+}
+
+// Update changes the state under the lock and saves it. fn reports whether
+// it changed anything; an unchanged state is not rewritten.
+func (s *Store) Update(fn func(st *stateFile) bool) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !fn(&s.st) {
+		return nil
+	}
+	if s.path == "" {
+		return nil // in-memory store of a one-shot create
+	}
+	b, err := json.MarshalIndent(&s.st, "", " ")
+	if err != nil {
+		return err
+	}
+	return WriteFileAtomic(s.path, b, 0o644)
+}
+
+// Stamp returns the cached stamp for path.
+func (s *Store) Stamp(path string) (FileStamp, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f, ok := s.st.Files[path]
+	return f, ok
+}
+
+// WriteFileAtomic writes data so that path holds either the old content or
+// the new, never a mix, even across a power cut: temp file, fsync, rename,
+// fsync of the folder.
+func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	name := tmp.Name()
+	defer os.Remove(name) // no-op after a successful rename
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Chmod(perm); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(name, path); err != nil {
+		return err
+	}
+	if d, err := os.Open(dir); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	return nil
+}

@@ -1,0 +1,163 @@
+package metrics
+
+import (
+	"maps"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/adapterd/adapterd/internal/status"
+)
+
+// durationBuckets spans a cached re-create (tens of milliseconds) up to a
+// merge of a large base model on a CPU host (minutes); past ten minutes the
+// exact value matters less than the fact that it was slow.
+var durationBuckets = []float64{0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600}
+
+// Metrics records adapterd's work. A nil *Metrics is valid and records
+// nothing, so code paths need no checks when metrics are off.
+type Metrics struct {
+	ingests     *prometheus.CounterVec
+	ingestTime  *prometheus.HistogramVec
+	uploaded    prometheus.Counter
+	ollamaErrs  *prometheus.CounterVec
+	lastResync  prometheus.Gauge
+	serverInfo  *prometheus.GaugeVec
+	serverInfoM sync.Mutex
+}
+
+// NewRegistry returns a registry with the Go runtime and process
+// collectors, which an operator expects from any daemon's /metrics.
+func NewRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	return reg
+}
+
+// New registers adapterd's metrics on reg. states is called at scrape time
+// to report adapters by state; every state in status.States is reported,
+// zeros included, so that alerts on a state do not see a missing series.
+// states may be nil, which reports all zeros. New panics if the metrics are
+// already registered on reg, as that is a programming error.
+func New(reg prometheus.Registerer, states func() map[status.State]int) *Metrics {
+	m := &Metrics{
+		ingests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "adapterd_ingests_total",
+			Help: "Ingests finished, by result and strategy.",
+		}, []string{"result", "strategy"}),
+		ingestTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "adapterd_ingest_duration_seconds",
+			Help:    "Time taken by one ingest, by strategy.",
+			Buckets: durationBuckets,
+		}, []string{"strategy"}),
+		uploaded: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "adapterd_uploaded_bytes_total",
+			Help: "Bytes uploaded to Ollama as blobs.",
+		}),
+		ollamaErrs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "adapterd_ollama_errors_total",
+			Help: "Failed Ollama API calls, by operation.",
+		}, []string{"op"}),
+		lastResync: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "adapterd_last_resync_success_timestamp_seconds",
+			Help: "Unix time of the last full resync that completed.",
+		}),
+		serverInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "adapterd_ollama_info",
+			Help: "The Ollama server adapterd talks to; always 1.",
+		}, []string{"version", "adapters"}),
+	}
+	reg.MustRegister(
+		m.ingests, m.ingestTime, m.uploaded, m.ollamaErrs, m.lastResync, m.serverInfo,
+		stateCollector{states: states, desc: prometheus.NewDesc(
+			"adapterd_adapters",
+			"Adapter folders by state.",
+			[]string{"state"}, nil,
+		)},
+	)
+	return m
+}
+
+// IngestDone records one finished ingest. result is a status state such as
+// "ready" or "failed"; strategy is "native" or "merge".
+func (m *Metrics) IngestDone(result, strategy string, d time.Duration) {
+	if m == nil {
+		return
+	}
+	m.ingests.WithLabelValues(result, strategy).Inc()
+	m.ingestTime.WithLabelValues(strategy).Observe(d.Seconds())
+}
+
+// BytesUploaded adds n bytes sent to Ollama's blob store.
+func (m *Metrics) BytesUploaded(n int64) {
+	if m == nil || n <= 0 {
+		// A counter must not go down; a negative n is a caller bug that
+		// would otherwise panic inside the daemon.
+		return
+	}
+	m.uploaded.Add(float64(n))
+}
+
+// OllamaError counts one failed Ollama call; op names the call, for
+// example "create", "push_blob" or "show".
+func (m *Metrics) OllamaError(op string) {
+	if m == nil {
+		return
+	}
+	m.ollamaErrs.WithLabelValues(op).Inc()
+}
+
+// ResyncDone records when a full resync last completed.
+func (m *Metrics) ResyncDone(t time.Time) {
+	if m == nil {
+		return
+	}
+	m.lastResync.Set(float64(t.UnixNano()) / 1e9)
+}
+
+// ServerInfo reports the Ollama version and whether it accepts adapters
+// natively. Earlier values are dropped, so after an Ollama upgrade only the
+// current version has a series.
+func (m *Metrics) ServerInfo(version string, adapters bool) {
+	if m == nil {
+		return
+	}
+	m.serverInfoM.Lock()
+	defer m.serverInfoM.Unlock()
+	m.serverInfo.Reset()
+	m.serverInfo.WithLabelValues(version, strconv.FormatBool(adapters)).Set(1)
+}
+
+// stateCollector asks for the counts at scrape time rather than keeping a
+// gauge in step with every transition, which would drift on any missed
+// update.
+type stateCollector struct {
+	states func() map[status.State]int
+	desc   *prometheus.Desc
+}
+
+func (c stateCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
+	var counts map[status.State]int
+	if c.states != nil {
+		counts = c.states()
+	}
+	for _, s := range status.States {
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(counts[s]), string(s))
+	}
+	// A state outside status.States is a bug elsewhere; showing it beats
+	// hiding adapters from the total.
+	for _, s := range slices.Sorted(maps.Keys(counts)) {
+		if !slices.Contains(status.States, s) {
+			ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(counts[s]), string(s))
+		}
+	}
+}

@@ -1,0 +1,307 @@
+package spec
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/adapterd/adapterd/internal/gguf"
+	"github.com/adapterd/adapterd/internal/safetensors"
+)
+
+// Format is how an adapter folder stores its LoRA.
+type Format string
+
+const (
+	FormatPEFT Format = "peft" // adapter_config.json + adapter_model.safetensors
+	FormatGGUF Format = "gguf" // one GGUF file with general.type=adapter
+)
+
+// The top-level file names that make a folder an adapter (PRODUCT.md
+// section 1). Anything else in the folder is ignored.
+const (
+	adapterConfigFile  = "adapter_config.json"
+	adapterModelFile   = "adapter_model.safetensors"
+	adapterSidecarYAML = "adapter.yaml"
+	adapterSidecarYML  = "adapter.yml"
+	// adapterPickleFile is what PEFT wrote before safetensors; it only
+	// sharpens the "missing" messages, since people copy it by mistake.
+	adapterPickleFile = "adapter_model.bin"
+)
+
+// Adapter is a validated adapter folder's LoRA files.
+type Adapter struct {
+	Dir    string // absolute
+	Format Format
+	// Files are the absolute paths of the adapter files, sorted: PEFT:
+	// adapter_config.json, adapter_model.safetensors; GGUF: the one .gguf.
+	// Their base names are the keys Ollama's create expects.
+	Files   []string
+	Sidecar string  // absolute path of adapter.yaml or adapter.yml; "" if none
+	Arch    string  // GGUF: general.architecture; PEFT: "" (PEFT files don't say)
+	Rank    int     // the same for every pair
+	Alpha   float64 // PEFT: lora_alpha; GGUF: adapter.lora.alpha
+	Pairs   []Pair  // sorted by Layer, then Module
+}
+
+// Pair is one adapted linear layer: a LoRA A/B pair.
+type Pair struct {
+	Layer int
+	// Module is the PEFT module name (q_proj, k_proj, v_proj, o_proj,
+	// gate_proj, up_proj, down_proj; qkv_proj and gate_up_proj for phi3).
+	// GGUF names are mapped to these; names with no mapping are kept as
+	// they are and refused by CheckBase.
+	Module string
+	// In and Out are the delta's input and output widths: in PEFT terms A
+	// is [Rank, In] and B is [Out, Rank].
+	In, Out int
+	// DType is the storage type of A ("F32", "F16" or "BF16"); B may
+	// differ, so readers should take each tensor's own type from the file.
+	DType string
+	// A and B are the tensor names in the file, for code that reads the
+	// weights.
+	A, B string
+}
+
+// label names the pair the way a person would look for it, without the
+// PEFT wrapper prefix: "layers.1.self_attn.k_proj" or "blk.1.attn_k".
+func (p Pair) label() string {
+	s := p.A
+	for _, suf := range []string{peftSuffixA, ggufSuffixA} {
+		s = strings.TrimSuffix(s, suf)
+	}
+	if i := strings.Index(s, "layers."); i >= 0 && (i == 0 || s[i-1] == '.') {
+		s = s[i:]
+	}
+	return s
+}
+
+func sortPairs(ps []Pair) {
+	slices.SortFunc(ps, func(a, b Pair) int {
+		if a.Layer != b.Layer {
+			return a.Layer - b.Layer
+		}
+		return strings.Compare(a.Module, b.Module)
+	})
+}
+
+// errAdapterChanged marks a file replaced between the checks and the read: a
+// copy in progress, so it counts as incomplete.
+var errAdapterChanged = errors.New("file changed while being read")
+
+// IsIncomplete reports whether err means the files are still being copied:
+// the folder should wait for more changes instead of being marked invalid.
+func IsIncomplete(err error) bool {
+	return errors.Is(err, safetensors.ErrTruncated) || errors.Is(err, gguf.ErrTruncated) || errors.Is(err, errAdapterChanged)
+}
+
+// causedError is an *Error that also unwraps to the error behind it, so that
+// callers get the package's one-line *Error and IsIncomplete still sees a
+// truncation.
+type causedError struct {
+	err   *Error
+	cause error
+}
+
+func (c *causedError) Error() string   { return c.err.Error() }
+func (c *causedError) Unwrap() []error { return []error{c.err, c.cause} }
+
+func adapterErr(file, format string, args ...any) *Error {
+	return &Error{File: file, Msg: fmt.Sprintf(format, args...)}
+}
+
+// Detect finds and validates the adapter in dir. It reads only the top-level
+// files that PRODUCT.md names, never blocks on special files, and does not
+// need Ollama. Every error is one line that names the file and the fix;
+// IsIncomplete tells a half-copied file from a bad one.
+func Detect(dir string) (*Adapter, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, adapterErr(dir, "cannot resolve the folder path: %s", osErrText(err))
+	}
+	dir = abs
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, adapterErr(dir, "cannot read the adapter folder: %s", osErrText(err))
+	}
+	var sidecars, ggufs []string
+	var hasConfig, hasModel, hasPickle bool
+	for _, e := range entries { // sorted by name
+		switch name := e.Name(); {
+		case name == adapterSidecarYAML, name == adapterSidecarYML:
+			sidecars = append(sidecars, name)
+		case name == adapterConfigFile:
+			hasConfig = true
+		case name == adapterModelFile:
+			hasModel = true
+		case name == adapterPickleFile:
+			hasPickle = true
+		// Hidden files are how copy tools and atomic writers stage data,
+		// the same convention that hides ".foo" folders.
+		case strings.HasSuffix(name, ".gguf") && !strings.HasPrefix(name, "."):
+			ggufs = append(ggufs, name)
+		}
+	}
+	join := func(name string) string { return filepath.Join(dir, name) }
+	if len(sidecars) > 1 {
+		return nil, adapterErr(join(adapterSidecarYML), "both adapter.yaml and adapter.yml exist; keep only one of them")
+	}
+	peft := hasConfig || hasModel
+	pickleHint := ""
+	if hasPickle {
+		pickleHint = " (adapter_model.bin is PyTorch pickle, which Ollama can't read: re-save with model.save_pretrained(dir, safe_serialization=True))"
+	}
+	switch {
+	case peft && len(ggufs) > 0:
+		return nil, adapterErr(join(ggufs[0]), "found next to a PEFT adapter (adapter_config.json, adapter_model.safetensors); a folder holds one adapter: remove the GGUF file or the PEFT files")
+	case len(ggufs) > 1:
+		return nil, adapterErr(join(ggufs[1]), "a second GGUF file next to %s; a folder holds exactly one GGUF LoRA: move one of them out", ggufs[0])
+	case hasConfig && !hasModel:
+		return nil, adapterErr(join(adapterModelFile), "missing: a PEFT adapter needs adapter_model.safetensors next to adapter_config.json: copy it in%s", pickleHint)
+	case hasModel && !hasConfig:
+		return nil, adapterErr(join(adapterConfigFile), "missing: a PEFT adapter needs adapter_config.json next to adapter_model.safetensors: copy it in")
+	case !peft && len(ggufs) == 0:
+		return nil, adapterErr(dir, "no adapter found: add adapter_config.json + adapter_model.safetensors, or one GGUF LoRA%s", pickleHint)
+	}
+
+	a := &Adapter{Dir: dir}
+	if len(sidecars) == 1 {
+		a.Sidecar = join(sidecars[0])
+		if _, err := checkAdapterFile(dir, a.Sidecar); err != nil {
+			return nil, err
+		}
+	}
+	if peft {
+		a.Format = FormatPEFT
+		a.Files = []string{join(adapterConfigFile), join(adapterModelFile)}
+	} else {
+		a.Format = FormatGGUF
+		a.Files = []string{join(ggufs[0])}
+	}
+	infos := make([]fs.FileInfo, len(a.Files))
+	for i, f := range a.Files {
+		if infos[i], err = checkAdapterFile(dir, f); err != nil {
+			return nil, err
+		}
+	}
+	if a.Format == FormatPEFT {
+		err = a.readPEFT(infos[0], infos[1])
+	} else {
+		err = a.readGGUF(infos[0])
+	}
+	if err != nil {
+		return nil, err
+	}
+	sortPairs(a.Pairs)
+	return a, nil
+}
+
+// checkAdapterFile refuses what adapterd must not read: a symlink leaving the
+// folder (its target's changes are invisible to the folder's watcher, and the
+// folder would no longer describe the adapter by itself) and anything but a
+// regular file. It only stats, so a FIFO never blocks it.
+func checkAdapterFile(dir, path string) (fs.FileInfo, error) {
+	li, err := os.Lstat(path)
+	if err != nil {
+		return nil, adapterErr(path, "cannot read: %s", osErrText(err))
+	}
+	if li.Mode()&fs.ModeSymlink != 0 {
+		target, err := filepath.EvalSymlinks(path)
+		if err != nil {
+			return nil, adapterErr(path, "broken symlink (%s): copy the file in", osErrText(err))
+		}
+		realDir, err := filepath.EvalSymlinks(dir)
+		if err != nil {
+			return nil, adapterErr(dir, "cannot resolve the folder path: %s", osErrText(err))
+		}
+		if rel, err := filepath.Rel(realDir, target); err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+			return nil, adapterErr(path, "symlink points outside the adapter folder; copy the file in (it points to %q)", target)
+		}
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, adapterErr(path, "cannot read: %s", osErrText(err))
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, adapterErr(path, "is %s, not a regular file: put the real file here", describeMode(fi.Mode()))
+	}
+	return fi, nil
+}
+
+// openAdapterFile opens a file that checkAdapterFile accepted. The open is
+// non-blocking where the OS allows it, and the handle must be the file that
+// was checked: a FIFO swapped in between could otherwise hang the daemon.
+func openAdapterFile(path string, want fs.FileInfo) (*os.File, int64, error) {
+	fh, err := os.OpenFile(path, os.O_RDONLY|adapterOpenFlags, 0)
+	if err != nil {
+		return nil, 0, adapterErr(path, "cannot open: %s", osErrText(err))
+	}
+	st, err := fh.Stat()
+	if err == nil && (!st.Mode().IsRegular() || !os.SameFile(st, want)) {
+		err = errAdapterChanged
+	}
+	if err != nil {
+		fh.Close()
+		return nil, 0, &causedError{adapterErr(path, "was replaced while adapterd read it; still copying? if not, check what writes to this folder"), errAdapterChanged}
+	}
+	return fh, st.Size(), nil
+}
+
+func describeMode(m fs.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m&fs.ModeNamedPipe != 0:
+		return "a named pipe (FIFO)"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	case m&fs.ModeCharDevice != 0:
+		return "a character device"
+	case m&fs.ModeDevice != 0:
+		return "a device"
+	}
+	return "a special file"
+}
+
+// osErrText drops the path from OS errors: every message already starts with
+// it.
+func osErrText(err error) string {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err.Error()
+	}
+	var le *os.LinkError
+	if errors.As(err, &le) {
+		return le.Err.Error()
+	}
+	return err.Error()
+}
+
+// quoteTensor shows a tensor name in a message. Unlike quote it keeps
+// real names whole, since the user has to find them; only absurd ones are cut.
+func quoteTensor(name string) string {
+	const max = 300
+	if len(name) <= max {
+		return strconv.Quote(name)
+	}
+	cut := max
+	for cut > 0 && !isRuneStart(name[cut]) {
+		cut--
+	}
+	return strconv.Quote(name[:cut]) + "..."
+}
+
+// shortNum keeps a JSON number literal echoed in a message short; the
+// literal is ASCII, so cutting bytes is safe.
+func shortNum(s string) string {
+	const max = 40
+	if len(s) <= max {
+		return s
+	}
+	return s[:max] + "..."
+}

@@ -1,0 +1,9 @@
+//go:build unix
+
+package spec
+
+import "syscall"
+
+// adapterOpenFlags makes opening a FIFO return at once instead of waiting
+// for a writer; regular files ignore the flag.
+const adapterOpenFlags = syscall.O_NONBLOCK

@@ -1,0 +1,36 @@
+// Package status defines the one status each adapter folder has, as users
+// see it in .adapterd-status.json, GET /v1/adapters and `adapterd status`.
+package status
+
+import "time"
+
+// State is the lifecycle state of one adapter folder.
+type State string
+
+const (
+	Waiting   State = "waiting"   // settling, incomplete files, or no ready_file yet
+	Invalid   State = "invalid"   // validation failed; waits for the files to change
+	Ingesting State = "ingesting" // work in progress
+	Ready     State = "ready"     // the model exists and matches the current files
+	Failed    State = "failed"    // Ollama error; retried with backoff
+	Conflict  State = "conflict"  // another folder, or a model adapterd does not own, holds the name
+)
+
+// States lists every state, for metrics that report zero counts too.
+var States = []State{Waiting, Invalid, Ingesting, Ready, Failed, Conflict}
+
+// Status is one adapter's status. Field names are part of the product
+// contract (shared/PRODUCT.md section 5).
+type Status struct {
+	Key      string    `json:"key"`
+	State    State     `json:"state"`
+	Model    string    `json:"model"`
+	Base     string    `json:"base"`
+	Strategy string    `json:"strategy"`
+	Digest   string    `json:"digest"`
+	Error    string    `json:"error"`
+	Updated  time.Time `json:"updated"`
+}
+
+// FileName is the status file adapterd writes into each adapter folder.
+const FileName = ".adapterd-status.json"

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The one test command (README, .ci/run): installs what the test bed needs,
+# builds the real Ollama test servers, then runs every test with -race
+# against them. Nothing is skipped: no -short here.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+start=$(date +%s)
+scripts/testbed.sh
+echo "test: bed ready after $(( $(date +%s) - start ))s" >&2
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+if [ -n "$unformatted" ]; then
+  echo "gofmt would change: $unformatted" >&2
+  exit 1
+fi
+go vet ./...
+# -p 2: one package per core; each package starts its own Ollama servers.
+go test -race -p 2 -timeout 40m -count=1 ./... 2>&1 | tee /tmp/adapterd-test.log
+status=${PIPESTATUS[0]}
+pass=$(grep -c '^ok ' /tmp/adapterd-test.log || true)
+fail=$(grep -c '^FAIL\s' /tmp/adapterd-test.log || true)
+echo "test: packages: $pass passed, $fail failed ($(( $(date +%s) - start ))s in all)" >&2
+exit "$status"
