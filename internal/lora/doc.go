@@ -1,3 +1,30 @@
 // Package lora holds the LoRA math and layout rules shared by conversion,
 // merging and the test reference: how a delta B·A maps onto a GGUF weight.
+//
+// An Adapter is a list of pairs keyed by the GGUF tensor they modify. It
+// comes from a PEFT folder (ReadPEFT, which needs the base's BaseInfo to map
+// names and permute) or a GGUF LoRA (ReadGGUF). It can be written as a GGUF
+// LoRA (WriteGGUF) for the native strategy, or folded into the base weights
+// (Merge) for the merge strategy, which is the only one left on Ollama ≥
+// 0.34 and on Ollama's Go engine (qwen3, gemma3, …), which cannot load LoRA.
+//
+// Layout rules, checked against llama.cpp (convert_hf_to_gguf.py,
+// convert_lora_to_gguf.py, llama-adapter.cpp) and Ollama's converters:
+//
+//   - PEFT stores lora_A as [r, in] and lora_B as [out, r]; the delta is
+//     (alpha/r)·B·A (alpha/√r with use_rslora), shape [out, in].
+//   - A GGUF weight with ggml shape [in, out] is out rows of in values, the
+//     same row-major layout as the Hugging Face [out, in] matrix, so the
+//     delta adds element for element, row for row.
+//   - llama-family GGUFs ("llama", incl. Mistral 7B-style; "mistral3") hold
+//     q/k with their rows permuted for llama.cpp's RoPE. The delta's output
+//     rows need the same permutation, which is a permutation of B's rows
+//     (PermuteRows with n_head for q, n_head_kv for k). Ollama's own PEFT
+//     converter permutes lora_A instead, which is wrong.
+//   - qwen2, qwen3, gemma, gemma2, gemma3 and phi3 keep Hugging Face row
+//     order. phi3 keeps q/k/v fused (qkv_proj → attn_qkv) and gate/up fused
+//     (gate_up_proj → ffn_up).
+//   - A GGUF LoRA names tensors "<weight>.lora_a" (ne=[in, r]) and
+//     "<weight>.lora_b" (ne=[r, out]); llama.cpp scales by
+//     adapter.lora.alpha / r, or by 1 when alpha is 0.
 package lora

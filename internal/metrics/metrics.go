@@ -85,8 +85,8 @@ func New(reg prometheus.Registerer, states func() map[status.State]int) *Metrics
 	return m
 }
 
-// IngestDone records one finished ingest. result is a status state such as
-// "ready" or "failed"; strategy is "native" or "merge".
+// IngestDone records one finished ingest. result is its outcome, such as
+// "ok", "failed" or "invalid"; strategy is "native" or "merge".
 func (m *Metrics) IngestDone(result, strategy string, d time.Duration) {
 	if m == nil {
 		return

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode"
 
 	"github.com/adapterd/adapterd/internal/gguf"
 	"github.com/adapterd/adapterd/internal/safetensors"
@@ -112,7 +113,20 @@ func (c *causedError) Error() string   { return c.err.Error() }
 func (c *causedError) Unwrap() []error { return []error{c.err, c.cause} }
 
 func adapterErr(file, format string, args ...any) *Error {
-	return &Error{File: file, Msg: fmt.Sprintf(format, args...)}
+	return &Error{File: file, Msg: printable(fmt.Sprintf(format, args...))}
+}
+
+// printable keeps a message safe for terminals, JSON and log lines: text
+// echoed from a damaged file can hold invalid UTF-8 or control characters,
+// and *Error only takes care of line breaks.
+func printable(s string) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	return strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) || r == '\u2028' || r == '\u2029' {
+			return ' '
+		}
+		return r
+	}, s)
 }
 
 // Detect finds and validates the adapter in dir. It reads only the top-level

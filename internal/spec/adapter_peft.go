@@ -103,7 +103,7 @@ func parsePEFTConfig(path string, data []byte) (rank int, alpha int64, err error
 			return 0, 0, &Error{File: path, Line: max(1, jsonLine(data, int64(len(data)))), Msg: "the JSON ends early: still copying? if not, fix the file"}
 		case errors.As(err, &se):
 			line, col := jsonPosition(data, se.Offset)
-			return 0, 0, &Error{File: path, Line: line, Msg: fmt.Sprintf("not valid JSON at column %d (byte %d): %v: fix the syntax", col, se.Offset, se)}
+			return 0, 0, &Error{File: path, Line: line, Msg: printable(fmt.Sprintf("not valid JSON at column %d (byte %d): %v: fix the syntax", col, se.Offset, se))}
 		case errors.As(err, &te):
 			return fail("must be a JSON object as PEFT writes it, found a JSON %s: put the adapter's own adapter_config.json here", te.Value)
 		}

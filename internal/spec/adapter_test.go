@@ -10,6 +10,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/adapterd/adapterd/internal/gguf"
 	"github.com/adapterd/adapterd/internal/safetensors"
@@ -497,6 +498,20 @@ func TestDetect_SafetensorsRules(t *testing.T) {
 		writeFile(t, file, []byte("PK\x03\x04 this is a zip file, not safetensors at all"))
 		_, err := Detect(dir)
 		wantAdapterErr(t, err, file, "not a valid safetensors file", "save_pretrained")
+	})
+	t.Run("DamagedHeaderTextIsCleaned", func(t *testing.T) {
+		// Found by FuzzDetectSafetensors: the reader echoes an unknown key
+		// raw, and a terminal or status file must not get its bytes.
+		dir := peftDir(t)
+		file := filepath.Join(dir, "adapter_model.safetensors")
+		hdr := `{"x":{"dtype":"F32","shape":[1],"data_offsets":[0,4],"` + "\x7f[31m\xff\u2028" + `":1}}`
+		b := append([]byte{byte(len(hdr)), 0, 0, 0, 0, 0, 0, 0}, hdr...)
+		writeFile(t, file, append(b, 0, 0, 0, 0))
+		_, err := Detect(dir)
+		wantAdapterErr(t, err, file, "not a valid safetensors file", "unknown field")
+		if msg := err.Error(); strings.ContainsAny(msg, "\x7f\u2028") || !utf8.ValidString(msg) {
+			t.Errorf("message keeps raw bytes: %q", msg)
+		}
 	})
 	t.Run("TrailingBytes", func(t *testing.T) {
 		dir := peftDir(t)

@@ -1,0 +1,318 @@
+package lora
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/adapterd/adapterd/internal/safetensors"
+	"github.com/adapterd/adapterd/internal/tensor"
+)
+
+const (
+	peftConfigName  = "adapter_config.json"
+	peftWeightsName = "adapter_model.safetensors"
+	maxPEFTConfig   = 1 << 20
+)
+
+// peftConfig is the part of adapter_config.json that changes what the
+// weights mean. Defaults are PEFT's LoraConfig defaults.
+type peftConfig struct {
+	PeftType     *string            `json:"peft_type"`
+	R            *float64           `json:"r"`
+	Alpha        *float64           `json:"lora_alpha"`
+	UseRSLoRA    bool               `json:"use_rslora"`
+	UseDoRA      bool               `json:"use_dora"`
+	FanInFanOut  bool               `json:"fan_in_fan_out"`
+	LoraBias     bool               `json:"lora_bias"`
+	RankPattern  map[string]float64 `json:"rank_pattern"`
+	AlphaPattern map[string]float64 `json:"alpha_pattern"`
+}
+
+func readPEFTConfig(path string) (*peftConfig, error) {
+	fh, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer fh.Close()
+	data, err := io.ReadAll(io.LimitReader(fh, maxPEFTConfig+1))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %v", path, err)
+	}
+	if len(data) > maxPEFTConfig {
+		return nil, fmt.Errorf("%s: larger than %d bytes; not a PEFT config", path, maxPEFTConfig)
+	}
+	var c peftConfig
+	if err := json.Unmarshal(data, &c); err != nil {
+		return nil, fmt.Errorf("%s: %v", path, err)
+	}
+	fail := func(format string, args ...any) (*peftConfig, error) {
+		return nil, fmt.Errorf("%s: "+format, append([]any{path}, args...)...)
+	}
+	switch {
+	case c.PeftType != nil && !strings.EqualFold(*c.PeftType, "LORA"):
+		return fail("peft_type is %q; only LORA adapters can be merged", *c.PeftType)
+	case c.UseDoRA:
+		return fail("use_dora is true; DoRA adapters are not plain LoRA and cannot be merged as B·A")
+	case c.FanInFanOut:
+		return fail("fan_in_fan_out is true (Conv1D layout); only [r, in]/[out, r] LoRA weights are supported")
+	case c.LoraBias:
+		return fail("lora_bias is true; LoRA biases are not supported")
+	}
+	if c.R == nil {
+		r := 8.0 // PEFT's default
+		c.R = &r
+	}
+	if c.Alpha == nil {
+		a := 8.0
+		c.Alpha = &a
+	}
+	if r := *c.R; r != math.Trunc(r) || r < 1 || r > 1<<20 {
+		return fail("r is %v; it must be a whole number ≥ 1", r)
+	}
+	if a := *c.Alpha; math.IsNaN(a) || math.IsInf(a, 0) {
+		return fail("lora_alpha is not a finite number")
+	}
+	for k, r := range c.RankPattern {
+		if r != math.Trunc(r) || r < 1 || r > 1<<20 {
+			return fail("rank_pattern[%q] is %v; it must be a whole number ≥ 1", k, r)
+		}
+	}
+	return &c, nil
+}
+
+// patternValue is PEFT's get_pattern_key: the first key (in sorted order, for
+// determinism) that matches the module path as a regular expression anchored
+// at a dot boundary, i.e. `(.*\.)?key$`.
+func patternValue(pat map[string]float64, module string) (float64, bool) {
+	if len(pat) == 0 {
+		return 0, false
+	}
+	keys := make([]string, 0, len(pat))
+	for k := range pat {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		re, err := regexp.Compile(`^(?:.*\.)?(?:` + k + `)$`)
+		if err != nil {
+			if module == k || strings.HasSuffix(module, "."+k) {
+				return pat[k], true
+			}
+			continue
+		}
+		if re.MatchString(module) {
+			return pat[k], true
+		}
+	}
+	return 0, false
+}
+
+// peftName is a parsed PEFT tensor name.
+type peftName struct {
+	module string // path inside the model, e.g. model.layers.0.self_attn.q_proj
+	layer  int
+	key    string // "self_attn.q_proj"
+	ab     byte   // 'A' or 'B'
+}
+
+// parsePEFTName splits base_model.model.model.layers.N.<parent>.<module>.
+// lora_A.weight (or lora_B; an adapter name such as .default before .weight
+// is tolerated). A "language_model." segment, as multimodal Gemma 3 and
+// Mistral 3 checkpoints nest their text model, is dropped the way Ollama's
+// converters drop it.
+func parsePEFTName(name string) (peftName, bool) {
+	var p peftName
+	rest, ok := strings.CutPrefix(name, "base_model.model.")
+	if !ok {
+		return p, false
+	}
+	var module string
+	for _, suf := range []string{".lora_A.weight", ".lora_B.weight", ".lora_A.default.weight", ".lora_B.default.weight"} {
+		if m, ok := strings.CutSuffix(rest, suf); ok {
+			module, p.ab = m, suf[6]
+			break
+		}
+	}
+	if module == "" {
+		return p, false
+	}
+	p.module = module
+	flat := strings.ReplaceAll(module, "language_model.", "")
+	after, ok := strings.CutPrefix(flat, "model.layers.")
+	if !ok {
+		return p, false
+	}
+	num, key, ok := strings.Cut(after, ".")
+	if !ok {
+		return p, false
+	}
+	n, err := strconv.Atoi(num)
+	if err != nil || n < 0 || strconv.Itoa(n) != num {
+		return p, false
+	}
+	p.layer, p.key = n, key
+	return p, true
+}
+
+// ReadPEFT reads adapter_config.json and adapter_model.safetensors from dir
+// and maps the weights onto base: PEFT module names become GGUF tensor names,
+// shapes are checked against the base tensors, and for llama-family bases the
+// rows of B for q_proj/k_proj get the RoPE permutation (n_head for q,
+// n_head_kv for k) that the base's own q/k weights got at conversion.
+// The result's Arch is base.Arch.
+func ReadPEFT(dir string, base BaseInfo) (*Adapter, error) {
+	rule, ok := archRules[base.Arch]
+	if !ok {
+		return nil, fmt.Errorf("base architecture %q is not supported for PEFT adapters (supported: %s)", base.Arch, strings.Join(SupportedArchitectures(), ", "))
+	}
+	cfg, err := readPEFTConfig(filepath.Join(dir, peftConfigName))
+	if err != nil {
+		return nil, err
+	}
+	path := filepath.Join(dir, peftWeightsName)
+	fh, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer fh.Close()
+	st, err := fh.Stat()
+	if err != nil {
+		return nil, err
+	}
+	sf, err := safetensors.Read(fh, st.Size())
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	fail := func(format string, args ...any) (*Adapter, error) {
+		return nil, fmt.Errorf("%s: "+format, append([]any{path}, args...)...)
+	}
+
+	type half struct {
+		name  peftName
+		t     safetensors.Tensor
+		found bool
+	}
+	type pending struct {
+		target string
+		stem   string
+		a, b   half
+	}
+	byTarget := map[string]*pending{}
+	for _, t := range sf.Tensors {
+		pn, ok := parsePEFTName(t.Name)
+		var stem string
+		if ok {
+			stem, ok = rule.modules[pn.key]
+		}
+		if !ok {
+			return fail("tensor %q is not a LoRA weight of a module adapterd can map onto a %s base (model.layers.N.{%s}.lora_A/lora_B.weight)", t.Name, base.Arch, rule.moduleList())
+		}
+		target := fmt.Sprintf("blk.%d.%s.weight", pn.layer, stem)
+		p := byTarget[target]
+		if p == nil {
+			p = &pending{target: target, stem: stem}
+			byTarget[target] = p
+		}
+		h := &p.a
+		if pn.ab == 'B' {
+			h = &p.b
+		}
+		if h.found {
+			return fail("tensors %q and %q both map to %s lora_%c", h.t.Name, t.Name, target, pn.ab)
+		}
+		*h = half{name: pn, t: t, found: true}
+	}
+	if len(byTarget) == 0 {
+		return fail("holds no LoRA tensors")
+	}
+
+	targets := make([]string, 0, len(byTarget))
+	for t := range byTarget {
+		targets = append(targets, t)
+	}
+	sort.Strings(targets)
+	ad := &Adapter{Arch: base.Arch, Alpha: *cfg.Alpha, Rank: int(*cfg.R)}
+	for _, target := range targets {
+		p := byTarget[target]
+		if !p.a.found || !p.b.found {
+			have, missing := p.a, "B"
+			if !p.a.found {
+				have, missing = p.b, "A"
+			}
+			return fail("tensor %q has no matching lora_%s", have.t.Name, missing)
+		}
+		ta, tb := p.a.t, p.b.t
+		if len(ta.Shape) != 2 || len(tb.Shape) != 2 {
+			return fail("%s: lora_A is %v and lora_B is %v; both must be 2-D", p.target, ta.Shape, tb.Shape)
+		}
+		rank, in, out := ta.Shape[0], ta.Shape[1], tb.Shape[0]
+		if tb.Shape[1] != rank || rank < 1 || in < 1 || out < 1 {
+			return fail("%s: lora_A is %v and lora_B is %v; want [r, in] and [out, r]", p.target, ta.Shape, tb.Shape)
+		}
+		shape, ok := base.Tensors[p.target]
+		if !ok {
+			return fail("%s targets %s, which the %s base model does not have (wrong base model?)", p.a.t.Name, p.target, base.Arch)
+		}
+		if len(shape) != 2 || shape[0] != uint64(in) || shape[1] != uint64(out) {
+			return fail("%s: adapter is in=%d out=%d but the base tensor %s has shape %v (ggml [in, out]); wrong base model?", p.a.name.module, in, out, p.target, shape)
+		}
+		wantR, alpha := *cfg.R, *cfg.Alpha
+		if v, ok := patternValue(cfg.RankPattern, p.a.name.module); ok {
+			wantR = v
+		}
+		if v, ok := patternValue(cfg.AlphaPattern, p.a.name.module); ok {
+			alpha = v
+		}
+		if float64(rank) != wantR {
+			return fail("%s: lora_A has rank %d but adapter_config.json says r=%v", p.a.name.module, rank, wantR)
+		}
+		scale := alpha / float64(rank)
+		if cfg.UseRSLoRA {
+			scale = alpha / math.Sqrt(float64(rank))
+		}
+		pr := Pair{Target: p.target, Rank: int(rank), In: int(in), Out: int(out), Scale: scale}
+		if pr.A, err = readSafetensor(fh, sf, ta); err != nil {
+			return fail("%v", err)
+		}
+		if pr.B, err = readSafetensor(fh, sf, tb); err != nil {
+			return fail("%v", err)
+		}
+		if rule.ropePermute && (p.stem == "attn_q" || p.stem == "attn_k") {
+			heads := rule.ropeHeads(p.stem, base)
+			if heads <= 0 {
+				return fail("%s needs the RoPE permutation, but the base has no single %s.attention.head_count", p.target, base.Arch)
+			}
+			if pr.Out%(2*heads) != 0 {
+				return fail("%s: %d output rows do not split into %d heads of an even size", p.target, pr.Out, heads)
+			}
+			pr.B = PermuteRows(pr.B, pr.Out, pr.Rank, heads)
+		}
+		ad.Pairs = append(ad.Pairs, pr)
+	}
+	sortPairs(ad.Pairs)
+	return ad, nil
+}
+
+func readSafetensor(r io.ReaderAt, f *safetensors.File, t safetensors.Tensor) ([]float32, error) {
+	dt := tensor.DType(t.DType)
+	if dt.Size() == 0 {
+		return nil, fmt.Errorf("tensor %q is %s; only F32, F16 and BF16 LoRA weights are supported (quantized QLoRA leftovers are not)", t.Name, t.DType)
+	}
+	raw := make([]byte, t.End-t.Begin)
+	if _, err := io.ReadFull(f.Section(r, t), raw); err != nil {
+		return nil, fmt.Errorf("tensor %q: %v", t.Name, err)
+	}
+	v, err := tensor.Decode(dt, raw)
+	if err != nil {
+		return nil, fmt.Errorf("tensor %q: %v", t.Name, err)
+	}
+	return v, nil
+}

@@ -1,0 +1,121 @@
+package spec
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/adapterd/adapterd/internal/testfixture"
+)
+
+// fixtureFiles returns the bytes of a valid PEFT adapter's two files.
+func fixtureFiles(f *testing.F) (config, model []byte) {
+	f.Helper()
+	dir := f.TempDir()
+	if err := (testfixture.Adapter{Base: testfixture.TinyLlama(), Seed: 9, Targets: []string{"q_proj", "down_proj"}}).WritePEFT(dir); err != nil {
+		f.Fatal(err)
+	}
+	config, err := os.ReadFile(filepath.Join(dir, "adapter_config.json"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	model, err = os.ReadFile(filepath.Join(dir, "adapter_model.safetensors"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	return config, model
+}
+
+// checkDetect runs Detect on a folder holding files and checks the promises
+// that hold for any input: no panic, a one-line *Error that starts with a
+// path inside the folder, or a sane adapter.
+func checkDetect(t *testing.T, files map[string][]byte) {
+	dir := t.TempDir()
+	for name, data := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a, err := Detect(dir)
+	if err != nil {
+		msg := err.Error()
+		if strings.ContainsFunc(msg, func(r rune) bool { return unicode.IsControl(r) || r == '\u2028' || r == '\u2029' }) || !utf8.ValidString(msg) {
+			t.Fatalf("error is not one clean line: %q", msg)
+		}
+		var se *Error
+		if !errors.As(err, &se) {
+			t.Fatalf("error is %T: %s", err, msg)
+		}
+		if !strings.HasPrefix(msg, dir+string(filepath.Separator)) {
+			t.Fatalf("error does not name a file in %s: %q", dir, msg)
+		}
+		if IsIncomplete(err) && !strings.Contains(msg, "still copying?") {
+			t.Fatalf("incomplete error does not say so: %q", msg)
+		}
+		return
+	}
+	if a.Rank < 1 || a.Rank > maxAdapterRank || !(a.Alpha > 0) || len(a.Pairs) == 0 {
+		t.Fatalf("accepted an insane adapter: %+v", a)
+	}
+	for _, p := range a.Pairs {
+		if p.In < 1 || p.Out < 1 || p.Layer < 0 || p.Module == "" || !floatDTypes[p.DType] {
+			t.Fatalf("accepted an insane pair: %+v", p)
+		}
+	}
+}
+
+func FuzzDetectPEFTConfig(f *testing.F) {
+	config, model := fixtureFiles(f)
+	f.Add(config)
+	f.Add(configWith(map[string]any{"lora_alpha": raw("16.0")}))
+	f.Add(configWith(map[string]any{"r": raw("1e400")}))
+	f.Add(configWith(map[string]any{"modules_to_save": []string{"lm_head"}, "rank_pattern": map[string]int{"x": 1}}))
+	f.Add([]byte(`{"peft_type":"LORA","r":4,"lora_alpha":8}`))
+	f.Add([]byte("{\n\"r\": 4,\n\"lora_alpha\": 8,\n"))
+	f.Add([]byte(`{"peft_type":"LORA","r":4,"lora_alpha":8,"x":"\u2028"}` + "\xff"))
+	f.Add([]byte(""))
+	f.Add([]byte("null"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		checkDetect(t, map[string][]byte{"adapter_config.json": data, "adapter_model.safetensors": model})
+	})
+}
+
+func FuzzDetectSafetensors(f *testing.F) {
+	config, model := fixtureFiles(f)
+	f.Add(model)
+	f.Add(model[:len(model)/2])
+	f.Add(model[:8])
+	f.Add(append(append([]byte{}, model...), 0))
+	f.Add([]byte{})
+	// A small hand-made header: easier for the fuzzer to mutate into
+	// interesting names, shapes and dtypes than the full fixture.
+	small := []byte("\x00\x00\x00\x00\x00\x00\x00\x00" + `{"base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight":{"dtype":"F16","shape":[4,1],"data_offsets":[0,8]},"base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight":{"dtype":"F16","shape":[1,4],"data_offsets":[8,16]}}`)
+	small[0] = byte(len(small) - 8)
+	small = append(small, make([]byte, 16)...)
+	f.Add(small)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		checkDetect(t, map[string][]byte{"adapter_config.json": config, "adapter_model.safetensors": data})
+	})
+}
+
+func FuzzDetectGGUF(f *testing.F) {
+	dir := f.TempDir()
+	path := filepath.Join(dir, "lora.gguf")
+	if err := (testfixture.Adapter{Base: testfixture.TinyLlama(), Rank: 1, Targets: []string{"v_proj"}}).WriteGGUF(path); err != nil {
+		f.Fatal(err)
+	}
+	lora, err := os.ReadFile(path)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(lora)
+	f.Add(lora[:len(lora)/2])
+	f.Add([]byte("GGUF"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		checkDetect(t, map[string][]byte{"lora.gguf": data})
+	})
+}
