@@ -312,9 +312,11 @@ func (r *Reconciler) setStatus(s status.Status) {
 	default:
 		r.log.Info("adapter state changed", attrs...)
 	}
-	if cfg.StatusFile {
+	dir := filepath.Join(cfg.DropDir, s.Key)
+	// A folder being deleted (rm -rf) must not get a status file written
+	// into it mid-way: that would leave the folder behind.
+	if cfg.StatusFile && hasRelevantFiles(dir, cfg.ReadyFile) {
 		b, _ := json.MarshalIndent(s, "", "  ")
-		dir := filepath.Join(cfg.DropDir, s.Key)
 		if err := WriteFileAtomic(filepath.Join(dir, status.FileName), append(b, '\n'), 0o644); err != nil && !os.IsNotExist(err) {
 			r.log.Warn("cannot write status file", "key", s.Key, "err", err)
 		}
@@ -380,6 +382,34 @@ func (r *Reconciler) claim(key, name string) []string {
 	r.mu.Unlock()
 	for _, k := range freed {
 		r.q.Add(k)
+	}
+	sort.Strings(others)
+	return others
+}
+
+// refreshClaims re-reads every other folder's model name and returns the
+// keys that claim name besides key.
+func (r *Reconciler) refreshClaims(cfg *spec.Config, key, name string) []string {
+	entries, err := os.ReadDir(cfg.DropDir)
+	if err != nil {
+		return nil
+	}
+	var others []string
+	for _, e := range entries {
+		k := e.Name()
+		if k == key || !watch.IsAdapterKey(k) {
+			continue
+		}
+		n, ok := r.peekModelName(cfg, k)
+		if !ok {
+			continue
+		}
+		r.mu.Lock()
+		r.claims[k] = n
+		r.mu.Unlock()
+		if n == name {
+			others = append(others, k)
+		}
 	}
 	sort.Strings(others)
 	return others
@@ -514,6 +544,18 @@ func (r *Reconciler) reconcile(ctx context.Context, key string) result {
 		st.Strategy = owned.Strategy
 		r.setStatus(st)
 		return after
+	}
+	// Claims of folders not reconciled yet (just dropped, or seen only by
+	// an event) are read now: two folders with one name must both be
+	// conflict before either is created.
+	if others := r.refreshClaims(cfg, key, name); len(others) > 0 {
+		for _, k := range others {
+			r.q.Add(k)
+		}
+		st.State = status.Conflict
+		st.Error = fmt.Sprintf("%s: model %s is also claimed by folder(s) %v; give each folder its own model: name", scFile, res.Model, others)
+		r.setStatus(st)
+		return 0
 	}
 	if isOwned && owned.Key != key {
 		r.adopt(owned, key)

@@ -89,3 +89,17 @@ func stamp(path string) (FileStamp, error) {
 	}
 	return s, nil
 }
+
+// hasRelevantFiles reports whether dir still holds any file adapterd reads.
+func hasRelevantFiles(dir, readyFile string) bool {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return false
+	}
+	for _, e := range entries {
+		if watch.IsRelevantFile(e.Name(), readyFile) {
+			return true
+		}
+	}
+	return false
+}

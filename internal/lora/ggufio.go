@@ -164,6 +164,9 @@ func (a *Adapter) WriteGGUF(w io.Writer) error {
 		alpha = a.Pairs[0].Scale * float64(a.Pairs[0].Rank)
 	}
 	alpha32 := float32(alpha)
+	if math.IsInf(float64(alpha32), 0) || math.IsNaN(alpha) {
+		return fmt.Errorf("alpha %v does not fit adapter.lora.alpha (float32)", alpha)
+	}
 	kv := []gguf.KV{
 		{Key: "general.architecture", Value: a.Arch},
 		{Key: "general.type", Value: "adapter"},
@@ -200,6 +203,9 @@ func (a *Adapter) WriteGGUF(w io.Writer) error {
 		fold := 1.0
 		if math.Abs(p.Scale-eff) > 1e-6*math.Abs(eff) {
 			fold = p.Scale / eff
+			if eff == 0 || math.IsInf(fold, 0) {
+				return fmt.Errorf("%s: scale %v cannot be expressed with alpha %v", p.Target, p.Scale, alpha32)
+			}
 		}
 		buf = f32Bytes(buf, p.A, 1)
 		if err := gw.WriteTensor(bytes.NewReader(buf)); err != nil {

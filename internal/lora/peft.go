@@ -195,7 +195,7 @@ func ReadPEFT(dir string, base BaseInfo) (*Adapter, error) {
 		return nil, fmt.Errorf("%s: "+format, append([]any{path}, args...)...)
 	}
 
-	type half struct {
+	type side struct {
 		name  peftName
 		t     safetensors.Tensor
 		found bool
@@ -203,7 +203,7 @@ func ReadPEFT(dir string, base BaseInfo) (*Adapter, error) {
 	type pending struct {
 		target string
 		stem   string
-		a, b   half
+		a, b   side
 	}
 	byTarget := map[string]*pending{}
 	for _, t := range sf.Tensors {
@@ -228,7 +228,7 @@ func ReadPEFT(dir string, base BaseInfo) (*Adapter, error) {
 		if h.found {
 			return fail("tensors %q and %q both map to %s lora_%c", h.t.Name, t.Name, target, pn.ab)
 		}
-		*h = half{name: pn, t: t, found: true}
+		*h = side{name: pn, t: t, found: true}
 	}
 	if len(byTarget) == 0 {
 		return fail("holds no LoRA tensors")

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/adapterd/adapterd/internal/gguf"
 	"github.com/adapterd/adapterd/internal/lora"
 	"github.com/adapterd/adapterd/internal/safetensors"
 	"github.com/adapterd/adapterd/internal/tensor"
@@ -142,17 +143,20 @@ func TestReadPEFT_Architectures(t *testing.T) {
 		"blk.0.attn_qkv.weight": {e, e + 2*kv}, "blk.0.attn_output.weight": {e, e},
 		"blk.0.ffn_up.weight": {e, 2 * ff}, "blk.0.ffn_down.weight": {ff, e},
 	}
-	stdTensors := func(prefix string) map[string][2]int {
+	stdTensorsNamed := func(prefix, sa, sb string) map[string][2]int {
 		m := map[string][2]int{}
 		for _, mod := range []struct {
 			name    string
 			in, out int
 		}{{"self_attn.q_proj", e, e}, {"self_attn.k_proj", e, kv}, {"self_attn.v_proj", e, kv}, {"self_attn.o_proj", e, e},
 			{"mlp.gate_proj", e, ff}, {"mlp.up_proj", e, ff}, {"mlp.down_proj", ff, e}} {
-			m[prefix+mod.name+".lora_A.weight"] = [2]int{2, mod.in}
-			m[prefix+mod.name+".lora_B.weight"] = [2]int{mod.out, 2}
+			m[prefix+mod.name+"."+sa] = [2]int{2, mod.in}
+			m[prefix+mod.name+"."+sb] = [2]int{mod.out, 2}
 		}
 		return m
+	}
+	stdTensors := func(prefix string) map[string][2]int {
+		return stdTensorsNamed(prefix, "lora_A.weight", "lora_B.weight")
 	}
 	for _, c := range []struct {
 		name    string
@@ -162,6 +166,7 @@ func TestReadPEFT_Architectures(t *testing.T) {
 		permute bool
 	}{
 		{"Qwen3", "qwen3", std, stdTensors("base_model.model.model.layers.0."), false},
+		{"AdapterNameInKey", "qwen2", std, stdTensorsNamed("base_model.model.model.layers.0.", "lora_A.default.weight", "lora_B.default.weight"), false},
 		{"Gemma2", "gemma2", std, stdTensors("base_model.model.model.layers.0."), false},
 		{"Gemma3Text", "gemma3", std, stdTensors("base_model.model.model.layers.0."), false},
 		{"Gemma3Multimodal", "gemma3", std, stdTensors("base_model.model.model.language_model.layers.0."), false},
@@ -198,8 +203,8 @@ func TestReadPEFT_Architectures(t *testing.T) {
 				// Find the source B by its shape and A values.
 				var srcB []float32
 				for n, v := range vals {
-					if strings.HasSuffix(n, ".lora_A.weight") && reflect.DeepEqual(v, p.A) {
-						srcB = vals[strings.TrimSuffix(n, "A.weight")+"B.weight"]
+					if strings.Contains(n, ".lora_A.") && reflect.DeepEqual(v, p.A) {
+						srcB = vals[strings.Replace(n, ".lora_A.", ".lora_B.", 1)]
 					}
 				}
 				if srcB == nil {
@@ -348,5 +353,24 @@ func TestSupportedArchitectures(t *testing.T) {
 	got := fmt.Sprint(lora.SupportedArchitectures())
 	if got != "[gemma gemma2 gemma3 llama mistral3 phi3 qwen2 qwen3]" {
 		t.Errorf("got %s", got)
+	}
+}
+
+func TestBaseInfoFromGGUF(t *testing.T) {
+	_, f := writeBase(t, testfixture.TinyQwen2())
+	bi := baseInfo(t, f)
+	if bi.Arch != "qwen2" || bi.Heads != 6 || bi.KVHeads != 2 || bi.Layers != 3 {
+		t.Errorf("got %+v", bi)
+	}
+	if !reflect.DeepEqual(bi.Tensors["blk.2.ffn_down.weight"], []uint64{192, 96}) || len(bi.Tensors) != len(f.Tensors) {
+		t.Errorf("tensors %v", bi.Tensors["blk.2.ffn_down.weight"])
+	}
+	path := filepath.Join(t.TempDir(), "a.gguf")
+	if err := (testfixture.Adapter{Base: testfixture.TinyQwen2()}).WriteGGUF(path); err != nil {
+		t.Fatal(err)
+	}
+	af, _ := gguf.ReadFile(path)
+	if _, err := lora.BaseInfoFromGGUF(af); err == nil || !strings.Contains(err.Error(), "itself an adapter") {
+		t.Errorf("adapter as base: err = %v", err)
 	}
 }

@@ -95,10 +95,18 @@ func sortPairs(ps []Pair) {
 // copy in progress, so it counts as incomplete.
 var errAdapterChanged = errors.New("file changed while being read")
 
+// errConfigEndsEarly marks an adapter_config.json whose JSON stops before it
+// is complete, such as an empty file just created by a copy.
+var errConfigEndsEarly = errors.New("JSON ends early")
+
 // IsIncomplete reports whether err means the files are still being copied:
-// the folder should wait for more changes instead of being marked invalid.
+// a safetensors or GGUF file shorter than its header says, an
+// adapter_config.json whose JSON stops early, or a file replaced while it
+// was read. The folder should wait for more changes rather than be marked
+// invalid; a file that stays this way is broken after all.
 func IsIncomplete(err error) bool {
-	return errors.Is(err, safetensors.ErrTruncated) || errors.Is(err, gguf.ErrTruncated) || errors.Is(err, errAdapterChanged)
+	return errors.Is(err, safetensors.ErrTruncated) || errors.Is(err, gguf.ErrTruncated) ||
+		errors.Is(err, errAdapterChanged) || errors.Is(err, errConfigEndsEarly)
 }
 
 // causedError is an *Error that also unwraps to the error behind it, so that

@@ -94,13 +94,18 @@ func parsePEFTConfig(path string, data []byte) (rank int, alpha int64, err error
 	fail := func(format string, args ...any) (int, int64, error) {
 		return 0, 0, adapterErr(path, format, args...)
 	}
+	if bytes.HasPrefix(data, []byte("\xef\xbb\xbf")) {
+		return fail("starts with a byte order mark (BOM), which Ollama's JSON parser rejects: save the file as UTF-8 without BOM")
+	}
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal(data, &m); err != nil {
 		var se *json.SyntaxError
 		var te *json.UnmarshalTypeError
 		switch {
 		case errors.As(err, &se) && se.Offset >= int64(len(data)):
-			return 0, 0, &Error{File: path, Line: max(1, jsonLine(data, int64(len(data)))), Msg: "the JSON ends early: still copying? if not, fix the file"}
+			// A JSON text cut short is what a copy in progress looks like,
+			// like a truncated safetensors file.
+			return 0, 0, &causedError{&Error{File: path, Line: jsonLine(data, int64(len(data))), Msg: "the JSON ends early: still copying? if not, fix the file"}, errConfigEndsEarly}
 		case errors.As(err, &se):
 			line, col := jsonPosition(data, se.Offset)
 			return 0, 0, &Error{File: path, Line: line, Msg: printable(fmt.Sprintf("not valid JSON at column %d (byte %d): %v: fix the syntax", col, se.Offset, se))}

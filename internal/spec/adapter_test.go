@@ -330,8 +330,7 @@ func TestDetect_PEFTConfigRules(t *testing.T) {
 		want []string
 	}{
 		{"SyntaxErrorNamesLine", []byte("{\n  \"r\": 4,\n  \"lora_alpha\": 8\n  \"peft_type\": \"LORA\"\n}\n"), 4, []string{"not valid JSON at column 3", "fix the syntax"}},
-		{"EmptyFileEndsEarly", []byte(""), 1, []string{"ends early", "still copying?"}},
-		{"CutShort", []byte("{\n  \"r\": 4,\n"), 3, []string{"ends early"}},
+		{"BOM", append([]byte("\xef\xbb\xbf"), configWith(nil)...), 0, []string{"byte order mark", "without BOM"}},
 		{"NotAnObject", []byte(`[1,2]`), 0, []string{"must be a JSON object", "found a JSON array"}},
 		{"Null", []byte(`null`), 0, []string{"must be a JSON object", "found null"}},
 		{"PeftTypeIA3", configWith(map[string]any{"peft_type": "IA3"}), 0, []string{`peft_type is "IA3"`, "only LoRA adapters"}},
@@ -379,6 +378,25 @@ func TestDetect_PEFTConfigRules(t *testing.T) {
 			}
 			if IsIncomplete(err) {
 				t.Errorf("IsIncomplete(%v) = true", err)
+			}
+		})
+	}
+}
+
+func TestDetect_PEFTConfigCutShortIsIncomplete(t *testing.T) {
+	full := configWith(nil)
+	for _, tt := range []struct {
+		data []byte
+		line int
+	}{{nil, 1}, {[]byte("{\n  \"r\": 4,\n"), 3}, {full[:len(full)-1], bytes.Count(full, []byte("\n")) + 1}} {
+		t.Run(fmt.Sprint(len(tt.data)), func(t *testing.T) {
+			dir := peftDir(t)
+			file := filepath.Join(dir, "adapter_config.json")
+			writeFile(t, file, tt.data)
+			_, err := Detect(dir)
+			wantAdapterErr(t, err, fmt.Sprintf("%s:%d", file, tt.line), "the JSON ends early: still copying? if not, fix the file")
+			if !IsIncomplete(err) {
+				t.Errorf("IsIncomplete(%v) = false", err)
 			}
 		})
 	}
