@@ -13,7 +13,9 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/adapterd/adapterd/internal/spec"
 )
@@ -141,13 +143,13 @@ func loadConfig(path, dropDir string) (*spec.Config, error) {
 	return spec.DefaultConfig(abs), nil
 }
 
-// newLogger builds the slog logger the config asks for. Under systemd
-// (JOURNAL_STREAM set) the journal stamps each line itself, so the time
+// newLogger builds the slog logger the config asks for. When w is the
+// journal (systemd), the journal stamps each line itself, so the time
 // attribute is left out rather than duplicated.
 func newLogger(cfg *spec.Config, w io.Writer, getenv func(string) string, level *slog.LevelVar) *slog.Logger {
 	level.Set(cfg.Log.SlogLevel())
 	opts := &slog.HandlerOptions{Level: level}
-	if getenv("JOURNAL_STREAM") != "" {
+	if toJournal(w, getenv("JOURNAL_STREAM")) {
 		opts.ReplaceAttr = func(groups []string, a slog.Attr) slog.Attr {
 			if len(groups) == 0 && a.Key == slog.TimeKey {
 				return slog.Attr{}
@@ -159,4 +161,27 @@ func newLogger(cfg *spec.Config, w io.Writer, getenv func(string) string, level 
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// toJournal reports whether w is the stream $JOURNAL_STREAM names
+// ("device:inode"). systemd.exec(5) asks programs to compare rather than
+// trust the variable alone: children inherit it, and a child whose stderr
+// goes to a file or a terminal must keep its timestamps.
+func toJournal(w io.Writer, journalStream string) bool {
+	devText, inoText, ok := strings.Cut(strings.TrimSpace(journalStream), ":")
+	if !ok {
+		return false
+	}
+	dev, err1 := strconv.ParseUint(devText, 10, 64)
+	ino, err2 := strconv.ParseUint(inoText, 10, 64)
+	f, isFile := w.(*os.File)
+	if err1 != nil || err2 != nil || !isFile {
+		return false
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return false
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	return ok && uint64(st.Dev) == dev && uint64(st.Ino) == ino
 }

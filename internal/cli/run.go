@@ -26,6 +26,16 @@ func cmdRun(ctx context.Context, args []string, env Env) error {
 	if path == "" {
 		path = defaultConfigPath
 	}
+
+	// Catch signals before anything else: a SIGHUP (systemctl reload) or
+	// SIGTERM arriving while the config loads must not kill the process
+	// with the default action, and --once must clean up on SIGTERM too.
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
 	cfg, err := spec.LoadConfig(path)
 	if err != nil {
 		return err
@@ -49,11 +59,6 @@ func cmdRun(ctx context.Context, args []string, env Env) error {
 		return nil
 	}
 
-	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	reloads := make(chan struct{}, 1)
 	go func() {
 		for range hup {
@@ -63,6 +68,10 @@ func cmdRun(ctx context.Context, args []string, env Env) error {
 			}
 		}
 	}()
+	n := newNotifier(env.Getenv, log)
+	extendDone := make(chan struct{})
+	defer close(extendDone)
+	go n.extendStartup(extendDone)
 	return daemon.Run(ctx, daemon.Options{
 		Config: cfg,
 		Reload: func() (*spec.Config, error) {
@@ -74,6 +83,6 @@ func cmdRun(ctx context.Context, args []string, env Env) error {
 		},
 		Reloads: reloads,
 		Logger:  log,
-		Notify:  sdNotify,
+		Notify:  n.Notify,
 	})
 }

@@ -26,14 +26,13 @@ func (program) Stop(service.Service) error  { return nil }
 // systemdUnit is the unit kardianos/service installs (in its own small
 // template language): the same hardening as
 // packaging/systemd/adapterd.service, with the config's own folders as the
-// only writable paths.
+// only writable paths. The paths are checked by checkUnitPath first.
 func systemdUnit(cfg *spec.Config) string {
-	rw := []string{cfg.DropDir, cfg.StateDir}
 	return `[Unit]
 Description={{Description}}
 Documentation=https://github.com/adapterd/adapterd
 After=network-online.target ollama.service
-Wants=network-online.target
+Wants=network-online.target ollama.service
 ConditionFileIsExecutable={{Path | cmdEscape}}
 
 [Service]
@@ -47,7 +46,7 @@ RestartSec=5s
 PrivateTmp=yes
 ProtectSystem=strict
 ProtectHome=read-only
-ReadWritePaths=` + systemdQuote(rw) + `
+ReadWritePaths=` + systemdPaths(cfg.DropDir, cfg.StateDir) + `
 ProtectKernelTunables=yes
 ProtectKernelModules=yes
 ProtectControlGroups=yes
@@ -60,42 +59,58 @@ WantedBy=multi-user.target
 `
 }
 
-func systemdQuote(paths []string) string {
+// systemdPaths writes paths for ReadWritePaths=, each quoted (paths may
+// hold spaces) and prefixed with "-": a missing folder then surfaces as
+// adapterd's own error about that folder, not as systemd's opaque
+// 226/NAMESPACE failure.
+func systemdPaths(paths ...string) string {
 	var out []string
 	for _, p := range paths {
-		out = append(out, `"`+strings.ReplaceAll(p, `"`, `\"`)+`"`)
+		out = append(out, `"-`+p+`"`)
 	}
 	return strings.Join(out, " ")
 }
 
-// newService builds the kardianos service for a config file.
-func newService(configPath string) (service.Service, *spec.Config, error) {
-	abs, err := filepath.Abs(configPath)
-	if err != nil {
-		return nil, nil, err
+// checkUnitPath refuses a path the unit file cannot carry unchanged:
+// systemd expands % specifiers and $ variables and unescapes backslashes,
+// kardianos's template reads "{{" as an action, and quotes and control
+// characters would end the value. Such paths are rare; refusing them beats
+// a unit that silently points elsewhere.
+func checkUnitPath(what, p string) error {
+	bad := strings.IndexFunc(p, func(r rune) bool {
+		return r < 0x20 || r == 0x7f || strings.ContainsRune(`%$\"`, r)
+	})
+	if bad >= 0 || strings.Contains(p, "{{") || strings.Contains(p, "}}") {
+		return fmt.Errorf("%s %q contains characters a systemd unit cannot carry unchanged (%%, $, \\, quotes, {{ }}, control characters); move it to a plain path", what, p)
 	}
-	cfg, err := spec.LoadConfig(abs)
-	if err != nil {
-		return nil, nil, err
-	}
-	exe, err := os.Executable()
-	if err != nil {
-		return nil, nil, err
-	}
+	return nil
+}
+
+// serviceConfig is the kardianos config for running adapterd with the
+// config file at configPath (absolute). With cfg (install), it carries our
+// systemd unit; without, it only names the service (stop, uninstall...).
+func serviceConfig(exe, configPath string, cfg *spec.Config) (*service.Config, error) {
 	sc := &service.Config{
 		Name:        serviceName,
 		DisplayName: "adapterd",
 		Description: "adapterd: turns LoRA adapter folders into Ollama models",
 		Executable:  exe,
-		Arguments:   []string{"run", "--config", abs},
+		Arguments:   []string{"run", "--config", configPath},
 		Option: service.KeyValue{
-			"SystemdScript": systemdUnit(cfg),
-			"Restart":       "on-failure",
-			"ReloadSignal":  "HUP",
+			"Restart":      "on-failure",
+			"ReloadSignal": "HUP",
 		},
 	}
-	s, err := service.New(program{}, sc)
-	return s, cfg, err
+	if cfg == nil {
+		return sc, nil
+	}
+	for _, p := range [][2]string{{"the adapterd binary", exe}, {"the config file", configPath}, {"drop_dir", cfg.DropDir}, {"state_dir", cfg.StateDir}} {
+		if err := checkUnitPath(p[0], p[1]); err != nil {
+			return nil, err
+		}
+	}
+	sc.Option["SystemdScript"] = systemdUnit(cfg)
+	return sc, nil
 }
 
 func cmdService(ctx context.Context, action string, args []string, env Env) error {
@@ -107,13 +122,50 @@ func cmdService(ctx context.Context, action string, args []string, env Env) erro
 	if fs.NArg() > 0 {
 		return usageError{action + " takes no arguments"}
 	}
-	// install refuses a config that does not validate: newService loads it.
-	s, _, err := newService(*configPath)
+	abs, err := filepath.Abs(*configPath)
+	if err != nil {
+		return err
+	}
+	// install, start and restart refuse a config that does not load, before
+	// touching anything: a service that cannot start is no use, and a
+	// restart would stop a running daemon for nothing. stop and uninstall
+	// must work whatever the config says: that is when they are needed.
+	var cfg *spec.Config
+	switch action {
+	case "install", "start", "restart":
+		if cfg, err = spec.LoadConfig(abs); err != nil {
+			return err
+		}
+	}
+	if action != "install" {
+		cfg = nil // only install writes the unit
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	if exe, err = filepath.EvalSymlinks(exe); err != nil {
+		return err
+	}
+	sc, err := serviceConfig(exe, abs, cfg)
+	if err != nil {
+		return err
+	}
+	s, err := service.New(program{}, sc)
 	if err != nil {
 		return err
 	}
 	if err := service.Control(s, action); err != nil {
 		return fmt.Errorf("%s (%s): %w", action, service.Platform(), err)
+	}
+	if action == "install" {
+		// The unit makes only these folders writable; create them now so
+		// the first start does not fail on a folder nobody made.
+		for _, d := range []string{cfg.DropDir, cfg.StateDir} {
+			if err := os.MkdirAll(d, 0o755); err != nil {
+				return fmt.Errorf("installed, but cannot create %s: %w", d, err)
+			}
+		}
 	}
 	fmt.Fprintf(env.Stdout, "adapterd: %s done (%s)\n", action, service.Platform())
 	return nil

@@ -60,12 +60,23 @@ func Run(ctx context.Context, o Options) error {
 	if notify == nil {
 		notify = func(string) {}
 	}
-	store, err := ingest.OpenStore(cfg.StateDir)
+	client, err := NewClient(cfg)
 	if err != nil {
 		return err
 	}
-	client, err := NewClient(cfg)
+	// Listen before opening the store: a taken port then fails startup
+	// before anything is created on disk.
+	ln := o.Listener
+	if ln == nil && cfg.Listen != "" {
+		if ln, err = httpapi.Listen(cfg.Listen); err != nil {
+			return err
+		}
+	}
+	store, err := ingest.OpenStore(cfg.StateDir)
 	if err != nil {
+		if ln != nil {
+			ln.Close()
+		}
 		return err
 	}
 	reg := metrics.NewRegistry()
@@ -74,12 +85,6 @@ func Run(ctx context.Context, o Options) error {
 	m := metrics.New(reg, func() map[status.State]int { return rec.StateCounts() })
 	rec = ingest.New(ingest.Options{Config: cfg, Client: client, Store: store, Logger: log, Metrics: m})
 
-	ln := o.Listener
-	if ln == nil && cfg.Listen != "" {
-		if ln, err = net.Listen("tcp", cfg.Listen); err != nil {
-			return fmt.Errorf("listen %s: %w", cfg.Listen, err)
-		}
-	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -91,13 +96,16 @@ func Run(ctx context.Context, o Options) error {
 				log.Error("http server stopped", "err", err)
 			}
 		}()
-		log.Info("http listening", "addr", ln.Addr().String())
 	}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		rec.Start(ctx)
 	}()
+	// ready is closed once READY=1 went out. Until then a reload sends
+	// neither RELOADING=1 nor READY=1: systemd must not hear READY=1
+	// before the first full sync.
+	ready := make(chan struct{})
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -110,12 +118,21 @@ func Run(ctx context.Context, o Options) error {
 			case <-t.C:
 				if rec.Ready() {
 					notify("READY=1")
+					close(ready)
 					log.Info("first full sync done")
 					return
 				}
 			}
 		}
 	}()
+	isReady := func() bool {
+		select {
+		case <-ready:
+			return true
+		default:
+			return false
+		}
+	}
 
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	watchDone := startWatch(watchCtx, cfg, rec, log)
@@ -138,7 +155,11 @@ func Run(ctx context.Context, o Options) error {
 				log.Error("config reload failed; keeping the old config", "err", err)
 				continue
 			}
-			notify("RELOADING=1")
+			wasReady := isReady()
+			if wasReady {
+				notify("RELOADING=1")
+			}
+			next = keepRestartOnly(cfg, next, log)
 			stopWatch()
 			<-watchDone
 			cfg = next
@@ -146,9 +167,32 @@ func Run(ctx context.Context, o Options) error {
 			watchCtx, stopWatch = context.WithCancel(ctx)
 			watchDone = startWatch(watchCtx, cfg, rec, log)
 			log.Info("config reloaded")
-			notify("READY=1")
+			if wasReady {
+				notify("READY=1")
+			}
 		}
 	}
+}
+
+// keepRestartOnly returns next with the settings a running daemon cannot
+// change kept at their old values, and warns about each one that differs:
+// the HTTP listener, the state store, the Ollama client and the worker pool
+// are made once at startup. The log format is the command's, which builds
+// the logger once as well.
+func keepRestartOnly(old, next *spec.Config, log *slog.Logger) *spec.Config {
+	c := *next
+	keep := func(key string, changed bool, restore func()) {
+		if changed {
+			restore()
+			log.Warn("config reload: this setting needs a restart of adapterd to take effect; still using the old value", "key", key)
+		}
+	}
+	keep("listen", c.Listen != old.Listen, func() { c.Listen = old.Listen })
+	keep("state_dir", c.StateDir != old.StateDir, func() { c.StateDir = old.StateDir })
+	keep("ollama.host", c.Ollama.Host != old.Ollama.Host, func() { c.Ollama.Host = old.Ollama.Host })
+	keep("workers", c.Workers != old.Workers, func() { c.Workers = old.Workers })
+	keep("log.format", c.Log.Format != old.Log.Format, func() { c.Log.Format = old.Log.Format })
+	return &c
 }
 
 // startWatch runs a watcher that feeds rec until ctx is done.

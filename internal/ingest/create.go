@@ -1,15 +1,22 @@
 package ingest
 
 import (
+	"bufio"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/ollama/ollama/api"
 
+	"github.com/adapterd/adapterd/internal/gguf"
+	"github.com/adapterd/adapterd/internal/lora"
 	"github.com/adapterd/adapterd/internal/spec"
 )
 
@@ -28,67 +35,52 @@ func invalidf(format string, args ...any) error {
 // SIGTERM mid-create never leaves a half-made model under it.
 const tmpPrefix = "adapterd-tmp-"
 
-// nativePEFTArchs are the base architectures Ollama's own safetensors
-// adapter conversion accepts.
-var nativePEFTArchs = map[string]bool{"llama": true, "gemma2": true}
-
 // chooseStrategy resolves auto and checks that the chosen strategy can work
-// on this server.
-func (r *Reconciler) chooseStrategy(ctx context.Context, res *spec.Resolved, a *spec.Adapter) (spec.Strategy, error) {
+// on this server and base: native needs a server that still creates
+// adapters and a base that Ollama runs on llama.cpp.
+func (r *Reconciler) chooseStrategy(ctx context.Context, res *spec.Resolved, arch string) (spec.Strategy, error) {
 	version, adapters, err := r.srv.capabilities(ctx)
 	if err != nil {
 		return "", err
 	}
-	s := res.Strategy
-	if s == "" || s == spec.StrategyAuto {
-		if !adapters {
-			return spec.StrategyMerge, nil
+	goEngine := goEngineArchs[arch]
+	switch res.Strategy {
+	case spec.StrategyMerge:
+		return spec.StrategyMerge, nil
+	case spec.StrategyNative:
+		if goEngine {
+			return "", invalidf("base %s is %s, which Ollama runs on its Go engine, and that engine cannot load LoRA adapters (the model would be created but fail when used); set strategy: merge (or auto)", res.Base, arch)
 		}
-		s = spec.StrategyNative
+		if !adapters {
+			return "", invalidf("Ollama %s no longer creates LoRA adapter models; set strategy: merge (or auto)", version)
+		}
+		return spec.StrategyNative, nil
 	}
-	if s == spec.StrategyNative && !adapters {
-		return s, fmt.Errorf("Ollama %s no longer creates LoRA adapter models; set strategy: merge (or auto)", version)
+	if goEngine || !adapters {
+		return spec.StrategyMerge, nil
 	}
-	return s, nil
+	return spec.StrategyNative, nil
 }
 
 func (r *Reconciler) create(ctx context.Context, key, name string, res *spec.Resolved, a *spec.Adapter,
-	strategy spec.Strategy, digests map[string]string, input string) error {
-	if strategy != spec.StrategyNative {
-		return fmt.Errorf("strategy %s is not implemented yet; set strategy: native on Ollama ≤ 0.33", strategy)
-	}
-	show, err := r.srv.c.Show(ctx, &api.ShowRequest{Model: res.Base})
-	if err != nil {
-		return fmt.Errorf("show base %s: %w", res.Base, err)
-	}
-	info, err := spec.BaseInfoFromModelInfo(show.ModelInfo)
-	if err != nil {
-		return invalidf("base %s: %v", res.Base, err)
-	}
-	if err := a.CheckBase(res.Base, info); err != nil {
+	strategy spec.Strategy, digests map[string]string, input string, base *baseDetails) error {
+	if err := a.CheckBase(res.Base, base.Info); err != nil {
 		return &invalidError{err.Error()}
 	}
-	if a.Format == spec.FormatPEFT && !nativePEFTArchs[info.Arch] {
-		return invalidf("%s: Ollama converts PEFT adapters only for llama and gemma2 bases, and base %s is %s; convert the adapter to a GGUF LoRA (llama.cpp convert_lora_to_gguf.py)",
-			a.Files[len(a.Files)-1], res.Base, info.Arch)
+	var req *api.CreateRequest
+	var err error
+	switch strategy {
+	case spec.StrategyNative:
+		req, err = r.nativeRequest(ctx, key, res, a, digests, base)
+	case spec.StrategyMerge:
+		req, err = r.mergeRequest(ctx, key, res, a, base)
+	default:
+		err = fmt.Errorf("unknown strategy %q", strategy)
 	}
-
-	adapters := map[string]string{}
-	for _, p := range a.Files {
-		n, err := UploadBlob(ctx, r.srv.c, p, digests[p])
-		if err != nil {
-			return err
-		}
-		r.metrics.BytesUploaded(n)
-		adapters[filepath.Base(p)] = digests[p]
+	if err != nil {
+		return err
 	}
-	req := &api.CreateRequest{
-		From:       res.Base,
-		Adapters:   adapters,
-		System:     res.System,
-		Template:   res.Template,
-		Parameters: res.Parameters,
-	}
+	req.System, req.Template = res.System, res.Template
 	for _, m := range res.Messages {
 		req.Messages = append(req.Messages, api.Message{Role: m.Role, Content: m.Content})
 	}
@@ -97,18 +89,47 @@ func (r *Reconciler) create(ctx context.Context, key, name string, res *spec.Res
 	} else if len(res.License) > 1 {
 		req.License = []string(res.License)
 	}
-	if err := r.createAs(ctx, name, req); err != nil {
+	if strategy == spec.StrategyMerge {
+		// A merged model is a plain model: it inherits nothing from the
+		// base unless carried over, so the base's template, system and
+		// parameters come first, then the sidecar's.
+		if req.Template == "" {
+			req.Template = base.Show.Template
+		}
+		if req.System == "" {
+			req.System = base.Show.System
+		}
+		params := parseShowParameters(base.Show.Parameters)
+		for k, v := range res.Parameters {
+			params[k] = v
+		}
+		if req.Parameters, err = spec.NormalizeParameters(params); err != nil {
+			return invalidf("parameters of base %s and the sidecar: %v", res.Base, err)
+		}
+	} else {
+		req.Parameters = res.Parameters
+	}
+	// Ownership is written before the copy that puts the model under the
+	// user's name, so no crash can leave an unowned model there.
+	claim := func(tmpDigest string) error {
+		return r.store.Update(func(s *stateFile) bool {
+			m, ok := s.Models[name]
+			if !ok {
+				m = OwnedModel{Name: res.Model, Key: key}
+			}
+			m.Name, m.Key, m.RemovedAt = res.Model, key, nil
+			m.PendingDigest, m.PendingInput, m.PendingStrategy = tmpDigest, input, string(strategy)
+			s.Models[name] = m
+			return true
+		})
+	}
+	if err := r.createAs(ctx, name, req, res.Verify, claim); err != nil {
 		if isAdaptersRemoved(err) {
 			r.srv.noAdapters()
 		}
 		return err
 	}
-	if res.Verify {
-		if err := r.verify(ctx, res.Model); err != nil {
-			return invalidf("verify: model %s was created but cannot generate: %v; set strategy: merge for this base", res.Model, err)
-		}
-	}
-	list, err := r.srv.models(ctx)
+	list, err := r.srv.freshModels(ctx)
 	if err != nil {
 		return err
 	}
@@ -117,15 +138,138 @@ func (r *Reconciler) create(ctx context.Context, key, name string, res *spec.Res
 		return fmt.Errorf("model %s missing right after create", res.Model)
 	}
 	return r.store.Update(func(s *stateFile) bool {
-		s.Models[name] = OwnedModel{Name: res.Model, Key: key, OllamaDigest: got.Digest, InputDigest: input,
-			Strategy: string(strategy), Created: time.Now().UTC()}
+		s.Models[name] = s.Models[name].confirmed(got.Digest)
 		return true
 	})
 }
 
+// nativeRequest uploads the adapter as one GGUF LoRA and asks Ollama to
+// apply it to the base. PEFT files are converted by adapterd first: Ollama's
+// own PEFT conversion permutes the wrong side of llama q/k deltas, and
+// knows only llama and gemma2.
+func (r *Reconciler) nativeRequest(ctx context.Context, key string, res *spec.Resolved, a *spec.Adapter,
+	digests map[string]string, base *baseDetails) (*api.CreateRequest, error) {
+	path, digest := a.Files[0], digests[a.Files[0]]
+	if a.Format == spec.FormatPEFT {
+		info, err := r.srv.loraBaseInfo(ctx, res.Base, base.Info)
+		if err != nil {
+			return nil, err
+		}
+		ad, err := lora.ReadPEFT(a.Dir, info)
+		if err != nil {
+			return nil, &invalidError{oneLine(err.Error())}
+		}
+		tmp, d, err := r.writeTemp(key, "adapter.gguf", ad.WriteGGUF)
+		if err != nil {
+			return nil, err
+		}
+		defer os.Remove(tmp)
+		path, digest = tmp, d
+	}
+	n, err := UploadBlob(ctx, r.srv.c, path, digest)
+	if err != nil {
+		return nil, err
+	}
+	r.metrics.BytesUploaded(n)
+	return &api.CreateRequest{From: res.Base, Adapters: map[string]string{"adapter.gguf": digest}}, nil
+}
+
+// mergeRequest folds the LoRA into the base's weights, streaming a new GGUF
+// one tensor at a time, and asks Ollama to import it as a plain model.
+func (r *Reconciler) mergeRequest(ctx context.Context, key string, res *spec.Resolved, a *spec.Adapter, base *baseDetails) (*api.CreateRequest, error) {
+	path, err := baseGGUFPath(res.Base, base.Show, r.config().Ollama.ModelsDir)
+	if err != nil {
+		return nil, err
+	}
+	bf, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer bf.Close()
+	st, err := bf.Stat()
+	if err != nil {
+		return nil, err
+	}
+	gf, err := gguf.Read(bf, st.Size())
+	if err != nil {
+		return nil, fmt.Errorf("base %s weights %s: %w", res.Base, path, err)
+	}
+	var ad *lora.Adapter
+	if a.Format == spec.FormatPEFT {
+		info, err := lora.BaseInfoFromGGUF(gf)
+		if err != nil {
+			return nil, invalidf("base %s: %v", res.Base, err)
+		}
+		ad, err = lora.ReadPEFT(a.Dir, info)
+	} else {
+		ad, err = lora.ReadGGUF(a.Files[0])
+	}
+	if err != nil {
+		return nil, &invalidError{oneLine(err.Error())}
+	}
+	tmp, digest, err := r.writeTemp(key, "merged.gguf", func(w io.Writer) error {
+		_, err := lora.Merge(&ctxWriter{ctx: ctx, w: w}, bf, gf, ad)
+		return err
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, &invalidError{"merge: " + oneLine(err.Error())}
+	}
+	defer os.Remove(tmp)
+	n, err := UploadBlob(ctx, r.srv.c, tmp, digest)
+	if err != nil {
+		return nil, err
+	}
+	r.metrics.BytesUploaded(n)
+	return &api.CreateRequest{Files: map[string]string{"model.gguf": digest}, Quantize: res.Quantize}, nil
+}
+
+// writeTemp writes a file under state_dir/tmp through write, hashing it on
+// the way, and returns its path and digest. The caller removes it.
+func (r *Reconciler) writeTemp(key, suffix string, write func(io.Writer) error) (string, string, error) {
+	dir := filepath.Join(r.config().StateDir, "tmp")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", "", err
+	}
+	f, err := os.CreateTemp(dir, key+"-*-"+suffix)
+	if err != nil {
+		return "", "", err
+	}
+	h := sha256.New()
+	bw := bufio.NewWriterSize(io.MultiWriter(f, h), 1<<20)
+	err = write(bw)
+	if err == nil {
+		err = bw.Flush()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return "", "", err
+	}
+	return f.Name(), "sha256:" + hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// ctxWriter fails writes once ctx is done, so a long merge stops promptly
+// at SIGTERM.
+type ctxWriter struct {
+	ctx context.Context
+	w   io.Writer
+}
+
+func (c *ctxWriter) Write(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.w.Write(p)
+}
+
 // createAs creates req under a temporary name, checks it, then copies it to
 // name in one step and deletes the temporary model.
-func (r *Reconciler) createAs(ctx context.Context, name string, req *api.CreateRequest) error {
+func (r *Reconciler) createAs(ctx context.Context, name string, req *api.CreateRequest, verify bool, claim func(tmpDigest string) error) error {
 	tmp := tmpPrefix + randomHex(8)
 	if err := r.store.Update(func(s *stateFile) bool { s.Pending = append(s.Pending, tmp); return true }); err != nil {
 		return err
@@ -144,10 +288,28 @@ func (r *Reconciler) createAs(ctx context.Context, name string, req *api.CreateR
 	if show.System != req.System {
 		return fmt.Errorf("the new model's system prompt is %q, want %q", show.System, req.System)
 	}
+	// Verify before the user's name gets the model: a model that cannot
+	// load (LoRA on Ollama's Go engine) never replaces a working one.
+	if verify {
+		if err := r.verify(ctx, tmp); err != nil {
+			return invalidf("verify: the new model cannot generate (%v); if the base runs on Ollama's Go engine set strategy: merge", err)
+		}
+	}
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
-	r.srv.invalidate()
+	list, err := r.srv.freshModels(ctx)
+	if err != nil {
+		return err
+	}
+	tm, ok := list[spec.CanonicalModelName(tmp)]
+	if !ok {
+		return fmt.Errorf("temporary model %s missing right after create", tmp)
+	}
+	if err := claim(tm.Digest); err != nil {
+		return err
+	}
+	defer r.srv.invalidate()
 	if err := r.srv.c.Copy(ctx, &api.CopyRequest{Source: tmp, Destination: name}); err != nil {
 		return fmt.Errorf("copying the new model to %s: %w", name, err)
 	}

@@ -31,6 +31,7 @@ type server struct {
 	adapters  bool // the server can create adapter models
 	capableAt time.Time
 	healthy   bool
+	bases     map[string]*baseDetails // by base digest
 }
 
 const listTTL = 2 * time.Second
@@ -59,6 +60,13 @@ func (s *server) models(ctx context.Context) (map[string]api.ListModelResponse, 
 	s.list, s.listAt = l, time.Now()
 	s.mu.Unlock()
 	return l, nil
+}
+
+// freshModels lists models without the cache: for checks right after
+// adapterd changed something.
+func (s *server) freshModels(ctx context.Context) (map[string]api.ListModelResponse, error) {
+	s.invalidate()
+	return s.models(ctx)
 }
 
 // invalidate drops the cached list after adapterd changed a model.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
 
 	"github.com/ollama/ollama/api"
 
@@ -15,11 +16,14 @@ import (
 // Unlike the daemon it replaces an existing model of that name, because the
 // user named it on the command line.
 func CreateOnce(ctx context.Context, c *api.Client, f *spec.Folder, log *slog.Logger) (spec.Strategy, error) {
-	r := New(Options{Config: spec.DefaultConfig(f.Dir), Client: c, Store: MemoryStore(), Logger: log})
-	strategy, err := r.chooseStrategy(ctx, f.Resolved, f.Adapter)
+	cfg := spec.DefaultConfig(f.Dir)
+	tmp, err := os.MkdirTemp("", "adapterd-create-")
 	if err != nil {
 		return "", err
 	}
+	defer os.RemoveAll(tmp)
+	cfg.StateDir = tmp // converted and merged files are written here
+	r := New(Options{Config: cfg, Client: c, Store: MemoryStore(), Logger: log})
 	digests := map[string]string{}
 	for _, p := range f.Adapter.Files {
 		if digests[p], err = FileDigest(p); err != nil {
@@ -34,7 +38,15 @@ func CreateOnce(ctx context.Context, c *api.Client, f *spec.Folder, log *slog.Lo
 	if !ok {
 		return "", fmt.Errorf("base model %s is not in Ollama; run `ollama pull %s`", f.Resolved.Base, f.Resolved.Base)
 	}
+	details, err := r.srv.base(ctx, f.Resolved.Base, base.Digest)
+	if err != nil {
+		return "", err
+	}
+	strategy, err := r.chooseStrategy(ctx, f.Resolved, details.Info.Arch)
+	if err != nil {
+		return "", err
+	}
 	name := spec.CanonicalModelName(f.Resolved.Model)
 	input := inputDigest(f.Resolved, strategy, digests, base.Digest)
-	return strategy, r.create(ctx, f.Key, name, f.Resolved, f.Adapter, strategy, digests, input)
+	return strategy, r.create(ctx, f.Key, name, f.Resolved, f.Adapter, strategy, digests, input, details)
 }

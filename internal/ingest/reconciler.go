@@ -491,12 +491,6 @@ func (r *Reconciler) reconcile(ctx context.Context, key string) result {
 	}
 	after := r.retireOthers(ctx, key, name)
 
-	strategy, err := r.chooseStrategy(ctx, res, a)
-	if err != nil {
-		return r.fail(key, st, "version", err, after)
-	}
-	st.Strategy = string(strategy)
-
 	models, err := r.srv.models(ctx)
 	if err != nil {
 		return r.fail(key, st, "list", err, after)
@@ -508,6 +502,15 @@ func (r *Reconciler) reconcile(ctx context.Context, key string) result {
 		r.setStatus(st)
 		return minAfter(r.backoff(key), after)
 	}
+	base, err := r.srv.base(ctx, res.Base, baseModel.Digest)
+	if err != nil {
+		return r.failOrInvalid(key, st, "show", err, after)
+	}
+	strategy, err := r.chooseStrategy(ctx, res, base.Info.Arch)
+	if err != nil {
+		return r.failOrInvalid(key, st, "version", err, after)
+	}
+	st.Strategy = string(strategy)
 	digests, err := r.fileDigests(a.Files)
 	if err != nil {
 		st.State, st.Error = status.Failed, oneLine(err.Error())
@@ -530,15 +533,16 @@ func (r *Reconciler) reconcile(ctx context.Context, key string) result {
 		st.Error = fmt.Sprintf("%s: model %s already exists in Ollama and adapterd did not create it; pick another model: name or remove that model", scFile, res.Model)
 		r.setStatus(st)
 		return after
-	case exists && existing.Digest != owned.OllamaDigest:
+	case exists && !owned.Owns(existing.Digest):
 		st.State = status.Conflict
 		st.Error = fmt.Sprintf("%s: model %s was changed outside adapterd since adapterd created it; adapterd will not overwrite it: pick another model: name or remove that model", scFile, res.Model)
 		r.setStatus(st)
 		return after
-	case exists && owned.InputDigest == st.Digest:
-		if owned.Key != key || owned.RemovedAt != nil {
-			r.adopt(owned, key)
-		}
+	}
+	if isOwned && (owned.PendingDigest != "" || owned.Key != key || owned.RemovedAt != nil) {
+		owned = r.settle(owned, key, existing.Digest)
+	}
+	if exists && owned.InputDigest == st.Digest && existing.Digest == owned.OllamaDigest {
 		r.resetFailures(key)
 		st.State = status.Ready
 		st.Strategy = owned.Strategy
@@ -557,14 +561,11 @@ func (r *Reconciler) reconcile(ctx context.Context, key string) result {
 		r.setStatus(st)
 		return 0
 	}
-	if isOwned && owned.Key != key {
-		r.adopt(owned, key)
-	}
 
 	st.State = status.Ingesting
 	r.setStatus(st)
 	start := time.Now()
-	if err := r.create(ctx, key, name, res, a, strategy, digests, st.Digest); err != nil {
+	if err := r.create(ctx, key, name, res, a, strategy, digests, st.Digest, base); err != nil {
 		if ctx.Err() != nil {
 			return 0 // shutting down; the next start converges
 		}
@@ -583,6 +584,18 @@ func (r *Reconciler) reconcile(ctx context.Context, key string) result {
 	st.State, st.Error = status.Ready, ""
 	r.setStatus(st)
 	return after
+}
+
+// failOrInvalid reports err as invalid when retrying cannot help, else as
+// an Ollama failure retried with backoff.
+func (r *Reconciler) failOrInvalid(key string, st status.Status, op string, err error, after result) result {
+	var inv *invalidError
+	if errors.As(err, &inv) {
+		st.State, st.Error = status.Invalid, oneLine(inv.Error())
+		r.setStatus(st)
+		return after
+	}
+	return r.fail(key, st, op, err, after)
 }
 
 func (r *Reconciler) fail(key string, st status.Status, op string, err error, after result) result {
@@ -606,15 +619,19 @@ func (r *Reconciler) incompleteFirstTime(key string, snap snapshot) bool {
 	return true
 }
 
-// adopt moves an ownership record to key: the folder was renamed, or came
-// back within the grace period.
-func (r *Reconciler) adopt(m OwnedModel, key string) {
+// settle brings an ownership record up to date: a pending create that
+// landed (the model now has its digest) becomes current, one that did not is
+// dropped, and the record moves to key (the folder was renamed, or came back
+// within the grace period).
+func (r *Reconciler) settle(m OwnedModel, key, digest string) OwnedModel {
+	m = m.confirmed(digest)
+	m.Key = key
+	m.RemovedAt = nil
 	r.store.Update(func(s *stateFile) bool {
-		m.Key = key
-		m.RemovedAt = nil
 		s.Models[spec.CanonicalModelName(m.Name)] = m
 		return true
 	})
+	return m
 }
 
 func minAfter(a, b result) result {
@@ -671,7 +688,7 @@ func inputDigest(res *spec.Resolved, strategy spec.Strategy, files map[string]st
 		Strategy spec.Strategy
 		Files    [][2]string
 		Base     string
-	}{1, res, strategy, fileList, baseDigest})
+	}{2, res, strategy, fileList, baseDigest})
 	sum := sha256.Sum256(b)
 	return "sha256:" + hex.EncodeToString(sum[:])
 }

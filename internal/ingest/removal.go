@@ -67,7 +67,7 @@ func (r *Reconciler) retire(ctx context.Context, m OwnedModel) result {
 			return r.backoff(m.Key)
 		}
 		if cur, ok := models[name]; ok {
-			if cur.Digest != m.OllamaDigest {
+			if !m.Owns(cur.Digest) {
 				r.log.Warn("model changed since adapterd created it; not deleting", "model", m.Name)
 			} else if err := r.srv.c.Delete(ctx, &api.DeleteRequest{Model: m.Name}); err != nil && !isNotFound(err) {
 				r.metrics.OllamaError("delete")

@@ -27,9 +27,32 @@ type OwnedModel struct {
 	InputDigest  string    `json:"input_digest"`
 	Strategy     string    `json:"strategy"`
 	Created      time.Time `json:"created"`
+	// Pending* describe a create whose copy to Name may or may not have
+	// happened: they are written before the copy, so a crash right after it
+	// still leaves the new model owned. The next reconcile confirms them.
+	PendingDigest   string `json:"pending_digest,omitempty"`
+	PendingInput    string `json:"pending_input,omitempty"`
+	PendingStrategy string `json:"pending_strategy,omitempty"`
 	// RemovedAt is set when the folder (or its claim on this name) went
 	// away; after remove_grace the model is deleted or forgotten.
 	RemovedAt *time.Time `json:"removed_at,omitempty"`
+}
+
+// Owns reports whether digest (Ollama's current manifest digest of the
+// model) is one adapterd made.
+func (m OwnedModel) Owns(digest string) bool {
+	return digest != "" && (digest == m.OllamaDigest || digest == m.PendingDigest)
+}
+
+// confirmed returns m with a pending create that did land (digest) made
+// current.
+func (m OwnedModel) confirmed(digest string) OwnedModel {
+	if m.PendingDigest != "" && digest == m.PendingDigest {
+		m.OllamaDigest, m.InputDigest, m.Strategy = m.PendingDigest, m.PendingInput, m.PendingStrategy
+		m.Created = time.Now().UTC()
+	}
+	m.PendingDigest, m.PendingInput, m.PendingStrategy = "", "", ""
+	return m
 }
 
 // FileStamp identifies a file's content cheaply: if size, mtime and inode

@@ -1,0 +1,135 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/adapterd/adapterd/internal/status"
+	"github.com/adapterd/adapterd/internal/testfixture"
+)
+
+// holdProxy sits between adapterd and Ollama. While hold is set, it passes
+// POST /api/create to Ollama, lets Ollama finish it, and then withholds the
+// answer until adapterd gives up: the create is caught in flight with a
+// real model made under its temporary name.
+type holdProxy struct {
+	target  *url.URL
+	rp      *httputil.ReverseProxy
+	hold    atomic.Bool
+	created chan string // names of the models created while held
+}
+
+func newHoldProxy(t *testing.T, target *url.URL) (*holdProxy, string) {
+	t.Helper()
+	p := &holdProxy{target: target, rp: httputil.NewSingleHostReverseProxy(target), created: make(chan string, 16)}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: p}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return p, "http://" + ln.Addr().String()
+}
+
+func (p *holdProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !p.hold.Load() || r.Method != http.MethodPost || r.URL.Path != "/api/create" {
+		p.rp.ServeHTTP(w, r)
+		return
+	}
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		return
+	}
+	// Upstream runs to completion whatever adapterd does meanwhile.
+	req, err := http.NewRequestWithContext(context.Background(), http.MethodPost, p.target.String()+"/api/create", bytes.NewReader(body))
+	if err != nil {
+		return
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err == nil {
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	var create struct {
+		Model string `json:"model"`
+	}
+	json.Unmarshal(body, &create)
+	p.created <- create.Model
+	<-r.Context().Done()
+}
+
+// TestSIGTERMDuringIngest stops adapterd while it creates a model from a
+// big adapter: the temporary model Ollama already made is deleted, nothing
+// appears under the user's name, and the next start converges.
+func TestSIGTERMDuringIngest(t *testing.T) {
+	s := bed(t)
+	proxy, proxyURL := newHoldProxy(t, s.URL)
+	proxy.hold.Store(true)
+	st := newSetup(t, proxyURL)
+	p := startDaemon(t, st)
+	p.waitFor("readiness", waitLong, func() bool { code, _ := p.get("/readyz"); return code == 200 })
+
+	st.dropFolder(t, "big-bot", func(dir string) error {
+		return testfixture.Sized(testfixture.TinyLlama(), 64<<20, 5).WriteGGUF(filepath.Join(dir, "lora.gguf"))
+	})
+	var tmp string
+	p.waitFor("the create to reach Ollama", waitLong, func() bool {
+		select {
+		case tmp = <-proxy.created:
+			return true
+		default:
+			return false
+		}
+	})
+	if !strings.HasPrefix(tmp, "adapterd-tmp-") {
+		t.Fatalf("adapterd created %q directly, not under a temporary name", tmp)
+	}
+	if !modelExists(t, s, tmp) {
+		t.Fatalf("the in-flight temporary model %s is not in Ollama; the test would prove nothing", tmp)
+	}
+	if a := p.adapters()["big-bot"]; a.State != status.Ingesting {
+		t.Fatalf("big-bot is %q while its create is held, want ingesting", a.State)
+	}
+
+	if code := p.stop(); code != 0 {
+		t.Errorf("exit status after SIGTERM mid-ingest = %d, want 0", code)
+	}
+	assertNoTempModels(t, s)
+	if modelExists(t, s, "big-bot") {
+		t.Errorf("a model big-bot exists after SIGTERM cut its create short")
+	}
+	var state struct {
+		Pending []string `json:"pending"`
+	}
+	if b, err := os.ReadFile(filepath.Join(st.state, "state.json")); err == nil {
+		json.Unmarshal(b, &state)
+	}
+	if len(state.Pending) != 0 {
+		t.Errorf("state still lists temporary models %v after a clean stop", state.Pending)
+	}
+
+	// The next start finishes the job.
+	proxy.hold.Store(false)
+	p2 := startDaemon(t, st)
+	p2.waitState("big-bot", status.Ready)
+	if !modelExists(t, s, "big-bot") {
+		t.Errorf("big-bot ready but not in Ollama")
+	}
+	if code := p2.stop(); code != 0 {
+		t.Errorf("second run exit status = %d", code)
+	}
+	assertNoTempModels(t, s)
+}

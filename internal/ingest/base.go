@@ -1,0 +1,189 @@
+package ingest
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/ollama/ollama/api"
+
+	"github.com/adapterd/adapterd/internal/lora"
+	"github.com/adapterd/adapterd/internal/spec"
+)
+
+// goEngineArchs are the architectures Ollama runs on its own Go engine,
+// which cannot load LoRA adapters: a native adapter model on such a base is
+// created without error and then fails when used (shared/OLLAMA.md).
+var goEngineArchs = map[string]bool{
+	"gemma3": true, "gemma3n": true, "qwen3": true, "qwen3moe": true, "mistral3": true,
+	"llama4": true, "gptoss": true, "gpt-oss": true, "deepseek2": true,
+}
+
+// baseDetails is what adapterd needs to know of a base model, cached per
+// base digest: one show serves every folder on that base.
+type baseDetails struct {
+	Info spec.BaseInfo
+	Show *api.ShowResponse
+}
+
+func (s *server) base(ctx context.Context, name, digest string) (*baseDetails, error) {
+	s.mu.Lock()
+	if d, ok := s.bases[digest]; ok {
+		s.mu.Unlock()
+		return d, nil
+	}
+	s.mu.Unlock()
+	show, err := s.c.Show(ctx, &api.ShowRequest{Model: name})
+	if err != nil {
+		return nil, fmt.Errorf("show base %s: %w", name, err)
+	}
+	info, err := spec.BaseInfoFromModelInfo(show.ModelInfo)
+	if err != nil {
+		return nil, invalidf("base %s: %v", name, err)
+	}
+	d := &baseDetails{Info: info, Show: show}
+	s.mu.Lock()
+	if s.bases == nil {
+		s.bases = map[string]*baseDetails{}
+	}
+	s.bases[digest] = d
+	s.mu.Unlock()
+	return d, nil
+}
+
+// loraBaseInfo is the tensor-level view of the base that adapter conversion
+// needs, from a verbose show (the base file may be on another host).
+func (s *server) loraBaseInfo(ctx context.Context, name string, info spec.BaseInfo) (lora.BaseInfo, error) {
+	show, err := s.c.Show(ctx, &api.ShowRequest{Model: name, Verbose: true})
+	if err != nil {
+		return lora.BaseInfo{}, fmt.Errorf("show base %s: %w", name, err)
+	}
+	b := lora.BaseInfo{Arch: info.Arch, Heads: info.Heads, KVHeads: info.KVHeads, Layers: info.Layers, Tensors: map[string][]uint64{}}
+	for _, t := range show.Tensors {
+		b.Tensors[t.Name] = t.Shape
+	}
+	if len(b.Tensors) == 0 {
+		return b, fmt.Errorf("Ollama did not list the tensors of base %s", name)
+	}
+	return b, nil
+}
+
+// baseGGUFPath finds the base model's weights on this host: the FROM blob
+// path that show reports, else the manifest under ollama.models_dir.
+func baseGGUFPath(name string, show *api.ShowResponse, modelsDir string) (string, error) {
+	var tried []string
+	sc := bufio.NewScanner(strings.NewReader(show.Modelfile))
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if !strings.HasPrefix(line, "FROM ") {
+			continue
+		}
+		p := strings.TrimSpace(strings.TrimPrefix(line, "FROM "))
+		if !filepath.IsAbs(p) {
+			continue
+		}
+		if err := readable(p); err == nil {
+			return p, nil
+		} else {
+			tried = append(tried, err.Error())
+		}
+		break
+	}
+	if modelsDir != "" {
+		p, err := manifestModelPath(modelsDir, name)
+		if err == nil {
+			if err = readable(p); err == nil {
+				return p, nil
+			}
+		}
+		tried = append(tried, err.Error())
+	}
+	if len(tried) == 0 {
+		return "", invalidf("base %s: Ollama did not say where its weights are; set ollama.models_dir to Ollama's model store", name)
+	}
+	return "", invalidf("base %s: cannot read its weights (%s); merge needs read access to Ollama's model store: run adapterd as a user in Ollama's group, or set ollama.models_dir", name, strings.Join(tried, "; "))
+}
+
+func readable(p string) error {
+	f, err := os.Open(p)
+	if err != nil {
+		if errors.Is(err, fs.ErrPermission) {
+			return fmt.Errorf("%s: permission denied for uid %d", p, os.Getuid())
+		}
+		return err
+	}
+	return f.Close()
+}
+
+// manifestModelPath reads <models>/manifests/<host>/<ns>/<model>/<tag> and
+// returns the blob path of its model layer.
+func manifestModelPath(modelsDir, name string) (string, error) {
+	host, ns, model, tag := "registry.ollama.ai", "library", name, "latest"
+	if i := strings.LastIndex(model, ":"); i > strings.LastIndex(model, "/") {
+		model, tag = model[:i], model[i+1:]
+	}
+	parts := strings.Split(model, "/")
+	switch len(parts) {
+	case 2:
+		ns, model = parts[0], parts[1]
+	case 3:
+		host, ns, model = parts[0], parts[1], parts[2]
+	}
+	mpath := filepath.Join(modelsDir, "manifests", host, ns, model, tag)
+	b, err := os.ReadFile(mpath)
+	if err != nil {
+		return "", err
+	}
+	var m struct {
+		Layers []struct {
+			MediaType string `json:"mediaType"`
+			Digest    string `json:"digest"`
+		} `json:"layers"`
+	}
+	if err := json.Unmarshal(b, &m); err != nil {
+		return "", fmt.Errorf("%s: %v", mpath, err)
+	}
+	for _, l := range m.Layers {
+		if l.MediaType == "application/vnd.ollama.image.model" {
+			return filepath.Join(modelsDir, "blobs", strings.Replace(l.Digest, ":", "-", 1)), nil
+		}
+	}
+	return "", fmt.Errorf("%s: no model layer", mpath)
+}
+
+// parseShowParameters reads the `parameters` text of a show response
+// ("key value" lines, strings quoted) into typed values.
+func parseShowParameters(text string) map[string]any {
+	out := map[string]any{}
+	for _, line := range strings.Split(text, "\n") {
+		key, val, ok := strings.Cut(strings.TrimSpace(line), " ")
+		if !ok {
+			continue
+		}
+		val = strings.TrimSpace(val)
+		var v any = val
+		if u, err := strconv.Unquote(val); err == nil {
+			v = u
+		} else if i, err := strconv.Atoi(val); err == nil {
+			v = i
+		} else if f, err := strconv.ParseFloat(val, 64); err == nil {
+			v = f
+		} else if b, err := strconv.ParseBool(val); err == nil {
+			v = b
+		}
+		if key == "stop" {
+			s, _ := out[key].([]string)
+			out[key] = append(s, fmt.Sprint(v))
+			continue
+		}
+		out[key] = v
+	}
+	return out
+}
