@@ -80,7 +80,7 @@ func TestSIGTERMDuringIngest(t *testing.T) {
 	proxy.hold.Store(true)
 	st := newSetup(t, proxyURL)
 	p := startDaemon(t, st)
-	p.waitFor("readiness", waitLong, func() bool { code, _ := p.get("/readyz"); return code == 200 })
+	p.waitLog("watching drop dir")
 
 	st.dropFolder(t, "big-bot", func(dir string) error {
 		return testfixture.Sized(testfixture.TinyLlama(), 64<<20, 5).WriteGGUF(filepath.Join(dir, "lora.gguf"))

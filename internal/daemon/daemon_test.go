@@ -313,7 +313,17 @@ func TestTwoFoldersOneNameBothConflict(t *testing.T) {
 		t.Error("a conflicting model was created")
 	}
 	// One of them gives up the name: the other is created.
-	os.RemoveAll(filepath.Join(h.drop, "twin-b"))
+	if err := os.RemoveAll(filepath.Join(h.drop, "twin-b")); err != nil {
+		left, _ := os.ReadDir(filepath.Join(h.drop, "twin-b"))
+		var names []string
+		for _, e := range left {
+			names = append(names, e.Name())
+		}
+		t.Fatalf("%v; left: %v", err, names)
+	}
+	if _, err := os.Stat(filepath.Join(h.drop, "twin-b")); err == nil {
+		t.Fatal("twin-b still exists after RemoveAll")
+	}
 	h.waitState("twin-a", status.Ready)
 	if n := s.Count(mark, "POST", "/api/create"); n != 1 {
 		t.Errorf("%d creates, want 1", n)

@@ -312,14 +312,44 @@ func (r *Reconciler) setStatus(s status.Status) {
 	default:
 		r.log.Info("adapter state changed", attrs...)
 	}
-	dir := filepath.Join(cfg.DropDir, s.Key)
-	// A folder being deleted (rm -rf) must not get a status file written
-	// into it mid-way: that would leave the folder behind.
-	if cfg.StatusFile && hasRelevantFiles(dir, cfg.ReadyFile) {
-		b, _ := json.MarshalIndent(s, "", "  ")
-		if err := WriteFileAtomic(filepath.Join(dir, status.FileName), append(b, '\n'), 0o644); err != nil && !os.IsNotExist(err) {
+	if cfg.StatusFile {
+		r.writeStatusFile(filepath.Join(cfg.DropDir, s.Key), cfg.ReadyFile, s, !had)
+	}
+}
+
+// writeStatusFile replaces the folder's status file. The file is advisory
+// and lives in the user's folder, where someone may be running rm -rf: any
+// new directory entry (a temp file for an atomic rename) makes their delete
+// fail with "directory not empty". So an existing status file is rewritten
+// in place, and opened without O_CREAT so a deleted one stays deleted; only
+// a folder's first status in this process (first) creates the file. Readers
+// may briefly see a partial file and should retry.
+func (r *Reconciler) writeStatusFile(dir, readyFile string, s status.Status, first bool) {
+	b, _ := json.MarshalIndent(s, "", "  ")
+	b = append(b, '\n')
+	path := filepath.Join(dir, status.FileName)
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if os.IsNotExist(err) {
+		if !first || !hasRelevantFiles(dir, readyFile) {
+			return
+		}
+		f, err = os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	}
+	if err != nil {
+		if !os.IsNotExist(err) {
 			r.log.Warn("cannot write status file", "key", s.Key, "err", err)
 		}
+		return
+	}
+	_, err = f.WriteAt(b, 0)
+	if err == nil {
+		err = f.Truncate(int64(len(b)))
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		r.log.Warn("cannot write status file", "key", s.Key, "err", err)
 	}
 }
 

@@ -49,7 +49,7 @@ type Server struct {
 	mu  sync.Mutex
 	cmd *exec.Cmd
 	log strings.Builder
-	gen int // incremented on every start, so Wait can tell runs apart
+	marks int
 }
 
 // Binary returns the path of the test server binary for version, looking in
@@ -153,7 +153,6 @@ func (s *Server) Restart() error {
 		return err
 	}
 	s.cmd = cmd
-	s.gen++
 	s.mu.Unlock()
 	go s.copyLog(out)
 
@@ -225,11 +224,28 @@ func (s *Server) Log() string {
 	return s.log.String()
 }
 
-// Mark returns a position in the log; Since(mark) counts only later lines.
+// Mark returns a position in the log; Count(mark, …) counts only requests
+// logged after it. Ollama logs a request when it completes, from its own
+// goroutine, so Mark sends a uniquely tagged request and waits for its line:
+// every request that completed before Mark was called is then behind it.
 func (s *Server) Mark() int {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.log.Len()
+	s.marks++
+	tag := fmt.Sprintf("adapterd-mark=%d", s.marks)
+	s.mu.Unlock()
+	if resp, err := http.Get(s.URL.String() + "/api/version?" + tag); err == nil {
+		resp.Body.Close()
+	}
+	for i := 0; i < 500; i++ {
+		log := s.Log()
+		if i := strings.Index(log, tag); i >= 0 {
+			if nl := strings.IndexByte(log[i:], '\n'); nl >= 0 {
+				return i + nl + 1
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return len(s.Log())
 }
 
 // ginLine matches Ollama's request log: `[GIN] ... | 200 | ... | POST "/api/create"`.
