@@ -1,0 +1,276 @@
+package daemon_test
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/ollama/ollama/api"
+
+	"github.com/adapterd/adapterd/internal/gguf"
+	"github.com/adapterd/adapterd/internal/ollamatest"
+	"github.com/adapterd/adapterd/internal/spec"
+	"github.com/adapterd/adapterd/internal/status"
+	"github.com/adapterd/adapterd/internal/testfixture"
+)
+
+// referencePrompts are 24 short prompts built from the fixture vocabulary.
+func referencePrompts() []string {
+	words := []string{"hello", "the cat", "a red sun", "one dog", "blue moon", "is it", "you and", "world"}
+	var out []string
+	for i, a := range words {
+		for _, b := range []string{"", " the", " of"} {
+			out = append(out, a+b)
+			if len(out) == 24 {
+				return out
+			}
+		}
+		_ = i
+	}
+	return out
+}
+
+func greedyAll(t *testing.T, s *ollamatest.Server, model string, prompts []string) []string {
+	t.Helper()
+	out := make([]string, len(prompts))
+	for i, p := range prompts {
+		g, err := s.Greedy(context.Background(), model, p, 10)
+		if err != nil {
+			t.Fatalf("generate with %s: %v", model, err)
+		}
+		out[i] = g
+	}
+	return out
+}
+
+func matches(a, b []string) int {
+	n := 0
+	for i := range a {
+		if a[i] == b[i] {
+			n++
+		}
+	}
+	return n
+}
+
+// importBase writes base b (any fixture architecture) and imports it as name.
+func importBase(t *testing.T, s *ollamatest.Server, b testfixture.Base, name string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "base.gguf")
+	if err := testfixture.WriteArchGGUF(b, path); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ImportGGUF(context.Background(), name, path); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func allTargets() []string {
+	return []string{"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+}
+
+// TestNativeAndMergeMatchTheReference is the correctness proof: for a llama
+// base (RoPE-permuted q/k) and a qwen2 base (no permutation), adapterd's own
+// GGUF LoRA (native) and its merged model (merge) generate token for token
+// like a reference model built mathematically from the same PEFT weights.
+func TestNativeAndMergeMatchTheReference(t *testing.T) {
+	s := ollamatest.Get(t, ollamatest.V024)
+	prompts := referencePrompts()
+	for _, b := range []testfixture.Base{testfixture.TinyLlama(), testfixture.TinyQwen2()} {
+		t.Run(b.Arch, func(t *testing.T) {
+			baseName := "ref-" + b.Arch + ":base"
+			basePath := importBase(t, s, b, baseName)
+			a := testfixture.Adapter{Base: b, Seed: 1001, Targets: allTargets()}
+			ref := filepath.Join(t.TempDir(), "reference.gguf")
+			if err := testfixture.WriteReferenceMerge(basePath, a, ref); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.ImportGGUF(context.Background(), "ref-"+b.Arch+":reference", ref); err != nil {
+				t.Fatal(err)
+			}
+			want := greedyAll(t, s, "ref-"+b.Arch+":reference", prompts)
+			if got := greedyAll(t, s, baseName, prompts); matches(got, want) == len(prompts) {
+				t.Fatal("the adapter does not change any generation; the comparison would prove nothing")
+			}
+
+			h := newHarness(t, s, func(c *spec.Config) { c.Defaults.Base = baseName })
+			for _, strategy := range []string{"native", "merge"} {
+				h.folder(strategy, func(dir string) error {
+					if err := a.WritePEFT(dir); err != nil {
+						return err
+					}
+					return sidecar(dir, fmt.Sprintf("model: %s-%s\nstrategy: %s\n", b.Arch, strategy, strategy))
+				})
+			}
+			for _, strategy := range []string{"native", "merge"} {
+				st := h.waitState(strategy, status.Ready)
+				if st.Strategy != strategy {
+					t.Errorf("%s folder used strategy %q", strategy, st.Strategy)
+				}
+				got := greedyAll(t, s, st.Model, prompts)
+				if n := matches(got, want); n != len(prompts) {
+					t.Errorf("%s on %s: %d of %d prompts token-identical to the reference", strategy, b.Arch, n, len(prompts))
+				} else {
+					t.Logf("%s on %s: %d of %d prompts token-identical to the reference", strategy, b.Arch, n, len(prompts))
+				}
+			}
+
+			// For the record: Ollama's own server-side PEFT conversion.
+			dir := t.TempDir()
+			if err := a.WritePEFT(dir); err != nil {
+				t.Fatal(err)
+			}
+			err := s.CreateWithAdapter(context.Background(), "ollama-conv-"+b.Arch, baseName,
+				filepath.Join(dir, "adapter_config.json"), filepath.Join(dir, "adapter_model.safetensors"))
+			if err != nil {
+				t.Logf("Ollama's own PEFT conversion on %s: refused: %v", b.Arch, err)
+				return
+			}
+			got := greedyAll(t, s, "ollama-conv-"+b.Arch, prompts)
+			t.Logf("Ollama's own PEFT conversion on %s: %d of %d prompts match the reference", b.Arch, matches(got, want), len(prompts))
+		})
+	}
+}
+
+// TestGoEngineBaseIsMergedNeverNative: Ollama's Go engine (gemma3 here)
+// cannot load LoRA, so native is refused up front and auto merges.
+func TestGoEngineBaseIsMergedNeverNative(t *testing.T) {
+	s := ollamatest.Get(t, ollamatest.V024)
+	b := testfixture.TinyGemma3()
+	importBase(t, s, b, "tiny-gemma3:base")
+	h := newHarness(t, s, func(c *spec.Config) { c.Defaults.Base = "tiny-gemma3:base" })
+	a := testfixture.Adapter{Base: b, Seed: 1101, Targets: allTargets()}
+	mark := s.Mark()
+	for _, strategy := range []string{"native", "auto"} {
+		h.folder("gemma-"+strategy, func(dir string) error {
+			if err := a.WritePEFT(dir); err != nil {
+				return err
+			}
+			return sidecar(dir, fmt.Sprintf("model: gemma-%s\nstrategy: %s\nverify: true\n", strategy, strategy))
+		})
+	}
+	st := h.waitState("gemma-native", status.Invalid)
+	if !strings.Contains(st.Error, "Go engine") || !strings.Contains(st.Error, "strategy: merge") {
+		t.Errorf("native refusal %q does not give the reason and the fix", st.Error)
+	}
+	st = h.waitState("gemma-auto", status.Ready)
+	if st.Strategy != "merge" {
+		t.Errorf("auto chose %q on gemma3, want merge", st.Strategy)
+	}
+	if got, base := greedy(t, s, "gemma-auto"), greedy(t, s, "tiny-gemma3:base"); got == base {
+		t.Errorf("merged gemma3 model generates exactly like its base: %q", got)
+	}
+	if n := s.Count(mark, "POST", "/api/create"); n != 1 {
+		t.Errorf("%d creates, want 1 (the merged model only)", n)
+	}
+}
+
+// TestOllamaLoadsNoLoRAOnGoEngine pins the fact the gemma3 rule rests on:
+// Ollama v0.24.0 creates a native adapter model on a Go-engine base without
+// complaint, and it fails only when used.
+func TestOllamaLoadsNoLoRAOnGoEngine(t *testing.T) {
+	s := ollamatest.Get(t, ollamatest.V024)
+	b := testfixture.TinyGemma3()
+	importBase(t, s, b, "tiny-gemma3:native")
+	lora := filepath.Join(t.TempDir(), "lora.gguf")
+	if err := (testfixture.Adapter{Base: b, Seed: 1201}).WriteGGUF(lora); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateWithAdapter(context.Background(), "gemma-native-raw", "tiny-gemma3:native", lora); err != nil {
+		t.Fatalf("Ollama refused the create up front (the fact this design rests on changed): %v", err)
+	}
+	_, err := s.Greedy(context.Background(), "gemma-native-raw", "hello", 1)
+	if err == nil || !strings.Contains(err.Error(), "loras are not yet implemented") {
+		t.Fatalf("generate on a native gemma3 adapter model: %v, want 'loras are not yet implemented'", err)
+	}
+}
+
+// TestV034MergesTheSameFolder: on the newest Ollama, which refuses
+// adapters, the same drop folder becomes ready by merging.
+func TestV034MergesTheSameFolder(t *testing.T) {
+	s := ollamatest.Get(t, ollamatest.V034)
+	importBase(t, s, testfixture.TinyLlama(), baseModel)
+	h := newHarness(t, s, nil)
+	h.folder("newest", peft(1301, "model: newest-bot\nsystem: merged\n"))
+	st := h.waitState("newest", status.Ready)
+	if st.Strategy != "merge" {
+		t.Fatalf("strategy %q on v0.34.4, want merge", st.Strategy)
+	}
+	sh, err := s.Client.Show(context.Background(), &api.ShowRequest{Model: "newest-bot", Verbose: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if arch := sh.ModelInfo["general.architecture"]; arch != "llama" {
+		t.Errorf("architecture %v", arch)
+	}
+	if sh.System != "merged" {
+		t.Errorf("system %q", sh.System)
+	}
+	types := map[string]string{}
+	for _, tt := range sh.Tensors {
+		types[tt.Name] = tt.Type
+	}
+	// The fixture adapter targets o_proj and v_proj; the base is F32, so
+	// merged tensors stay F32, and nothing else changes type.
+	for _, name := range []string{"blk.0.attn_output.weight", "blk.1.attn_v.weight", "blk.0.attn_q.weight", "token_embd.weight"} {
+		if types[name] != "F32" {
+			t.Errorf("%s is %q, want F32", name, types[name])
+		}
+	}
+	if len(sh.Tensors) == 0 {
+		t.Error("show listed no tensors")
+	}
+}
+
+// TestMergeIntoQuantizedBases: Q8_0 and Q4_K bases merge; merged tensors
+// are F16 and the others keep their quantized type; the model generates.
+func TestMergeIntoQuantizedBases(t *testing.T) {
+	s := ollamatest.Get(t, ollamatest.V024)
+	for _, c := range []struct {
+		base testfixture.Base
+		typ  gguf.TensorType
+	}{
+		{testfixture.TinyLlama(), gguf.TypeQ8_0},
+		{testfixture.TinyLlamaWide(), gguf.TypeQ4_K},
+	} {
+		t.Run(c.typ.String(), func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "q.gguf")
+			if err := testfixture.WriteQuantizedGGUF(c.base, path, c.typ); err != nil {
+				t.Fatal(err)
+			}
+			baseName := "quant-" + strings.ToLower(c.typ.String()) + ":base"
+			if err := s.ImportGGUF(context.Background(), baseName, path); err != nil {
+				t.Fatal(err)
+			}
+			h := newHarness(t, s, func(cfg *spec.Config) { cfg.Defaults.Base = baseName })
+			a := testfixture.Adapter{Base: c.base, Seed: 1401, Targets: []string{"q_proj", "v_proj"}}
+			h.folder("q", func(dir string) error {
+				if err := a.WritePEFT(dir); err != nil {
+					return err
+				}
+				return sidecar(dir, "model: "+strings.ToLower(c.typ.String())+"-merged\nstrategy: merge\n")
+			})
+			st := h.waitState("q", status.Ready)
+			sh, err := s.Client.Show(context.Background(), &api.ShowRequest{Model: st.Model, Verbose: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			types := map[string]string{}
+			for _, tt := range sh.Tensors {
+				types[tt.Name] = tt.Type
+			}
+			if types["blk.0.attn_q.weight"] != "F16" || types["blk.0.attn_v.weight"] != "F16" {
+				t.Errorf("merged tensors are %s/%s, want F16", types["blk.0.attn_q.weight"], types["blk.0.attn_v.weight"])
+			}
+			if types["blk.0.attn_k.weight"] != c.typ.String() {
+				t.Errorf("untouched attn_k is %s, want %s", types["blk.0.attn_k.weight"], c.typ)
+			}
+			if got, base := greedy(t, s, st.Model), greedy(t, s, baseName); got == base {
+				t.Errorf("merged model generates exactly like its base")
+			}
+		})
+	}
+}

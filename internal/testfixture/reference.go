@@ -1,0 +1,117 @@
+package testfixture
+
+import (
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/adapterd/adapterd/internal/gguf"
+	"github.com/adapterd/adapterd/internal/tensor"
+)
+
+// WriteReferenceMerge writes the mathematical reference for adapter a applied
+// to the F32 base GGUF at basePath: every adapted weight becomes
+// W + (alpha/r)·B·A, computed in float64, and for llama q/k the delta's rows
+// get llama.cpp's RoPE permutation (reshape(n_head, 2, rows/n_head/2,
+// cols).swapaxes(1, 2)), exactly as convert_hf_to_gguf.py permutes weights.
+//
+// It deliberately shares no code with internal/lora (its own permutation,
+// its own product), so the two cannot agree by sharing a bug.
+func WriteReferenceMerge(basePath string, a Adapter, out string) error {
+	a = a.withDefaults()
+	pairs, err := a.Pairs()
+	if err != nil {
+		return err
+	}
+	deltas := map[string][]float64{}
+	scale := float64(a.Alpha) / float64(a.Rank)
+	for _, p := range pairs {
+		m := p.Module
+		d := make([]float64, m.Out*m.In)
+		for o := 0; o < m.Out; o++ {
+			for i := 0; i < m.In; i++ {
+				var sum float64
+				for k := 0; k < a.Rank; k++ {
+					sum += float64(p.B[o*a.Rank+k]) * float64(p.A[k*m.In+i])
+				}
+				d[o*m.In+i] = scale * sum
+			}
+		}
+		if n := a.Base.ropeHeads(m.PEFT); n > 0 {
+			d = ropePermute(d, m.Out, m.In, n)
+		}
+		deltas[fmt.Sprintf("blk.%d.%s.weight", p.Layer, m.GGUF)] = d
+	}
+
+	in, err := os.Open(basePath)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	st, _ := in.Stat()
+	f, err := gguf.Read(in, st.Size())
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(out, func(w *os.File) error {
+		gw, err := gguf.NewWriter(w, f.KV, f.Tensors)
+		if err != nil {
+			return err
+		}
+		for _, t := range f.Tensors {
+			sec, err := f.Section(in, t)
+			if err != nil {
+				return err
+			}
+			d, ok := deltas[t.Name]
+			if !ok {
+				if err := gw.WriteTensor(sec); err != nil {
+					return err
+				}
+				continue
+			}
+			if t.Type != gguf.TypeF32 {
+				return fmt.Errorf("reference merge needs an F32 base; %s is %s", t.Name, t.Type)
+			}
+			raw, err := io.ReadAll(sec)
+			if err != nil {
+				return err
+			}
+			wv, err := tensor.Decode(tensor.F32, raw)
+			if err != nil {
+				return err
+			}
+			if len(wv) != len(d) {
+				return fmt.Errorf("%s has %d elements, delta %d", t.Name, len(wv), len(d))
+			}
+			for i := range wv {
+				wv[i] = float32(float64(wv[i]) + d[i])
+			}
+			enc, _ := tensor.Encode(tensor.F32, wv)
+			if err := gw.WriteTensor(bytesReader(enc)); err != nil {
+				return err
+			}
+			delete(deltas, t.Name)
+		}
+		if len(deltas) > 0 {
+			return fmt.Errorf("base has no tensor for %d adapted weights", len(deltas))
+		}
+		return gw.Close()
+	})
+}
+
+// ropePermute is the row permutation spelled out index by index: row
+// h·rows/n + j·2 + s of the result is row h·rows/n + s·half + j of m.
+func ropePermute(m []float64, rows, cols, nHead int) []float64 {
+	out := make([]float64, len(m))
+	per := rows / nHead
+	half := per / 2
+	for h := 0; h < nHead; h++ {
+		for j := 0; j < half; j++ {
+			for s := 0; s < 2; s++ {
+				copy(out[(h*per+j*2+s)*cols:][:cols], m[(h*per+s*half+j)*cols:][:cols])
+			}
+		}
+	}
+	return out
+}
