@@ -28,6 +28,7 @@ import (
 type Metrics interface {
 	IngestDone(result, strategy string, d time.Duration)
 	BytesUploaded(n int64)
+	BytesHashed(n int64)
 	OllamaError(op string)
 	ResyncDone(t time.Time)
 }
@@ -36,6 +37,7 @@ type nopMetrics struct{}
 
 func (nopMetrics) IngestDone(string, string, time.Duration) {}
 func (nopMetrics) BytesUploaded(int64)                      {}
+func (nopMetrics) BytesHashed(int64)                        {}
 func (nopMetrics) OllamaError(string)                       {}
 func (nopMetrics) ResyncDone(time.Time)                     {}
 
@@ -691,6 +693,7 @@ func (r *Reconciler) fileDigests(paths []string) (map[string]string, error) {
 		if err != nil {
 			return nil, err
 		}
+		r.metrics.BytesHashed(s.Size)
 		s.Digest = d
 		if err := r.store.Update(func(st *stateFile) bool { st.Files[p] = s; return true }); err != nil {
 			return nil, err

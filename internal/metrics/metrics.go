@@ -24,6 +24,7 @@ type Metrics struct {
 	ingests     *prometheus.CounterVec
 	ingestTime  *prometheus.HistogramVec
 	uploaded    prometheus.Counter
+	hashed      prometheus.Counter
 	ollamaErrs  *prometheus.CounterVec
 	lastResync  prometheus.Gauge
 	serverInfo  *prometheus.GaugeVec
@@ -57,6 +58,10 @@ func New(reg prometheus.Registerer, states func() map[status.State]int) *Metrics
 			Help:    "Time taken by one ingest, by strategy.",
 			Buckets: durationBuckets,
 		}, []string{"strategy"}),
+		hashed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "adapterd_hashed_bytes_total",
+			Help: "Bytes of adapter files hashed; unchanged files are never hashed again.",
+		}),
 		uploaded: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "adapterd_uploaded_bytes_total",
 			Help: "Bytes uploaded to Ollama as blobs.",
@@ -75,7 +80,7 @@ func New(reg prometheus.Registerer, states func() map[status.State]int) *Metrics
 		}, []string{"version", "adapters"}),
 	}
 	reg.MustRegister(
-		m.ingests, m.ingestTime, m.uploaded, m.ollamaErrs, m.lastResync, m.serverInfo,
+		m.ingests, m.ingestTime, m.uploaded, m.hashed, m.ollamaErrs, m.lastResync, m.serverInfo,
 		stateCollector{states: states, desc: prometheus.NewDesc(
 			"adapterd_adapters",
 			"Adapter folders by state.",
@@ -96,6 +101,14 @@ func (m *Metrics) IngestDone(result, strategy string, d time.Duration) {
 }
 
 // BytesUploaded adds n bytes sent to Ollama's blob store.
+// BytesHashed counts bytes of adapter files read to compute digests.
+func (m *Metrics) BytesHashed(n int64) {
+	if m == nil || n <= 0 {
+		return
+	}
+	m.hashed.Add(float64(n))
+}
+
 func (m *Metrics) BytesUploaded(n int64) {
 	if m == nil || n <= 0 {
 		// A counter must not go down; a negative n is a caller bug that
