@@ -13,8 +13,8 @@ import (
 	"github.com/adapterd/adapterd/internal/ollamatest"
 	"github.com/adapterd/adapterd/internal/spec"
 	"github.com/adapterd/adapterd/internal/status"
-	"github.com/adapterd/adapterd/internal/testfixture"
 	"github.com/adapterd/adapterd/internal/tensor"
+	"github.com/adapterd/adapterd/internal/testfixture"
 )
 
 func greedy(t *testing.T, s *ollamatest.Server, model string) string {
@@ -357,5 +357,28 @@ func TestOllamaDownThenBack(t *testing.T) {
 	h.waitState("outage", status.Ready)
 	if !strings.Contains(h.log.String(), "state=failed") {
 		t.Error("no failed state was logged")
+	}
+}
+
+// TestSettleTimeIsSpentHashingAndUploading: while a folder settles, adapterd
+// already hashes its complete GGUF LoRA and uploads the blob; the model is
+// still created only after settle.
+func TestSettleTimeIsSpentHashingAndUploading(t *testing.T) {
+	s := bed(t, ollamatest.V024)
+	h := newHarness(t, s, func(c *spec.Config) { c.Settle = 4 * time.Second })
+	mark := s.Mark()
+	h.folder("early", ggufLoRA(95, "model: early-bot\n"))
+	h.waitFor("the blob upload", func() bool { return s.Count(mark, "POST", "/api/blobs") == 1 })
+	// Without the early work, the upload would happen after settle, in state
+	// ingesting; here the folder has not even been reconciled yet.
+	if st, ok := h.status("early"); ok && st.State != status.Waiting {
+		t.Fatalf("blob uploaded in state %s, want before settle", st.State)
+	}
+	if n := s.Count(mark, "POST", "/api/create"); n != 0 {
+		t.Fatalf("%d creates before settle", n)
+	}
+	h.waitState("early", status.Ready)
+	if n := s.Count(mark, "POST", "/api/blobs"); n != 1 {
+		t.Errorf("%d blob uploads, want 1 (the reconcile after settle must reuse it)", n)
 	}
 }

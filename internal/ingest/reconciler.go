@@ -69,6 +69,9 @@ type Reconciler struct {
 	incomplete map[string]string // key -> snapshot id last seen incomplete
 	syncing    map[string]bool   // keys of the first full sync not yet reconciled
 	synced     bool
+	runCtx     context.Context        // set by Start; prepare works under it
+	prepTimers map[string]*time.Timer // Touch: pending prepares
+	preparing  map[string]bool
 }
 
 // New returns a Reconciler. Call Start to run its workers.
@@ -185,6 +188,9 @@ func (r *Reconciler) peekModelName(cfg *spec.Config, key string) (string, bool) 
 // Start runs the workers until ctx is done. It returns once they all exit;
 // in-flight creates are cancelled and clean up their temporary models.
 func (r *Reconciler) Start(ctx context.Context) {
+	r.mu.Lock()
+	r.runCtx = ctx
+	r.mu.Unlock()
 	var wg sync.WaitGroup
 	n := max(1, r.config().Workers)
 	for i := 0; i < n; i++ {

@@ -45,10 +45,10 @@ type Server struct {
 	ModelsDir string
 	Home      string
 
-	bin string
-	mu  sync.Mutex
-	cmd *exec.Cmd
-	log strings.Builder
+	bin   string
+	mu    sync.Mutex
+	cmd   *exec.Cmd
+	log   strings.Builder
 	marks int
 }
 

@@ -24,6 +24,9 @@ type debouncer struct {
 	queued  map[string]bool        // keys in queue
 	resyncQ bool                   // a Resync event is in queue
 	stopped bool
+	// onChange, if set, hears every mark at once (outside d.mu), before
+	// settle: the consumer may prepare work that does not depend on quiet.
+	onChange func(key string)
 }
 
 type pendingKey struct {
@@ -44,6 +47,9 @@ func newDebouncer(settle time.Duration) *debouncer {
 // time. With settle <= 0 the key is queued at once. A key that is queued but
 // not yet sent goes back to waiting, since it is no longer quiet.
 func (d *debouncer) mark(key string) {
+	if d.onChange != nil {
+		d.onChange(key)
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.stopped {

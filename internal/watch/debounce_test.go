@@ -173,3 +173,21 @@ func TestStoppedDebouncerQueuesNothing(t *testing.T) {
 		}
 	})
 }
+
+func TestOnChangeHearsEveryMarkBeforeSettle(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		d := newDebouncer(5 * time.Second)
+		var heard []string
+		d.onChange = func(key string) { heard = append(heard, key) }
+		d.mark("a")
+		d.mark("a")
+		d.mark("b")
+		if len(heard) != 3 || heard[0] != "a" || heard[2] != "b" {
+			t.Fatalf("heard %v, want [a a b]", heard)
+		}
+		if _, ok := d.peek(); ok {
+			t.Fatal("a key was emitted before settle")
+		}
+		d.stop()
+	})
+}

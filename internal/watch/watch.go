@@ -35,6 +35,10 @@ type Options struct {
 	PollInterval time.Duration // used only in polling mode; default: 2s (or Settle if smaller and > 0)
 	ReadyFile    string        // if set, this top-level filename inside a folder is also relevant
 	Logger       *slog.Logger  // constant messages, details in attributes; nil: discard
+	// OnChange, if set, is called on every relevant change of a key as it
+	// happens, before settle; it must not block. adapterd uses it to hash
+	// and upload complete files while a folder settles.
+	OnChange func(key string)
 }
 
 // Event tells the consumer what to reconcile.
@@ -109,6 +113,7 @@ func (w *Watcher) Run(ctx context.Context, out chan<- Event) error {
 		deb:  newDebouncer(w.opts.Settle),
 		fall: w.forcePoll,
 	}
+	r.deb.onChange = w.opts.OnChange
 	defer r.deb.stop()
 	defer r.stopPoll()
 	defer r.closeWatcher()

@@ -1,0 +1,71 @@
+package ingest
+
+import (
+	"context"
+	"path/filepath"
+	"time"
+
+	"github.com/adapterd/adapterd/internal/spec"
+)
+
+// Touch tells the reconciler that key's files just changed, before the
+// folder has settled. After a short quiet time (a fraction of settle) it
+// hashes the adapter files that are already complete and, for a GGUF LoRA on
+// a server that takes adapters, uploads the blob. The reconcile after settle
+// then finds both done: the settle time is spent, not added.
+//
+// Nothing here changes a model or a status. A file that changes again is
+// simply hashed again (its stamp no longer matches); a blob uploaded for a
+// superseded file is an unreferenced blob, which Ollama prunes.
+func (r *Reconciler) Touch(key string) {
+	delay := min(r.config().Settle/4, 250*time.Millisecond)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.prepTimers == nil {
+		r.prepTimers = map[string]*time.Timer{}
+	}
+	if t := r.prepTimers[key]; t != nil {
+		t.Reset(delay)
+		return
+	}
+	r.prepTimers[key] = time.AfterFunc(delay, func() { r.prepare(key) })
+}
+
+func (r *Reconciler) prepare(key string) {
+	r.mu.Lock()
+	delete(r.prepTimers, key)
+	ctx := r.runCtx
+	busy := r.preparing[key]
+	if !busy {
+		if r.preparing == nil {
+			r.preparing = map[string]bool{}
+		}
+		r.preparing[key] = true
+	}
+	r.mu.Unlock()
+	if busy || ctx == nil || ctx.Err() != nil {
+		return
+	}
+	defer func() {
+		r.mu.Lock()
+		delete(r.preparing, key)
+		r.mu.Unlock()
+	}()
+	cfg := r.config()
+	a, err := spec.Detect(filepath.Join(cfg.DropDir, key))
+	if err != nil {
+		return // incomplete or invalid: the reconcile reports it
+	}
+	digests, err := r.fileDigests(a.Files)
+	if err != nil || a.Format != spec.FormatGGUF {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+	defer cancel()
+	if _, adapters, err := r.srv.capabilities(ctx); err != nil || !adapters {
+		return
+	}
+	if n, err := UploadBlob(ctx, r.srv.c, a.Files[0], digests[a.Files[0]]); err == nil {
+		r.metrics.BytesUploaded(n)
+	}
+}
