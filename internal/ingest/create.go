@@ -15,6 +15,7 @@ import (
 
 	"github.com/ollama/ollama/api"
 
+	"github.com/adapterd/adapterd/internal/blob"
 	"github.com/adapterd/adapterd/internal/gguf"
 	"github.com/adapterd/adapterd/internal/lora"
 	"github.com/adapterd/adapterd/internal/spec"
@@ -166,7 +167,7 @@ func (r *Reconciler) nativeRequest(ctx context.Context, key string, res *spec.Re
 		defer os.Remove(tmp)
 		path, digest = tmp, d
 	}
-	n, err := UploadBlob(ctx, r.srv.c, path, digest)
+	n, err := blob.Upload(ctx, r.srv.c, path, digest)
 	if err != nil {
 		return nil, err
 	}
@@ -218,7 +219,7 @@ func (r *Reconciler) mergeRequest(ctx context.Context, key string, res *spec.Res
 		return nil, &invalidError{"merge: " + oneLine(err.Error())}
 	}
 	defer os.Remove(tmp)
-	n, err := UploadBlob(ctx, r.srv.c, tmp, digest)
+	n, err := blob.Upload(ctx, r.srv.c, tmp, digest)
 	if err != nil {
 		return nil, err
 	}

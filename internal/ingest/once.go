@@ -8,6 +8,7 @@ import (
 
 	"github.com/ollama/ollama/api"
 
+	"github.com/adapterd/adapterd/internal/blob"
 	"github.com/adapterd/adapterd/internal/spec"
 )
 
@@ -26,7 +27,7 @@ func CreateOnce(ctx context.Context, c *api.Client, f *spec.Folder, log *slog.Lo
 	r := New(Options{Config: cfg, Client: c, Store: MemoryStore(), Logger: log})
 	digests := map[string]string{}
 	for _, p := range f.Adapter.Files {
-		if digests[p], err = FileDigest(p); err != nil {
+		if digests[p], err = blob.FileDigest(p); err != nil {
 			return "", err
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/adapterd/adapterd/internal/blob"
 	"github.com/adapterd/adapterd/internal/spec"
 )
 
@@ -65,7 +66,7 @@ func (r *Reconciler) prepare(key string) {
 	if _, adapters, err := r.srv.capabilities(ctx); err != nil || !adapters {
 		return
 	}
-	if n, err := UploadBlob(ctx, r.srv.c, a.Files[0], digests[a.Files[0]]); err == nil {
+	if n, err := blob.Upload(ctx, r.srv.c, a.Files[0], digests[a.Files[0]]); err == nil {
 		r.metrics.BytesUploaded(n)
 	}
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/ollama/ollama/api"
 
+	"github.com/adapterd/adapterd/internal/blob"
 	"github.com/adapterd/adapterd/internal/spec"
 	"github.com/adapterd/adapterd/internal/status"
 	"github.com/adapterd/adapterd/internal/watch"
@@ -191,6 +192,9 @@ func (r *Reconciler) Start(ctx context.Context) {
 	r.mu.Lock()
 	r.runCtx = ctx
 	r.mu.Unlock()
+	// Leftovers of a crash go before any worker starts making new ones.
+	r.cleanupTemp()
+	r.cleanupPending(ctx)
 	var wg sync.WaitGroup
 	n := max(1, r.config().Workers)
 	for i := 0; i < n; i++ {
@@ -200,10 +204,19 @@ func (r *Reconciler) Start(ctx context.Context) {
 			r.worker(ctx)
 		}()
 	}
-	r.cleanupPending(ctx)
 	<-ctx.Done()
 	r.q.ShutDown()
 	wg.Wait()
+}
+
+// cleanupTemp removes converted and merged files a crash left in
+// state_dir/tmp. Only adapterd writes there.
+func (r *Reconciler) cleanupTemp() {
+	dir := filepath.Join(r.config().StateDir, "tmp")
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		os.Remove(filepath.Join(dir, e.Name()))
+	}
 }
 
 func (r *Reconciler) worker(ctx context.Context) {
@@ -695,7 +708,7 @@ func (r *Reconciler) fileDigests(paths []string) (map[string]string, error) {
 			out[p] = c.Digest
 			continue
 		}
-		d, err := FileDigest(p)
+		d, err := blob.FileDigest(p)
 		if err != nil {
 			return nil, err
 		}

@@ -6,8 +6,9 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/adapterd/adapterd/internal/ingest"
 	"github.com/ollama/ollama/api"
+
+	"github.com/adapterd/adapterd/internal/blob"
 )
 
 // Greedy generates n tokens from prompt with raw, temperature 0 and a fixed
@@ -33,11 +34,11 @@ func (s *Server) Greedy(ctx context.Context, model, prompt string, n int) (strin
 // ImportGGUF creates model from a local GGUF file through `files`, the
 // way any plain GGUF import works on every version.
 func (s *Server) ImportGGUF(ctx context.Context, model, path string) error {
-	digest, err := ingest.FileDigest(path)
+	digest, err := blob.FileDigest(path)
 	if err != nil {
 		return err
 	}
-	if _, err := ingest.UploadBlob(ctx, s.Client, path, digest); err != nil {
+	if _, err := blob.Upload(ctx, s.Client, path, digest); err != nil {
 		return err
 	}
 	return s.Client.Create(ctx, &api.CreateRequest{
@@ -52,11 +53,11 @@ func (s *Server) ImportGGUF(ctx context.Context, model, path string) error {
 func (s *Server) CreateWithAdapter(ctx context.Context, model, base string, files ...string) error {
 	adapters := map[string]string{}
 	for _, p := range files {
-		d, err := ingest.FileDigest(p)
+		d, err := blob.FileDigest(p)
 		if err != nil {
 			return err
 		}
-		if _, err := ingest.UploadBlob(ctx, s.Client, p, d); err != nil {
+		if _, err := blob.Upload(ctx, s.Client, p, d); err != nil {
 			return err
 		}
 		adapters[filepath.Base(p)] = d

@@ -8,9 +8,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ollama/ollama/api"
+
 	"github.com/adapterd/adapterd/internal/ollamatest"
 	"github.com/adapterd/adapterd/internal/testfixture"
-	"github.com/ollama/ollama/api"
 )
 
 func TestMain(m *testing.M) { os.Exit(ollamatest.Main(m)) }

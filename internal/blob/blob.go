@@ -1,4 +1,7 @@
-package ingest
+// Package blob moves files into Ollama's content-addressed blob store: it names a
+// file by its sha256 the way Ollama does and uploads it only when the server
+// lacks it, streaming from disk.
+package blob
 
 import (
 	"context"
@@ -25,10 +28,10 @@ func FileDigest(path string) (string, error) {
 	return "sha256:" + hex.EncodeToString(h.Sum(nil)), nil
 }
 
-// UploadBlob makes sure the server has the blob with the given digest,
+// Upload makes sure the server has the blob with the given digest,
 // streaming it from path only when HEAD says the server lacks it. It reports
 // the bytes sent (0 when the server already had the blob).
-func UploadBlob(ctx context.Context, c *api.Client, path, digest string) (int64, error) {
+func Upload(ctx context.Context, c *api.Client, path, digest string) (int64, error) {
 	ok, err := c.HeadBlob(ctx, digest)
 	if err != nil {
 		return 0, fmt.Errorf("checking blob %s: %w", digest, err)

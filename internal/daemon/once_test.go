@@ -1,0 +1,106 @@
+package daemon_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/adapterd/adapterd/internal/daemon"
+	"github.com/adapterd/adapterd/internal/ingest"
+	"github.com/adapterd/adapterd/internal/ollamatest"
+	"github.com/adapterd/adapterd/internal/spec"
+	"github.com/adapterd/adapterd/internal/status"
+)
+
+// runOnce is `adapterd run --once` in-process.
+func runOnce(t *testing.T, cfg *spec.Config) (bool, *ingest.Reconciler) {
+	t.Helper()
+	store, err := ingest.OpenStore(cfg.StateDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := daemon.NewClient(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := ingest.New(ingest.Options{Config: cfg, Client: client, Store: store})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	return rec.RunOnce(ctx), rec
+}
+
+func onceConfig(t *testing.T, s *ollamatest.Server) *spec.Config {
+	root := t.TempDir()
+	cfg := spec.DefaultConfig(filepath.Join(root, "drop"))
+	cfg.StateDir = filepath.Join(root, "state")
+	cfg.Ollama.Host = s.URL.String()
+	cfg.Settle = 200 * time.Millisecond
+	cfg.Defaults.Base = baseModel
+	os.MkdirAll(cfg.DropDir, 0o755)
+	return cfg
+}
+
+func writeFolder(t *testing.T, cfg *spec.Config, key string, write func(string) error) {
+	t.Helper()
+	dir := filepath.Join(cfg.DropDir, key)
+	os.MkdirAll(dir, 0o755)
+	if err := write(dir); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestRunOnce(t *testing.T) {
+	s := bed(t, ollamatest.V024)
+	t.Run("all ready exits 0", func(t *testing.T) {
+		cfg := onceConfig(t, s)
+		writeFolder(t, cfg, "once-a", ggufLoRA(2001, "model: once-a\n"))
+		writeFolder(t, cfg, "once-b", peft(2002, "model: once-b\n"))
+		ok, rec := runOnce(t, cfg)
+		if !ok {
+			t.Fatalf("not all ready: %+v", rec.Adapters())
+		}
+		for _, m := range []string{"once-a", "once-b"} {
+			if !exists(s, m) {
+				t.Errorf("%s not created", m)
+			}
+		}
+		// A second --once finds nothing to do.
+		mark := s.Mark()
+		if ok, _ := runOnce(t, cfg); !ok {
+			t.Error("second run not all ready")
+		}
+		if n := s.Count(mark, "POST", "/api/create"); n != 0 {
+			t.Errorf("second --once made %d creates", n)
+		}
+	})
+	t.Run("one bad folder exits 1 and does not block the others", func(t *testing.T) {
+		cfg := onceConfig(t, s)
+		writeFolder(t, cfg, "once-good", ggufLoRA(2003, "model: once-good\n"))
+		writeFolder(t, cfg, "once-bad", peft(2004, "model: once-bad\nbogus: 1\n"))
+		ok, rec := runOnce(t, cfg)
+		if ok {
+			t.Fatal("--once reported all ready with an invalid folder")
+		}
+		states := map[string]status.State{}
+		for _, st := range rec.Adapters() {
+			states[st.Key] = st.State
+		}
+		if states["once-good"] != status.Ready || states["once-bad"] != status.Invalid {
+			t.Errorf("states %v", states)
+		}
+	})
+	t.Run("ready_file gates a folder", func(t *testing.T) {
+		cfg := onceConfig(t, s)
+		cfg.ReadyFile = "READY"
+		writeFolder(t, cfg, "gated", ggufLoRA(2005, "model: gated-bot\n"))
+		if ok, _ := runOnce(t, cfg); ok || exists(s, "gated-bot") {
+			t.Fatal("created before READY exists")
+		}
+		os.WriteFile(filepath.Join(cfg.DropDir, "gated", "READY"), nil, 0o644)
+		if ok, rec := runOnce(t, cfg); !ok || !exists(s, "gated-bot") {
+			t.Fatalf("not created after READY: %+v", rec.Adapters())
+		}
+	})
+}
