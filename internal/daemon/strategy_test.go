@@ -274,3 +274,32 @@ func TestMergeIntoQuantizedBases(t *testing.T) {
 		})
 	}
 }
+
+// TestQuantizeOnMerge: quantize is passed to Ollama with the merged file.
+// Where Ollama refuses it the folder is invalid with the reason, not retried.
+func TestQuantizeOnMerge(t *testing.T) {
+	for _, v := range []string{ollamatest.V024, ollamatest.V034} {
+		t.Run(v, func(t *testing.T) {
+			s := ollamatest.Get(t, v)
+			importBase(t, s, testfixture.TinyLlama(), "quant-src:base")
+			h := newHarness(t, s, func(c *spec.Config) { c.Defaults.Base = "quant-src:base" })
+			h.folder("q", peft(1601, "model: quantized-bot\nstrategy: merge\nquantize: q8_0\n"))
+			h.waitFor("a final state", func() bool {
+				st, _ := h.status("q")
+				return st.State == status.Ready || st.State == status.Invalid
+			})
+			st, _ := h.status("q")
+			t.Logf("Ollama %s, quantize q8_0 on a merged F32 model: %s %s", v, st.State, st.Error)
+			if st.State == status.Invalid && !strings.Contains(st.Error, "quantize") {
+				t.Errorf("invalid without naming quantize: %q", st.Error)
+			}
+			if st.State == status.Ready {
+				sh, err := s.Client.Show(context.Background(), &api.ShowRequest{Model: "quantized-bot"})
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Logf("quantization level %s", sh.Details.QuantizationLevel)
+			}
+		})
+	}
+}

@@ -128,6 +128,11 @@ func (r *Reconciler) create(ctx context.Context, key, name string, res *spec.Res
 		if isAdaptersRemoved(err) {
 			r.srv.noAdapters()
 		}
+		// Quantizing a GGUF import is refused by Ollama ≥ 0.34 and, on
+		// older servers, for files not in F16/BF16/F32: retrying won't help.
+		if req.Quantize != "" && strings.Contains(strings.ToLower(err.Error()), "quantiz") {
+			return invalidf("quantize: %s: Ollama refused it (%v); remove quantize: from the sidecar, or quantize the base model instead", req.Quantize, oneLine(err.Error()))
+		}
 		return err
 	}
 	list, err := r.srv.freshModels(ctx)
