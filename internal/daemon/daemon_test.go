@@ -220,6 +220,18 @@ func TestBadInputs(t *testing.T) {
 			}
 			return sidecar(dir, "model: wrong-arch\n")
 		}, status.Invalid, "qwen2", "lora.gguf"},
+		{"symlink-out", func(dir string) error {
+			outside := filepath.Join(filepath.Dir(filepath.Dir(dir)), "outside-"+filepath.Base(dir))
+			if err := peft(58, "")(outside); err != nil {
+				return err
+			}
+			if err := peft(58, "")(dir); err != nil {
+				return err
+			}
+			p := filepath.Join(dir, "adapter_model.safetensors")
+			os.Remove(p)
+			return os.Symlink(filepath.Join(outside, "adapter_model.safetensors"), p)
+		}, status.Invalid, "outside", "adapter_model.safetensors"},
 		{"shape-mismatch", func(dir string) error {
 			a := testfixture.Adapter{Base: qwen, Seed: 57}
 			if err := a.WritePEFT(dir); err != nil {
@@ -380,5 +392,31 @@ func TestSettleTimeIsSpentHashingAndUploading(t *testing.T) {
 	h.waitState("early", status.Ready)
 	if n := s.Count(mark, "POST", "/api/blobs"); n != 1 {
 		t.Errorf("%d blob uploads, want 1 (the reconcile after settle must reuse it)", n)
+	}
+}
+
+// TestHostileFolderNames: odd folder names get a valid derived model name
+// or a clear error; hidden and underscore folders are ignored.
+func TestHostileFolderNames(t *testing.T) {
+	s := bed(t, ollamatest.V024)
+	h := newHarness(t, s, nil)
+	for _, key := range []string{"Support Bot (v2)", "line\nbreak", "_private", "..weird"} {
+		dir := filepath.Join(h.drop, key)
+		os.MkdirAll(dir, 0o755)
+		if err := ggufLoRA(99, "")(dir); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st := h.waitState("Support Bot (v2)", status.Ready); st.Model != "support-bot--v2-" {
+		t.Errorf("derived model %q", st.Model)
+	}
+	st := h.waitState("line\nbreak", status.Ready)
+	if strings.ContainsAny(st.Model, "\n ") {
+		t.Errorf("derived model %q", st.Model)
+	}
+	for _, hidden := range []string{"_private", "..weird"} {
+		if _, ok := h.status(hidden); ok {
+			t.Errorf("%s got a status", hidden)
+		}
 	}
 }

@@ -73,6 +73,9 @@ type Reconciler struct {
 	runCtx     context.Context        // set by Start; prepare works under it
 	prepTimers map[string]*time.Timer // Touch: pending prepares
 	preparing  map[string]bool
+	// statusWritten: keys whose status file adapterd wrote; only those
+	// without one may have it created (see writeStatusFile).
+	statusWritten map[string]bool
 }
 
 // New returns a Reconciler. Call Start to run its workers.
@@ -334,7 +337,7 @@ func (r *Reconciler) setStatus(s status.Status) {
 		r.log.Info("adapter state changed", attrs...)
 	}
 	if cfg.StatusFile {
-		r.writeStatusFile(filepath.Join(cfg.DropDir, s.Key), cfg.ReadyFile, s, !had)
+		r.writeStatusFile(filepath.Join(cfg.DropDir, s.Key), cfg.ReadyFile, s)
 	}
 }
 
@@ -343,9 +346,12 @@ func (r *Reconciler) setStatus(s status.Status) {
 // new directory entry (a temp file for an atomic rename) makes their delete
 // fail with "directory not empty". So an existing status file is rewritten
 // in place, and opened without O_CREAT so a deleted one stays deleted; only
-// a folder's first status in this process (first) creates the file. Readers
-// may briefly see a partial file and should retry.
-func (r *Reconciler) writeStatusFile(dir, readyFile string, s status.Status, first bool) {
+// a folder whose status file adapterd has not written yet creates it.
+// Readers may briefly see a partial file and should retry.
+func (r *Reconciler) writeStatusFile(dir, readyFile string, s status.Status) {
+	r.mu.Lock()
+	first := !r.statusWritten[s.Key]
+	r.mu.Unlock()
 	b, _ := json.MarshalIndent(s, "", "  ")
 	b = append(b, '\n')
 	path := filepath.Join(dir, status.FileName)
@@ -371,13 +377,21 @@ func (r *Reconciler) writeStatusFile(dir, readyFile string, s status.Status, fir
 	}
 	if err != nil {
 		r.log.Warn("cannot write status file", "key", s.Key, "err", err)
+		return
 	}
+	r.mu.Lock()
+	if r.statusWritten == nil {
+		r.statusWritten = map[string]bool{}
+	}
+	r.statusWritten[s.Key] = true
+	r.mu.Unlock()
 }
 
 func (r *Reconciler) dropStatus(key string) {
 	r.mu.Lock()
 	_, had := r.statuses[key]
 	delete(r.statuses, key)
+	delete(r.statusWritten, key)
 	delete(r.failures, key)
 	delete(r.incomplete, key)
 	r.mu.Unlock()

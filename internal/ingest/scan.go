@@ -53,6 +53,11 @@ func scanFolder(dir, readyFile string) (snapshot, error) {
 		return snapshot{}, err
 	}
 	var s snapshot
+	// The folder's own mtime moves when files are added, renamed or removed,
+	// so an empty folder that a job is about to fill is not yet quiet.
+	if fi, err := os.Stat(dir); err == nil {
+		s.Newest = fi.ModTime()
+	}
 	for _, e := range entries {
 		if !watch.IsRelevantFile(e.Name(), readyFile) {
 			continue
