@@ -93,4 +93,3 @@ func (o *optionalNumber) Set(s string) error {
 	}
 	return nil
 }
-

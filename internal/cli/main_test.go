@@ -144,7 +144,7 @@ func freePort(t testing.TB) string {
 // setup is one daemon's files: drop dir, state dir and config.
 type setup struct {
 	root, drop, state, config string
-	listen, host                string
+	listen, host              string
 }
 
 func newSetup(t *testing.T, host string) *setup {
@@ -244,8 +244,13 @@ func startDaemon(t *testing.T, st *setup, env ...string) *proc {
 
 func startDaemonWithStderr(t *testing.T, st *setup, bin string, stderr *os.File, env ...string) *proc {
 	t.Helper()
+	return startProc(t, st, bin, []string{"run", "--config", st.config}, stderr, env...)
+}
+
+func startProc(t *testing.T, st *setup, bin string, args []string, stderr *os.File, env ...string) *proc {
+	t.Helper()
 	p := &proc{t: t, st: st, logPath: stderr.Name(), done: make(chan struct{})}
-	p.cmd = exec.Command(bin, "run", "--config", st.config)
+	p.cmd = exec.Command(bin, args...)
 	p.cmd.Env = cleanEnv(env...)
 	p.cmd.Stdout = stderr
 	p.cmd.Stderr = stderr

@@ -11,8 +11,14 @@ import (
 // a call to Ollama to reconcile, yet the daemon must still report ready
 // (/readyz and READY=1) once Ollama answers; otherwise `systemctl start`
 // never finishes.
+//
+// As of this writing it fails: ingest.Reconciler.Ready() is "synced &&
+// srv.Healthy()", and Healthy only turns true after a reconcile called
+// Ollama, which neither case does.
 func TestReadyWithoutWork(t *testing.T) {
 	s := bed(t)
+	// The subtests wait in parallel: while the bug below is present each
+	// waits out the full timeout.
 	for _, tc := range []struct {
 		name    string
 		prepare func(t *testing.T, st *setup)
@@ -25,6 +31,7 @@ func TestReadyWithoutWork(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			st := newSetup(t, s.URL.String())
 			tc.prepare(t, st)
 			notify := listenNotify(t)

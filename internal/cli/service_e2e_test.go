@@ -86,9 +86,12 @@ func TestRunAsService(t *testing.T) {
 	// SIGHUP with a valid config that changes defaults.system: the models
 	// are re-created with it.
 	readyBefore := len(notify.messages())
-	st.writeConfig(t, "defaults: {base: "+baseModel+", system: \"be terse\"}\n")
+	st.writeConfig(t, "workers: 3\ndefaults: {base: "+baseModel+", system: \"be terse\"}\n")
 	p.signal(syscall.SIGHUP)
 	p.waitLog("config reloaded")
+	if !strings.Contains(p.log(), "needs a restart of adapterd to take effect; still using the old value\" key=workers") {
+		t.Errorf("a reload that changes workers does not say it needs a restart")
+	}
 	p.waitFor("svc-bot re-created after the reload", waitLong, func() bool {
 		a := p.adapters()["svc-bot"]
 		return a.State == status.Ready && a.Digest != bot.Digest

@@ -133,3 +133,45 @@ func TestSIGTERMDuringIngest(t *testing.T) {
 	}
 	assertNoTempModels(t, s)
 }
+
+// TestOnceSIGTERMDuringIngest: `run --once` (a cron job, a CI step) stops
+// cleanly on SIGTERM too: exit status 1 (not everything is ready), the
+// temporary model deleted, nothing under the user's name.
+func TestOnceSIGTERMDuringIngest(t *testing.T) {
+	s := bed(t)
+	proxy, proxyURL := newHoldProxy(t, s.URL)
+	proxy.hold.Store(true)
+	st := newSetup(t, proxyURL)
+	st.dropFolder(t, "once-bot", ggufFolder(601))
+	stderr, err := os.CreateTemp(st.root, "stderr-*.log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := startProc(t, st, adapterdBinary(t), []string{"run", "--once", "--config", st.config}, stderr)
+	var tmp string
+	p.waitFor("the create to reach Ollama", waitLong, func() bool {
+		select {
+		case tmp = <-proxy.created:
+			return true
+		default:
+			return false
+		}
+	})
+	if !modelExists(t, s, tmp) {
+		t.Fatalf("the in-flight temporary model %s is not in Ollama; the test would prove nothing", tmp)
+	}
+	if code := p.stop(); code != 1 {
+		t.Errorf("run --once stopped by SIGTERM: exit status %d, want 1", code)
+	}
+	assertNoTempModels(t, s)
+	if modelExists(t, s, "once-bot") {
+		t.Errorf("a model once-bot exists after SIGTERM cut its create short")
+	}
+
+	// Run again to completion: exit 0, the model exists.
+	proxy.hold.Store(false)
+	stdout, stderrText, code := runCLI(t, nil, "run", "--once", "--config", st.config)
+	if code != 0 || !modelExists(t, s, "once-bot") {
+		t.Errorf("second run --once: exit %d, model exists %v\n%s%s", code, modelExists(t, s, "once-bot"), stdout, stderrText)
+	}
+}

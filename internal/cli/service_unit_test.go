@@ -1,0 +1,183 @@
+package cli
+
+import (
+	"bufio"
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/kardianos/service"
+
+	"github.com/adapterd/adapterd/internal/spec"
+)
+
+// TestSystemdUnitInstall installs the unit through kardianos/service's own
+// systemd code, so the file is rendered exactly as `adapterd install`
+// renders it on a systemd host. This container has no systemd as PID 1, so
+// kardianos would pick another init system here; the test takes the
+// linux-systemd implementation from service.AvailableSystems directly, as a
+// user service under a temporary HOME, with a recording stand-in for
+// systemctl on PATH. Then systemd's own checker reads the unit.
+func TestSystemdUnitInstall(t *testing.T) {
+	var systemd service.System
+	for _, sys := range service.AvailableSystems() {
+		if sys.String() == "linux-systemd" {
+			systemd = sys
+		}
+	}
+	if systemd == nil {
+		t.Fatal("kardianos/service has no linux-systemd system")
+	}
+
+	root := t.TempDir()
+	// Spaces in the paths exercise the quoting of ExecStart and
+	// ReadWritePaths.
+	drop := filepath.Join(root, "drop dir")
+	config := filepath.Join(root, "etc adapterd", "config.yaml")
+	mkdir(t, filepath.Dir(config))
+	if err := os.WriteFile(config, []byte("drop_dir: "+drop+"\nstate_dir: ../state\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := spec.LoadConfig(config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	exe := adapterdBinary(t)
+
+	home := mkdir(t, filepath.Join(root, "home"))
+	bin := mkdir(t, filepath.Join(root, "bin"))
+	calls := filepath.Join(root, "systemctl.log")
+	stub := "#!/bin/sh\necho \"$*\" >> '" + calls + "'\ncase \"$1\" in --version) echo 'systemd 252 (252)';; esac\n"
+	if err := os.WriteFile(filepath.Join(bin, "systemctl"), []byte(stub), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("HOME", home)
+	t.Setenv("XDG_CONFIG_HOME", filepath.Join(home, ".config"))
+	t.Setenv("XDG_RUNTIME_DIR", mkdir(t, filepath.Join(root, "run")))
+	t.Setenv("PATH", bin+string(os.PathListSeparator)+os.Getenv("PATH"))
+
+	sc, err := serviceConfig(exe, config, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc.Option["UserService"] = true
+	s, err := systemd.New(program{}, sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Install(); err != nil {
+		t.Fatalf("install: %v", err)
+	}
+	b, err := os.ReadFile(filepath.Join(home, ".config", "systemd", "user", "adapterd.service"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	unit := string(b)
+	if log, _ := os.ReadFile(calls); !strings.Contains(string(log), "enable --user adapterd.service") {
+		t.Errorf("install did not enable the unit; systemctl calls:\n%s", log)
+	}
+
+	if strings.Contains(unit, "{{") || strings.Contains(unit, "}}") {
+		t.Errorf("template actions left in the unit:\n%s", unit)
+	}
+	want := map[string]string{
+		"Type":                      "notify",
+		"ExecStart":                 strings.ReplaceAll(exe, " ", `\x20`) + ` "run" "--config" "` + config + `"`,
+		"ExecReload":                "/bin/kill -HUP $MAINPID",
+		"Restart":                   "on-failure",
+		"ReadWritePaths":            `"-` + drop + `" "-` + filepath.Join(root, "state") + `"`,
+		"ProtectSystem":             "strict",
+		"NoNewPrivileges":           "yes",
+		"WantedBy":                  "multi-user.target",
+		"ConditionFileIsExecutable": strings.ReplaceAll(exe, " ", `\x20`),
+	}
+	got := map[string][]string{}
+	for _, line := range strings.Split(unit, "\n") {
+		if k, v, ok := strings.Cut(line, "="); ok && !strings.HasPrefix(line, "#") {
+			got[k] = append(got[k], v)
+		}
+	}
+	for k, v := range want {
+		if len(got[k]) != 1 || got[k][0] != v {
+			t.Errorf("%s = %q, want exactly [%q]", k, got[k], v)
+		}
+	}
+	if _, ok := got["User"]; ok {
+		t.Errorf("User= set without a UserName")
+	}
+
+	verifyUnit(t, unit)
+}
+
+// verifyUnit runs `systemd-analyze verify` on unit, as
+// packaging/packaging_test.go does for the packaged unit. ExecStart names
+// the real binary, so verify's existence check holds.
+func verifyUnit(t *testing.T, unit string) {
+	t.Helper()
+	analyze, err := exec.LookPath("systemd-analyze")
+	if err != nil {
+		if os.Geteuid() == 0 {
+			t.Fatalf("systemd-analyze not found; install it with: apt-get update && apt-get install -y systemd")
+		}
+		t.Skipf("systemd-analyze not found; install it with: apt-get update && apt-get install -y systemd")
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "adapterd.service")
+	if err := os.WriteFile(path, []byte(unit), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(analyze, "verify", path)
+	cmd.Dir = dir
+	out, err := cmd.CombinedOutput()
+	var ours []string
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	for sc.Scan() {
+		// Containers without systemd as init print complaints about other
+		// units; only lines about ours count.
+		if strings.Contains(sc.Text(), "adapterd.service") {
+			ours = append(ours, sc.Text())
+		}
+	}
+	if len(ours) > 0 {
+		t.Errorf("systemd-analyze verify reports on adapterd.service:\n%s\nunit:\n%s", strings.Join(ours, "\n"), unit)
+	}
+	if err != nil {
+		t.Errorf("systemd-analyze verify: %v\n%s", err, out)
+	}
+}
+
+// TestCheckUnitPath: paths systemd or kardianos would reinterpret are
+// refused; ordinary ones, spaces included, pass.
+func TestCheckUnitPath(t *testing.T) {
+	for _, p := range []string{"/srv/drop", "/srv/my drop", "/srv/drop-1_2.x", "/srv/ünïcode"} {
+		if err := checkUnitPath("drop_dir", p); err != nil {
+			t.Errorf("%q refused: %v", p, err)
+		}
+	}
+	for _, p := range []string{"/srv/50%", "/srv/$HOME", `/srv/a\b`, `/srv/"q"`, "/srv/{{Path}}", "/srv/a}}", "/srv/a\nb", "/srv/a\tb"} {
+		err := checkUnitPath("drop_dir", p)
+		if err == nil {
+			t.Errorf("%q accepted", p)
+		} else if strings.Contains(err.Error(), "\n") {
+			t.Errorf("error for %q is not one line: %q", p, err)
+		}
+	}
+}
+
+// TestServiceConfigWithoutConfig: stop and uninstall need no config, so
+// they still work when it is broken; only install renders the unit.
+func TestServiceConfigWithoutConfig(t *testing.T) {
+	sc, err := serviceConfig("/usr/bin/adapterd", "/etc/adapterd/config.yaml", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := sc.Option["SystemdScript"]; ok {
+		t.Errorf("SystemdScript set without a config")
+	}
+	if sc.Name != "adapterd" || strings.Join(sc.Arguments, " ") != "run --config /etc/adapterd/config.yaml" {
+		t.Errorf("service config %+v", sc)
+	}
+}
