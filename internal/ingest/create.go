@@ -277,14 +277,32 @@ func (c *ctxWriter) Write(p []byte) (int, error) {
 // name in one step and deletes the temporary model.
 func (r *Reconciler) createAs(ctx context.Context, name string, req *api.CreateRequest, verify bool, claim func(tmpDigest string) error) error {
 	tmp := tmpPrefix + randomHex(8)
+	r.mu.Lock()
+	if r.inflight == nil {
+		r.inflight = map[string]bool{}
+	}
+	r.inflight[tmp] = true
+	r.mu.Unlock()
+	defer func() {
+		r.mu.Lock()
+		delete(r.inflight, tmp)
+		r.mu.Unlock()
+	}()
 	if err := r.store.Update(func(s *stateFile) bool { s.Pending = append(s.Pending, tmp); return true }); err != nil {
 		return err
 	}
-	defer r.dropTemp(tmp)
+	// A create we stopped waiting for (SIGTERM) may still land on the
+	// server after our delete; then only a later retry can remove it.
+	answered := false
+	defer func() { r.dropTemp(tmp, answered) }()
 	req.Model = tmp
 	stream := false
 	req.Stream = &stream
-	if err := r.srv.c.Create(ctx, req, func(api.ProgressResponse) error { return nil }); err != nil {
+	r.srv.mutate.Lock()
+	err := r.srv.c.Create(ctx, req, func(api.ProgressResponse) error { return nil })
+	r.srv.mutate.Unlock()
+	answered = ctx.Err() == nil
+	if err != nil {
 		return err
 	}
 	show, err := r.srv.c.Show(ctx, &api.ShowRequest{Model: tmp})
@@ -316,22 +334,30 @@ func (r *Reconciler) createAs(ctx context.Context, name string, req *api.CreateR
 		return err
 	}
 	defer r.srv.invalidate()
-	if err := r.srv.c.Copy(ctx, &api.CopyRequest{Source: tmp, Destination: name}); err != nil {
+	r.srv.mutate.Lock()
+	err = r.srv.c.Copy(ctx, &api.CopyRequest{Source: tmp, Destination: name})
+	r.srv.mutate.Unlock()
+	if err != nil {
 		return fmt.Errorf("copying the new model to %s: %w", name, err)
 	}
 	return nil
 }
 
 // dropTemp deletes a temporary model, even when ctx was cancelled, and
-// forgets it once it is gone.
-func (r *Reconciler) dropTemp(tmp string) {
+// forgets it once it is surely gone: deleted, or not found after Ollama
+// answered the create (settled). An unsettled one stays pending and is
+// retried at every resync and at the next start.
+func (r *Reconciler) dropTemp(tmp string, settled bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	err := r.srv.c.Delete(ctx, &api.DeleteRequest{Model: tmp})
-	if err != nil && !isNotFound(err) {
-		r.log.Warn("cannot delete temporary model; it is retried at next start", "model", tmp, "err", err)
+	err := r.srv.delete(ctx, tmp)
+	if err != nil && (!isNotFound(err) || !settled) {
+		if !isNotFound(err) {
+			r.log.Warn("cannot delete temporary model; it is retried later", "model", tmp, "err", err)
+		}
 		return
 	}
+	r.srv.invalidate()
 	r.store.Update(func(s *stateFile) bool {
 		out := s.Pending[:0]
 		for _, p := range s.Pending {
@@ -344,14 +370,18 @@ func (r *Reconciler) dropTemp(tmp string) {
 	})
 }
 
-// cleanupPending deletes temporary models a previous run left behind.
+// cleanupPending deletes temporary models left behind by a crash, or by a
+// create that was abandoned and landed late. Creates in flight are skipped.
 func (r *Reconciler) cleanupPending(ctx context.Context) {
 	r.store.mu.Lock()
 	pending := append([]string(nil), r.store.st.Pending...)
 	r.store.mu.Unlock()
 	for _, p := range pending {
-		if strings.HasPrefix(p, tmpPrefix) && ctx.Err() == nil {
-			r.dropTemp(p)
+		r.mu.Lock()
+		busy := r.inflight[p]
+		r.mu.Unlock()
+		if !busy && strings.HasPrefix(p, tmpPrefix) && ctx.Err() == nil {
+			r.dropTemp(p, true)
 		}
 	}
 }

@@ -23,6 +23,11 @@ const errAdaptersRemoved = "LoRA adapters are no longer supported"
 // resync of a thousand folders) and the server's capabilities.
 type server struct {
 	c *api.Client
+	// mutate serializes adapterd's creates, copies and deletes. Ollama
+	// prunes a deleted model's layers that no manifest on disk references,
+	// and a create in flight has no manifest yet: a delete running beside
+	// it can remove layers the create is about to use.
+	mutate sync.Mutex
 
 	mu        sync.Mutex
 	list      map[string]api.ListModelResponse // by canonical name
@@ -60,6 +65,13 @@ func (s *server) models(ctx context.Context) (map[string]api.ListModelResponse, 
 	s.list, s.listAt = l, time.Now()
 	s.mu.Unlock()
 	return l, nil
+}
+
+// delete deletes a model under the mutation lock.
+func (s *server) delete(ctx context.Context, name string) error {
+	s.mutate.Lock()
+	defer s.mutate.Unlock()
+	return s.c.Delete(ctx, &api.DeleteRequest{Model: name})
 }
 
 // freshModels lists models without the cache: for checks right after

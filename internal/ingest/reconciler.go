@@ -32,6 +32,7 @@ type Metrics interface {
 	BytesHashed(n int64)
 	OllamaError(op string)
 	ResyncDone(t time.Time)
+	ServerInfo(version string, adapters bool)
 }
 
 type nopMetrics struct{}
@@ -41,6 +42,7 @@ func (nopMetrics) BytesUploaded(int64)                      {}
 func (nopMetrics) BytesHashed(int64)                        {}
 func (nopMetrics) OllamaError(string)                       {}
 func (nopMetrics) ResyncDone(time.Time)                     {}
+func (nopMetrics) ServerInfo(string, bool)                  {}
 
 // Options configures a Reconciler.
 type Options struct {
@@ -76,6 +78,7 @@ type Reconciler struct {
 	// statusWritten: keys whose status file adapterd wrote; only those
 	// without one may have it created (see writeStatusFile).
 	statusWritten map[string]bool
+	inflight      map[string]bool // temporary model names of running creates
 }
 
 // New returns a Reconciler. Call Start to run its workers.
@@ -156,6 +159,7 @@ func (r *Reconciler) Resync(ctx context.Context) {
 	for _, k := range sorted {
 		r.q.Add(k)
 	}
+	r.cleanupPending(ctx)
 	if err == nil {
 		r.metrics.ResyncDone(time.Now())
 	}
@@ -199,6 +203,11 @@ func (r *Reconciler) Start(ctx context.Context) {
 	r.cleanupTemp()
 	r.cleanupPending(ctx)
 	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		r.pingOllama(ctx)
+	}()
 	n := max(1, r.config().Workers)
 	for i := 0; i < n; i++ {
 		wg.Add(1)
@@ -219,6 +228,32 @@ func (r *Reconciler) cleanupTemp() {
 	entries, _ := os.ReadDir(dir)
 	for _, e := range entries {
 		os.Remove(filepath.Join(dir, e.Name()))
+	}
+}
+
+// pingOllama keeps Ready honest when there is no work: readiness means
+// Ollama answers now, not that it answered the last reconcile.
+func (r *Reconciler) pingOllama(ctx context.Context) {
+	t := time.NewTicker(10 * time.Second)
+	defer t.Stop()
+	for {
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		v, err := r.srv.c.Version(pctx)
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		r.srv.setHealthy(err == nil)
+		if err == nil {
+			if _, adapters, err := r.srv.capabilities(ctx); err == nil {
+				r.metrics.ServerInfo(v, adapters)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
 	}
 }
 

@@ -5,8 +5,6 @@ import (
 	"os"
 	"time"
 
-	"github.com/ollama/ollama/api"
-
 	"github.com/adapterd/adapterd/internal/spec"
 )
 
@@ -69,7 +67,7 @@ func (r *Reconciler) retire(ctx context.Context, m OwnedModel) result {
 		if cur, ok := models[name]; ok {
 			if !m.Owns(cur.Digest) {
 				r.log.Warn("model changed since adapterd created it; not deleting", "model", m.Name)
-			} else if err := r.srv.c.Delete(ctx, &api.DeleteRequest{Model: m.Name}); err != nil && !isNotFound(err) {
+			} else if err := r.srv.delete(ctx, m.Name); err != nil && !isNotFound(err) {
 				r.metrics.OllamaError("delete")
 				r.log.Warn("cannot delete model", "model", m.Name, "err", err)
 				return r.backoff(m.Key)

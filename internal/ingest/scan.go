@@ -53,11 +53,6 @@ func scanFolder(dir, readyFile string) (snapshot, error) {
 		return snapshot{}, err
 	}
 	var s snapshot
-	// The folder's own mtime moves when files are added, renamed or removed,
-	// so an empty folder that a job is about to fill is not yet quiet.
-	if fi, err := os.Stat(dir); err == nil {
-		s.Newest = fi.ModTime()
-	}
 	for _, e := range entries {
 		if !watch.IsRelevantFile(e.Name(), readyFile) {
 			continue
@@ -79,6 +74,14 @@ func scanFolder(dir, readyFile string) (snapshot, error) {
 		s.Files = append(s.Files, f)
 	}
 	sort.Slice(s.Files, func(i, j int) bool { return s.Files[i].Name < s.Files[j].Name })
+	// An empty folder is quiet only once the folder itself has been: a job
+	// that made it is probably about to fill it. (Once files exist their
+	// own mtimes count, not the folder's, which our status file moves.)
+	if len(s.Files) == 0 {
+		if fi, err := os.Stat(dir); err == nil {
+			s.Newest = fi.ModTime()
+		}
+	}
 	return s, nil
 }
 
