@@ -48,6 +48,7 @@ func cmdRun(ctx context.Context, args []string, env Env) error {
 		if err != nil {
 			return err
 		}
+		defer store.Close()
 		client, err := daemon.NewClient(cfg)
 		if err != nil {
 			return err

@@ -79,6 +79,7 @@ func Run(ctx context.Context, o Options) error {
 		}
 		return err
 	}
+	defer store.Close()
 	reg := metrics.NewRegistry()
 	var rec *ingest.Reconciler
 	// The closure runs at scrape time, after rec is set.

@@ -101,6 +101,9 @@ func newHarness(t *testing.T, srv *ollamatest.Server, mutate func(*spec.Config))
 	}
 	h.cfg = cfg
 	h.start()
+	// Folders dropped from here on are seen by the watcher, not only by
+	// the first full sync.
+	h.waitFor("first full sync", h.ready)
 	return h
 }
 

@@ -21,6 +21,7 @@ func runOnce(t *testing.T, cfg *spec.Config) (bool, *ingest.Reconciler) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer store.Close()
 	client, err := daemon.NewClient(cfg)
 	if err != nil {
 		t.Fatal(err)

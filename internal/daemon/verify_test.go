@@ -35,6 +35,7 @@ func faultInjectingProxy(t *testing.T, target *url.URL) *httptest.Server {
 // appears under the user's name (nor a temporary model).
 func TestVerifyFailureNeverReachesTheUsersName(t *testing.T) {
 	s := bed(t, ollamatest.V024)
+	before := tmpModels(t, s)
 	proxy := faultInjectingProxy(t, s.URL)
 	h := newHarness(t, s, func(c *spec.Config) { c.Ollama.Host = proxy.URL })
 	h.folder("unloadable", ggufLoRA(1501, "model: unloadable-bot\nverify: true\n"))
@@ -45,13 +46,26 @@ func TestVerifyFailureNeverReachesTheUsersName(t *testing.T) {
 	if exists(s, "unloadable-bot") {
 		t.Error("a model that failed verify was put under the user's name")
 	}
+	for name := range tmpModels(t, s) {
+		if !before[name] {
+			t.Errorf("temporary model left behind: %s", name)
+		}
+	}
+}
+
+// tmpModels lists adapterd's temporary models on the server. Tests compare
+// before and after, since the server is shared by the package's tests.
+func tmpModels(t *testing.T, s *ollamatest.Server) map[string]bool {
+	t.Helper()
 	list, err := s.Client.List(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
+	out := map[string]bool{}
 	for _, m := range list.Models {
 		if strings.HasPrefix(m.Name, "adapterd-tmp-") {
-			t.Errorf("temporary model left behind: %s", m.Name)
+			out[m.Name] = true
 		}
 	}
+	return out
 }

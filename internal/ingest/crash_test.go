@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -57,6 +58,7 @@ func (b *crashBed) runOnce(t *testing.T) *Reconciler {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer store.Close()
 	r := New(Options{Config: b.cfg, Client: b.s.Client, Store: store})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -87,6 +89,7 @@ func TestCrashAfterCopyBeforeConfirm(t *testing.T) {
 		s.Models["crash-c:latest"] = m
 		return true
 	})
+	store.Close()
 	mark := b.s.Mark()
 	if r := b.runOnce(t); stateOf(r) != status.Ready {
 		t.Fatalf("after restart: %+v", r.Adapters())
@@ -95,6 +98,7 @@ func TestCrashAfterCopyBeforeConfirm(t *testing.T) {
 		t.Errorf("%d creates, want 0: the landed create must be adopted", n)
 	}
 	store, _ = OpenStore(b.cfg.StateDir)
+	defer store.Close()
 	if m, _ := store.Model("crash-c:latest"); m.PendingDigest != "" || m.OllamaDigest == "" {
 		t.Errorf("record not confirmed: %+v", m)
 	}
@@ -118,6 +122,7 @@ func TestCrashBeforeCopy(t *testing.T) {
 		s.Models["crash-b:latest"] = OwnedModel{Name: "crash-b", Key: "k", PendingDigest: "sha256:0000", PendingInput: "x"}
 		return true
 	})
+	store.Close()
 	os.MkdirAll(filepath.Join(b.cfg.StateDir, "tmp"), 0o755)
 	leftover := filepath.Join(b.cfg.StateDir, "tmp", "k-123-merged.gguf")
 	os.WriteFile(leftover, []byte("half a merge"), 0o644)
@@ -132,9 +137,28 @@ func TestCrashBeforeCopy(t *testing.T) {
 		t.Error("temporary file left behind")
 	}
 	store, _ = OpenStore(b.cfg.StateDir)
+	defer store.Close()
 	if m, _ := store.Model("crash-b:latest"); m.PendingDigest != "" || m.OllamaDigest == "" {
 		t.Errorf("record %+v", m)
 	}
+}
+
+// Two adapterds on one state_dir: the second stops with the reason.
+func TestStateDirIsExclusive(t *testing.T) {
+	dir := t.TempDir()
+	first, err := OpenStore(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := OpenStore(dir); err == nil || !strings.Contains(err.Error(), "in use by another adapterd") {
+		t.Fatalf("second open: %v", err)
+	}
+	first.Close()
+	second, err := OpenStore(dir)
+	if err != nil {
+		t.Fatalf("after close: %v", err)
+	}
+	second.Close()
 }
 
 // A corrupt state file stops startup with the fix, instead of silently

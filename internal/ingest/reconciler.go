@@ -563,6 +563,7 @@ func (r *Reconciler) reconcile(ctx context.Context, key string) result {
 	if quiet := time.Since(snap.Newest); quiet < cfg.Settle {
 		st.State, st.Error = status.Waiting, ""
 		r.setStatus(st)
+		r.Touch(key) // found by a resync or poll: prepare while it settles
 		return cfg.Settle - max(quiet, 0)
 	}
 

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -76,6 +77,7 @@ type stateFile struct {
 // Store is the persistent state, saved atomically on every change.
 type Store struct {
 	path string
+	lock *os.File // holds the flock on state_dir/lock while open
 	mu   sync.Mutex
 	st   stateFile
 }
@@ -88,17 +90,31 @@ func OpenStore(dir string) (*Store, error) {
 	}
 	s := &Store{path: filepath.Join(dir, "state.json")}
 	s.st = stateFile{Version: stateVersion, Models: map[string]OwnedModel{}, Files: map[string]FileStamp{}}
+	// Two adapterds on one state_dir would both believe they own the same
+	// models; the second one stops here instead.
+	lock, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("state_dir %s: %w", dir, err)
+	}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("state_dir %s is in use by another adapterd; stop it, or give this one its own state_dir", dir)
+	}
+	s.lock = lock
 	b, err := os.ReadFile(s.path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return s, nil
 	}
 	if err != nil {
+		s.Close()
 		return nil, err
 	}
 	if err := json.Unmarshal(b, &s.st); err != nil {
+		s.Close()
 		return nil, fmt.Errorf("%s: corrupt state (%v); move it aside to start over, but adapterd then forgets which models it owns", s.path, err)
 	}
 	if s.st.Version != stateVersion {
+		s.Close()
 		return nil, fmt.Errorf("%s: state version %d, this adapterd reads %d", s.path, s.st.Version, stateVersion)
 	}
 	if s.st.Models == nil {
@@ -108,6 +124,16 @@ func OpenStore(dir string) (*Store, error) {
 		s.st.Files = map[string]FileStamp{}
 	}
 	return s, nil
+}
+
+// Close releases the state_dir lock.
+func (s *Store) Close() error {
+	if s.lock == nil {
+		return nil
+	}
+	err := s.lock.Close()
+	s.lock = nil
+	return err
 }
 
 // MemoryStore is a Store that is never saved, for one-shot commands.
