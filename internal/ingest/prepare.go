@@ -36,12 +36,13 @@ func (r *Reconciler) prepare(key string) {
 	r.mu.Lock()
 	delete(r.prepTimers, key)
 	ctx := r.runCtx
-	busy := r.preparing[key]
+	_, busy := r.preparing[key]
+	done := make(chan struct{})
 	if !busy {
 		if r.preparing == nil {
-			r.preparing = map[string]bool{}
+			r.preparing = map[string]chan struct{}{}
 		}
-		r.preparing[key] = true
+		r.preparing[key] = done
 	}
 	r.mu.Unlock()
 	if busy || ctx == nil || ctx.Err() != nil {
@@ -51,6 +52,7 @@ func (r *Reconciler) prepare(key string) {
 		r.mu.Lock()
 		delete(r.preparing, key)
 		r.mu.Unlock()
+		close(done)
 	}()
 	cfg := r.config()
 	a, err := spec.Detect(filepath.Join(cfg.DropDir, key))
@@ -68,5 +70,21 @@ func (r *Reconciler) prepare(key string) {
 	}
 	if n, err := blob.Upload(ctx, r.srv.c, a.Files[0], digests[a.Files[0]]); err == nil {
 		r.metrics.BytesUploaded(n)
+	}
+}
+
+// waitPrepared waits for a prepare of key that is still hashing or
+// uploading, so the reconcile reuses its work instead of doing it again
+// beside it.
+func (r *Reconciler) waitPrepared(ctx context.Context, key string) {
+	r.mu.Lock()
+	done, ok := r.preparing[key]
+	r.mu.Unlock()
+	if !ok {
+		return
+	}
+	select {
+	case <-done:
+	case <-ctx.Done():
 	}
 }

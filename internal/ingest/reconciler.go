@@ -72,9 +72,9 @@ type Reconciler struct {
 	incomplete map[string]string // key -> snapshot id last seen incomplete
 	syncing    map[string]bool   // keys of the first full sync not yet reconciled
 	synced     bool
-	runCtx     context.Context        // set by Start; prepare works under it
-	prepTimers map[string]*time.Timer // Touch: pending prepares
-	preparing  map[string]bool
+	runCtx     context.Context          // set by Start; prepare works under it
+	prepTimers map[string]*time.Timer   // Touch: pending prepares
+	preparing  map[string]chan struct{} // closed when that key's prepare ends
 	// statusWritten: keys whose status file adapterd wrote; only those
 	// without one may have it created (see writeStatusFile).
 	statusWritten map[string]bool
@@ -612,6 +612,7 @@ func (r *Reconciler) reconcile(ctx context.Context, key string) result {
 		return r.failOrInvalid(key, st, "version", err, after)
 	}
 	st.Strategy = string(strategy)
+	r.waitPrepared(ctx, key)
 	digests, err := r.fileDigests(a.Files)
 	if err != nil {
 		st.State, st.Error = status.Failed, oneLine(err.Error())
