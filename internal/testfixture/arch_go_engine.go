@@ -2,7 +2,6 @@ package testfixture
 
 import (
 	"fmt"
-	"math"
 	"math/rand/v2"
 	"os"
 
@@ -87,32 +86,21 @@ func gemma3KV(b Base, tokens []string, scores []float32, types []int32) []gguf.K
 // weights are stored as 1+w in Gemma GGUFs, so ones are the identity.
 func gemma3Tensors(b Base, vocab int) []tensorSpec {
 	e, hd := uint64(b.Embd), uint64(b.HeadDim())
-	lin := func(in int) func(*rand.Rand, int) []float32 { return gaussian(1.5 / math.Sqrt(float64(in))) }
-	ts := []tensorSpec{
-		{"token_embd.weight", []uint64{e, uint64(vocab)}, gaussian(1)},
-		{"output_norm.weight", []uint64{e}, ones},
-		{"output.weight", []uint64{e, uint64(vocab)}, lin(b.Embd)},
-	}
-	for l := 0; l < b.Layers; l++ {
-		p := fmt.Sprintf("blk.%d.", l)
-		ts = append(ts, tensorSpec{p + "attn_norm.weight", []uint64{e}, ones})
-		for _, m := range b.Modules() {
-			ts = append(ts, tensorSpec{p + m.GGUF + ".weight", []uint64{uint64(m.In), uint64(m.Out)}, lin(m.In)})
-			switch m.PEFT {
-			case "q_proj":
-				ts = append(ts, tensorSpec{p + "attn_q_norm.weight", []uint64{hd}, ones})
-			case "k_proj":
-				ts = append(ts, tensorSpec{p + "attn_k_norm.weight", []uint64{hd}, ones})
-			case "o_proj":
-				ts = append(ts,
-					tensorSpec{p + "post_attention_norm.weight", []uint64{e}, ones},
-					tensorSpec{p + "ffn_norm.weight", []uint64{e}, ones})
-			case "down_proj":
-				ts = append(ts, tensorSpec{p + "post_ffw_norm.weight", []uint64{e}, ones})
-			}
+	return b.layout(vocab, func(p string, m Module) []tensorSpec {
+		switch m.PEFT {
+		case "q_proj":
+			return []tensorSpec{{p + "attn_q_norm.weight", []uint64{hd}, ones}}
+		case "k_proj":
+			return []tensorSpec{{p + "attn_k_norm.weight", []uint64{hd}, ones}}
+		case "o_proj":
+			return []tensorSpec{
+				{p + "post_attention_norm.weight", []uint64{e}, ones},
+				{p + "ffn_norm.weight", []uint64{e}, ones}}
+		case "down_proj":
+			return []tensorSpec{{p + "post_ffw_norm.weight", []uint64{e}, ones}}
 		}
-	}
-	return ts
+		return nil
+	})
 }
 
 func writeGemma3(b Base, path string) error {

@@ -124,7 +124,23 @@ func gaussian(std float64) func(r *rand.Rand, n int) []float32 {
 }
 
 func (b Base) tensors(vocab int) []tensorSpec {
-	e, f := uint64(b.Embd), uint64(b.FF)
+	return b.layout(vocab, func(p string, m Module) []tensorSpec {
+		var ts []tensorSpec
+		if b.Arch == "qwen2" && m.Parent == "self_attn" && m.PEFT != "o_proj" {
+			ts = append(ts, tensorSpec{p + m.GGUF + ".bias", []uint64{uint64(m.Out)}, gaussian(0.1)})
+		}
+		if m.PEFT == "o_proj" {
+			ts = append(ts, tensorSpec{p + "ffn_norm.weight", []uint64{uint64(b.Embd)}, ones})
+		}
+		return ts
+	})
+}
+
+// layout lists the tensors every fixture architecture shares (embeddings,
+// norms, the seven linear layers per block), with after(prefix, module)
+// adding an architecture's own tensors behind each linear layer.
+func (b Base) layout(vocab int, after func(prefix string, m Module) []tensorSpec) []tensorSpec {
+	e := uint64(b.Embd)
 	lin := func(in int) func(*rand.Rand, int) []float32 { return gaussian(1.5 / math.Sqrt(float64(in))) }
 	ts := []tensorSpec{
 		{"token_embd.weight", []uint64{e, uint64(vocab)}, gaussian(1)},
@@ -136,15 +152,9 @@ func (b Base) tensors(vocab int) []tensorSpec {
 		ts = append(ts, tensorSpec{p + "attn_norm.weight", []uint64{e}, ones})
 		for _, m := range b.Modules() {
 			ts = append(ts, tensorSpec{p + m.GGUF + ".weight", []uint64{uint64(m.In), uint64(m.Out)}, lin(m.In)})
-			if b.Arch == "qwen2" && m.Parent == "self_attn" && m.PEFT != "o_proj" {
-				ts = append(ts, tensorSpec{p + m.GGUF + ".bias", []uint64{uint64(m.Out)}, gaussian(0.1)})
-			}
-			if m.PEFT == "o_proj" {
-				ts = append(ts, tensorSpec{p + "ffn_norm.weight", []uint64{e}, ones})
-			}
+			ts = append(ts, after(p, m)...)
 		}
 	}
-	_ = f
 	return ts
 }
 
