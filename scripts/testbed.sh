@@ -8,7 +8,10 @@ set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin="$root/.testbed/bin"
-inc="$root/.testbed/include"
+# The headers live at a path that does not depend on the checkout: the path
+# is part of CGO_CPPFLAGS, so a fixed one lets every clone reuse the Go build
+# cache instead of recompiling llama.cpp (minutes on 2 cores).
+inc="${XDG_CACHE_HOME:-$HOME/.cache}/adapterd-testbed/include"
 versions=("$@")
 [ ${#versions[@]} -gt 0 ] || versions=(0.24.0 0.34.4)
 
