@@ -26,8 +26,9 @@ type server struct {
 	// mutate serializes adapterd's creates, copies and deletes. Ollama
 	// prunes a deleted model's layers that no manifest on disk references,
 	// and a create in flight has no manifest yet: a delete running beside
-	// it can remove layers the create is about to use.
-	mutate sync.Mutex
+	// it can remove layers the create is about to use. Listing takes it for
+	// reading: Ollama fails a list that meets a manifest deleted mid-scan.
+	mutate sync.RWMutex
 
 	mu        sync.Mutex
 	list      map[string]api.ListModelResponse // by canonical name
@@ -52,7 +53,9 @@ func (s *server) models(ctx context.Context) (map[string]api.ListModelResponse, 
 		return l, nil
 	}
 	s.mu.Unlock()
+	s.mutate.RLock()
 	resp, err := s.c.List(ctx)
+	s.mutate.RUnlock()
 	s.setHealthy(err == nil)
 	if err != nil {
 		return nil, fmt.Errorf("listing Ollama models: %w", err)

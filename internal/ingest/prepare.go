@@ -19,7 +19,9 @@ import (
 // simply hashed again (its stamp no longer matches); a blob uploaded for a
 // superseded file is an unreferenced blob, which Ollama prunes.
 func (r *Reconciler) Touch(key string) {
-	delay := min(r.config().Settle/4, 250*time.Millisecond)
+	// Short: a rename-in of a finished folder should start hashing at once;
+	// a folder still being written just gets prepared again.
+	delay := min(r.config().Settle/10, 50*time.Millisecond)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.prepTimers == nil {

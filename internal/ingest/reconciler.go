@@ -79,6 +79,7 @@ type Reconciler struct {
 	// without one may have it created (see writeStatusFile).
 	statusWritten map[string]bool
 	inflight      map[string]bool // temporary model names of running creates
+	peeked        map[string]peekedName
 }
 
 // New returns a Reconciler. Call Start to run its workers.
@@ -101,6 +102,7 @@ func New(o Options) *Reconciler {
 func (r *Reconciler) SetConfig(ctx context.Context, cfg *spec.Config) {
 	r.mu.Lock()
 	r.cfg = cfg
+	r.peeked = nil // names may derive from the old defaults
 	r.mu.Unlock()
 	r.Resync(ctx)
 }
@@ -166,32 +168,58 @@ func (r *Reconciler) Resync(ctx context.Context) {
 }
 
 // peekModelName reads a folder's sidecar for its model name, ignoring every
-// error: it only seeds claims, and the reconcile reports problems.
+// error: it only seeds claims, and the reconcile reports problems. Names are
+// cached by the sidecar's size and mtime: claims are re-read for every
+// folder before each create, and re-parsing a thousand sidecars each time
+// would make creating n folders cost n².
 func (r *Reconciler) peekModelName(cfg *spec.Config, key string) (string, bool) {
 	dir := filepath.Join(cfg.DropDir, key)
 	var sc *spec.Sidecar
 	file := filepath.Join(dir, "adapter.yaml")
 	for _, name := range []string{"adapter.yaml", "adapter.yml"} {
 		p := filepath.Join(dir, name)
-		if fi, err := os.Lstat(p); err != nil || !fi.Mode().IsRegular() || fi.Size() > 1<<20 {
+		fi, err := os.Lstat(p)
+		if err != nil || !fi.Mode().IsRegular() || fi.Size() > spec.MaxFileSize {
 			continue
+		}
+		stamp := fmt.Sprintf("%s|%d|%d", p, fi.Size(), fi.ModTime().UnixNano())
+		r.mu.Lock()
+		c, ok := r.peeked[key]
+		r.mu.Unlock()
+		if ok && c.stamp == stamp {
+			return c.name, c.name != ""
 		}
 		b, err := os.ReadFile(p)
 		if err != nil {
 			return "", false
 		}
-		if sc, err = spec.ParseSidecar(b, p); err != nil {
-			return "", false
+		sc, err = spec.ParseSidecar(b, p)
+		if err != nil {
+			sc = nil
 		}
 		file = p
-		break
+		name := ""
+		if sc != nil {
+			if res, err := spec.Resolve(key, cfg.Defaults, sc, file); err == nil {
+				name = spec.CanonicalModelName(res.Model)
+			}
+		}
+		r.mu.Lock()
+		if r.peeked == nil {
+			r.peeked = map[string]peekedName{}
+		}
+		r.peeked[key] = peekedName{stamp: stamp, name: name}
+		r.mu.Unlock()
+		return name, name != ""
 	}
-	res, err := spec.Resolve(key, cfg.Defaults, sc, file)
+	res, err := spec.Resolve(key, cfg.Defaults, nil, file)
 	if err != nil {
 		return "", false
 	}
 	return spec.CanonicalModelName(res.Model), true
 }
+
+type peekedName struct{ stamp, name string }
 
 // Start runs the workers until ctx is done. It returns once they all exit;
 // in-flight creates are cancelled and clean up their temporary models.

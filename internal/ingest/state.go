@@ -171,7 +171,7 @@ func (s *Store) Update(fn func(st *stateFile) bool) error {
 	if s.path == "" {
 		return nil // in-memory store of a one-shot create
 	}
-	b, err := json.MarshalIndent(&s.st, "", " ")
+	b, err := json.Marshal(&s.st)
 	if err != nil {
 		return err
 	}
