@@ -18,5 +18,6 @@ go test -race -p 2 -timeout 40m -count=1 ./... 2>&1 | tee /tmp/adapterd-test.log
 status=${PIPESTATUS[0]}
 pass=$(grep -c '^ok ' /tmp/adapterd-test.log || true)
 fail=$(grep -c '^FAIL\s' /tmp/adapterd-test.log || true)
-echo "test: packages: $pass passed, $fail failed ($(( $(date +%s) - start ))s in all)" >&2
+echo "test: $(( $(date +%s) - start ))s in all" >&2
+echo "packages: $pass passed, $fail failed"
 exit "$status"
