@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 
 	"github.com/adapterd/adapterd/internal/gguf"
-	"github.com/adapterd/adapterd/internal/tensor"
 )
 
 // Base describes a tiny base model.
@@ -185,29 +184,7 @@ func (b Base) WriteGGUF(path string) error {
 		{Key: "tokenizer.ggml.add_bos_token", Value: true},
 		{Key: "tokenizer.ggml.add_eos_token", Value: false},
 	}
-	specs := b.tensors(len(tokens))
-	infos := make([]gguf.Tensor, len(specs))
-	for i, s := range specs {
-		infos[i] = gguf.Tensor{Name: s.name, Shape: s.shape, Type: gguf.TypeF32}
-	}
-	return writeFileAtomic(path, func(f *os.File) error {
-		w, err := gguf.NewWriter(f, kv, infos)
-		if err != nil {
-			return err
-		}
-		r := rand.New(rand.NewPCG(b.Seed, 0x6261736521))
-		for _, s := range specs {
-			n := 1
-			for _, d := range s.shape {
-				n *= int(d)
-			}
-			raw, _ := tensor.Encode(tensor.F32, s.fill(r, n))
-			if err := w.WriteTensor(bytesReader(raw)); err != nil {
-				return err
-			}
-		}
-		return w.Close()
-	})
+	return writeSpecs(path, kv, b.tensors(len(tokens)), b.Seed)
 }
 
 // writeFileAtomic writes path through a temp file in the same folder, so a
