@@ -70,7 +70,8 @@ func TestNoOrphanBlobs(t *testing.T) {
 	h.folder("native-peft", peft(3101, "model: orphan-native\nstrategy: native\n"))
 	h.folder("merge-peft", peft(3102, "model: orphan-merge\nstrategy: merge\n"))
 	h.folder("native-gguf", ggufLoRA(3103, "model: orphan-gguf\nstrategy: native\n"))
-	for _, k := range []string{"native-peft", "merge-peft", "native-gguf"} {
+	h.folder("merge-gguf", ggufLoRA(3105, "model: orphan-merge-gguf\nstrategy: merge\n"))
+	for _, k := range []string{"native-peft", "merge-peft", "native-gguf", "merge-gguf"} {
 		h.waitState(k, status.Ready)
 	}
 	if o := orphanBlobs(t, s); len(o) > 0 {

@@ -57,17 +57,20 @@ func (r *Reconciler) prepare(key string) {
 		close(done)
 	}()
 	cfg := r.config()
-	a, err := spec.Detect(filepath.Join(cfg.DropDir, key))
+	f, err := spec.LoadFolder(filepath.Join(cfg.DropDir, key), cfg.Defaults)
 	if err != nil {
 		return // incomplete or invalid: the reconcile reports it
 	}
+	a := f.Adapter
 	digests, err := r.fileDigests(a.Files)
 	if err != nil || a.Format != spec.FormatGGUF {
 		return
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer cancel()
-	if _, adapters, err := r.srv.capabilities(ctx); err != nil || !adapters {
+	// Only native uses the adapter file as a blob; merge uploads the
+	// merged model instead, so uploading here would leave an orphan.
+	if _, adapters, err := r.srv.capabilities(ctx); err != nil || !adapters || f.Resolved.Strategy == spec.StrategyMerge {
 		return
 	}
 	if n, err := blob.Upload(ctx, r.srv.c, a.Files[0], digests[a.Files[0]]); err == nil {
