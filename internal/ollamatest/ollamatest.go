@@ -258,16 +258,17 @@ type Request struct {
 	Path   string
 }
 
-// Requests returns the requests logged after mark.
+// Requests returns the requests logged after mark and up to now: it marks
+// again first, so every request that completed before the call is counted.
 func (s *Server) Requests(mark int) []Request {
+	end := s.Mark()
 	log := s.Log()
-	if mark > len(log) {
-		mark = len(log)
-	}
+	end = min(end, len(log))
+	mark = min(mark, end)
 	var out []Request
-	for _, line := range strings.Split(log[mark:], "\n") {
+	for _, line := range strings.Split(log[mark:end], "\n") {
 		m := ginLine.FindStringSubmatch(line)
-		if m == nil {
+		if m == nil || strings.Contains(m[3], "adapterd-mark=") {
 			continue
 		}
 		var code int
