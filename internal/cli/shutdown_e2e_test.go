@@ -72,9 +72,20 @@ func (p *holdProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // TestSIGTERMDuringIngest stops adapterd while it creates a model from a
-// big adapter: the temporary model Ollama already made is deleted, nothing
-// appears under the user's name, and the next start converges.
+// big adapter. With verify, the create goes to a temporary name: that model
+// is deleted and nothing appears under the user's name. Without, the create
+// goes straight to the user's name (as `ollama create` does): Ollama writes a
+// model whole or not at all, and the one that lands is recorded as adapterd's
+// before the create, so the next start adopts it without creating anything.
 func TestSIGTERMDuringIngest(t *testing.T) {
+	for _, verify := range []bool{true, false} {
+		name := map[bool]string{true: "verify", false: "direct"}[verify]
+		t.Run(name, func(t *testing.T) { testSIGTERMDuringIngest(t, verify) })
+	}
+}
+
+func testSIGTERMDuringIngest(t *testing.T, verify bool) {
+	key := map[bool]string{true: "big-verified", false: "big-direct"}[verify]
 	s := bed(t)
 	proxy, proxyURL := newHoldProxy(t, s.URL)
 	proxy.hold.Store(true)
@@ -82,37 +93,49 @@ func TestSIGTERMDuringIngest(t *testing.T) {
 	p := startDaemon(t, st)
 	p.waitLog("watching drop dir")
 
-	st.dropFolder(t, "big-bot", func(dir string) error {
+	st.dropFolder(t, key, func(dir string) error {
+		if verify {
+			if err := os.WriteFile(filepath.Join(dir, "adapter.yaml"), []byte("verify: true\n"), 0o644); err != nil {
+				return err
+			}
+		}
 		return testfixture.Sized(testfixture.TinyLlama(), 64<<20, 5).WriteGGUF(filepath.Join(dir, "lora.gguf"))
 	})
-	var tmp string
+	var created string
 	p.waitFor("the create to reach Ollama", waitLong, func() bool {
 		select {
-		case tmp = <-proxy.created:
+		case created = <-proxy.created:
 			return true
 		default:
 			return false
 		}
 	})
-	if !strings.HasPrefix(tmp, "adapterd-tmp-") {
-		t.Fatalf("adapterd created %q directly, not under a temporary name", tmp)
+	want := key
+	if verify {
+		want = "adapterd-tmp-"
 	}
-	if !modelExists(t, s, tmp) {
-		t.Fatalf("the in-flight temporary model %s is not in Ollama; the test would prove nothing", tmp)
+	if !strings.HasPrefix(created, want) {
+		t.Fatalf("adapterd created %q, want a name starting %q", created, want)
 	}
-	if a := p.adapters()["big-bot"]; a.State != status.Ingesting {
-		t.Fatalf("big-bot is %q while its create is held, want ingesting", a.State)
+	if !modelExists(t, s, created) {
+		t.Fatalf("the in-flight model %s is not in Ollama; the test would prove nothing", created)
+	}
+	if a := p.adapters()[key]; a.State != status.Ingesting {
+		t.Fatalf("%s is %q while its create is held, want ingesting", key, a.State)
 	}
 
 	if code := p.stop(); code != 0 {
 		t.Errorf("exit status after SIGTERM mid-ingest = %d, want 0", code)
 	}
 	assertNoTempModels(t, s)
-	if modelExists(t, s, "big-bot") {
-		t.Errorf("a model big-bot exists after SIGTERM cut its create short")
+	if verify && modelExists(t, s, key) {
+		t.Errorf("a model %s exists after SIGTERM cut its verified create short", key)
 	}
 	var state struct {
 		Pending []string `json:"pending"`
+		Models  map[string]struct {
+			PendingLayer string `json:"pending_layer"`
+		} `json:"models"`
 	}
 	if b, err := os.ReadFile(filepath.Join(st.state, "state.json")); err == nil {
 		json.Unmarshal(b, &state)
@@ -120,23 +143,31 @@ func TestSIGTERMDuringIngest(t *testing.T) {
 	if len(state.Pending) != 0 {
 		t.Errorf("state still lists temporary models %v after a clean stop", state.Pending)
 	}
+	if !verify && state.Models[key+":latest"].PendingLayer == "" {
+		t.Errorf("the direct create was not recorded before it was sent: %+v", state.Models)
+	}
 
-	// The next start finishes the job.
+	// The next start finishes the job: the direct create that landed is
+	// adopted (no second create), the verified one is made again.
 	proxy.hold.Store(false)
+	mark := s.Mark()
 	p2 := startDaemon(t, st)
-	p2.waitState("big-bot", status.Ready)
-	if !modelExists(t, s, "big-bot") {
-		t.Errorf("big-bot ready but not in Ollama")
+	p2.waitState(key, status.Ready)
+	if !modelExists(t, s, key) {
+		t.Errorf("%s ready but not in Ollama", key)
 	}
 	if code := p2.stop(); code != 0 {
 		t.Errorf("second run exit status = %d", code)
+	}
+	if n := s.Count(mark, "POST", "/api/create"); !verify && n != 0 {
+		t.Errorf("%d creates after restart, want 0: the landed create must be adopted", n)
 	}
 	assertNoTempModels(t, s)
 }
 
 // TestOnceSIGTERMDuringIngest: `run --once` (a cron job, a CI step) stops
-// cleanly on SIGTERM too: exit status 1 (not everything is ready), the
-// temporary model deleted, nothing under the user's name.
+// cleanly on SIGTERM too: exit status 1 (not everything is ready), no
+// temporary model left, and the next run converges.
 func TestOnceSIGTERMDuringIngest(t *testing.T) {
 	s := bed(t)
 	proxy, proxyURL := newHoldProxy(t, s.URL)
@@ -164,9 +195,6 @@ func TestOnceSIGTERMDuringIngest(t *testing.T) {
 		t.Errorf("run --once stopped by SIGTERM: exit status %d, want 1", code)
 	}
 	assertNoTempModels(t, s)
-	if modelExists(t, s, "once-bot") {
-		t.Errorf("a model once-bot exists after SIGTERM cut its create short")
-	}
 
 	// Run again to completion: exit 0, the model exists.
 	proxy.hold.Store(false)

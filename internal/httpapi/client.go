@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/adapterd/adapterd/internal/spec"
 	"github.com/adapterd/adapterd/internal/status"
 )
 
@@ -46,21 +47,21 @@ func FetchAdapters(ctx context.Context, listen string) ([]status.Status, error) 
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}
-		return nil, fmt.Errorf("cannot reach adapterd at %s: %s; is the daemon running? %s", target, oneLine(err.Error()), where)
+		return nil, fmt.Errorf("cannot reach adapterd at %s: %s; is the daemon running? %s", target, spec.OneLine(err.Error()), where)
 	}
 	defer resp.Body.Close()
 
 	if resp.StatusCode != http.StatusOK {
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 200))
 		msg := fmt.Sprintf("adapterd at %s answered %s", target, resp.Status)
-		if b := oneLine(strings.TrimSpace(string(body))); b != "" {
+		if b := spec.OneLine(strings.TrimSpace(string(body))); b != "" {
 			msg += ": " + b
 		}
 		return nil, fmt.Errorf("%s; is something other than adapterd listening there? %s", msg, where)
 	}
 	var list []status.Status
 	if err := json.NewDecoder(resp.Body).Decode(&list); err != nil {
-		return nil, fmt.Errorf("adapterd at %s sent an unreadable adapter list: %s; is something other than adapterd listening there? %s", target, oneLine(err.Error()), where)
+		return nil, fmt.Errorf("adapterd at %s sent an unreadable adapter list: %s; is something other than adapterd listening there? %s", target, spec.OneLine(err.Error()), where)
 	}
 	if list == nil {
 		list = []status.Status{}
@@ -82,10 +83,4 @@ func dialAddr(listen string) (string, error) {
 		host = "::1"
 	}
 	return net.JoinHostPort(host, port), nil
-}
-
-// oneLine folds text onto one line so that an error stays one line in
-// logs and terminals whatever a server or the OS put in it.
-func oneLine(s string) string {
-	return strings.Join(strings.Fields(s), " ")
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/adapterd/adapterd/internal/spec"
 	"github.com/adapterd/adapterd/internal/status"
 )
 
@@ -56,7 +57,7 @@ func Handler(src Source, gatherer prometheus.Gatherer) http.Handler {
 		reason := "not ready: the first full sync has not finished or Ollama is not answering"
 		if r, ok := src.(NotReadyReasoner); ok {
 			if s := r.NotReadyReason(); s != "" {
-				reason = "not ready: " + oneLine(s)
+				reason = "not ready: " + spec.OneLine(s)
 			}
 		}
 		text(w, http.StatusServiceUnavailable, reason)

@@ -3,7 +3,6 @@ package ingest
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -42,12 +41,13 @@ func (s *server) base(ctx context.Context, name, digest string) (*baseDetails, e
 	s.mu.Unlock()
 	show, err := s.c.Show(ctx, &api.ShowRequest{Model: name})
 	if err != nil {
-		return nil, fmt.Errorf("show base %s: %w", name, err)
+		return nil, ollamaErr("show", fmt.Errorf("show base %s: %w", name, err))
 	}
 	info, err := spec.BaseInfoFromModelInfo(show.ModelInfo)
 	if err != nil {
-		return nil, invalidf("base %s: %v", name, err)
+		return nil, terminalf("base %s: %v", name, err)
 	}
+	s.setStore(storeOfBlob(show.Modelfile))
 	d := &baseDetails{Info: info, Show: show}
 	s.mu.Lock()
 	if s.bases == nil {
@@ -63,7 +63,7 @@ func (s *server) base(ctx context.Context, name, digest string) (*baseDetails, e
 func (s *server) loraBaseInfo(ctx context.Context, name string, info spec.BaseInfo) (lora.BaseInfo, error) {
 	show, err := s.c.Show(ctx, &api.ShowRequest{Model: name, Verbose: true})
 	if err != nil {
-		return lora.BaseInfo{}, fmt.Errorf("show base %s: %w", name, err)
+		return lora.BaseInfo{}, ollamaErr("show", fmt.Errorf("show base %s: %w", name, err))
 	}
 	b := lora.BaseInfo{Arch: info.Arch, Heads: info.Heads, KVHeads: info.KVHeads, Layers: info.Layers, Tensors: map[string][]uint64{}}
 	for _, t := range show.Tensors {
@@ -73,6 +73,23 @@ func (s *server) loraBaseInfo(ctx context.Context, name string, info spec.BaseIn
 		return b, fmt.Errorf("Ollama did not list the tensors of base %s", name)
 	}
 	return b, nil
+}
+
+// storeOfBlob returns the model store that holds the FROM blob of a show's
+// Modelfile: <models>/blobs/sha256-… . Empty when there is none.
+func storeOfBlob(modelfile string) string {
+	for _, line := range strings.Split(modelfile, "\n") {
+		p, ok := strings.CutPrefix(strings.TrimSpace(line), "FROM ")
+		if !ok {
+			continue
+		}
+		p = strings.TrimSpace(p)
+		if filepath.IsAbs(p) && filepath.Base(filepath.Dir(p)) == "blobs" {
+			return filepath.Dir(filepath.Dir(p))
+		}
+		return ""
+	}
+	return ""
 }
 
 // baseGGUFPath finds the base model's weights on this host: the FROM blob
@@ -106,9 +123,9 @@ func baseGGUFPath(name string, show *api.ShowResponse, modelsDir string) (string
 		tried = append(tried, err.Error())
 	}
 	if len(tried) == 0 {
-		return "", invalidf("base %s: Ollama did not say where its weights are; set ollama.models_dir to Ollama's model store", name)
+		return "", terminalf("base %s: Ollama did not say where its weights are; set ollama.models_dir to Ollama's model store", name)
 	}
-	return "", invalidf("base %s: cannot read its weights (%s); merge needs read access to Ollama's model store: run adapterd as a user in Ollama's group, or set ollama.models_dir", name, strings.Join(tried, "; "))
+	return "", terminalf("base %s: cannot read its weights (%s); merge needs read access to Ollama's model store: run adapterd as a user in Ollama's group, or set ollama.models_dir", name, strings.Join(tried, "; "))
 }
 
 func readable(p string) error {
@@ -122,40 +139,22 @@ func readable(p string) error {
 	return f.Close()
 }
 
-// manifestModelPath reads <models>/manifests/<host>/<ns>/<model>/<tag> and
-// returns the blob path of its model layer.
+// manifestModelPath returns the blob path of the model layer of name's
+// manifest in modelsDir.
 func manifestModelPath(modelsDir, name string) (string, error) {
-	host, ns, model, tag := "registry.ollama.ai", "library", name, "latest"
-	if i := strings.LastIndex(model, ":"); i > strings.LastIndex(model, "/") {
-		model, tag = model[:i], model[i+1:]
-	}
-	parts := strings.Split(model, "/")
-	switch len(parts) {
-	case 2:
-		ns, model = parts[0], parts[1]
-	case 3:
-		host, ns, model = parts[0], parts[1], parts[2]
-	}
-	mpath := filepath.Join(modelsDir, "manifests", host, ns, model, tag)
-	b, err := os.ReadFile(mpath)
+	m, err := readManifest(modelsDir, spec.CanonicalModelName(name))
 	if err != nil {
 		return "", err
 	}
-	var m struct {
-		Layers []struct {
-			MediaType string `json:"mediaType"`
-			Digest    string `json:"digest"`
-		} `json:"layers"`
-	}
-	if err := json.Unmarshal(b, &m); err != nil {
-		return "", fmt.Errorf("%s: %v", mpath, err)
+	if m == nil {
+		return "", fmt.Errorf("%s: no manifest for %s", modelsDir, name)
 	}
 	for _, l := range m.Layers {
 		if l.MediaType == "application/vnd.ollama.image.model" {
 			return filepath.Join(modelsDir, "blobs", strings.Replace(l.Digest, ":", "-", 1)), nil
 		}
 	}
-	return "", fmt.Errorf("%s: no model layer", mpath)
+	return "", fmt.Errorf("%s: the manifest of %s has no model layer", modelsDir, name)
 }
 
 // parseShowParameters reads the `parameters` text of a show response

@@ -3,6 +3,7 @@ package ingest
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -20,16 +21,6 @@ import (
 	"github.com/adapterd/adapterd/internal/lora"
 	"github.com/adapterd/adapterd/internal/spec"
 )
-
-// invalidError is a create failure that retrying cannot fix: the inputs
-// must change first.
-type invalidError struct{ msg string }
-
-func (e *invalidError) Error() string { return e.msg }
-
-func invalidf(format string, args ...any) error {
-	return &invalidError{fmt.Sprintf(format, args...)}
-}
 
 // tmpPrefix names the temporary models a create goes through. The user's
 // name only ever receives a finished model by an atomic copy, so a crash or
@@ -50,10 +41,10 @@ func (r *Reconciler) chooseStrategy(ctx context.Context, res *spec.Resolved, arc
 		return spec.StrategyMerge, nil
 	case spec.StrategyNative:
 		if goEngine {
-			return "", invalidf("base %s is %s, which Ollama runs on its Go engine, and that engine cannot load LoRA adapters (the model would be created but fail when used); set strategy: merge (or auto)", res.Base, arch)
+			return "", terminalf("base %s is %s, which Ollama runs on its Go engine, and that engine cannot load LoRA adapters (the model would be created but fail when used); set strategy: merge (or auto)", res.Base, arch)
 		}
 		if !adapters {
-			return "", invalidf("Ollama %s no longer creates LoRA adapter models; set strategy: merge (or auto)", version)
+			return "", terminalf("Ollama %s no longer creates LoRA adapter models; set strategy: merge (or auto)", version)
 		}
 		return spec.StrategyNative, nil
 	}
@@ -63,23 +54,68 @@ func (r *Reconciler) chooseStrategy(ctx context.Context, res *spec.Resolved, arc
 	return spec.StrategyNative, nil
 }
 
-func (r *Reconciler) create(ctx context.Context, key, name string, res *spec.Resolved, a *spec.Adapter,
-	strategy spec.Strategy, digests map[string]string, input string, base *baseDetails) error {
-	if err := a.CheckBase(res.Base, base.Info); err != nil {
-		return &invalidError{err.Error()}
+// createJob is one create: the request, and what adapterd records for it.
+type createJob struct {
+	key, name, model string // name is canonical, model as the user wrote it
+	input            string
+	strategy         spec.Strategy
+	layer            string // digest of the blob adapterd uploaded for it
+	owned            *OwnedModel
+	req              *api.CreateRequest
+}
+
+// create builds the model for a valid folder and puts it under its name.
+func (r *Reconciler) create(ctx context.Context, o *observed) error {
+	res, a := o.Folder.Resolved, o.Folder.Adapter
+	if err := a.CheckBase(res.Base, o.Base.Info); err != nil {
+		return &terminalError{err}
 	}
-	var req *api.CreateRequest
-	var err error
-	switch strategy {
-	case spec.StrategyNative:
-		req, err = r.nativeRequest(ctx, key, res, a, digests, base)
-	case spec.StrategyMerge:
-		req, err = r.mergeRequest(ctx, key, res, a, base)
-	default:
-		err = fmt.Errorf("unknown strategy %q", strategy)
-	}
+	req, layer, err := r.request(ctx, o)
 	if err != nil {
 		return err
+	}
+	j := createJob{key: o.Key, name: o.Name, model: res.Model, input: o.Input, strategy: o.Strategy,
+		layer: layer, owned: o.Owned, req: req}
+	if res.Verify {
+		err = r.createVerified(ctx, j)
+	} else {
+		err = r.createDirect(ctx, j)
+	}
+	if err == nil {
+		return nil
+	}
+	if isAdaptersRemoved(err) {
+		r.srv.noAdapters()
+	}
+	if req.Quantize != "" && classify(err) == terminal && strings.Contains(strings.ToLower(err.Error()), "quantiz") {
+		return terminalf("quantize: %s: Ollama refused it (%s); remove quantize: from the sidecar, or quantize the base model instead", req.Quantize, spec.OneLine(err.Error()))
+	}
+	return err
+}
+
+// request builds the create request for o's strategy and returns it with
+// the digest of the one blob adapterd uploaded for it.
+func (r *Reconciler) request(ctx context.Context, o *observed) (*api.CreateRequest, string, error) {
+	res, a, base := o.Folder.Resolved, o.Folder.Adapter, o.Base
+	var req *api.CreateRequest
+	var layer string
+	var err error
+	switch o.Strategy {
+	case spec.StrategyNative:
+		req, err = r.nativeRequest(ctx, o.Key, res, a, o.Digests, base)
+		if err == nil {
+			layer = req.Adapters["adapter.gguf"]
+		}
+	case spec.StrategyMerge:
+		req, err = r.mergeRequest(ctx, o.Key, res, a, base)
+		if err == nil {
+			layer = req.Files["model.gguf"]
+		}
+	default:
+		err = fmt.Errorf("unknown strategy %q", o.Strategy)
+	}
+	if err != nil {
+		return nil, "", err
 	}
 	req.System, req.Template = res.System, res.Template
 	for _, m := range res.Messages {
@@ -90,7 +126,7 @@ func (r *Reconciler) create(ctx context.Context, key, name string, res *spec.Res
 	} else if len(res.License) > 1 {
 		req.License = []string(res.License)
 	}
-	if strategy == spec.StrategyMerge {
+	if o.Strategy == spec.StrategyMerge {
 		// A merged model is a plain model: it inherits nothing from the
 		// base unless carried over, so the base's template, system and
 		// parameters come first, then the sidecar's.
@@ -105,48 +141,12 @@ func (r *Reconciler) create(ctx context.Context, key, name string, res *spec.Res
 			params[k] = v
 		}
 		if req.Parameters, err = spec.NormalizeParameters(params); err != nil {
-			return invalidf("parameters of base %s and the sidecar: %v", res.Base, err)
+			return nil, "", terminalf("parameters of base %s and the sidecar: %v", res.Base, err)
 		}
 	} else {
 		req.Parameters = res.Parameters
 	}
-	// Ownership is written before the copy that puts the model under the
-	// user's name, so no crash can leave an unowned model there.
-	claim := func(tmpDigest string) error {
-		return r.store.Update(func(s *stateFile) bool {
-			m, ok := s.Models[name]
-			if !ok {
-				m = OwnedModel{Name: res.Model, Key: key}
-			}
-			m.Name, m.Key, m.RemovedAt = res.Model, key, nil
-			m.PendingDigest, m.PendingInput, m.PendingStrategy = tmpDigest, input, string(strategy)
-			s.Models[name] = m
-			return true
-		})
-	}
-	if err := r.createAs(ctx, name, req, res.Verify, claim); err != nil {
-		if isAdaptersRemoved(err) {
-			r.srv.noAdapters()
-		}
-		// Quantizing a GGUF import is refused by Ollama ≥ 0.34 and, on
-		// older servers, for files not in F16/BF16/F32: retrying won't help.
-		if req.Quantize != "" && strings.Contains(strings.ToLower(err.Error()), "quantiz") {
-			return invalidf("quantize: %s: Ollama refused it (%v); remove quantize: from the sidecar, or quantize the base model instead", req.Quantize, oneLine(err.Error()))
-		}
-		return err
-	}
-	list, err := r.srv.freshModels(ctx)
-	if err != nil {
-		return err
-	}
-	got, ok := list[name]
-	if !ok {
-		return fmt.Errorf("model %s missing right after create", res.Model)
-	}
-	return r.store.Update(func(s *stateFile) bool {
-		s.Models[name] = s.Models[name].confirmed(got.Digest)
-		return true
-	})
+	return req, layer, nil
 }
 
 // nativeRequest uploads the adapter as one GGUF LoRA and asks Ollama to
@@ -163,7 +163,7 @@ func (r *Reconciler) nativeRequest(ctx context.Context, key string, res *spec.Re
 		}
 		ad, err := lora.ReadPEFT(a.Dir, info)
 		if err != nil {
-			return nil, &invalidError{oneLine(err.Error())}
+			return nil, &terminalError{err}
 		}
 		tmp, d, err := r.writeTemp(key, "adapter.gguf", ad.WriteGGUF)
 		if err != nil {
@@ -204,14 +204,14 @@ func (r *Reconciler) mergeRequest(ctx context.Context, key string, res *spec.Res
 	if a.Format == spec.FormatPEFT {
 		info, err := lora.BaseInfoFromGGUF(gf)
 		if err != nil {
-			return nil, invalidf("base %s: %v", res.Base, err)
+			return nil, terminalf("base %s: %v", res.Base, err)
 		}
 		ad, err = lora.ReadPEFT(a.Dir, info)
 	} else {
 		ad, err = lora.ReadGGUF(a.Files[0])
 	}
 	if err != nil {
-		return nil, &invalidError{oneLine(err.Error())}
+		return nil, &terminalError{err}
 	}
 	tmp, digest, err := r.writeTemp(key, "merged.gguf", func(w io.Writer) error {
 		_, err := lora.Merge(&ctxWriter{ctx: ctx, w: w}, bf, gf, ad)
@@ -221,7 +221,7 @@ func (r *Reconciler) mergeRequest(ctx context.Context, key string, res *spec.Res
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		return nil, &invalidError{"merge: " + oneLine(err.Error())}
+		return nil, terminalf("merge: %w", err)
 	}
 	defer os.Remove(tmp)
 	n, err := blob.Upload(ctx, r.srv.c, tmp, digest)
@@ -307,9 +307,43 @@ func (c *ctxWriter) Write(p []byte) (int, error) {
 	return c.w.Write(p)
 }
 
-// createAs creates req under a temporary name, checks it, then copies it to
-// name in one step and deletes the temporary model.
-func (r *Reconciler) createAs(ctx context.Context, name string, req *api.CreateRequest, verify bool, claim func(tmpDigest string) error) error {
+// createDirect creates the model straight under its name: one request, as
+// `ollama create` makes. Ollama writes a model's manifest last, in one step,
+// so the name never holds a half-made model. The ownership record, naming
+// the layer only adapterd uploaded, is written before the create, so a
+// create that lands after a crash or SIGTERM is still known as ours.
+func (r *Reconciler) createDirect(ctx context.Context, j createJob) error {
+	r.srv.mutate.Lock()
+	err := r.checkDestination(ctx, j)
+	if err == nil {
+		err = r.recordPending(j, "", j.layer)
+	}
+	if err == nil {
+		j.req.Model = j.name
+		if err = r.srv.create(ctx, j.req); err != nil && ctx.Err() == nil {
+			r.dropPending(j.name) // Ollama answered: nothing landed
+		}
+	}
+	r.srv.mutate.Unlock()
+	if err != nil {
+		return err
+	}
+	r.srv.mutate.RLock()
+	cur, err := r.srv.current(ctx, j.name)
+	r.srv.mutate.RUnlock()
+	if err != nil {
+		return err // the create landed; the next pass adopts it by its layer
+	}
+	if cur == nil {
+		return fmt.Errorf("model %s missing right after create", j.model)
+	}
+	return r.confirm(j, cur)
+}
+
+// createVerified creates the model under a temporary name, loads it, and
+// only then copies it to the user's name in one step: a model that cannot
+// load (LoRA on Ollama's Go engine) never replaces a working one.
+func (r *Reconciler) createVerified(ctx context.Context, j createJob) error {
 	tmp := tmpPrefix + randomHex(8)
 	r.mu.Lock()
 	if r.inflight == nil {
@@ -329,52 +363,97 @@ func (r *Reconciler) createAs(ctx context.Context, name string, req *api.CreateR
 	// server after our delete; then only a later retry can remove it.
 	answered := false
 	defer func() { r.dropTemp(tmp, answered) }()
-	req.Model = tmp
-	stream := false
-	req.Stream = &stream
+	j.req.Model = tmp
 	r.srv.mutate.Lock()
-	err := r.srv.c.Create(ctx, req, func(api.ProgressResponse) error { return nil })
+	err := r.srv.create(ctx, j.req)
 	r.srv.mutate.Unlock()
 	answered = ctx.Err() == nil
 	if err != nil {
 		return err
 	}
-	show, err := r.srv.c.Show(ctx, &api.ShowRequest{Model: tmp})
-	if err != nil {
-		return fmt.Errorf("checking the new model: %w", err)
-	}
-	if show.System != req.System {
-		return fmt.Errorf("the new model's system prompt is %q, want %q", show.System, req.System)
-	}
-	// Verify before the user's name gets the model: a model that cannot
-	// load (LoRA on Ollama's Go engine) never replaces a working one.
-	if verify {
-		if err := r.verify(ctx, tmp); err != nil {
-			return invalidf("verify: the new model cannot generate (%v); if the base runs on Ollama's Go engine set strategy: merge", err)
-		}
+	if err := r.verify(ctx, tmp); err != nil {
+		return terminalf("verify: the new model cannot generate (%v); if the base runs on Ollama's Go engine set strategy: merge", err)
 	}
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
-	list, err := r.srv.freshModels(ctx)
+	r.srv.mutate.Lock()
+	defer r.srv.mutate.Unlock()
+	tm, err := r.srv.current(ctx, spec.CanonicalModelName(tmp))
 	if err != nil {
 		return err
 	}
-	tm, ok := list[spec.CanonicalModelName(tmp)]
-	if !ok {
+	if tm == nil {
 		return fmt.Errorf("temporary model %s missing right after create", tmp)
 	}
-	if err := claim(tm.Digest); err != nil {
+	// The name may have been taken while the model was made and loaded.
+	if err := r.checkDestination(ctx, j); err != nil {
 		return err
 	}
-	defer r.srv.invalidate()
-	r.srv.mutate.Lock()
-	err = r.srv.c.Copy(ctx, &api.CopyRequest{Source: tmp, Destination: name})
-	r.srv.mutate.Unlock()
-	if err != nil {
-		return fmt.Errorf("copying the new model to %s: %w", name, err)
+	if err := r.recordPending(j, tm.Digest, ""); err != nil {
+		return err
 	}
-	return nil
+	if err := r.srv.c.Copy(ctx, &api.CopyRequest{Source: tmp, Destination: j.name}); err != nil {
+		return ollamaErr("copy", fmt.Errorf("copying the new model to %s: %w", j.name, err))
+	}
+	// A copy copies the manifest's bytes, so the digest is the temporary
+	// model's.
+	cur := *tm
+	cur.Name, cur.Model = j.name, j.name
+	return r.confirm(j, &cur)
+}
+
+// checkDestination makes sure the name is still free, or still holds a
+// model adapterd made, right before it is written. The caller holds mutate,
+// so no other create of adapterd's can slip in between.
+func (r *Reconciler) checkDestination(ctx context.Context, j createJob) error {
+	cur, err := r.srv.current(ctx, j.name)
+	if err != nil || cur == nil {
+		return err
+	}
+	if j.owned != nil && j.owned.Owns(cur.Digest) {
+		return nil
+	}
+	return &conflictError{fmt.Sprintf("model %s was created in Ollama by someone else while adapterd was preparing it; adapterd will not overwrite it: pick another model: name or remove that model", j.model)}
+}
+
+// recordPending writes the ownership of a create before it can reach the
+// user's name: its digest when known (a copy), or its layer (a direct create).
+func (r *Reconciler) recordPending(j createJob, digest, layer string) error {
+	return r.store.Update(func(s *stateFile) bool {
+		m := s.Models[j.name]
+		m.Name, m.Key, m.RemovedAt = j.model, j.key, nil
+		m.PendingDigest, m.PendingLayer, m.PendingInput, m.PendingStrategy = digest, layer, j.input, string(j.strategy)
+		s.Models[j.name] = m
+		return true
+	})
+}
+
+// dropPending forgets a create that Ollama refused.
+func (r *Reconciler) dropPending(name string) {
+	r.store.Update(func(s *stateFile) bool {
+		m, ok := s.Models[name]
+		if !ok {
+			return false
+		}
+		if m.OllamaDigest == "" {
+			delete(s.Models, name)
+			return true
+		}
+		m.PendingDigest, m.PendingLayer, m.PendingInput, m.PendingStrategy = "", "", "", ""
+		s.Models[name] = m
+		return true
+	})
+}
+
+// confirm records the model adapterd just put under j.name as its own.
+func (r *Reconciler) confirm(j createJob, cur *api.ListModelResponse) error {
+	r.srv.patch(j.name, cur)
+	return r.store.Update(func(s *stateFile) bool {
+		s.Models[j.name] = OwnedModel{Name: j.model, Key: j.key, OllamaDigest: cur.Digest, InputDigest: j.input,
+			Strategy: string(j.strategy), Created: time.Now().UTC()}
+		return true
+	})
 }
 
 // dropTemp deletes a temporary model, even when ctx was cancelled, and
@@ -391,7 +470,7 @@ func (r *Reconciler) dropTemp(tmp string, settled bool) {
 		}
 		return
 	}
-	r.srv.invalidate()
+	r.srv.forget(spec.CanonicalModelName(tmp))
 	r.store.Update(func(s *stateFile) bool {
 		out := s.Pending[:0]
 		for _, p := range s.Pending {
@@ -427,7 +506,13 @@ func (r *Reconciler) verify(ctx context.Context, model string) error {
 	err := r.srv.c.Generate(ctx, &api.GenerateRequest{Model: model, Prompt: "hello", Raw: true, Stream: &stream,
 		Options: map[string]any{"num_predict": 1}}, func(api.GenerateResponse) error { return nil })
 	if err != nil {
-		return errors.New(oneLine(err.Error()))
+		return errors.New(spec.OneLine(err.Error()))
 	}
 	return nil
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
 }

@@ -2,8 +2,9 @@ package ingest
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -13,10 +14,6 @@ import (
 
 	"github.com/adapterd/adapterd/internal/spec"
 )
-
-// errAdaptersRemoved is the 400 that Ollama ≥ 0.34 answers to any create
-// with `adapters`.
-const errAdaptersRemoved = "LoRA adapters are no longer supported"
 
 // server wraps the Ollama client with what the reconciler needs to ask often
 // and cheaply: a short-lived cache of the model list (one list serves a whole
@@ -38,13 +35,16 @@ type server struct {
 	capableAt time.Time
 	healthy   bool
 	bases     map[string]*baseDetails // by base digest
+	modelsDir string                  // Ollama's model store, when readable here
 }
 
 const listTTL = 2 * time.Second
 
 func newServer(c *api.Client) *server { return &server{c: c} }
 
-// models returns the model list, cached for listTTL.
+// models returns the model list, cached for listTTL. adapterd's own
+// changes are patched into the cache (see patch), so the TTL only bounds how
+// late a change made by someone else is seen.
 func (s *server) models(ctx context.Context) (map[string]api.ListModelResponse, error) {
 	s.mu.Lock()
 	if s.list != nil && time.Since(s.listAt) < listTTL {
@@ -54,11 +54,16 @@ func (s *server) models(ctx context.Context) (map[string]api.ListModelResponse, 
 	}
 	s.mu.Unlock()
 	s.mutate.RLock()
+	defer s.mutate.RUnlock()
+	return s.listLocked(ctx)
+}
+
+// listLocked lists models; the caller holds mutate (for reading or writing).
+func (s *server) listLocked(ctx context.Context) (map[string]api.ListModelResponse, error) {
 	resp, err := s.c.List(ctx)
-	s.mutate.RUnlock()
 	s.setHealthy(err == nil)
 	if err != nil {
-		return nil, fmt.Errorf("listing Ollama models: %w", err)
+		return nil, ollamaErr("list", fmt.Errorf("listing Ollama models: %w", err))
 	}
 	l := make(map[string]api.ListModelResponse, len(resp.Models))
 	for _, m := range resp.Models {
@@ -70,24 +75,91 @@ func (s *server) models(ctx context.Context) (map[string]api.ListModelResponse, 
 	return l, nil
 }
 
+// patch records in the cached list a change adapterd just made: m under
+// name, or no model when m is nil. The map is copied, never changed in
+// place, since readers hold on to it.
+func (s *server) patch(name string, m *api.ListModelResponse) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.list == nil {
+		return
+	}
+	l := make(map[string]api.ListModelResponse, len(s.list)+1)
+	for k, v := range s.list {
+		l[k] = v
+	}
+	if m == nil {
+		delete(l, name)
+	} else {
+		l[name] = *m
+	}
+	s.list = l
+}
+
+// forget records that adapterd deleted name.
+func (s *server) forget(name string) { s.patch(name, nil) }
+
 // delete deletes a model under the mutation lock.
 func (s *server) delete(ctx context.Context, name string) error {
 	s.mutate.Lock()
 	defer s.mutate.Unlock()
-	return s.c.Delete(ctx, &api.DeleteRequest{Model: name})
+	return ollamaErr("delete", s.c.Delete(ctx, &api.DeleteRequest{Model: name}))
 }
 
-// freshModels lists models without the cache: for checks right after
-// adapterd changed something.
-func (s *server) freshModels(ctx context.Context) (map[string]api.ListModelResponse, error) {
-	s.invalidate()
-	return s.models(ctx)
+// current returns the model under name as Ollama has it now, not as
+// cached: from its manifest file when Ollama's store is readable here (no
+// request at all), else from a fresh list. The caller holds mutate.
+func (s *server) current(ctx context.Context, name string) (*api.ListModelResponse, error) {
+	if dir := s.store(); dir != "" {
+		if m, err := readManifest(dir, name); err == nil {
+			if m == nil {
+				return nil, nil
+			}
+			return &api.ListModelResponse{Name: name, Model: name, Digest: m.Digest, ModifiedAt: m.Modified}, nil
+		}
+	}
+	l, err := s.listLocked(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if m, ok := l[name]; ok {
+		return &m, nil
+	}
+	return nil, nil
 }
 
-// invalidate drops the cached list after adapterd changed a model.
-func (s *server) invalidate() {
+// hasLayer reports whether the model under name has the layer digest: how
+// a create that adapterd did not see finish is recognised as its own.
+func (s *server) hasLayer(ctx context.Context, name, digest string) (bool, error) {
+	if dir := s.store(); dir != "" {
+		if m, err := readManifest(dir, name); err == nil {
+			return m != nil && m.has(digest), nil
+		}
+	}
+	show, err := s.c.Show(ctx, &api.ShowRequest{Model: name})
+	if err != nil {
+		return false, ollamaErr("show", err)
+	}
+	return strings.Contains(show.Modelfile, strings.Replace(digest, ":", "-", 1)), nil
+}
+
+// store returns Ollama's model store when this host can read it.
+func (s *server) store() string {
 	s.mu.Lock()
-	s.list = nil
+	defer s.mu.Unlock()
+	return s.modelsDir
+}
+
+// setStore records Ollama's model store, once seen to be readable.
+func (s *server) setStore(dir string) {
+	if dir == "" {
+		return
+	}
+	if _, err := os.Stat(filepath.Join(dir, "manifests")); err != nil {
+		return
+	}
+	s.mu.Lock()
+	s.modelsDir = dir
 	s.mu.Unlock()
 }
 
@@ -121,7 +193,7 @@ func (s *server) capabilities(ctx context.Context) (string, bool, error) {
 	v, err := s.c.Version(ctx)
 	s.setHealthy(err == nil)
 	if err != nil {
-		return "", false, fmt.Errorf("asking Ollama its version: %w", err)
+		return "", false, ollamaErr("version", fmt.Errorf("asking Ollama its version: %w", err))
 	}
 	a := supportsAdapters(v)
 	s.mu.Lock()
@@ -153,15 +225,10 @@ func supportsAdapters(v string) bool {
 	return major == 0 && minor < 34
 }
 
-func isAdaptersRemoved(err error) bool {
-	return err != nil && strings.Contains(err.Error(), errAdaptersRemoved)
-}
-
-// isNotFound reports whether an API error is Ollama's 404.
-func isNotFound(err error) bool {
-	var se api.StatusError
-	if errors.As(err, &se) {
-		return se.StatusCode == 404
-	}
-	return err != nil && strings.Contains(err.Error(), "not found")
+// create sends one create request and waits for its answer. The caller
+// holds mutate.
+func (s *server) create(ctx context.Context, req *api.CreateRequest) error {
+	stream := false
+	req.Stream = &stream
+	return ollamaErr("create", s.c.Create(ctx, req, func(api.ProgressResponse) error { return nil }))
 }

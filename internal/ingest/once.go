@@ -39,15 +39,19 @@ func CreateOnce(ctx context.Context, c *api.Client, f *spec.Folder, log *slog.Lo
 	if !ok {
 		return "", fmt.Errorf("base model %s is not in Ollama; run `ollama pull %s`", f.Resolved.Base, f.Resolved.Base)
 	}
-	details, err := r.srv.base(ctx, f.Resolved.Base, base.Digest)
-	if err != nil {
+	o := &observed{Key: f.Key, Dir: f.Dir, Folder: f, Name: spec.CanonicalModelName(f.Resolved.Model),
+		Digests: digests, BaseDigest: base.Digest}
+	if o.Base, err = r.srv.base(ctx, f.Resolved.Base, base.Digest); err != nil {
 		return "", err
 	}
-	strategy, err := r.chooseStrategy(ctx, f.Resolved, details.Info.Arch)
-	if err != nil {
-		return "", err
+	if o.Strategy, err = r.chooseStrategy(ctx, f.Resolved, o.Base.Info.Arch); err != nil {
+		return o.Strategy, err
 	}
-	name := spec.CanonicalModelName(f.Resolved.Model)
-	input := inputDigest(f.Resolved, strategy, digests, base.Digest)
-	return strategy, r.create(ctx, f.Key, name, f.Resolved, f.Adapter, strategy, digests, input, details)
+	o.Input = inputDigest(f.Resolved, o.Strategy, digests, base.Digest)
+	if e, ok := models[o.Name]; ok {
+		// The user named this model on the command line: replacing it is
+		// what they asked for, so it counts as ours.
+		o.Owned = &OwnedModel{OllamaDigest: e.Digest}
+	}
+	return o.Strategy, r.create(ctx, o)
 }

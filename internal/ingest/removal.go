@@ -2,47 +2,31 @@ package ingest
 
 import (
 	"context"
-	"os"
 	"time"
 
 	"github.com/adapterd/adapterd/internal/spec"
 )
 
-// gone handles a key whose folder is no longer there.
-func (r *Reconciler) gone(ctx context.Context, key string) result {
-	// A vanished drop_dir (unmounted, renamed) looks like every folder was
-	// removed. Deleting models on that evidence would be a disaster: wait.
-	if fi, err := os.Stat(r.config().DropDir); err != nil || !fi.IsDir() {
-		r.log.Warn("drop_dir is missing; not treating folders as removed", "dir", r.config().DropDir)
-		return 0
-	}
-	r.claim(key, "")
-	r.dropStatus(key)
-	return r.retireOthers(ctx, key, "")
-}
-
-// retireOthers retires the models key owns under names other than keep: the
-// folder went away or its model name changed. It returns when to look again
-// for those still in their grace period.
-func (r *Reconciler) retireOthers(ctx context.Context, key, keep string) result {
-	var after result
+// unclaimedModels returns the models key owns under names other than keep
+// that no other folder claims now: the folder went away or its model name
+// changed. A name another folder claims is left to that folder, which adopts
+// it.
+func (r *Reconciler) unclaimedModels(key, keep string) []OwnedModel {
+	var out []OwnedModel
 	for _, m := range r.store.Models() {
 		name := spec.CanonicalModelName(m.Name)
-		if m.Key != key || name == keep {
+		if m.Key != key || name == keep || len(r.claimedBy(name)) > 0 {
 			continue
 		}
-		if claimants := r.claimedBy(name); len(claimants) > 0 {
-			continue // another folder claims it now; its reconcile adopts it
-		}
-		after = minAfter(after, r.retire(ctx, m))
+		out = append(out, m)
 	}
-	return after
+	return out
 }
 
 // retire deletes (on_remove: delete) or forgets an owned model once it has
 // been unclaimed for remove_grace. A model whose digest changed since
 // adapterd created it is never deleted.
-func (r *Reconciler) retire(ctx context.Context, m OwnedModel) result {
+func (r *Reconciler) retire(ctx context.Context, m OwnedModel) time.Duration {
 	cfg := r.config()
 	name := spec.CanonicalModelName(m.Name)
 	now := time.Now()
@@ -72,7 +56,7 @@ func (r *Reconciler) retire(ctx context.Context, m OwnedModel) result {
 				r.log.Warn("cannot delete model", "model", m.Name, "err", err)
 				return r.backoff(m.Key)
 			} else {
-				r.srv.invalidate()
+				r.srv.forget(name)
 				r.log.Info("model deleted", "model", m.Name, "key", m.Key)
 			}
 		}

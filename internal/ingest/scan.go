@@ -10,7 +10,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/adapterd/adapterd/internal/watch"
+	"github.com/adapterd/adapterd/internal/layout"
 )
 
 // fileInfo is what one scan sees of a relevant file.
@@ -54,7 +54,7 @@ func scanFolder(dir, readyFile string) (snapshot, error) {
 	}
 	var s snapshot
 	for _, e := range entries {
-		if !watch.IsRelevantFile(e.Name(), readyFile) {
+		if !layout.IsRelevantFile(e.Name(), readyFile) {
 			continue
 		}
 		fi, err := os.Lstat(filepath.Join(dir, e.Name()))
@@ -105,7 +105,7 @@ func hasRelevantFiles(dir, readyFile string) bool {
 		return false
 	}
 	for _, e := range entries {
-		if watch.IsRelevantFile(e.Name(), readyFile) {
+		if layout.IsRelevantFile(e.Name(), readyFile) {
 			return true
 		}
 	}

@@ -31,7 +31,12 @@ type OwnedModel struct {
 	// Pending* describe a create whose copy to Name may or may not have
 	// happened: they are written before the copy, so a crash right after it
 	// still leaves the new model owned. The next reconcile confirms them.
-	PendingDigest   string `json:"pending_digest,omitempty"`
+	PendingDigest string `json:"pending_digest,omitempty"`
+	// PendingLayer is set instead of PendingDigest for a create made
+	// straight under Name: the model's digest is not known before Ollama
+	// writes it, but the layer adapterd uploaded for it is, and a model
+	// holding that layer is the one adapterd made.
+	PendingLayer    string `json:"pending_layer,omitempty"`
 	PendingInput    string `json:"pending_input,omitempty"`
 	PendingStrategy string `json:"pending_strategy,omitempty"`
 	// RemovedAt is set when the folder (or its claim on this name) went
@@ -43,17 +48,6 @@ type OwnedModel struct {
 // model) is one adapterd made.
 func (m OwnedModel) Owns(digest string) bool {
 	return digest != "" && (digest == m.OllamaDigest || digest == m.PendingDigest)
-}
-
-// confirmed returns m with a pending create that did land (digest) made
-// current.
-func (m OwnedModel) confirmed(digest string) OwnedModel {
-	if m.PendingDigest != "" && digest == m.PendingDigest {
-		m.OllamaDigest, m.InputDigest, m.Strategy = m.PendingDigest, m.PendingInput, m.PendingStrategy
-		m.Created = time.Now().UTC()
-	}
-	m.PendingDigest, m.PendingInput, m.PendingStrategy = "", "", ""
-	return m
 }
 
 // FileStamp identifies a file's content cheaply: if size, mtime and inode

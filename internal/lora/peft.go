@@ -12,13 +12,14 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/adapterd/adapterd/internal/layout"
 	"github.com/adapterd/adapterd/internal/safetensors"
 	"github.com/adapterd/adapterd/internal/tensor"
 )
 
 const (
-	peftConfigName  = "adapter_config.json"
-	peftWeightsName = "adapter_model.safetensors"
+	peftConfigName  = layout.PEFTConfig
+	peftWeightsName = layout.PEFTWeights
 	maxPEFTConfig   = 1 << 20
 )
 

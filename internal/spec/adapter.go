@@ -12,6 +12,7 @@ import (
 	"unicode"
 
 	"github.com/adapterd/adapterd/internal/gguf"
+	"github.com/adapterd/adapterd/internal/layout"
 	"github.com/adapterd/adapterd/internal/safetensors"
 )
 
@@ -26,13 +27,13 @@ const (
 // The top-level file names that make a folder an adapter (PRODUCT.md
 // section 1). Anything else in the folder is ignored.
 const (
-	adapterConfigFile  = "adapter_config.json"
-	adapterModelFile   = "adapter_model.safetensors"
-	adapterSidecarYAML = "adapter.yaml"
-	adapterSidecarYML  = "adapter.yml"
+	adapterConfigFile  = layout.PEFTConfig
+	adapterModelFile   = layout.PEFTWeights
+	adapterSidecarYAML = layout.SidecarYAML
+	adapterSidecarYML  = layout.SidecarYML
 	// adapterPickleFile is what PEFT wrote before safetensors; it only
 	// sharpens the "missing" messages, since people copy it by mistake.
-	adapterPickleFile = "adapter_model.bin"
+	adapterPickleFile = layout.PEFTPickle
 )
 
 // Adapter is a validated adapter folder's LoRA files.

@@ -38,12 +38,12 @@ func (e *Error) Error() string {
 		b.WriteString(": ")
 	}
 	b.WriteString(e.Msg)
-	return oneLine(b.String())
+	return OneLine(b.String())
 }
 
-// oneLine guarantees the single-line promise even when a message embeds text
+// OneLine guarantees the single-line promise even when a message embeds text
 // we do not control (a file name, an OS error, a yaml.v3 message).
-func oneLine(s string) string {
+func OneLine(s string) string {
 	if !strings.ContainsAny(s, "\r\n\u2028\u2029\x85") {
 		return s
 	}
@@ -117,7 +117,7 @@ func hasAnyPrefix(s string, prefixes []string) bool {
 // syntaxError rewrites yaml.v3's "yaml: line 3: ..." into our "file:3: ..."
 // form and adds the fix.
 func (d *yamlDecoder) syntaxError(err error, data []byte) error {
-	msg := oneLine(err.Error())
+	msg := OneLine(err.Error())
 	line := 0
 	if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
 		line, _ = strconv.Atoi(m[1])

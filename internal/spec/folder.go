@@ -3,6 +3,8 @@ package spec
 import (
 	"os"
 	"path/filepath"
+
+	"github.com/adapterd/adapterd/internal/layout"
 )
 
 // Folder is everything read from one adapter folder: its LoRA files and its
@@ -18,7 +20,7 @@ type Folder struct {
 // LoadFolder detects and validates the adapter in dir and resolves its
 // sidecar against defaults. The key is the folder's name.
 func LoadFolder(dir string, d Defaults) (*Folder, error) {
-	f := &Folder{Key: filepath.Base(dir), Dir: dir, SidecarFile: filepath.Join(dir, "adapter.yaml")}
+	f := &Folder{Key: filepath.Base(dir), Dir: dir, SidecarFile: filepath.Join(dir, layout.SidecarYAML)}
 	a, err := Detect(dir)
 	if err != nil {
 		return nil, err

@@ -2,7 +2,11 @@
 // see it in .adapterd-status.json, GET /v1/adapters and `adapterd status`.
 package status
 
-import "time"
+import (
+	"time"
+
+	"github.com/adapterd/adapterd/internal/layout"
+)
 
 // State is the lifecycle state of one adapter folder.
 type State string
@@ -33,4 +37,4 @@ type Status struct {
 }
 
 // FileName is the status file adapterd writes into each adapter folder.
-const FileName = ".adapterd-status.json"
+const FileName = layout.StatusFile

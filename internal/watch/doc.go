@@ -2,7 +2,7 @@
 // adapter keys that need a reconcile.
 //
 // Every immediate subfolder of the drop directory is one adapter folder; its
-// name is the adapter's key (see [IsAdapterKey]). The watcher is
+// name is the adapter's key (see [layout.IsAdapterKey]). The watcher is
 // level-triggered in the style of controller-runtime: an event only marks a
 // key dirty, and the consumer re-reads the folder to decide what to do
 // (create, re-create, nothing, or treat the folder as removed). It never
@@ -12,7 +12,7 @@
 //
 //   - fsnotify watches the drop directory itself plus each adapter folder
 //     (never nested folders such as checkpoint-500/, never through symlinks).
-//   - Only events on relevant top-level files ([IsRelevantFile]) and on the
+//   - Only events on relevant top-level files ([layout.IsRelevantFile]) and on the
 //     adapter folders themselves mark a key dirty. The status file adapterd
 //     writes into each folder (.adapterd-status.json) never does, so writing
 //     it cannot cause a loop.

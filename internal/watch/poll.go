@@ -1,6 +1,8 @@
 package watch
 
 import (
+	"github.com/adapterd/adapterd/internal/layout"
+
 	"errors"
 	"io/fs"
 	"maps"
@@ -67,7 +69,7 @@ func takeSnapshot(dir, readyFile string) (snapshot, error) {
 	snap := make(snapshot, len(entries))
 	for _, e := range entries {
 		name := e.Name()
-		if !IsAdapterKey(name) {
+		if !layout.IsAdapterKey(name) {
 			continue
 		}
 		path := filepath.Join(dir, name)
@@ -97,7 +99,7 @@ func stampFolder(path, readyFile string) folderStamp {
 	}
 	for _, e := range entries {
 		name := e.Name()
-		if !IsRelevantFile(name, readyFile) {
+		if !layout.IsRelevantFile(name, readyFile) {
 			continue
 		}
 		if st.files == nil {

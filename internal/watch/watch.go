@@ -1,6 +1,8 @@
 package watch
 
 import (
+	"github.com/adapterd/adapterd/internal/layout"
+
 	"context"
 	"errors"
 	"fmt"
@@ -252,7 +254,7 @@ func (r *runner) startFsnotify(markAll bool) {
 			return // fell back to polling
 		}
 		name := e.Name()
-		if !IsAdapterKey(name) {
+		if !layout.IsAdapterKey(name) {
 			continue
 		}
 		switch kindOf(e.Type()) {
@@ -384,7 +386,7 @@ func (r *runner) reconcileWatches() {
 			return // fell back to polling
 		}
 		name := e.Name()
-		if !IsAdapterKey(name) {
+		if !layout.IsAdapterKey(name) {
 			continue
 		}
 		switch kindOf(e.Type()) {
@@ -442,7 +444,7 @@ func (r *runner) handle(ev fsnotify.Event) {
 	case filepath.Dir(parent) == r.dir:
 		// A file inside an adapter folder. Nested folders are not watched,
 		// so deeper paths never arrive here.
-		if key := filepath.Base(parent); IsAdapterKey(key) && IsRelevantFile(base, r.w.opts.ReadyFile) {
+		if key := filepath.Base(parent); layout.IsAdapterKey(key) && layout.IsRelevantFile(base, r.w.opts.ReadyFile) {
 			r.deb.mark(key)
 		}
 	}
@@ -450,7 +452,7 @@ func (r *runner) handle(ev fsnotify.Event) {
 
 // rootEvent handles an event on an entry directly inside the drop dir.
 func (r *runner) rootEvent(name string, op fsnotify.Op) {
-	if !IsAdapterKey(name) {
+	if !layout.IsAdapterKey(name) {
 		return
 	}
 	path := filepath.Join(r.dir, name)

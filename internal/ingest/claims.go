@@ -1,0 +1,141 @@
+package ingest
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+
+	"github.com/adapterd/adapterd/internal/layout"
+	"github.com/adapterd/adapterd/internal/spec"
+)
+
+// Claims are the controller's index of which folder wants which model name.
+// They are kept in memory and refreshed as folders are read, so a clash of
+// two folders is seen before either creates anything.
+
+// claim records that key wants model name (canonical) and returns the other
+// keys that want it too. Keys that shared the key's previous name are queued
+// again: their conflict may be over.
+func (r *Reconciler) claim(key, name string) []string {
+	r.mu.Lock()
+	prev, had := r.claims[key]
+	if name == "" {
+		delete(r.claims, key)
+	} else {
+		r.claims[key] = name
+	}
+	var others, freed []string
+	for k, n := range r.claims {
+		if k == key {
+			continue
+		}
+		if name != "" && n == name {
+			others = append(others, k)
+		}
+		if had && prev != name && n == prev {
+			freed = append(freed, k)
+		}
+	}
+	r.mu.Unlock()
+	for _, k := range freed {
+		r.q.Add(k)
+	}
+	sort.Strings(others)
+	return others
+}
+
+// refreshClaims re-reads every other folder's model name and returns the
+// keys that claim name besides key.
+func (r *Reconciler) refreshClaims(cfg *spec.Config, key, name string) []string {
+	entries, err := os.ReadDir(cfg.DropDir)
+	if err != nil {
+		return nil
+	}
+	var others []string
+	for _, e := range entries {
+		k := e.Name()
+		if k == key || !layout.IsAdapterKey(k) {
+			continue
+		}
+		n, ok := r.peekModelName(cfg, k)
+		if !ok {
+			continue
+		}
+		r.mu.Lock()
+		r.claims[k] = n
+		r.mu.Unlock()
+		if n == name {
+			others = append(others, k)
+		}
+	}
+	sort.Strings(others)
+	return others
+}
+
+// claimedBy returns the keys claiming a canonical model name.
+func (r *Reconciler) claimedBy(name string) []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var keys []string
+	for k, n := range r.claims {
+		if n == name {
+			keys = append(keys, k)
+		}
+	}
+	return keys
+}
+
+// peekModelName reads a folder's sidecar for its model name, ignoring every
+// error: it only seeds claims, and the reconcile reports problems. Names are
+// cached by the sidecar's size and mtime: claims are re-read for every
+// folder before each create, and re-parsing a thousand sidecars each time
+// would make creating n folders cost n².
+func (r *Reconciler) peekModelName(cfg *spec.Config, key string) (string, bool) {
+	dir := filepath.Join(cfg.DropDir, key)
+	var sc *spec.Sidecar
+	file := filepath.Join(dir, layout.SidecarYAML)
+	for _, name := range layout.Sidecars {
+		p := filepath.Join(dir, name)
+		fi, err := os.Lstat(p)
+		if err != nil || !fi.Mode().IsRegular() || fi.Size() > spec.MaxFileSize {
+			continue
+		}
+		stamp := fmt.Sprintf("%s|%d|%d", p, fi.Size(), fi.ModTime().UnixNano())
+		r.mu.Lock()
+		c, ok := r.peeked[key]
+		r.mu.Unlock()
+		if ok && c.stamp == stamp {
+			return c.name, c.name != ""
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return "", false
+		}
+		sc, err = spec.ParseSidecar(b, p)
+		if err != nil {
+			sc = nil
+		}
+		file = p
+		name := ""
+		if sc != nil {
+			if res, err := spec.Resolve(key, cfg.Defaults, sc, file); err == nil {
+				name = spec.CanonicalModelName(res.Model)
+			}
+		}
+		r.mu.Lock()
+		if r.peeked == nil {
+			r.peeked = map[string]peekedName{}
+		}
+		r.peeked[key] = peekedName{stamp: stamp, name: name}
+		r.mu.Unlock()
+		return name, name != ""
+	}
+	res, err := spec.Resolve(key, cfg.Defaults, nil, file)
+	if err != nil {
+		return "", false
+	}
+	return spec.CanonicalModelName(res.Model), true
+}
+
+type peekedName struct{ stamp, name string }

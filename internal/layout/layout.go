@@ -1,0 +1,61 @@
+// Package layout holds the drop directory's naming rules in one place: which
+// entries are adapter keys, which files inside a folder matter, and the names
+// of the files adapterd reads and writes there. The watcher, the reconciler,
+// the adapter reader, the bench and the tests all ask here, so a rule changes
+// in one file.
+package layout
+
+import (
+	"path/filepath"
+	"strings"
+)
+
+// File names inside an adapter folder.
+const (
+	SidecarYAML = "adapter.yaml"
+	SidecarYML  = "adapter.yml"
+	PEFTConfig  = "adapter_config.json"
+	PEFTWeights = "adapter_model.safetensors"
+	PEFTPickle  = "adapter_model.bin"
+	GGUFSuffix  = ".gguf"
+	StatusFile  = ".adapterd-status.json"
+)
+
+// Sidecars lists the sidecar names in the order they are looked for.
+var Sidecars = []string{SidecarYAML, SidecarYML}
+
+// IsAdapterKey reports whether name, an entry directly inside the drop
+// directory, is an adapter key. Names starting with "." or "_" are ignored
+// (they support atomic publishing: write drop/.foo.partial/, then rename it to
+// drop/foo), and so is the empty name and anything containing a path
+// separator.
+func IsAdapterKey(name string) bool {
+	if name == "" || name[0] == '.' || name[0] == '_' {
+		return false
+	}
+	return !strings.ContainsAny(name, "/"+string(filepath.Separator))
+}
+
+// IsRelevantFile reports whether a top-level file named name inside an
+// adapter folder matters for ingestion: the sidecar, the PEFT pair, any
+// *.gguf (the suffix is matched case-insensitively), and readyFile when it is
+// not empty. Everything else is irrelevant, in particular the status file
+// (even if readyFile names it: writing it must never trigger work, or it
+// would loop), README.md, tokenizer files and training_args.bin.
+func IsRelevantFile(name, readyFile string) bool {
+	switch name {
+	case "", StatusFile:
+		return false
+	case SidecarYAML, SidecarYML, PEFTConfig, PEFTWeights:
+		return true
+	}
+	if readyFile != "" && name == readyFile {
+		return true
+	}
+	return IsGGUF(name)
+}
+
+// IsGGUF reports whether name has the GGUF suffix, in any case.
+func IsGGUF(name string) bool {
+	return strings.HasSuffix(strings.ToLower(name), GGUFSuffix)
+}
