@@ -15,6 +15,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/adapterd/adapterd/internal/status"
 )
 
 // daemonConfig is what a bench daemon is started with.
@@ -239,30 +241,24 @@ func (d *daemon) metric(name string) (float64, error) {
 	return sum, sc.Err()
 }
 
-type adapterStatus struct {
-	Key   string `json:"key"`
-	State string `json:"state"`
-	Error string `json:"error"`
-}
-
 // adapters reads GET /v1/adapters.
-func (d *daemon) adapters() ([]adapterStatus, error) {
+func (d *daemon) adapters() ([]status.Status, error) {
 	resp, err := httpc.Get("http://" + d.addr + "/v1/adapters")
 	if err != nil {
 		return nil, err
 	}
 	defer resp.Body.Close()
-	var out []adapterStatus
+	var out []status.Status
 	return out, json.NewDecoder(resp.Body).Decode(&out)
 }
 
 // countStates counts the daemon's adapters by state.
-func (d *daemon) countStates() (map[string]int, error) {
+func (d *daemon) countStates() (map[status.State]int, error) {
 	list, err := d.adapters()
 	if err != nil {
 		return nil, err
 	}
-	out := map[string]int{}
+	out := map[status.State]int{}
 	for _, a := range list {
 		out[a.State]++
 	}
@@ -271,9 +267,9 @@ func (d *daemon) countStates() (map[string]int, error) {
 
 // readStatusFile reads a folder's .adapterd-status.json; a missing or
 // half-rewritten file reads as "".
-func readStatusFile(dir string) adapterStatus {
-	var s adapterStatus
-	b, err := os.ReadFile(filepath.Join(dir, ".adapterd-status.json"))
+func readStatusFile(dir string) status.Status {
+	var s status.Status
+	b, err := os.ReadFile(filepath.Join(dir, status.FileName))
 	if err == nil {
 		json.Unmarshal(b, &s)
 	}
@@ -287,16 +283,16 @@ var errNotReady = errors.New("adapter did not become ready")
 // at once; failed is retried by adapterd, so it is waited out until timeout.
 func waitStatusReady(d *daemon, dir string, interval, timeout time.Duration) (time.Time, error) {
 	deadline := time.Now().Add(timeout)
-	var last adapterStatus
+	var last status.Status
 	for time.Now().Before(deadline) {
 		s := readStatusFile(dir)
 		if s.State != "" {
 			last = s
 		}
 		switch s.State {
-		case "ready":
+		case status.Ready:
 			return time.Now(), nil
-		case "invalid", "conflict":
+		case status.Invalid, status.Conflict:
 			return time.Time{}, fmt.Errorf("%s: state %s: %s", dir, s.State, s.Error)
 		}
 		if err := d.running(); err != nil {

@@ -370,12 +370,5 @@ func (b *bench) mergeEndToEnd(dir string, base testfixture.Base, basePath string
 }
 
 func readStatusFileStrategy(dir string) string {
-	var s struct {
-		Strategy string `json:"strategy"`
-	}
-	bs, err := os.ReadFile(filepath.Join(dir, ".adapterd-status.json"))
-	if err == nil {
-		json.Unmarshal(bs, &s)
-	}
-	return s.Strategy
+	return readStatusFile(dir).Strategy
 }

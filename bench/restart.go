@@ -5,6 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/adapterd/adapterd/internal/status"
 )
 
 // restartResult is one measured daemon start on an already synced drop dir.
@@ -12,7 +14,7 @@ type restartResult struct {
 	toReady          time.Duration // process start -> first /readyz 200
 	hashed, uploaded float64       // adapterd_*_bytes_total of the new process
 	creates, blobs   int           // POST /api/create, HEAD+POST /api/blobs seen by Ollama
-	states           map[string]int
+	states           map[status.State]int
 	rss              int64
 	server           []endpointTime // Ollama's logged requests during the restart
 	watching         time.Duration  // process start -> "watching drop dir" in adapterd's log
@@ -87,7 +89,7 @@ func (b *bench) peerRestart(p *tinyPeer) error {
 	if err != nil {
 		return err
 	}
-	if r.states["ready"] != 1 {
+	if r.states[status.Ready] != 1 {
 		return fmt.Errorf("tiny peer restart: states %v", r.states)
 	}
 	p.runs = append(p.runs, r.toReady)
@@ -117,10 +119,10 @@ func (b *bench) recheck(ls *latencyState) error {
 		if err != nil {
 			return err
 		}
-		if r.states["ready"] != 1 || len(r.states) != 1 {
+		if r.states[status.Ready] != 1 || len(r.states) != 1 {
 			return fmt.Errorf("recheck restart: states %v, want the one folder ready", r.states)
 		}
-		if s := readStatusFile(filepath.Join(ls.drop, ls.key)); s.State != "ready" {
+		if s := readStatusFile(filepath.Join(ls.drop, ls.key)); s.State != status.Ready {
 			return fmt.Errorf("recheck: status file says %q", s.State)
 		}
 		ready = append(ready, r.toReady)
@@ -206,7 +208,7 @@ func (b *bench) manyAdapters() error {
 	for {
 		states, err := d.countStates()
 		if err == nil {
-			if states["ready"] == n {
+			if states[status.Ready] == n {
 				break
 			}
 			if states["invalid"]+states["conflict"] > 0 {
@@ -262,7 +264,7 @@ func (b *bench) manyAdapters() error {
 		if err != nil {
 			return err
 		}
-		if r.states["ready"] != n {
+		if r.states[status.Ready] != n {
 			return fmt.Errorf("many restart: states %v, want %d ready", r.states, n)
 		}
 		ready = append(ready, r.toReady)

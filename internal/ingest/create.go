@@ -458,13 +458,13 @@ func (r *Reconciler) confirm(j createJob, cur *api.ListModelResponse) error {
 
 // dropTemp deletes a temporary model, even when ctx was cancelled, and
 // forgets it once it is surely gone: deleted, or not found after Ollama
-// answered the create (settled). An unsettled one stays pending and is
+// answered the create (answered). One not surely gone stays pending and is
 // retried at every resync and at the next start.
-func (r *Reconciler) dropTemp(tmp string, settled bool) {
+func (r *Reconciler) dropTemp(tmp string, answered bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	err := r.srv.delete(ctx, tmp)
-	if err != nil && (!isNotFound(err) || !settled) {
+	if err != nil && (!isNotFound(err) || !answered) {
 		if !isNotFound(err) {
 			r.log.Warn("cannot delete temporary model; it is retried later", "model", tmp, "err", err)
 		}

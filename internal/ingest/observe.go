@@ -23,7 +23,7 @@ import (
 //
 // Reading stops at the first fact that decides the outcome (a folder still
 // settling needs no Ollama call), so later fields are zero when an earlier
-// one already settles it.
+// one already decides it.
 type observed struct {
 	Key       string
 	Dir       string
