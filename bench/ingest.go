@@ -37,7 +37,7 @@ func (b *bench) latencyConfig() daemonConfig {
 
 // writeTiny writes a few-KB GGUF LoRA folder for the tiny base.
 func writeTiny(dir string, seed uint64, sidecar string) error {
-	a := testfixture.Adapter{Base: testfixture.TinyLlama(), Seed: seed, Targets: []string{"q_proj"}}
+	a := testfixture.LoRA{Base: testfixture.TinyLlama(), Seed: seed, Targets: []string{"q_proj"}}
 	if err := a.WriteGGUF(filepath.Join(dir, "lora.gguf")); err != nil {
 		return err
 	}

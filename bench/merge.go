@@ -72,7 +72,7 @@ func childOp(mode, base, adapter, outPath string) (int64, error) {
 		if gf, err = gguf.Read(in, st.Size()); err != nil {
 			break
 		}
-		var ad *lora.Adapter
+		var ad *lora.Weights
 		if ad, err = lora.ReadGGUF(adapter); err != nil {
 			break
 		}
@@ -140,8 +140,8 @@ func estimateSize(b testfixture.Base) int64 {
 	return 4 * (int64(b.Layers)*per + 2*int64(b.Embd)*vocab + int64(b.Embd))
 }
 
-func mergeAdapter(base testfixture.Base, seed uint64) testfixture.Adapter {
-	return testfixture.Adapter{Base: base, Seed: seed, Rank: 16, Alpha: 32, Std: 0.01,
+func mergeAdapter(base testfixture.Base, seed uint64) testfixture.LoRA {
+	return testfixture.LoRA{Base: base, Seed: seed, Rank: 16, Alpha: 32, Std: 0.01,
 		Targets: []string{"q_proj", "k_proj", "v_proj", "o_proj"}}
 }
 

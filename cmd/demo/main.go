@@ -74,7 +74,7 @@ func run(ctx context.Context) error {
 
 	step("publishing drop/support-bot (PEFT adapter + adapter.yaml) with an atomic rename")
 	tmp := filepath.Join(drop, ".support-bot.partial")
-	a := testfixture.Adapter{Base: testfixture.TinyLlama(), Seed: 2026, Targets: []string{"o_proj", "v_proj"}}
+	a := testfixture.LoRA{Base: testfixture.TinyLlama(), Seed: 2026, Targets: []string{"o_proj", "v_proj"}}
 	if err := a.WritePEFT(tmp); err != nil {
 		return err
 	}

@@ -21,17 +21,46 @@ func FileDigest(path string) (string, error) {
 		return "", err
 	}
 	defer f.Close()
+	return Digest(f)
+}
+
+// Digest hashes what r holds as Ollama names blobs: "sha256:<hex>".
+func Digest(r io.Reader) (string, error) {
 	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
+	if _, err := io.Copy(h, r); err != nil {
 		return "", err
 	}
 	return "sha256:" + hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// Opener opens the file behind a blob and returns its size.
+type Opener func() (*os.File, int64, error)
+
+// OpenPath is an Opener for a plain path.
+func OpenPath(path string) Opener {
+	return func() (*os.File, int64, error) {
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, 0, err
+		}
+		st, err := f.Stat()
+		if err != nil {
+			f.Close()
+			return nil, 0, err
+		}
+		return f, st.Size(), nil
+	}
 }
 
 // Upload makes sure the server has the blob with the given digest,
 // streaming it from path only when HEAD says the server lacks it. It reports
 // the bytes sent (0 when the server already had the blob).
 func Upload(ctx context.Context, c *api.Client, path, digest string) (int64, error) {
+	return UploadFrom(ctx, c, digest, OpenPath(path))
+}
+
+// UploadFrom is Upload for a file opened by open, only when it is needed.
+func UploadFrom(ctx context.Context, c *api.Client, digest string, open Opener) (int64, error) {
 	ok, err := c.HeadBlob(ctx, digest)
 	if err != nil {
 		return 0, fmt.Errorf("checking blob %s: %w", digest, err)
@@ -39,17 +68,13 @@ func Upload(ctx context.Context, c *api.Client, path, digest string) (int64, err
 	if ok {
 		return 0, nil
 	}
-	f, err := os.Open(path)
+	f, size, err := open()
 	if err != nil {
 		return 0, err
 	}
 	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return 0, err
-	}
 	if err := c.CreateBlob(ctx, digest, f); err != nil {
-		return 0, fmt.Errorf("uploading %s: %w", path, err)
+		return 0, fmt.Errorf("uploading %s: %w", f.Name(), err)
 	}
-	return st.Size(), nil
+	return size, nil
 }

@@ -9,8 +9,9 @@ import (
 	"github.com/ollama/ollama/api"
 
 	"github.com/adapterd/adapterd/internal/daemon"
+	"github.com/adapterd/adapterd/internal/ingest"
+	"github.com/adapterd/adapterd/internal/lora"
 	"github.com/adapterd/adapterd/internal/modelfile"
-	"github.com/adapterd/adapterd/internal/spec"
 )
 
 func cmdCheck(ctx context.Context, args []string, env Env) error {
@@ -33,7 +34,7 @@ func cmdCheck(ctx context.Context, args []string, env Env) error {
 	online := true
 	problems := 0
 	for _, dir := range fs.Args() {
-		f, err := spec.LoadFolder(dir, cfg.Defaults)
+		f, err := ingest.LoadFolder(dir, cfg.Defaults)
 		if err != nil {
 			fmt.Fprintln(env.Stdout, err)
 			problems++
@@ -60,7 +61,7 @@ func cmdCheck(ctx context.Context, args []string, env Env) error {
 
 // checkBase checks that the folder's base exists in Ollama and fits the
 // adapter. reached is false when Ollama did not answer at all.
-func checkBase(ctx context.Context, c *api.Client, f *spec.Folder) (err error, reached bool) {
+func checkBase(ctx context.Context, c *api.Client, f *ingest.Folder) (err error, reached bool) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if _, err := c.Version(ctx); err != nil {
@@ -70,7 +71,7 @@ func checkBase(ctx context.Context, c *api.Client, f *spec.Folder) (err error, r
 	if err != nil {
 		return fmt.Errorf("%s: base model %s is not in Ollama (%v); run `ollama pull %s` or fix base:", f.SidecarFile, f.Resolved.Base, err, f.Resolved.Base), true
 	}
-	info, err := spec.BaseInfoFromModelInfo(show.ModelInfo)
+	info, err := lora.BaseInfoFromModelInfo(show.ModelInfo)
 	if err != nil {
 		return fmt.Errorf("%s: base %s: %v", f.SidecarFile, f.Resolved.Base, err), true
 	}
@@ -90,7 +91,7 @@ func cmdModelfile(ctx context.Context, args []string, env Env) error {
 	if err != nil {
 		return err
 	}
-	f, err := spec.LoadFolder(fs.Arg(0), cfg.Defaults)
+	f, err := ingest.LoadFolder(fs.Arg(0), cfg.Defaults)
 	if err != nil {
 		return err
 	}
@@ -104,11 +105,11 @@ func cmdModelfile(ctx context.Context, args []string, env Env) error {
 
 // folderModelfile is the Modelfile equivalent of a native create. A PEFT
 // adapter is named by its folder, as `ollama create` expects.
-func folderModelfile(f *spec.Folder) modelfile.Modelfile {
+func folderModelfile(f *ingest.Folder) modelfile.Modelfile {
 	r := f.Resolved
 	m := modelfile.Modelfile{From: r.Base, System: r.System, Template: r.Template, Parameters: r.Parameters, License: r.License}
 	dir, _ := filepath.Abs(f.Dir)
-	if f.Adapter.Format == spec.FormatPEFT {
+	if f.Adapter.Format == lora.FormatPEFT {
 		m.Adapters = []string{dir}
 	} else {
 		m.Adapters = []string{filepath.Join(dir, filepath.Base(f.Adapter.Files[0]))}

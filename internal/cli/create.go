@@ -8,6 +8,7 @@ import (
 
 	"github.com/adapterd/adapterd/internal/daemon"
 	"github.com/adapterd/adapterd/internal/ingest"
+	"github.com/adapterd/adapterd/internal/lora"
 	"github.com/adapterd/adapterd/internal/spec"
 )
 
@@ -43,7 +44,7 @@ func cmdCreate(ctx context.Context, args []string, env Env) error {
 	if err != nil {
 		return err
 	}
-	a, err := spec.Detect(dir)
+	a, err := lora.Detect(dir)
 	if err != nil {
 		return err
 	}
@@ -51,7 +52,7 @@ func cmdCreate(ctx context.Context, args []string, env Env) error {
 	if err != nil {
 		return err
 	}
-	f := &spec.Folder{Key: filepath.Base(dir), Dir: dir, Adapter: a, Resolved: res, SidecarFile: "--flags"}
+	f := &ingest.Folder{Key: filepath.Base(dir), Dir: dir, Adapter: a, Resolved: res, SidecarFile: "--flags"}
 	if *outModelfile != "" {
 		text, err := folderModelfile(f).Render()
 		if err != nil {

@@ -208,13 +208,13 @@ func (st *setup) dropFolder(t *testing.T, key string, write func(dir string) err
 
 func peftFolder(seed uint64) func(string) error {
 	return func(dir string) error {
-		return testfixture.Adapter{Base: testfixture.TinyLlama(), Seed: seed, Targets: []string{"o_proj", "v_proj"}}.WritePEFT(dir)
+		return testfixture.LoRA{Base: testfixture.TinyLlama(), Seed: seed, Targets: []string{"o_proj", "v_proj"}}.WritePEFT(dir)
 	}
 }
 
 func ggufFolder(seed uint64) func(string) error {
 	return func(dir string) error {
-		a := testfixture.Adapter{Base: testfixture.TinyLlama(), Seed: seed, Targets: []string{"q_proj", "v_proj"}}
+		a := testfixture.LoRA{Base: testfixture.TinyLlama(), Seed: seed, Targets: []string{"q_proj", "v_proj"}}
 		return a.WriteGGUF(filepath.Join(dir, "lora.gguf"))
 	}
 }

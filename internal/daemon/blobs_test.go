@@ -81,7 +81,7 @@ func TestNoOrphanBlobs(t *testing.T) {
 	// Control: the check does see orphans. Raw PEFT files uploaded for
 	// Ollama's own conversion stay behind as blobs until it restarts.
 	dir := t.TempDir()
-	if err := (testfixture.Adapter{Base: testfixture.TinyLlama(), Seed: 3104, Targets: []string{"o_proj"}}).WritePEFT(dir); err != nil {
+	if err := (testfixture.LoRA{Base: testfixture.TinyLlama(), Seed: 3104, Targets: []string{"o_proj"}}).WritePEFT(dir); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.CreateWithAdapter(context.Background(), "raw-peft", baseModel,

@@ -94,7 +94,7 @@ func TestChangesRecreate(t *testing.T) {
 	second, _ := h.status("edit")
 
 	// New weights (another seed) re-create it with another digest and output.
-	a := testfixture.Adapter{Base: testfixture.TinyLlama(), Seed: 22, Targets: []string{"q_proj", "v_proj"}}
+	a := testfixture.LoRA{Base: testfixture.TinyLlama(), Seed: 22, Targets: []string{"q_proj", "v_proj"}}
 	if err := a.WriteGGUF(filepath.Join(dir, "lora.gguf")); err != nil {
 		t.Fatal(err)
 	}
@@ -214,7 +214,7 @@ func TestBadInputs(t *testing.T) {
 		{"unknown-key", peft(54, "model: x\nmodle: y\n"), status.Invalid, `unknown key "modle"`, "adapter.yaml"},
 		{"missing-base", peft(55, "base: no-such-base:1b\n"), status.Failed, "ollama pull no-such-base:1b", "adapter.yaml"},
 		{"wrong-arch", func(dir string) error {
-			a := testfixture.Adapter{Base: qwen, Seed: 56}
+			a := testfixture.LoRA{Base: qwen, Seed: 56}
 			if err := a.WriteGGUF(filepath.Join(dir, "lora.gguf")); err != nil {
 				return err
 			}
@@ -233,7 +233,7 @@ func TestBadInputs(t *testing.T) {
 			return os.Symlink(filepath.Join(outside, "adapter_model.safetensors"), p)
 		}, status.Invalid, "outside", "adapter_model.safetensors"},
 		{"shape-mismatch", func(dir string) error {
-			a := testfixture.Adapter{Base: qwen, Seed: 57}
+			a := testfixture.LoRA{Base: qwen, Seed: 57}
 			if err := a.WritePEFT(dir); err != nil {
 				return err
 			}
@@ -263,7 +263,7 @@ func TestDTypes(t *testing.T) {
 	for _, dt := range []tensor.DType{tensor.F32, tensor.F16, tensor.BF16} {
 		key := "dtype-" + strings.ToLower(string(dt))
 		h.folder(key, func(dir string) error {
-			a := testfixture.Adapter{Base: testfixture.TinyLlama(), Seed: 61, DType: dt, Targets: []string{"o_proj"}}
+			a := testfixture.LoRA{Base: testfixture.TinyLlama(), Seed: 61, DType: dt, Targets: []string{"o_proj"}}
 			if err := a.WritePEFT(dir); err != nil {
 				return err
 			}

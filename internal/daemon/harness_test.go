@@ -215,7 +215,7 @@ func sidecar(dir, yaml string) error {
 
 func peft(seed uint64, yaml string) func(string) error {
 	return func(dir string) error {
-		a := testfixture.Adapter{Base: testfixture.TinyLlama(), Seed: seed, Targets: []string{"o_proj", "v_proj"}}
+		a := testfixture.LoRA{Base: testfixture.TinyLlama(), Seed: seed, Targets: []string{"o_proj", "v_proj"}}
 		if err := a.WritePEFT(dir); err != nil {
 			return err
 		}
@@ -225,7 +225,7 @@ func peft(seed uint64, yaml string) func(string) error {
 
 func ggufLoRA(seed uint64, yaml string) func(string) error {
 	return func(dir string) error {
-		a := testfixture.Adapter{Base: testfixture.TinyLlama(), Seed: seed, Targets: []string{"q_proj", "v_proj"}}
+		a := testfixture.LoRA{Base: testfixture.TinyLlama(), Seed: seed, Targets: []string{"q_proj", "v_proj"}}
 		if err := a.WriteGGUF(filepath.Join(dir, "lora.gguf")); err != nil {
 			return err
 		}

@@ -83,7 +83,7 @@ func TestNativeAndMergeMatchTheReference(t *testing.T) {
 		t.Run(b.Arch, func(t *testing.T) {
 			baseName := "ref-" + b.Arch + ":base"
 			basePath := importBase(t, s, b, baseName)
-			a := testfixture.Adapter{Base: b, Seed: 1001, Targets: allTargets()}
+			a := testfixture.LoRA{Base: b, Seed: 1001, Targets: allTargets()}
 			ref := filepath.Join(t.TempDir(), "reference.gguf")
 			if err := testfixture.WriteReferenceMerge(basePath, a, ref); err != nil {
 				t.Fatal(err)
@@ -142,7 +142,7 @@ func TestGoEngineBaseIsMergedNeverNative(t *testing.T) {
 	b := testfixture.TinyGemma3()
 	importBase(t, s, b, "tiny-gemma3:base")
 	h := newHarness(t, s, func(c *spec.Config) { c.Defaults.Base = "tiny-gemma3:base" })
-	a := testfixture.Adapter{Base: b, Seed: 1101, Targets: allTargets()}
+	a := testfixture.LoRA{Base: b, Seed: 1101, Targets: allTargets()}
 	mark := s.Mark()
 	for _, strategy := range []string{"native", "auto"} {
 		h.folder("gemma-"+strategy, func(dir string) error {
@@ -176,7 +176,7 @@ func TestOllamaLoadsNoLoRAOnGoEngine(t *testing.T) {
 	b := testfixture.TinyGemma3()
 	importBase(t, s, b, "tiny-gemma3:native")
 	lora := filepath.Join(t.TempDir(), "lora.gguf")
-	if err := (testfixture.Adapter{Base: b, Seed: 1201}).WriteGGUF(lora); err != nil {
+	if err := (testfixture.LoRA{Base: b, Seed: 1201}).WriteGGUF(lora); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.CreateWithAdapter(context.Background(), "gemma-native-raw", "tiny-gemma3:native", lora); err != nil {
@@ -246,7 +246,7 @@ func TestMergeIntoQuantizedBases(t *testing.T) {
 				t.Fatal(err)
 			}
 			h := newHarness(t, s, func(cfg *spec.Config) { cfg.Defaults.Base = baseName })
-			a := testfixture.Adapter{Base: c.base, Seed: 1401, Targets: []string{"q_proj", "v_proj"}}
+			a := testfixture.LoRA{Base: c.base, Seed: 1401, Targets: []string{"q_proj", "v_proj"}}
 			h.folder("q", func(dir string) error {
 				if err := a.WritePEFT(dir); err != nil {
 					return err

@@ -28,7 +28,7 @@ var goEngineArchs = map[string]bool{
 // baseDetails is what adapterd needs to know of a base model, cached per
 // base digest: one show serves every folder on that base.
 type baseDetails struct {
-	Info spec.BaseInfo
+	Info lora.BaseInfo
 	Show *api.ShowResponse
 }
 
@@ -43,7 +43,7 @@ func (s *server) base(ctx context.Context, name, digest string) (*baseDetails, e
 	if err != nil {
 		return nil, ollamaErr("show", fmt.Errorf("show base %s: %w", name, err))
 	}
-	info, err := spec.BaseInfoFromModelInfo(show.ModelInfo)
+	info, err := lora.BaseInfoFromModelInfo(show.ModelInfo)
 	if err != nil {
 		return nil, terminalf("base %s: %v", name, err)
 	}
@@ -60,7 +60,7 @@ func (s *server) base(ctx context.Context, name, digest string) (*baseDetails, e
 
 // loraBaseInfo is the tensor-level view of the base that adapter conversion
 // needs, from a verbose show (the base file may be on another host).
-func (s *server) loraBaseInfo(ctx context.Context, name string, info spec.BaseInfo) (lora.BaseInfo, error) {
+func (s *server) loraBaseInfo(ctx context.Context, name string, info lora.BaseInfo) (lora.BaseInfo, error) {
 	show, err := s.c.Show(ctx, &api.ShowRequest{Model: name, Verbose: true})
 	if err != nil {
 		return lora.BaseInfo{}, ollamaErr("show", fmt.Errorf("show base %s: %w", name, err))

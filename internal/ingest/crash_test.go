@@ -44,7 +44,7 @@ func newCrashBed(t *testing.T, model string) *crashBed {
 	cfg.Defaults.Base = "crash-base"
 	dir := filepath.Join(cfg.DropDir, "k")
 	os.MkdirAll(dir, 0o755)
-	a := testfixture.Adapter{Base: testfixture.TinyLlama(), Seed: 3001}
+	a := testfixture.LoRA{Base: testfixture.TinyLlama(), Seed: 3001}
 	if err := a.WriteGGUF(filepath.Join(dir, "lora.gguf")); err != nil {
 		t.Fatal(err)
 	}

@@ -153,15 +153,16 @@ func (r *Reconciler) request(ctx context.Context, o *observed) (*api.CreateReque
 // apply it to the base. PEFT files are converted by adapterd first: Ollama's
 // own PEFT conversion permutes the wrong side of llama q/k deltas, and
 // knows only llama and gemma2.
-func (r *Reconciler) nativeRequest(ctx context.Context, key string, res *spec.Resolved, a *spec.Adapter,
+func (r *Reconciler) nativeRequest(ctx context.Context, key string, res *spec.Resolved, a *lora.Adapter,
 	digests map[string]string, base *baseDetails) (*api.CreateRequest, error) {
 	path, digest := a.Files[0], digests[a.Files[0]]
-	if a.Format == spec.FormatPEFT {
+	open := func() (*os.File, int64, error) { return a.Open(path) }
+	if a.Format == lora.FormatPEFT {
 		info, err := r.srv.loraBaseInfo(ctx, res.Base, base.Info)
 		if err != nil {
 			return nil, err
 		}
-		ad, err := lora.ReadPEFT(a.Dir, info)
+		ad, err := a.Weights(info)
 		if err != nil {
 			return nil, &terminalError{err}
 		}
@@ -170,9 +171,9 @@ func (r *Reconciler) nativeRequest(ctx context.Context, key string, res *spec.Re
 			return nil, err
 		}
 		defer os.Remove(tmp)
-		path, digest = tmp, d
+		digest, open = d, blob.OpenPath(tmp)
 	}
-	n, err := blob.Upload(ctx, r.srv.c, path, digest)
+	n, err := blob.UploadFrom(ctx, r.srv.c, digest, open)
 	if err != nil {
 		return nil, err
 	}
@@ -182,7 +183,7 @@ func (r *Reconciler) nativeRequest(ctx context.Context, key string, res *spec.Re
 
 // mergeRequest folds the LoRA into the base's weights, streaming a new GGUF
 // one tensor at a time, and asks Ollama to import it as a plain model.
-func (r *Reconciler) mergeRequest(ctx context.Context, key string, res *spec.Resolved, a *spec.Adapter, base *baseDetails) (*api.CreateRequest, error) {
+func (r *Reconciler) mergeRequest(ctx context.Context, key string, res *spec.Resolved, a *lora.Adapter, base *baseDetails) (*api.CreateRequest, error) {
 	path, err := baseGGUFPath(res.Base, base.Show, r.config().Ollama.ModelsDir)
 	if err != nil {
 		return nil, err
@@ -200,16 +201,13 @@ func (r *Reconciler) mergeRequest(ctx context.Context, key string, res *spec.Res
 	if err != nil {
 		return nil, fmt.Errorf("base %s weights %s: %w", res.Base, path, err)
 	}
-	var ad *lora.Adapter
-	if a.Format == spec.FormatPEFT {
-		info, err := lora.BaseInfoFromGGUF(gf)
-		if err != nil {
+	var info lora.BaseInfo
+	if a.Format == lora.FormatPEFT {
+		if info, err = lora.BaseInfoFromGGUF(gf); err != nil {
 			return nil, terminalf("base %s: %v", res.Base, err)
 		}
-		ad, err = lora.ReadPEFT(a.Dir, info)
-	} else {
-		ad, err = lora.ReadGGUF(a.Files[0])
 	}
+	ad, err := a.Weights(info)
 	if err != nil {
 		return nil, &terminalError{err}
 	}

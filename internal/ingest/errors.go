@@ -7,6 +7,7 @@ import (
 
 	"github.com/ollama/ollama/api"
 
+	"github.com/adapterd/adapterd/internal/lora"
 	"github.com/adapterd/adapterd/internal/spec"
 )
 
@@ -105,7 +106,7 @@ func classify(err error) errClass {
 	switch {
 	case errors.As(err, &ce):
 		return conflicted
-	case spec.IsIncomplete(err):
+	case lora.IsIncomplete(err):
 		return incomplete
 	case errors.As(err, &te), errors.As(err, &se):
 		return terminal

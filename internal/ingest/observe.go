@@ -14,6 +14,7 @@ import (
 	"github.com/ollama/ollama/api"
 
 	"github.com/adapterd/adapterd/internal/blob"
+	"github.com/adapterd/adapterd/internal/lora"
 	"github.com/adapterd/adapterd/internal/spec"
 	"github.com/adapterd/adapterd/internal/status"
 )
@@ -38,7 +39,7 @@ type observed struct {
 	Quiet          time.Duration // since the newest change in the folder
 	LoadErr        error         // the folder's files or sidecar are bad
 	SeenIncomplete bool          // LoadErr was already incomplete on this exact snapshot
-	Folder         *spec.Folder
+	Folder         *Folder
 	Name           string   // canonical model name
 	Claimants      []string // other folders that want Name
 
@@ -97,7 +98,7 @@ func (r *Reconciler) observe(ctx context.Context, key string) (*observed, error)
 	if o.Quiet = time.Since(o.Snap.Newest); o.Quiet < cfg.Settle {
 		return o, nil
 	}
-	f, err := spec.LoadFolder(o.Dir, cfg.Defaults)
+	f, err := LoadFolder(o.Dir, cfg.Defaults)
 	if err != nil {
 		o.LoadErr, o.SeenIncomplete = err, r.seenIncomplete(key, o.Snap)
 		return o, nil
@@ -126,7 +127,7 @@ func (r *Reconciler) observe(ctx context.Context, key string) (*observed, error)
 		return o, err
 	}
 	r.waitPrepared(ctx, key)
-	if o.Digests, err = r.fileDigests(f.Adapter.Files); err != nil {
+	if o.Digests, err = r.fileDigests(f.Adapter); err != nil {
 		return o, err
 	}
 	// Two equal scans around the reading: anything written meanwhile means
@@ -194,31 +195,45 @@ func dirExists(dir string) bool {
 	return err == nil && fi.IsDir()
 }
 
-// fileDigests returns "sha256:..." for each path, from the stamp cache when
-// size, mtime and inode are unchanged.
-func (r *Reconciler) fileDigests(paths []string) (map[string]string, error) {
+// fileDigests returns "sha256:..." for each of a's files, from the stamp
+// cache when size, mtime and inode are unchanged. Files are opened through
+// a.Open, so the bytes hashed are those of the files Detect checked.
+func (r *Reconciler) fileDigests(a *lora.Adapter) (map[string]string, error) {
 	out := map[string]string{}
-	for _, p := range paths {
-		s, err := stamp(p)
+	for _, p := range a.Files {
+		d, err := r.fileDigest(a, p)
 		if err != nil {
-			return nil, err
-		}
-		if c, ok := r.store.Stamp(p); ok && c.Size == s.Size && c.MtimeNs == s.MtimeNs && c.Inode == s.Inode {
-			out[p] = c.Digest
-			continue
-		}
-		d, err := blob.FileDigest(p)
-		if err != nil {
-			return nil, err
-		}
-		r.metrics.BytesHashed(s.Size)
-		s.Digest = d
-		if err := r.store.Update(func(st *stateFile) bool { st.Files[p] = s; return true }); err != nil {
 			return nil, err
 		}
 		out[p] = d
 	}
 	return out, nil
+}
+
+func (r *Reconciler) fileDigest(a *lora.Adapter, p string) (string, error) {
+	fh, _, err := a.Open(p)
+	if err != nil {
+		return "", err
+	}
+	defer fh.Close()
+	fi, err := fh.Stat()
+	if err != nil {
+		return "", err
+	}
+	s := stampOf(fi)
+	if c, ok := r.store.Stamp(p); ok && c.Size == s.Size && c.MtimeNs == s.MtimeNs && c.Inode == s.Inode {
+		return c.Digest, nil
+	}
+	d, err := blob.Digest(fh)
+	if err != nil {
+		return "", err
+	}
+	r.metrics.BytesHashed(s.Size)
+	s.Digest = d
+	if err := r.store.Update(func(st *stateFile) bool { st.Files[p] = s; return true }); err != nil {
+		return "", err
+	}
+	return d, nil
 }
 
 // inputDigest covers every input of a model: the resolved sidecar, the

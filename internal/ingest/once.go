@@ -16,7 +16,7 @@ import (
 // validation and create path as the daemon, without state: `adapterd create`.
 // Unlike the daemon it replaces an existing model of that name, because the
 // user named it on the command line.
-func CreateOnce(ctx context.Context, c *api.Client, f *spec.Folder, log *slog.Logger) (spec.Strategy, error) {
+func CreateOnce(ctx context.Context, c *api.Client, f *Folder, log *slog.Logger) (spec.Strategy, error) {
 	cfg := spec.DefaultConfig(f.Dir)
 	tmp, err := os.MkdirTemp("", "adapterd-create-")
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 
 	"github.com/ollama/ollama/api"
 
+	"github.com/adapterd/adapterd/internal/lora"
 	"github.com/adapterd/adapterd/internal/spec"
 	"github.com/adapterd/adapterd/internal/status"
 )
@@ -61,7 +62,7 @@ func plan(o *observed) action {
 		st.State = status.Waiting
 		return action{Kind: actWait, Status: st, After: o.Settle - max(o.Quiet, 0), Prepare: true}
 	case o.LoadErr != nil:
-		if spec.IsIncomplete(o.LoadErr) && !o.SeenIncomplete {
+		if lora.IsIncomplete(o.LoadErr) && !o.SeenIncomplete {
 			st.State, st.Error = status.Waiting, spec.OneLine(o.LoadErr.Error())
 			return action{Kind: actWait, Status: st, After: max(o.Settle, time.Second)}
 		}

@@ -19,7 +19,7 @@ func planFolder() *observed {
 	res := &spec.Resolved{Model: "m", Base: "b"}
 	return &observed{
 		Key: "k", Dir: "/drop/k", Settle: 5 * time.Second, Quiet: time.Minute,
-		Folder: &spec.Folder{Key: "k", Dir: "/drop/k", Resolved: res, SidecarFile: "/drop/k/adapter.yaml"},
+		Folder: &Folder{Key: "k", Dir: "/drop/k", Resolved: res, SidecarFile: "/drop/k/adapter.yaml"},
 		Name:   "m:latest", Strategy: spec.StrategyNative, BaseDigest: "bd", Input: "in1",
 	}
 }

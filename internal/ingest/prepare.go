@@ -2,10 +2,12 @@ package ingest
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/adapterd/adapterd/internal/blob"
+	"github.com/adapterd/adapterd/internal/lora"
 	"github.com/adapterd/adapterd/internal/spec"
 )
 
@@ -57,13 +59,13 @@ func (r *Reconciler) prepare(key string) {
 		close(done)
 	}()
 	cfg := r.config()
-	f, err := spec.LoadFolder(filepath.Join(cfg.DropDir, key), cfg.Defaults)
+	f, err := LoadFolder(filepath.Join(cfg.DropDir, key), cfg.Defaults)
 	if err != nil {
 		return // incomplete or invalid: the reconcile reports it
 	}
 	a := f.Adapter
-	digests, err := r.fileDigests(a.Files)
-	if err != nil || a.Format != spec.FormatGGUF {
+	digests, err := r.fileDigests(a)
+	if err != nil || a.Format != lora.FormatGGUF {
 		return
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
@@ -73,7 +75,8 @@ func (r *Reconciler) prepare(key string) {
 	if _, adapters, err := r.srv.capabilities(ctx); err != nil || !adapters || f.Resolved.Strategy == spec.StrategyMerge {
 		return
 	}
-	if n, err := blob.Upload(ctx, r.srv.c, a.Files[0], digests[a.Files[0]]); err == nil {
+	open := func() (*os.File, int64, error) { return a.Open(a.Files[0]) }
+	if n, err := blob.UploadFrom(ctx, r.srv.c, digests[a.Files[0]], open); err == nil {
 		r.metrics.BytesUploaded(n)
 	}
 }

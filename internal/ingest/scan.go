@@ -85,17 +85,13 @@ func scanFolder(dir, readyFile string) (snapshot, error) {
 	return s, nil
 }
 
-// stamp returns path's identity for the digest cache.
-func stamp(path string) (FileStamp, error) {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return FileStamp{}, err
-	}
+// stampOf returns a file's identity for the digest cache.
+func stampOf(fi os.FileInfo) FileStamp {
 	s := FileStamp{Size: fi.Size(), MtimeNs: fi.ModTime().UnixNano()}
 	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
 		s.Inode = st.Ino
 	}
-	return s, nil
+	return s
 }
 
 // hasRelevantFiles reports whether dir still holds any file adapterd reads.

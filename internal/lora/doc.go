@@ -1,12 +1,20 @@
-// Package lora holds the LoRA math and layout rules shared by conversion,
-// merging and the test reference: how a delta B·A maps onto a GGUF weight.
+// Package lora is the one home of the LoRA adapter: finding it in a folder,
+// validating its files, checking it against a base, reading its weights,
+// converting it and merging it.
 //
-// An Adapter is a list of pairs keyed by the GGUF tensor they modify. It
-// comes from a PEFT folder (ReadPEFT, which needs the base's BaseInfo to map
-// names and permute) or a GGUF LoRA (ReadGGUF). It can be written as a GGUF
-// LoRA (WriteGGUF) for the native strategy, or folded into the base weights
-// (Merge) for the merge strategy, which is the only one left on Ollama ≥
-// 0.34 and on Ollama's Go engine (qwen3, gemma3, …), which cannot load LoRA.
+//   - Detect (detect*.go) validates an adapter folder into an Adapter: its
+//     files, their header facts (pairs, shapes, rank, alpha), without reading
+//     the weights and without blocking on special files. Every error is one
+//     line naming the file and the fix; IsIncomplete tells a half-copied file
+//     from a bad one. CheckBase (base.go) compares an Adapter with a base's
+//     BaseInfo before anything is created.
+//   - Adapter.Weights reads the weights of exactly the files Detect checked
+//     (through Adapter.Open) into Weights: deltas keyed by the GGUF tensor
+//     they modify, mapped and permuted for the base.
+//   - Weights can be written as a GGUF LoRA (WriteGGUF) for the native
+//     strategy, or folded into the base weights (Merge) for the merge
+//     strategy, the only one left on Ollama ≥ 0.34 and on Ollama's Go engine
+//     (qwen3, gemma3, …), which cannot load LoRA.
 //
 // Layout rules, checked against llama.cpp (convert_hf_to_gguf.py,
 // convert_lora_to_gguf.py, llama-adapter.cpp) and Ollama's converters:

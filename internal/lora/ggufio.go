@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"os"
 	"strings"
 
 	"github.com/adapterd/adapterd/internal/gguf"
@@ -25,17 +24,17 @@ const (
 )
 
 // ReadGGUF reads a GGUF LoRA file.
-func ReadGGUF(path string) (*Adapter, error) {
-	fh, err := os.Open(path)
+func ReadGGUF(path string) (*Weights, error) {
+	return readGGUF(openPlain, path)
+}
+
+func readGGUF(open openFunc, path string) (*Weights, error) {
+	fh, size, err := open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer fh.Close()
-	st, err := fh.Stat()
-	if err != nil {
-		return nil, err
-	}
-	a, err := ReadGGUFFrom(fh, st.Size())
+	a, err := ReadGGUFFrom(fh, size)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
@@ -44,7 +43,7 @@ func ReadGGUF(path string) (*Adapter, error) {
 
 // ReadGGUFFrom reads a GGUF LoRA of the given size from r. Its tensors may
 // be of any type Dequantize handles.
-func ReadGGUFFrom(r io.ReaderAt, size int64) (*Adapter, error) {
+func ReadGGUFFrom(r io.ReaderAt, size int64) (*Weights, error) {
 	f, err := gguf.Read(r, size)
 	if err != nil {
 		return nil, err
@@ -99,7 +98,7 @@ func ReadGGUFFrom(r io.ReaderAt, size int64) (*Adapter, error) {
 	if len(order) == 0 {
 		return nil, fmt.Errorf("the adapter holds no LoRA tensors")
 	}
-	ad := &Adapter{Arch: arch, Alpha: alpha}
+	ad := &Weights{Arch: arch, Alpha: alpha}
 	for _, target := range order {
 		p := byTarget[target]
 		if p.a == nil || p.b == nil {
@@ -109,7 +108,7 @@ func ReadGGUFFrom(r io.ReaderAt, size int64) (*Adapter, error) {
 		if len(sa) != 2 || len(sb) != 2 || sa[1] != sb[0] {
 			return nil, fmt.Errorf("%s: lora_a ne=%v and lora_b ne=%v; want [in, r] and [r, out]", target, sa, sb)
 		}
-		pr := Pair{Target: target, In: int(sa[0]), Rank: int(sa[1]), Out: int(sb[1])}
+		pr := Delta{Target: target, In: int(sa[0]), Rank: int(sa[1]), Out: int(sb[1])}
 		pr.Scale = 1
 		if alpha != 0 {
 			pr.Scale = alpha / float64(pr.Rank)
@@ -121,9 +120,9 @@ func ReadGGUFFrom(r io.ReaderAt, size int64) (*Adapter, error) {
 			return nil, err
 		}
 		ad.Rank = max(ad.Rank, pr.Rank)
-		ad.Pairs = append(ad.Pairs, pr)
+		ad.Deltas = append(ad.Deltas, pr)
 	}
-	sortPairs(ad.Pairs)
+	sortDeltas(ad.Deltas)
 	return ad, nil
 }
 
@@ -152,16 +151,16 @@ func readTensor(r io.ReaderAt, f *gguf.File, t gguf.Tensor) ([]float32, error) {
 // adapter.lora.alpha. llama.cpp scales every pair by alpha/r; a pair whose
 // Scale differs from that (rsLoRA, alpha_pattern, rank_pattern) gets the
 // difference folded into B, so the written file computes Scale·B·A.
-func (a *Adapter) WriteGGUF(w io.Writer) error {
+func (a *Weights) WriteGGUF(w io.Writer) error {
 	if a.Arch == "" {
 		return fmt.Errorf("the adapter has no architecture; llama.cpp refuses a GGUF LoRA without one")
 	}
-	if len(a.Pairs) == 0 {
+	if len(a.Deltas) == 0 {
 		return fmt.Errorf("the adapter has no pairs")
 	}
 	alpha := a.Alpha
 	if !(alpha > 0) || math.IsInf(alpha, 0) {
-		alpha = a.Pairs[0].Scale * float64(a.Pairs[0].Rank)
+		alpha = a.Deltas[0].Scale * float64(a.Deltas[0].Rank)
 	}
 	alpha32 := float32(alpha)
 	if math.IsInf(float64(alpha32), 0) || math.IsNaN(alpha) {
@@ -173,10 +172,10 @@ func (a *Adapter) WriteGGUF(w io.Writer) error {
 		{Key: "adapter.type", Value: "lora"},
 		{Key: "adapter.lora.alpha", Value: alpha32},
 	}
-	infos := make([]gguf.Tensor, 0, 2*len(a.Pairs))
-	seen := make(map[string]bool, len(a.Pairs))
-	for i := range a.Pairs {
-		p := &a.Pairs[i]
+	infos := make([]gguf.Tensor, 0, 2*len(a.Deltas))
+	seen := make(map[string]bool, len(a.Deltas))
+	for i := range a.Deltas {
+		p := &a.Deltas[i]
 		if err := p.check(); err != nil {
 			return err
 		}
@@ -193,8 +192,8 @@ func (a *Adapter) WriteGGUF(w io.Writer) error {
 		return err
 	}
 	var buf []byte
-	for i := range a.Pairs {
-		p := &a.Pairs[i]
+	for i := range a.Deltas {
+		p := &a.Deltas[i]
 		// What llama.cpp will apply, computed as it does, in float32.
 		eff := 1.0
 		if alpha32 != 0 {

@@ -13,7 +13,7 @@ import (
 	"github.com/adapterd/adapterd/internal/testfixture"
 )
 
-func peftAdapter(t testing.TB, ad testfixture.Adapter) *lora.Adapter {
+func peftAdapter(t testing.TB, ad testfixture.LoRA) *lora.Weights {
 	t.Helper()
 	_, bf := writeBase(t, ad.Base)
 	dir := t.TempDir()
@@ -28,7 +28,7 @@ func peftAdapter(t testing.TB, ad testfixture.Adapter) *lora.Adapter {
 }
 
 func TestWriteGGUF_RoundTrip(t *testing.T) {
-	a := peftAdapter(t, testfixture.Adapter{Base: testfixture.TinyLlama(), Seed: 21, Targets: allTargets})
+	a := peftAdapter(t, testfixture.LoRA{Base: testfixture.TinyLlama(), Seed: 21, Targets: allTargets})
 	var buf bytes.Buffer
 	if err := a.WriteGGUF(&buf); err != nil {
 		t.Fatal(err)
@@ -53,9 +53,9 @@ func TestWriteGGUF_RoundTrip(t *testing.T) {
 	}
 }
 
-func summary(a *lora.Adapter) []string {
+func summary(a *lora.Weights) []string {
 	var s []string
-	for _, p := range a.Pairs {
+	for _, p := range a.Deltas {
 		s = append(s, p.Target)
 	}
 	return append(s, a.Arch)
@@ -67,7 +67,7 @@ func summary(a *lora.Adapter) []string {
 func TestWriteGGUF_MatchesFixtureGGUF(t *testing.T) {
 	for _, base := range []testfixture.Base{testfixture.TinyLlama(), testfixture.TinyQwen2()} {
 		t.Run(base.Arch, func(t *testing.T) {
-			fx := testfixture.Adapter{Base: base, Seed: 22, Rank: 5, Alpha: 10, Targets: allTargets}
+			fx := testfixture.LoRA{Base: base, Seed: 22, Rank: 5, Alpha: 10, Targets: allTargets}
 			a := peftAdapter(t, fx)
 			mine := filepath.Join(t.TempDir(), "mine.gguf")
 			var buf bytes.Buffer
@@ -115,7 +115,7 @@ func TestWriteGGUF_MatchesFixtureGGUF(t *testing.T) {
 // A pair whose scale is not alpha/r (rsLoRA, patterns) must still compute
 // Scale·B·A once llama.cpp applies alpha/r to the written file.
 func TestWriteGGUF_FoldsOddScales(t *testing.T) {
-	a := &lora.Adapter{Arch: "qwen2", Alpha: 8, Rank: 4, Pairs: []lora.Pair{
+	a := &lora.Weights{Arch: "qwen2", Alpha: 8, Rank: 4, Deltas: []lora.Delta{
 		{Target: "blk.0.attn_q.weight", Rank: 4, In: 1, Out: 1, A: []float32{1, 1, 1, 1}, B: []float32{1, 2, 3, 4}, Scale: 2},
 		{Target: "blk.0.attn_v.weight", Rank: 2, In: 1, Out: 1, A: []float32{1, 1}, B: []float32{1, 2}, Scale: 8 / 1.4142135623730951},
 	}}
@@ -127,12 +127,12 @@ func TestWriteGGUF_FoldsOddScales(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !reflect.DeepEqual(got.Pairs[0].B, a.Pairs[0].B) || got.Pairs[0].Scale != 2 {
-		t.Errorf("alpha/r pair changed: %v scale %v", got.Pairs[0].B, got.Pairs[0].Scale)
+	if !reflect.DeepEqual(got.Deltas[0].B, a.Deltas[0].B) || got.Deltas[0].Scale != 2 {
+		t.Errorf("alpha/r pair changed: %v scale %v", got.Deltas[0].B, got.Deltas[0].Scale)
 	}
-	p := got.Pairs[1]
-	for i, b := range a.Pairs[1].B {
-		want := a.Pairs[1].Scale * float64(b)
+	p := got.Deltas[1]
+	for i, b := range a.Deltas[1].B {
+		want := a.Deltas[1].Scale * float64(b)
 		if d := p.Scale*float64(p.B[i]) - want; d > 1e-5 || d < -1e-5 {
 			t.Errorf("B[%d]: effective %v, want %v", i, p.Scale*float64(p.B[i]), want)
 		}
@@ -140,7 +140,7 @@ func TestWriteGGUF_FoldsOddScales(t *testing.T) {
 }
 
 func TestReadGGUF_Fixture(t *testing.T) {
-	fx := testfixture.Adapter{Base: testfixture.TinyLlama(), Seed: 23, Targets: []string{"q_proj", "k_proj", "down_proj"}}
+	fx := testfixture.LoRA{Base: testfixture.TinyLlama(), Seed: 23, Targets: []string{"q_proj", "k_proj", "down_proj"}}
 	path := filepath.Join(t.TempDir(), "a.gguf")
 	if err := fx.WriteGGUF(path); err != nil {
 		t.Fatal(err)
@@ -230,16 +230,16 @@ func TestReadGGUF_Errors(t *testing.T) {
 }
 
 func TestWriteGGUF_Errors(t *testing.T) {
-	p := lora.Pair{Target: "blk.0.attn_q.weight", Rank: 1, In: 2, Out: 2, A: []float32{1, 2}, B: []float32{1, 2}, Scale: 1}
+	p := lora.Delta{Target: "blk.0.attn_q.weight", Rank: 1, In: 2, Out: 2, A: []float32{1, 2}, B: []float32{1, 2}, Scale: 1}
 	for _, c := range []struct {
 		name string
-		a    lora.Adapter
+		a    lora.Weights
 		want string
 	}{
-		{"NoArch", lora.Adapter{Pairs: []lora.Pair{p}}, "no architecture"},
-		{"NoPairs", lora.Adapter{Arch: "llama"}, "no pairs"},
-		{"Duplicate", lora.Adapter{Arch: "llama", Pairs: []lora.Pair{p, p}}, "appears twice"},
-		{"BadLength", lora.Adapter{Arch: "llama", Pairs: []lora.Pair{{Target: "x", Rank: 1, In: 3, Out: 2, A: []float32{1}, B: []float32{1, 2}}}}, "A has 1 values, want rank·in = 1·3"},
+		{"NoArch", lora.Weights{Deltas: []lora.Delta{p}}, "no architecture"},
+		{"NoPairs", lora.Weights{Arch: "llama"}, "no pairs"},
+		{"Duplicate", lora.Weights{Arch: "llama", Deltas: []lora.Delta{p, p}}, "appears twice"},
+		{"BadLength", lora.Weights{Arch: "llama", Deltas: []lora.Delta{{Target: "x", Rank: 1, In: 3, Out: 2, A: []float32{1}, B: []float32{1, 2}}}}, "A has 1 values, want rank·in = 1·3"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			err := c.a.WriteGGUF(&bytes.Buffer{})
@@ -251,7 +251,7 @@ func TestWriteGGUF_Errors(t *testing.T) {
 }
 
 func FuzzReadGGUF(f *testing.F) {
-	fx := testfixture.Adapter{Base: testfixture.TinyLlama(), Seed: 24, Rank: 1, Targets: []string{"q_proj"}}
+	fx := testfixture.LoRA{Base: testfixture.TinyLlama(), Seed: 24, Rank: 1, Targets: []string{"q_proj"}}
 	fx.Base.Layers = 1
 	path := filepath.Join(f.TempDir(), "seed.gguf")
 	if err := fx.WriteGGUF(path); err != nil {

@@ -33,7 +33,7 @@ type MergeStats struct {
 // Everything that can be checked up front is checked before the first byte
 // is written: the architecture, every target's presence, shape and type, and
 // that base really holds all the tensor data baseFile describes.
-func Merge(w io.Writer, base io.ReaderAt, baseFile *gguf.File, a *Adapter) (MergeStats, error) {
+func Merge(w io.Writer, base io.ReaderAt, baseFile *gguf.File, a *Weights) (MergeStats, error) {
 	var st MergeStats
 	if baseFile == nil || a == nil || base == nil {
 		return st, fmt.Errorf("merge: missing base or adapter")
@@ -45,9 +45,9 @@ func Merge(w io.Writer, base io.ReaderAt, baseFile *gguf.File, a *Adapter) (Merg
 	if baseFile.String("general.type") == "adapter" {
 		return st, fmt.Errorf("merge: the base is itself an adapter (general.type=adapter)")
 	}
-	byTarget := make(map[string]*Pair, len(a.Pairs))
-	for i := range a.Pairs {
-		p := &a.Pairs[i]
+	byTarget := make(map[string]*Delta, len(a.Deltas))
+	for i := range a.Deltas {
+		p := &a.Deltas[i]
 		if err := p.check(); err != nil {
 			return st, fmt.Errorf("merge: %w", err)
 		}
@@ -85,7 +85,7 @@ func Merge(w io.Writer, base io.ReaderAt, baseFile *gguf.File, a *Adapter) (Merg
 		}
 	}
 	if found != len(byTarget) {
-		for _, p := range a.Pairs {
+		for _, p := range a.Deltas {
 			if _, ok := baseFile.Tensor(p.Target); !ok {
 				return st, fmt.Errorf("merge: the adapter targets %s, which the %s base model does not have; wrong base model?", p.Target, baseArch)
 			}
@@ -173,7 +173,7 @@ type rowMerger struct {
 	in, out int
 	typ     gguf.TensorType
 	outTyp  gguf.TensorType
-	p       *Pair
+	p       *Delta
 	row     int
 	raw     []byte
 	w       []float32
@@ -184,7 +184,7 @@ type rowMerger struct {
 	err     error
 }
 
-func (m *rowMerger) reset(src io.Reader, typ, outTyp gguf.TensorType, p *Pair) {
+func (m *rowMerger) reset(src io.Reader, typ, outTyp gguf.TensorType, p *Delta) {
 	m.br.Reset(src)
 	m.typ, m.outTyp, m.p = typ, outTyp, p
 	m.in, m.out, m.row = p.In, p.Out, 0

@@ -27,7 +27,7 @@ type refPair struct {
 	heads         int
 }
 
-func fixtureRefs(fx testfixture.Adapter) ([]refPair, error) {
+func fixtureRefs(fx testfixture.LoRA) ([]refPair, error) {
 	pairs, err := fx.Pairs()
 	if err != nil {
 		return nil, err
@@ -70,7 +70,7 @@ func (r refPair) want(w []float64) []float64 {
 }
 
 // mergeFile merges a into the base at basePath and returns the merged file.
-func mergeFile(t testing.TB, basePath string, bf *gguf.File, a *lora.Adapter) (string, *gguf.File, lora.MergeStats) {
+func mergeFile(t testing.TB, basePath string, bf *gguf.File, a *lora.Weights) (string, *gguf.File, lora.MergeStats) {
 	t.Helper()
 	in, err := os.Open(basePath)
 	if err != nil {
@@ -137,7 +137,7 @@ func checkMerged(t *testing.T, basePath string, bf *gguf.File, outPath string, m
 	}
 }
 
-func fixtureAdapter(t testing.TB, fx testfixture.Adapter, bf *gguf.File, source string) *lora.Adapter {
+func fixtureAdapter(t testing.TB, fx testfixture.LoRA, bf *gguf.File, source string) *lora.Weights {
 	t.Helper()
 	switch source {
 	case "peft":
@@ -185,7 +185,7 @@ func TestMerge_MatchesReference(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			basePath, bf := writeBase(t, c.base)
-			fx := testfixture.Adapter{Base: c.base, Seed: 31, Rank: 4, Alpha: 16, Targets: c.targets}
+			fx := testfixture.LoRA{Base: c.base, Seed: 31, Rank: 4, Alpha: 16, Targets: c.targets}
 			refs, err := fixtureRefs(fx)
 			if err != nil {
 				t.Fatal(err)
@@ -218,7 +218,7 @@ func TestMerge_QuantizedBase(t *testing.T) {
 			if q, _ := bf.Tensor("blk.0.attn_q.weight"); q.Type != c.typ {
 				t.Fatalf("base attn_q is %s", q.Type)
 			}
-			fx := testfixture.Adapter{Base: c.base, Seed: 32, Rank: 2, Alpha: 4, Targets: allTargets}
+			fx := testfixture.LoRA{Base: c.base, Seed: 32, Rank: 2, Alpha: 4, Targets: allTargets}
 			refs, err := fixtureRefs(fx)
 			if err != nil {
 				t.Fatal(err)
@@ -300,7 +300,7 @@ func TestMerge_Errors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ggufAdapter := func(fx testfixture.Adapter) *lora.Adapter {
+	ggufAdapter := func(fx testfixture.LoRA) *lora.Weights {
 		path := filepath.Join(t.TempDir(), "lora.gguf")
 		if err := fx.WriteGGUF(path); err != nil {
 			t.Fatal(err)
@@ -311,7 +311,7 @@ func TestMerge_Errors(t *testing.T) {
 		}
 		return a
 	}
-	good := ggufAdapter(testfixture.Adapter{Base: llama, Seed: 41})
+	good := ggufAdapter(testfixture.LoRA{Base: llama, Seed: 41})
 	wide := testfixture.TinyQwen2()
 	wide.Arch = "llama"
 	q2Base := writeRawGGUF(t, []gguf.KV{{Key: "general.architecture", Value: "llama"}},
@@ -320,24 +320,24 @@ func TestMerge_Errors(t *testing.T) {
 	f16Path, f16File := quantizeBase(t, basePath, gguf.TypeF16)
 	f16Bytes, _ := os.ReadFile(f16Path)
 	huge := *good
-	huge.Pairs = append([]lora.Pair(nil), good.Pairs...)
-	huge.Pairs[0].Scale = 1e9
+	huge.Deltas = append([]lora.Delta(nil), good.Deltas...)
+	huge.Deltas[0].Scale = 1e9
 
 	for _, c := range []struct {
 		name string
 		base []byte
 		file *gguf.File
-		a    *lora.Adapter
+		a    *lora.Weights
 		want string
 	}{
-		{"WrongArchitecture", baseBytes, bf, ggufAdapter(testfixture.Adapter{Base: testfixture.TinyQwen2(), Seed: 42}), `the adapter is for architecture "qwen2" but the base model is "llama"`},
-		{"ShapeMismatch", baseBytes, bf, ggufAdapter(testfixture.Adapter{Base: wide, Seed: 43}), "blk.0.attn_q.weight: the adapter's delta is in=96 out=96 but the base tensor has shape [64 64]"},
-		{"UnknownTarget", baseBytes, bf, &lora.Adapter{Arch: "llama", Pairs: []lora.Pair{{Target: "blk.9.attn_q.weight", Rank: 1, In: 64, Out: 64, A: make([]float32, 64), B: make([]float32, 64), Scale: 1}}}, "targets blk.9.attn_q.weight, which the llama base model does not have"},
+		{"WrongArchitecture", baseBytes, bf, ggufAdapter(testfixture.LoRA{Base: testfixture.TinyQwen2(), Seed: 42}), `the adapter is for architecture "qwen2" but the base model is "llama"`},
+		{"ShapeMismatch", baseBytes, bf, ggufAdapter(testfixture.LoRA{Base: wide, Seed: 43}), "blk.0.attn_q.weight: the adapter's delta is in=96 out=96 but the base tensor has shape [64 64]"},
+		{"UnknownTarget", baseBytes, bf, &lora.Weights{Arch: "llama", Deltas: []lora.Delta{{Target: "blk.9.attn_q.weight", Rank: 1, In: 64, Out: 64, A: make([]float32, 64), B: make([]float32, 64), Scale: 1}}}, "targets blk.9.attn_q.weight, which the llama base model does not have"},
 		{"TruncatedBase", baseBytes[:len(baseBytes)-100], bf, good, "base model is truncated"},
-		{"UnsupportedBaseType", q2Base, q2File, &lora.Adapter{Pairs: []lora.Pair{{Target: "blk.0.attn_q.weight", Rank: 1, In: 256, Out: 2, A: make([]float32, 256), B: make([]float32, 2), Scale: 1}}}, "cannot dequantize Q2_K"},
+		{"UnsupportedBaseType", q2Base, q2File, &lora.Weights{Deltas: []lora.Delta{{Target: "blk.0.attn_q.weight", Rank: 1, In: 256, Out: 2, A: make([]float32, 256), B: make([]float32, 2), Scale: 1}}}, "cannot dequantize Q2_K"},
 		{"F16Overflow", f16Bytes, f16File, &huge, "does not fit in F16"},
-		{"BadPair", baseBytes, bf, &lora.Adapter{Pairs: []lora.Pair{{Target: "blk.0.attn_q.weight", Rank: 2, In: 64, Out: 64, A: make([]float32, 64), B: make([]float32, 128), Scale: 1}}}, "A has 64 values, want rank·in = 2·64"},
-		{"EmptyAdapter", baseBytes, bf, &lora.Adapter{}, "no pairs"},
+		{"BadPair", baseBytes, bf, &lora.Weights{Deltas: []lora.Delta{{Target: "blk.0.attn_q.weight", Rank: 2, In: 64, Out: 64, A: make([]float32, 64), B: make([]float32, 128), Scale: 1}}}, "A has 64 values, want rank·in = 2·64"},
+		{"EmptyAdapter", baseBytes, bf, &lora.Weights{}, "no pairs"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			var out bytes.Buffer
@@ -358,7 +358,7 @@ func TestMerge_Errors(t *testing.T) {
 func TestMerge_BaseShrinksMidway(t *testing.T) {
 	basePath, bf := writeBase(t, testfixture.TinyLlama())
 	data, _ := os.ReadFile(basePath)
-	a := fixtureAdapter(t, testfixture.Adapter{Base: testfixture.TinyLlama(), Seed: 44}, bf, "gguf")
+	a := fixtureAdapter(t, testfixture.LoRA{Base: testfixture.TinyLlama(), Seed: 44}, bf, "gguf")
 	for _, name := range []string{"blk.1.attn_q.weight", "blk.1.ffn_down.weight"} {
 		ti, _ := bf.Tensor(name)
 		cut := int(bf.DataOffset+ti.Offset) + 100
@@ -403,15 +403,15 @@ func TestMerge_MemoryDoesNotGrowWithModel(t *testing.T) {
 		b := testfixture.TinyLlama()
 		b.Layers = layers
 		basePath, bf := writeBase(t, b)
-		fx := testfixture.Adapter{Base: b, Seed: 51, Targets: []string{"q_proj", "down_proj"}}
+		fx := testfixture.LoRA{Base: b, Seed: 51, Targets: []string{"q_proj", "down_proj"}}
 		a := fixtureAdapter(t, fx, bf, "peft")
-		var keep []lora.Pair
-		for _, p := range a.Pairs {
+		var keep []lora.Delta
+		for _, p := range a.Deltas {
 			if strings.HasPrefix(p.Target, "blk.0.") {
 				keep = append(keep, p)
 			}
 		}
-		a.Pairs = keep
+		a.Deltas = keep
 		fh, err := os.Open(basePath)
 		if err != nil {
 			t.Fatal(err)
@@ -449,7 +449,7 @@ func BenchmarkMerge(b *testing.B) {
 			if typ != gguf.TypeF32 {
 				basePath, bf = quantizeBase(b, basePath, typ)
 			}
-			a := fixtureAdapter(b, testfixture.Adapter{Base: base, Seed: 61, Rank: 8, Targets: allTargets}, bf, "peft")
+			a := fixtureAdapter(b, testfixture.LoRA{Base: base, Seed: 61, Rank: 8, Targets: allTargets}, bf, "peft")
 			var maxTensor uint64
 			for _, ti := range bf.Tensors {
 				n, _ := ti.Bytes()

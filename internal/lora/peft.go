@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"os"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -37,8 +36,8 @@ type peftConfig struct {
 	AlphaPattern map[string]float64 `json:"alpha_pattern"`
 }
 
-func readPEFTConfig(path string) (*peftConfig, error) {
-	fh, err := os.Open(path)
+func readPEFTConfig(open openFunc, path string) (*peftConfig, error) {
+	fh, _, err := open(path)
 	if err != nil {
 		return nil, err
 	}
@@ -169,30 +168,30 @@ func parsePEFTName(name string) (peftName, bool) {
 // rows of B for q_proj/k_proj get the RoPE permutation (n_head for q,
 // n_head_kv for k) that the base's own q/k weights got at conversion.
 // The result's Arch is base.Arch.
-func ReadPEFT(dir string, base BaseInfo) (*Adapter, error) {
+func ReadPEFT(dir string, base BaseInfo) (*Weights, error) {
+	return readPEFT(openPlain, dir, base)
+}
+
+func readPEFT(open openFunc, dir string, base BaseInfo) (*Weights, error) {
 	rule, ok := archRules[base.Arch]
 	if !ok {
 		return nil, fmt.Errorf("base architecture %q is not supported for PEFT adapters (supported: %s)", base.Arch, strings.Join(SupportedArchitectures(), ", "))
 	}
-	cfg, err := readPEFTConfig(filepath.Join(dir, peftConfigName))
+	cfg, err := readPEFTConfig(open, filepath.Join(dir, peftConfigName))
 	if err != nil {
 		return nil, err
 	}
 	path := filepath.Join(dir, peftWeightsName)
-	fh, err := os.Open(path)
+	fh, size, err := open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer fh.Close()
-	st, err := fh.Stat()
-	if err != nil {
-		return nil, err
-	}
-	sf, err := safetensors.Read(fh, st.Size())
+	sf, err := safetensors.Read(fh, size)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	fail := func(format string, args ...any) (*Adapter, error) {
+	fail := func(format string, args ...any) (*Weights, error) {
 		return nil, fmt.Errorf("%s: "+format, append([]any{path}, args...)...)
 	}
 
@@ -240,7 +239,7 @@ func ReadPEFT(dir string, base BaseInfo) (*Adapter, error) {
 		targets = append(targets, t)
 	}
 	sort.Strings(targets)
-	ad := &Adapter{Arch: base.Arch, Alpha: *cfg.Alpha, Rank: int(*cfg.R)}
+	ad := &Weights{Arch: base.Arch, Alpha: *cfg.Alpha, Rank: int(*cfg.R)}
 	for _, target := range targets {
 		p := byTarget[target]
 		if !p.a.found || !p.b.found {
@@ -279,7 +278,7 @@ func ReadPEFT(dir string, base BaseInfo) (*Adapter, error) {
 		if cfg.UseRSLoRA {
 			scale = alpha / math.Sqrt(float64(rank))
 		}
-		pr := Pair{Target: p.target, Rank: int(rank), In: int(in), Out: int(out), Scale: scale}
+		pr := Delta{Target: p.target, Rank: int(rank), In: int(in), Out: int(out), Scale: scale}
 		if pr.A, err = readSafetensor(fh, sf, ta); err != nil {
 			return fail("%v", err)
 		}
@@ -296,9 +295,9 @@ func ReadPEFT(dir string, base BaseInfo) (*Adapter, error) {
 			}
 			pr.B = PermuteRows(pr.B, pr.Out, pr.Rank, heads)
 		}
-		ad.Pairs = append(ad.Pairs, pr)
+		ad.Deltas = append(ad.Deltas, pr)
 	}
-	sortPairs(ad.Pairs)
+	sortDeltas(ad.Deltas)
 	return ad, nil
 }
 

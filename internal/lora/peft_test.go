@@ -32,7 +32,7 @@ func TestReadPEFT_MapsAndPermutes(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			_, bf := writeBase(t, c.base)
-			ad := testfixture.Adapter{Base: c.base, Seed: 11, Rank: 3, Alpha: 12, Targets: allTargets, DType: c.dtype}
+			ad := testfixture.LoRA{Base: c.base, Seed: 11, Rank: 3, Alpha: 12, Targets: allTargets, DType: c.dtype}
 			dir := t.TempDir()
 			if err := ad.WritePEFT(dir); err != nil {
 				t.Fatal(err)
@@ -45,14 +45,14 @@ func TestReadPEFT_MapsAndPermutes(t *testing.T) {
 				t.Errorf("arch %q alpha %v rank %d", got.Arch, got.Alpha, got.Rank)
 			}
 			pairs, _ := ad.Pairs()
-			if len(got.Pairs) != len(pairs) {
-				t.Fatalf("%d pairs, want %d", len(got.Pairs), len(pairs))
+			if len(got.Deltas) != len(pairs) {
+				t.Fatalf("%d pairs, want %d", len(got.Deltas), len(pairs))
 			}
-			if !sort.SliceIsSorted(got.Pairs, func(i, j int) bool { return got.Pairs[i].Target < got.Pairs[j].Target }) {
+			if !sort.SliceIsSorted(got.Deltas, func(i, j int) bool { return got.Deltas[i].Target < got.Deltas[j].Target }) {
 				t.Error("pairs are not sorted by target")
 			}
-			byTarget := map[string]lora.Pair{}
-			for _, p := range got.Pairs {
+			byTarget := map[string]lora.Delta{}
+			for _, p := range got.Deltas {
 				byTarget[p.Target] = p
 			}
 			permuted := 0
@@ -190,10 +190,10 @@ func TestReadPEFT_Architectures(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if len(ad.Pairs) != len(c.tensors)/2 {
-				t.Fatalf("%d pairs, want %d", len(ad.Pairs), len(c.tensors)/2)
+			if len(ad.Deltas) != len(c.tensors)/2 {
+				t.Fatalf("%d pairs, want %d", len(ad.Deltas), len(c.tensors)/2)
 			}
-			for _, p := range ad.Pairs {
+			for _, p := range ad.Deltas {
 				if _, ok := c.shapes[p.Target]; !ok {
 					t.Errorf("unexpected target %s", p.Target)
 				}
@@ -254,7 +254,7 @@ func TestReadPEFT_Scale(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			for _, p := range ad.Pairs {
+			for _, p := range ad.Deltas {
 				if math.Abs(p.Scale-c.want[p.Target]) > 1e-12 {
 					t.Errorf("%s scale %v, want %v", p.Target, p.Scale, c.want[p.Target])
 				}
@@ -268,7 +268,7 @@ func TestReadPEFT_Errors(t *testing.T) {
 	_, lf := writeBase(t, llama)
 	lbi := baseInfo(t, lf)
 	qwenDir := t.TempDir()
-	if err := (testfixture.Adapter{Base: testfixture.TinyQwen2(), Seed: 1}).WritePEFT(qwenDir); err != nil {
+	if err := (testfixture.LoRA{Base: testfixture.TinyQwen2(), Seed: 1}).WritePEFT(qwenDir); err != nil {
 		t.Fatal(err)
 	}
 	q := "base_model.model.model.layers.0.self_attn.q_proj."
@@ -301,7 +301,7 @@ func TestReadPEFT_Errors(t *testing.T) {
 		{"ShapeMismatch", func(*testing.T) string { return qwenDir }, lbi, "but the base tensor blk.0.attn_q.weight has shape [64 64]"},
 		{"LayerBeyondBase", func(t *testing.T) string {
 			d := t.TempDir()
-			if err := (testfixture.Adapter{Base: llama, Seed: 1}).WritePEFT(d); err != nil {
+			if err := (testfixture.LoRA{Base: llama, Seed: 1}).WritePEFT(d); err != nil {
 				t.Fatal(err)
 			}
 			return d
@@ -366,7 +366,7 @@ func TestBaseInfoFromGGUF(t *testing.T) {
 		t.Errorf("tensors %v", bi.Tensors["blk.2.ffn_down.weight"])
 	}
 	path := filepath.Join(t.TempDir(), "a.gguf")
-	if err := (testfixture.Adapter{Base: testfixture.TinyQwen2()}).WriteGGUF(path); err != nil {
+	if err := (testfixture.LoRA{Base: testfixture.TinyQwen2()}).WriteGGUF(path); err != nil {
 		t.Fatal(err)
 	}
 	af, _ := gguf.ReadFile(path)

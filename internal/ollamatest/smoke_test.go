@@ -77,7 +77,7 @@ func TestAdapterModelsGenerateDifferentlyOnV024(t *testing.T) {
 	// PEFT on o_proj only: Ollama's converter handles o_proj correctly (it
 	// gets q/k wrong), and this test checks the bed, not that bug.
 	peft := filepath.Join(dir, "peft")
-	a := testfixture.Adapter{Base: testfixture.TinyLlama(), Seed: 7, Targets: []string{"o_proj", "v_proj"}}
+	a := testfixture.LoRA{Base: testfixture.TinyLlama(), Seed: 7, Targets: []string{"o_proj", "v_proj"}}
 	if err := a.WritePEFT(peft); err != nil {
 		t.Fatal(err)
 	}
@@ -86,7 +86,7 @@ func TestAdapterModelsGenerateDifferentlyOnV024(t *testing.T) {
 		t.Fatal(err)
 	}
 	ggufLoRA := filepath.Join(dir, "lora.gguf")
-	if err := (testfixture.Adapter{Base: testfixture.TinyLlama(), Seed: 8, Targets: []string{"q_proj", "v_proj"}}).WriteGGUF(ggufLoRA); err != nil {
+	if err := (testfixture.LoRA{Base: testfixture.TinyLlama(), Seed: 8, Targets: []string{"q_proj", "v_proj"}}).WriteGGUF(ggufLoRA); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.CreateWithAdapter(ctx, "smoke-gguf", "tiny-llama:adapters", ggufLoRA); err != nil {
@@ -118,7 +118,7 @@ func TestV034RefusesAdapters(t *testing.T) {
 		t.Fatal(err)
 	}
 	lora := filepath.Join(dir, "lora.gguf")
-	if err := (testfixture.Adapter{Base: testfixture.TinyLlama(), Seed: 9}).WriteGGUF(lora); err != nil {
+	if err := (testfixture.LoRA{Base: testfixture.TinyLlama(), Seed: 9}).WriteGGUF(lora); err != nil {
 		t.Fatal(err)
 	}
 	mark := s.Mark()

@@ -345,7 +345,7 @@ func (d *yamlDecoder) path(key string, v *yaml.Node) (string, error) {
 	if s == "~" || strings.HasPrefix(s, "~/") {
 		// Nothing expands "~" for us, and a literal "~" folder next to the
 		// config is never what was meant.
-		return "", d.errf(v, "%s: %s starts with ~, which is not expanded; write the full path, such as /home/user%s", key, quote(s), strings.TrimPrefix(s, "~"))
+		return "", d.errf(v, "%s: %s starts with ~, which is not expanded; write the full path, such as /home/user%s", key, Quote(s), strings.TrimPrefix(s, "~"))
 	}
 	if strings.ContainsRune(s, 0) {
 		return "", d.errf(v, "%s: the path contains a NUL byte; remove it", key)
@@ -373,7 +373,7 @@ func (d *yamlDecoder) duration(key string, v *yaml.Node, positive bool) (time.Du
 	}
 	dur, err := time.ParseDuration(strings.TrimSpace(s))
 	if err != nil {
-		return 0, d.errf(v, "%s: %s is not a duration; write a Go duration such as 5s, 2m or 1h30m", key, quote(s))
+		return 0, d.errf(v, "%s: %s is not a duration; write a Go duration such as 5s, 2m or 1h30m", key, Quote(s))
 	}
 	switch {
 	case dur < 0:
@@ -392,7 +392,7 @@ func (d *yamlDecoder) integer(key string, v *yaml.Node) (int, error) {
 		if err := v.Decode(&i); err == nil && i >= math.MinInt && i <= math.MaxInt {
 			return int(i), nil
 		}
-		return 0, d.errf(v, "%s: %s is not a whole number in range; write for example %s: 2", key, quote(v.Value), key)
+		return 0, d.errf(v, "%s: %s is not a whole number in range; write for example %s: 2", key, Quote(v.Value), key)
 	}
 	return 0, d.errf(v, "%s must be a whole number, found %s; write for example %s: 2", key, describe(v), key)
 }
@@ -402,7 +402,7 @@ func checkReadyFile(name string) string {
 	case name == "":
 		return ""
 	case name == "." || name == ".." || strings.ContainsAny(name, `/\`) || strings.ContainsRune(name, 0):
-		return fmt.Sprintf("ready_file must be a file name inside each adapter folder, such as READY, not the path %s; remove the directories", quote(name))
+		return fmt.Sprintf("ready_file must be a file name inside each adapter folder, such as READY, not the path %s; remove the directories", Quote(name))
 	}
 	return ""
 }
@@ -418,7 +418,7 @@ func checkListen(addr string) string {
 		}
 	}
 	if err != nil {
-		return fmt.Sprintf(`listen must be host:port such as %s, or "" to turn the HTTP server off; found %s`, DefaultListen, quote(addr))
+		return fmt.Sprintf(`listen must be host:port such as %s, or "" to turn the HTTP server off; found %s`, DefaultListen, Quote(addr))
 	}
 	return ""
 }
@@ -438,7 +438,7 @@ func checkStateDir(drop, state string) string {
 	case strings.HasPrefix(top, ".") || strings.HasPrefix(top, "_"):
 		return ""
 	}
-	return fmt.Sprintf("state_dir %s is inside drop_dir, where folder %s would be read as an adapter; move it, or use a folder name starting with \".\", such as %s", quote(state), quote(top), filepath.Join(drop, DefaultStateSubdir))
+	return fmt.Sprintf("state_dir %s is inside drop_dir, where folder %s would be read as an adapter; move it, or use a folder name starting with \".\", such as %s", Quote(state), Quote(top), filepath.Join(drop, DefaultStateSubdir))
 }
 
 // hostFromEnv is the Ollama URL from $OLLAMA_HOST, parsed the way the ollama
@@ -471,7 +471,7 @@ func normalizeHost(s string, strict bool) (string, error) {
 	case scheme == "https":
 		defaultPort = "443"
 	default:
-		return "", fmt.Errorf("unsupported scheme %s in %s; use http:// or https://", quote(scheme), quote(s))
+		return "", fmt.Errorf("unsupported scheme %s in %s; use http:// or https://", Quote(scheme), Quote(s))
 	}
 	hostport, path, _ := strings.Cut(hostport, "/")
 	host, port, err := net.SplitHostPort(hostport)
@@ -485,7 +485,7 @@ func normalizeHost(s string, strict bool) (string, error) {
 	}
 	if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
 		if strict {
-			return "", fmt.Errorf("bad port %s in %s; write for example http://127.0.0.1:11434", quote(port), quote(s))
+			return "", fmt.Errorf("bad port %s in %s; write for example http://127.0.0.1:11434", Quote(port), Quote(s))
 		}
 		port = defaultPort
 	}
@@ -503,7 +503,7 @@ func normalizeHost(s string, strict bool) (string, error) {
 		out += "/" + path
 	}
 	if u, err := url.Parse(out); err != nil || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
-		return "", fmt.Errorf("%s is not a usable address; write it as http://host:port, for example %s", quote(s), DefaultOllamaHost)
+		return "", fmt.Errorf("%s is not a usable address; write it as http://host:port, for example %s", Quote(s), DefaultOllamaHost)
 	}
 	return out, nil
 }

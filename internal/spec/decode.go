@@ -56,14 +56,14 @@ func OneLine(s string) string {
 	}, s)
 }
 
-// quote shows user text in a message. It escapes control characters (so a
+// Quote shows user text in a message. It escapes control characters (so a
 // value can never break the one-line rule) and shortens long values, since
 // nobody needs a 4 KB system prompt echoed back in an error.
-func quote(s string) string {
+func Quote(s string) string {
 	const max = 60
 	if len(s) > max {
 		cut := max
-		for cut > 0 && !isRuneStart(s[cut]) {
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
 			cut--
 		}
 		return strconv.Quote(s[:cut]) + "..."
@@ -71,7 +71,6 @@ func quote(s string) string {
 	return strconv.Quote(s)
 }
 
-func isRuneStart(b byte) bool { return b&0xC0 != 0x80 }
 
 // MaxFileSize is the largest sidecar or config accepted. Real ones are a
 // few kilobytes; the limit keeps a stray multi-gigabyte file named
@@ -263,7 +262,7 @@ func describe(n *yaml.Node) string {
 		case "!!int", "!!float":
 			return "the number " + quoteNum(n.Value)
 		default:
-			return quote(n.Value)
+			return Quote(n.Value)
 		}
 	case yaml.AliasNode:
 		return "an alias"
@@ -272,7 +271,7 @@ func describe(n *yaml.Node) string {
 }
 
 func quoteNum(s string) string {
-	q := quote(s)
+	q := Quote(s)
 	if q == `"`+s+`"` {
 		return s
 	}
@@ -307,10 +306,10 @@ func (d *yamlDecoder) mapping(n *yaml.Node, where string, known []string, fn fun
 			if where != "" {
 				in = " in " + where
 			}
-			return d.errf(k, "unknown key %s%s; known keys are %s", quote(key), in, strings.Join(known, ", "))
+			return d.errf(k, "unknown key %s%s; known keys are %s", Quote(key), in, strings.Join(known, ", "))
 		}
 		if first, dup := seen[key]; dup {
-			return d.errf(k, "duplicate key %s (first set on line %d); remove one of them", quote(key), first)
+			return d.errf(k, "duplicate key %s (first set on line %d); remove one of them", Quote(key), first)
 		}
 		seen[key] = k.Line
 		if isNull(v) {
@@ -339,7 +338,7 @@ func (d *yamlDecoder) str(key string, v *yaml.Node) (string, error) {
 	case "!!bool":
 		return "", d.errf(v, "%s must be text, found the boolean %s; put it in quotes if you mean the word", key, v.Value)
 	default:
-		return "", d.errf(v, "%s: unsupported YAML tag %s; remove the tag", key, quote(v.Tag))
+		return "", d.errf(v, "%s: unsupported YAML tag %s; remove the tag", key, Quote(v.Tag))
 	}
 }
 
@@ -366,7 +365,7 @@ func (d *yamlDecoder) oneOf(key string, v *yaml.Node, allowed ...string) (string
 	if slices.Contains(allowed, l) {
 		return l, nil
 	}
-	return "", d.errf(v, "%s: unknown value %s; use one of %s", key, quote(s), strings.Join(allowed, ", "))
+	return "", d.errf(v, "%s: unknown value %s; use one of %s", key, Quote(s), strings.Join(allowed, ", "))
 }
 
 // strList reads a string or a list of strings, the two spellings people use

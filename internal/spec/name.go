@@ -77,10 +77,10 @@ func validateName(name string, strictModel bool) error {
 		return errors.New("the name is empty; use a name such as support-bot:v1")
 	}
 	if strings.Contains(name, "://") {
-		return fmt.Errorf("%s has a URL scheme; write the name without it, such as registry.example.com/team/model:tag", quote(name))
+		return fmt.Errorf("%s has a URL scheme; write the name without it, such as registry.example.com/team/model:tag", Quote(name))
 	}
 	if strings.ContainsRune(name, '@') {
-		return fmt.Errorf("%s contains '@'; digests are not allowed here, use a tag such as model:v1", quote(name))
+		return fmt.Errorf("%s contains '@'; digests are not allowed here, use a tag such as model:v1", Quote(name))
 	}
 	host, ns, model, tag, hasTag := splitName(name)
 	if strings.Contains(name, "/") {
@@ -111,9 +111,9 @@ func checkPart(name string, kind namePart, s string, alnumStart bool) error {
 	}
 	switch {
 	case s == "":
-		return fmt.Errorf("%s has an empty %s part; remove the extra separator or fill it in", quote(name), kind)
+		return fmt.Errorf("%s has an empty %s part; remove the extra separator or fill it in", Quote(name), kind)
 	case len(s) > max:
-		return fmt.Errorf("%s: the %s part is %d characters long, the limit is %d; shorten it", quote(name), kind, len(s), max)
+		return fmt.Errorf("%s: the %s part is %d characters long, the limit is %d; shorten it", Quote(name), kind, len(s), max)
 	}
 	first := s[0]
 	if !isAlnum(first) && (alnumStart || first != '_') {
@@ -121,7 +121,7 @@ func checkPart(name string, kind namePart, s string, alnumStart bool) error {
 		if alnumStart {
 			want = "a letter or digit"
 		}
-		return fmt.Errorf("%s: the %s part must start with %s; rename it", quote(name), kind, want)
+		return fmt.Errorf("%s: the %s part must start with %s; rename it", Quote(name), kind, want)
 	}
 	for i := 0; i < len(s); {
 		r, size := utf8.DecodeRuneInString(s[i:])
@@ -129,7 +129,7 @@ func checkPart(name string, kind namePart, s string, alnumStart bool) error {
 		if r < utf8.RuneSelf && allowedIn(kind, byte(r)) {
 			continue
 		}
-		return fmt.Errorf("%s: the %s part may contain only %s, not %s; replace it", quote(name), kind, allowedDesc(kind), quoteRune(r))
+		return fmt.Errorf("%s: the %s part may contain only %s, not %s; replace it", Quote(name), kind, allowedDesc(kind), quoteRune(r))
 	}
 	return nil
 }

@@ -85,7 +85,7 @@ func unknownParam(name string) string {
 	if msg, ok := removedParams[name]; ok {
 		return msg
 	}
-	msg := fmt.Sprintf("unknown parameter %s", quote(name))
+	msg := fmt.Sprintf("unknown parameter %s", Quote(name))
 	if s := closest(name, ParameterNames()); s != "" {
 		msg += fmt.Sprintf(" (did you mean %q?)", s)
 	}
@@ -146,7 +146,7 @@ func (d *yamlDecoder) parameters(where string, n *yaml.Node) (map[string]any, er
 			return nil, d.errf(k, "%s: %s", where, unknownParam(name))
 		}
 		if first, dup := seen[name]; dup {
-			return nil, d.errf(k, "%s: duplicate parameter %s (first set on line %d); remove one of them", where, quote(name), first)
+			return nil, d.errf(k, "%s: duplicate parameter %s (first set on line %d); remove one of them", where, Quote(name), first)
 		}
 		seen[name] = k.Line
 		val, err := d.paramValue(name, kind, v)
@@ -303,7 +303,7 @@ func goDescribe(v any) string {
 	case nil:
 		return "nothing"
 	case string:
-		return quote(x)
+		return Quote(x)
 	case bool:
 		return fmt.Sprintf("the boolean %v", x)
 	case int, int8, int16, int32, int64, uint, uint8, uint16, uint32, uint64, float32, float64:

@@ -27,7 +27,7 @@ func ParseStrategy(s string) (Strategy, error) {
 	if slices.Contains(strategies, l) {
 		return Strategy(l), nil
 	}
-	return "", fmt.Errorf("unknown strategy %s; use one of %s", quote(s), strings.Join(strategies, ", "))
+	return "", fmt.Errorf("unknown strategy %s; use one of %s", Quote(s), strings.Join(strategies, ", "))
 }
 
 // Valid reports whether s is one of the three strategies (the empty string,
@@ -200,7 +200,7 @@ func (d *yamlDecoder) messages(name string, v *yaml.Node) ([]Message, error) {
 func checkQuantize(q string) string {
 	for i := 0; i < len(q); i++ {
 		if c := q[i]; !isAlnum(c) && c != '_' {
-			return fmt.Sprintf("%s is not a quantization type; use a name such as q4_K_M or q8_0", quote(q))
+			return fmt.Sprintf("%s is not a quantization type; use a name such as q4_K_M or q8_0", Quote(q))
 		}
 	}
 	return ""
@@ -270,7 +270,7 @@ func Resolve(key string, d Defaults, s *Sidecar, sidecarFile string) (*Resolved,
 	}
 	for i, m := range msgs {
 		if !slices.Contains(messageRoles, m.Role) {
-			return fail("messages[%d]: unknown role %s; use one of %s", i, quote(m.Role), strings.Join(messageRoles, ", "))
+			return fail("messages[%d]: unknown role %s; use one of %s", i, Quote(m.Role), strings.Join(messageRoles, ", "))
 		}
 	}
 	if len(msgs) > 0 {
@@ -292,7 +292,7 @@ func Resolve(key string, d Defaults, s *Sidecar, sidecarFile string) (*Resolved,
 	}
 
 	if !r.Strategy.Valid() {
-		return fail("unknown strategy %s; set strategy: to one of %s", quote(string(r.Strategy)), strings.Join(strategies, ", "))
+		return fail("unknown strategy %s; set strategy: to one of %s", Quote(string(r.Strategy)), strings.Join(strategies, ", "))
 	}
 	if msg := checkQuantize(r.Quantize); msg != "" {
 		return fail("quantize: %s", msg)
@@ -307,10 +307,10 @@ func Resolve(key string, d Defaults, s *Sidecar, sidecarFile string) (*Resolved,
 	if r.Model == "" {
 		r.Model = DeriveModelName(key)
 		if r.Model == "" {
-			return fail(`cannot derive a model name from the folder name %s; set "model:" in adapter.yaml`, quote(key))
+			return fail(`cannot derive a model name from the folder name %s; set "model:" in adapter.yaml`, Quote(key))
 		}
 		if err := ValidateModelName(r.Model); err != nil {
-			return fail(`cannot use the folder name %s as a model name: %v; set "model:" in adapter.yaml`, quote(key), err)
+			return fail(`cannot use the folder name %s as a model name: %v; set "model:" in adapter.yaml`, Quote(key), err)
 		}
 	} else if err := ValidateModelName(r.Model); err != nil {
 		return fail(`invalid model name: %v; fix "model:" in adapter.yaml`, err)

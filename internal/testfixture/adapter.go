@@ -15,7 +15,7 @@ import (
 )
 
 // Adapter describes a LoRA adapter for a Base.
-type Adapter struct {
+type LoRA struct {
 	Base    Base
 	Rank    int          // default 4
 	Alpha   int          // default 8
@@ -28,7 +28,7 @@ type Adapter struct {
 	Std float64
 }
 
-func (a Adapter) withDefaults() Adapter {
+func (a LoRA) withDefaults() LoRA {
 	if a.Rank == 0 {
 		a.Rank = 4
 	}
@@ -67,7 +67,7 @@ func (p Pair) GGUFName(ab string) string {
 
 // Pairs returns the adapter's weights exactly as stored: values are rounded
 // through DType, so a reference computed from them matches the files.
-func (a Adapter) Pairs() ([]Pair, error) {
+func (a LoRA) Pairs() ([]Pair, error) {
 	a = a.withDefaults()
 	r := rand.New(rand.NewPCG(a.Seed, 0x6c6f7261))
 	var out []Pair
@@ -91,7 +91,7 @@ func (a Adapter) Pairs() ([]Pair, error) {
 	return out, nil
 }
 
-func (a Adapter) rounded(v []float32) ([]float32, error) {
+func (a LoRA) rounded(v []float32) ([]float32, error) {
 	raw, err := tensor.Encode(a.DType, v)
 	if err != nil {
 		return nil, err
@@ -100,7 +100,7 @@ func (a Adapter) rounded(v []float32) ([]float32, error) {
 }
 
 // WritePEFT writes adapter_config.json and adapter_model.safetensors into dir.
-func (a Adapter) WritePEFT(dir string) error {
+func (a LoRA) WritePEFT(dir string) error {
 	a = a.withDefaults()
 	pairs, err := a.Pairs()
 	if err != nil {
@@ -125,7 +125,7 @@ func (a Adapter) WritePEFT(dir string) error {
 }
 
 // PEFTConfig is the adapter_config.json content.
-func (a Adapter) PEFTConfig() map[string]any {
+func (a LoRA) PEFTConfig() map[string]any {
 	a = a.withDefaults()
 	return map[string]any{
 		"peft_type":               "LORA",
@@ -144,7 +144,7 @@ func (a Adapter) PEFTConfig() map[string]any {
 // WriteGGUF writes the adapter as an F32 GGUF LoRA, the way llama.cpp's
 // convert_lora_to_gguf.py lays it out: lora_a with ne=[in, r], lora_b with
 // ne=[r, out], and for llama q/k the RoPE permutation applied to B's rows.
-func (a Adapter) WriteGGUF(path string) error {
+func (a LoRA) WriteGGUF(path string) error {
 	a = a.withDefaults()
 	pairs, err := a.Pairs()
 	if err != nil {
@@ -205,8 +205,8 @@ func bytesReader(b []byte) *bytes.Reader { return bytes.NewReader(b) }
 // F32), for benchmarks from 1 MB to hundreds of MB. The rank grows with size;
 // Ollama stores such an adapter without complaint, though nobody would train
 // one.
-func Sized(b Base, size int64, seed uint64) Adapter {
-	a := Adapter{Base: b, Seed: seed, Targets: []string{"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}}
+func Sized(b Base, size int64, seed uint64) LoRA {
+	a := LoRA{Base: b, Seed: seed, Targets: []string{"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}}
 	var perRank int64
 	for _, t := range a.Targets {
 		m, _ := b.Module(t)

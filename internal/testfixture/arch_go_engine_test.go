@@ -169,7 +169,7 @@ func TestArchGemma3OnOllama024(t *testing.T) {
 	// A native adapter model is created without error but cannot be loaded:
 	// the Go engine has no LoRA support.
 	loraPath := filepath.Join(dir, "lora.gguf")
-	a := testfixture.Adapter{Base: b, Seed: 9, Targets: []string{"q_proj", "v_proj", "down_proj"}}
+	a := testfixture.LoRA{Base: b, Seed: 9, Targets: []string{"q_proj", "v_proj", "down_proj"}}
 	if err := a.WriteGGUF(loraPath); err != nil {
 		t.Fatal(err)
 	}

@@ -277,7 +277,7 @@ func TestArchQuantizedOnOllama024(t *testing.T) {
 			// F16 next to the quantized ones) gives a model that also runs,
 			// and differently.
 			merged := filepath.Join(dir, c.name+"-merged.gguf")
-			archMerge(t, base, testfixture.Adapter{Base: c.b, Seed: 11, Targets: []string{"q_proj", "v_proj", "up_proj"}}, merged)
+			archMerge(t, base, testfixture.LoRA{Base: c.b, Seed: 11, Targets: []string{"q_proj", "v_proj", "up_proj"}}, merged)
 			if err := s.ImportGGUF(ctx, c.name+"-merged", merged); err != nil {
 				t.Fatal(err)
 			}
@@ -294,7 +294,7 @@ func TestArchQuantizedOnOllama024(t *testing.T) {
 }
 
 // archMerge merges a's GGUF LoRA into the base at path with lora.Merge.
-func archMerge(t *testing.T, base string, a testfixture.Adapter, out string) {
+func archMerge(t *testing.T, base string, a testfixture.LoRA, out string) {
 	t.Helper()
 	lp := out + ".lora.gguf"
 	if err := a.WriteGGUF(lp); err != nil {

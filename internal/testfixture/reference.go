@@ -17,7 +17,7 @@ import (
 //
 // It deliberately shares no code with internal/lora (its own permutation,
 // its own product), so the two cannot agree by sharing a bug.
-func WriteReferenceMerge(basePath string, a Adapter, out string) error {
+func WriteReferenceMerge(basePath string, a LoRA, out string) error {
 	a = a.withDefaults()
 	pairs, err := a.Pairs()
 	if err != nil {

@@ -41,9 +41,9 @@ func TestBaseIsWhatOllamaMDDescribes(t *testing.T) {
 }
 
 func TestSeedsGiveDifferentAdapters(t *testing.T) {
-	a1, _ := Adapter{Base: TinyLlama(), Seed: 1}.Pairs()
-	a1b, _ := Adapter{Base: TinyLlama(), Seed: 1}.Pairs()
-	a2, _ := Adapter{Base: TinyLlama(), Seed: 2}.Pairs()
+	a1, _ := LoRA{Base: TinyLlama(), Seed: 1}.Pairs()
+	a1b, _ := LoRA{Base: TinyLlama(), Seed: 1}.Pairs()
+	a2, _ := LoRA{Base: TinyLlama(), Seed: 2}.Pairs()
 	if !reflect.DeepEqual(a1, a1b) {
 		t.Error("same seed, different weights")
 	}
@@ -56,7 +56,7 @@ func TestPEFTLayout(t *testing.T) {
 	for _, dt := range []tensor.DType{tensor.F32, tensor.F16, tensor.BF16} {
 		t.Run(string(dt), func(t *testing.T) {
 			dir := t.TempDir()
-			a := Adapter{Base: TinyLlama(), Seed: 3, DType: dt, Targets: []string{"q_proj", "k_proj", "down_proj"}}
+			a := LoRA{Base: TinyLlama(), Seed: 3, DType: dt, Targets: []string{"q_proj", "k_proj", "down_proj"}}
 			if err := a.WritePEFT(dir); err != nil {
 				t.Fatal(err)
 			}
@@ -90,7 +90,7 @@ func TestPEFTLayout(t *testing.T) {
 
 func TestGGUFLoRALayout(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "lora.gguf")
-	a := Adapter{Base: TinyLlama(), Seed: 4, Targets: []string{"q_proj", "v_proj"}}
+	a := LoRA{Base: TinyLlama(), Seed: 4, Targets: []string{"q_proj", "v_proj"}}
 	if err := a.WriteGGUF(path); err != nil {
 		t.Fatal(err)
 	}

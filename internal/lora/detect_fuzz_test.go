@@ -1,4 +1,4 @@
-package spec
+package lora_test
 
 import (
 	"errors"
@@ -9,6 +9,8 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/adapterd/adapterd/internal/lora"
+	"github.com/adapterd/adapterd/internal/spec"
 	"github.com/adapterd/adapterd/internal/testfixture"
 )
 
@@ -16,7 +18,7 @@ import (
 func fixtureFiles(f *testing.F) (config, model []byte) {
 	f.Helper()
 	dir := f.TempDir()
-	if err := (testfixture.Adapter{Base: testfixture.TinyLlama(), Seed: 9, Targets: []string{"q_proj", "down_proj"}}).WritePEFT(dir); err != nil {
+	if err := (testfixture.LoRA{Base: testfixture.TinyLlama(), Seed: 9, Targets: []string{"q_proj", "down_proj"}}).WritePEFT(dir); err != nil {
 		f.Fatal(err)
 	}
 	config, err := os.ReadFile(filepath.Join(dir, "adapter_config.json"))
@@ -30,8 +32,8 @@ func fixtureFiles(f *testing.F) (config, model []byte) {
 	return config, model
 }
 
-// checkDetect runs Detect on a folder holding files and checks the promises
-// that hold for any input: no panic, a one-line *Error that starts with a
+// checkDetect runs lora.Detect on a folder holding files and checks the promises
+// that hold for any input: no panic, a one-line *spec.Error that starts with a
 // path inside the folder, or a sane adapter.
 func checkDetect(t *testing.T, files map[string][]byte) {
 	dir := t.TempDir()
@@ -40,29 +42,29 @@ func checkDetect(t *testing.T, files map[string][]byte) {
 			t.Fatal(err)
 		}
 	}
-	a, err := Detect(dir)
+	a, err := lora.Detect(dir)
 	if err != nil {
 		msg := err.Error()
 		if strings.ContainsFunc(msg, func(r rune) bool { return unicode.IsControl(r) || r == '\u2028' || r == '\u2029' }) || !utf8.ValidString(msg) {
 			t.Fatalf("error is not one clean line: %q", msg)
 		}
-		var se *Error
+		var se *spec.Error
 		if !errors.As(err, &se) {
 			t.Fatalf("error is %T: %s", err, msg)
 		}
 		if !strings.HasPrefix(msg, dir+string(filepath.Separator)) {
 			t.Fatalf("error does not name a file in %s: %q", dir, msg)
 		}
-		if IsIncomplete(err) && !strings.Contains(msg, "still copying?") {
+		if lora.IsIncomplete(err) && !strings.Contains(msg, "still copying?") {
 			t.Fatalf("incomplete error does not say so: %q", msg)
 		}
 		return
 	}
-	if a.Rank < 1 || a.Rank > maxAdapterRank || !(a.Alpha > 0) || len(a.Pairs) == 0 {
+	if a.Rank < 1 || a.Rank > lora.MaxAdapterRank || !(a.Alpha > 0) || len(a.Pairs) == 0 {
 		t.Fatalf("accepted an insane adapter: %+v", a)
 	}
 	for _, p := range a.Pairs {
-		if p.In < 1 || p.Out < 1 || p.Layer < 0 || p.Module == "" || !floatDTypes[p.DType] {
+		if p.In < 1 || p.Out < 1 || p.Layer < 0 || p.Module == "" || !lora.FloatDTypes[p.DType] {
 			t.Fatalf("accepted an insane pair: %+v", p)
 		}
 	}
@@ -105,7 +107,7 @@ func FuzzDetectSafetensors(f *testing.F) {
 func FuzzDetectGGUF(f *testing.F) {
 	dir := f.TempDir()
 	path := filepath.Join(dir, "lora.gguf")
-	if err := (testfixture.Adapter{Base: testfixture.TinyLlama(), Rank: 1, Targets: []string{"v_proj"}}).WriteGGUF(path); err != nil {
+	if err := (testfixture.LoRA{Base: testfixture.TinyLlama(), Rank: 1, Targets: []string{"v_proj"}}).WriteGGUF(path); err != nil {
 		f.Fatal(err)
 	}
 	lora, err := os.ReadFile(path)

@@ -1,4 +1,4 @@
-package spec
+package lora
 
 import (
 	"errors"
@@ -10,10 +10,12 @@ import (
 	"strconv"
 	"strings"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/adapterd/adapterd/internal/gguf"
 	"github.com/adapterd/adapterd/internal/layout"
 	"github.com/adapterd/adapterd/internal/safetensors"
+	"github.com/adapterd/adapterd/internal/spec"
 )
 
 // Format is how an adapter folder stores its LoRA.
@@ -49,6 +51,49 @@ type Adapter struct {
 	Rank    int     // the same for every pair
 	Alpha   float64 // PEFT: lora_alpha; GGUF: adapter.lora.alpha
 	Pairs   []Pair  // sorted by Layer, then Module
+	// checked is what Detect saw of each file; every later read opens the
+	// file through open, which refuses anything else (a FIFO or a link
+	// swapped in after validation).
+	checked map[string]fs.FileInfo
+}
+
+// openFunc opens a file to read and returns its size.
+type openFunc func(path string) (*os.File, int64, error)
+
+// Weights reads the adapter's weights and maps them onto base, from the very
+// files Detect validated.
+func (a *Adapter) Weights(base BaseInfo) (*Weights, error) {
+	if a.Format == FormatPEFT {
+		return readPEFT(a.Open, a.Dir, base)
+	}
+	return readGGUF(a.Open, a.Files[0])
+}
+
+// Open opens one of a.Files for reading, and only the file Detect checked:
+// never blocking, and refusing a FIFO or link swapped in since.
+func (a *Adapter) Open(path string) (*os.File, int64, error) {
+	fi, ok := a.checked[path]
+	if !ok {
+		return nil, 0, adapterErr(path, "was not validated as part of this adapter")
+	}
+	return openAdapterFile(path, fi)
+}
+
+// openPlain opens a file given by the caller, without blocking on a FIFO.
+func openPlain(path string) (*os.File, int64, error) {
+	fh, err := os.OpenFile(path, os.O_RDONLY|adapterOpenFlags, 0)
+	if err != nil {
+		return nil, 0, err
+	}
+	st, err := fh.Stat()
+	if err == nil && !st.Mode().IsRegular() {
+		err = fmt.Errorf("%s: not a regular file", path)
+	}
+	if err != nil {
+		fh.Close()
+		return nil, 0, err
+	}
+	return fh, st.Size(), nil
 }
 
 // Pair is one adapted linear layer: a LoRA A/B pair.
@@ -110,24 +155,24 @@ func IsIncomplete(err error) bool {
 		errors.Is(err, errAdapterChanged) || errors.Is(err, errConfigEndsEarly)
 }
 
-// causedError is an *Error that also unwraps to the error behind it, so that
-// callers get the package's one-line *Error and IsIncomplete still sees a
+// causedError is an *spec.Error that also unwraps to the error behind it, so that
+// callers get the package's one-line *spec.Error and IsIncomplete still sees a
 // truncation.
 type causedError struct {
-	err   *Error
+	err   *spec.Error
 	cause error
 }
 
 func (c *causedError) Error() string   { return c.err.Error() }
 func (c *causedError) Unwrap() []error { return []error{c.err, c.cause} }
 
-func adapterErr(file, format string, args ...any) *Error {
-	return &Error{File: file, Msg: printable(fmt.Sprintf(format, args...))}
+func adapterErr(file, format string, args ...any) *spec.Error {
+	return &spec.Error{File: file, Msg: printable(fmt.Sprintf(format, args...))}
 }
 
 // printable keeps a message safe for terminals, JSON and log lines: text
 // echoed from a damaged file can hold invalid UTF-8 or control characters,
-// and *Error only takes care of line breaks.
+// and *spec.Error only takes care of line breaks.
 func printable(s string) string {
 	s = strings.ToValidUTF8(s, "\uFFFD")
 	return strings.Map(func(r rune) rune {
@@ -207,10 +252,12 @@ func Detect(dir string) (*Adapter, error) {
 		a.Files = []string{join(ggufs[0])}
 	}
 	infos := make([]fs.FileInfo, len(a.Files))
+	a.checked = map[string]fs.FileInfo{}
 	for i, f := range a.Files {
 		if infos[i], err = checkAdapterFile(dir, f); err != nil {
 			return nil, err
 		}
+		a.checked[f] = infos[i]
 	}
 	if a.Format == FormatPEFT {
 		err = a.readPEFT(infos[0], infos[1])
@@ -313,7 +360,7 @@ func quoteTensor(name string) string {
 		return strconv.Quote(name)
 	}
 	cut := max
-	for cut > 0 && !isRuneStart(name[cut]) {
+	for cut > 0 && !utf8.RuneStart(name[cut]) {
 		cut--
 	}
 	return strconv.Quote(name[:cut]) + "..."

@@ -1,4 +1,4 @@
-package spec
+package lora
 
 import (
 	"errors"
@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/adapterd/adapterd/internal/gguf"
+	"github.com/adapterd/adapterd/internal/spec"
 )
 
 const (
@@ -183,7 +184,7 @@ func ggufShow(v any, present bool) string {
 	case !present:
 		return "not set"
 	case isStr:
-		return quote(s)
+		return spec.Quote(s)
 	}
 	return "not a string"
 }

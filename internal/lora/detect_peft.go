@@ -1,4 +1,4 @@
-package spec
+package lora
 
 import (
 	"bytes"
@@ -11,8 +11,10 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/adapterd/adapterd/internal/safetensors"
+	"github.com/adapterd/adapterd/internal/spec"
 )
 
 const (
@@ -105,10 +107,10 @@ func parsePEFTConfig(path string, data []byte) (rank int, alpha int64, err error
 		case errors.As(err, &se) && se.Offset >= int64(len(data)):
 			// A JSON text cut short is what a copy in progress looks like,
 			// like a truncated safetensors file.
-			return 0, 0, &causedError{&Error{File: path, Line: jsonLine(data, int64(len(data))), Msg: "the JSON ends early: still copying? if not, fix the file"}, errConfigEndsEarly}
+			return 0, 0, &causedError{&spec.Error{File: path, Line: jsonLine(data, int64(len(data))), Msg: "the JSON ends early: still copying? if not, fix the file"}, errConfigEndsEarly}
 		case errors.As(err, &se):
 			line, col := jsonPosition(data, se.Offset)
-			return 0, 0, &Error{File: path, Line: line, Msg: printable(fmt.Sprintf("not valid JSON at column %d (byte %d): %v: fix the syntax", col, se.Offset, se))}
+			return 0, 0, &spec.Error{File: path, Line: line, Msg: printable(fmt.Sprintf("not valid JSON at column %d (byte %d): %v: fix the syntax", col, se.Offset, se))}
 		case errors.As(err, &te):
 			return fail("must be a JSON object as PEFT writes it, found a JSON %s: put the adapter's own adapter_config.json here", te.Value)
 		}
@@ -126,7 +128,7 @@ func parsePEFTConfig(path string, data []byte) (rank int, alpha int64, err error
 	case json.Unmarshal(raw, &pt) != nil:
 		return fail(`peft_type is %s; it must be the string "LORA"`, jsonShow(raw))
 	case !strings.EqualFold(pt, "LORA"):
-		return fail(`peft_type is %s; only LoRA adapters (peft_type "LORA") are supported: train with PEFT's LoraConfig`, quote(pt))
+		return fail(`peft_type is %s; only LoRA adapters (peft_type "LORA") are supported: train with PEFT's LoraConfig`, spec.Quote(pt))
 	}
 
 	// Each of these changes what the weights mean in a way Ollama ignores,
@@ -152,7 +154,7 @@ func parsePEFTConfig(path string, data []byte) (rank int, alpha int64, err error
 			return fail(`bias is %s; it must be a string such as "none"`, jsonShow(raw))
 		}
 		if b != "none" {
-			return fail(`bias is %s; trained biases are full weights that an adapter can't carry into Ollama: retrain with bias="none"`, quote(b))
+			return fail(`bias is %s; trained biases are full weights that an adapter can't carry into Ollama: retrain with bias="none"`, spec.Quote(b))
 		}
 	}
 	if raw, ok := m["modules_to_save"]; ok && !jsonNull(raw) {
@@ -203,7 +205,7 @@ func parsePEFTConfig(path string, data []byte) (rank int, alpha int64, err error
 	case !isNum:
 		var s string
 		if json.Unmarshal(raw, &s) == nil {
-			return fail("lora_alpha is the string %s; Ollama needs a number: write it without quotes", quote(s))
+			return fail("lora_alpha is the string %s; Ollama needs a number: write it without quotes", spec.Quote(s))
 		}
 		return fail("lora_alpha is %s; Ollama needs an integer lora_alpha: set it to a whole number", jsonShow(raw))
 	case strings.ContainsAny(lit, ".eE"):
@@ -248,19 +250,19 @@ func jsonBoolField(m map[string]json.RawMessage, key string) (bool, error) {
 func jsonShow(raw json.RawMessage) string {
 	var b bytes.Buffer
 	if json.Compact(&b, raw) != nil {
-		return quote(string(raw))
+		return spec.Quote(string(raw))
 	}
 	s := b.String()
 	const max = 60
 	if len(s) > max {
 		cut := max
-		for cut > 0 && !isRuneStart(s[cut]) {
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
 			cut--
 		}
 		s = s[:cut] + "..."
 	}
 	// Compact JSON has no raw newlines, but strings may hold U+2028 and
-	// friends, which the one-line rule also forbids; *Error maps them.
+	// friends, which the one-line rule also forbids; *spec.Error maps them.
 	return s
 }
 

@@ -1,6 +1,6 @@
 //go:build linux || darwin
 
-package spec
+package lora_test
 
 import (
 	"os"
@@ -8,14 +8,16 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/adapterd/adapterd/internal/lora"
 )
 
-// detectWithin fails the test instead of hanging it when Detect blocks.
+// detectWithin fails the test instead of hanging it when lora.Detect blocks.
 func detectWithin(t *testing.T, dir string) error {
 	t.Helper()
 	done := make(chan error, 1)
 	go func() {
-		_, err := Detect(dir)
+		_, err := lora.Detect(dir)
 		done <- err
 	}()
 	select {
@@ -68,37 +70,4 @@ func TestDetect_FIFODoesNotHang(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
-}
-
-// A FIFO swapped in after the checks must neither block the open nor be
-// read: openAdapterFile compares the handle with what was checked.
-func TestOpenAdapterFile_SwappedForFIFO(t *testing.T) {
-	dir := t.TempDir()
-	file := filepath.Join(dir, "adapter_model.safetensors")
-	writeFile(t, file, []byte("x"))
-	fi, err := checkAdapterFile(dir, file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.Remove(file)
-	if err := syscall.Mkfifo(file, 0o644); err != nil {
-		t.Skip("mkfifo:", err)
-	}
-	done := make(chan error, 1)
-	go func() {
-		fh, _, err := openAdapterFile(file, fi)
-		if fh != nil {
-			fh.Close()
-		}
-		done <- err
-	}()
-	select {
-	case err := <-done:
-		wantAdapterErr(t, err, file, "was replaced while adapterd read it")
-		if !IsIncomplete(err) {
-			t.Errorf("IsIncomplete(%v) = false", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("open blocked on a FIFO")
-	}
 }

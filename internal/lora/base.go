@@ -1,22 +1,29 @@
-package spec
+package lora
 
 import (
 	"encoding/json"
 	"fmt"
 	"math"
 	"strconv"
+
+	"github.com/adapterd/adapterd/internal/spec"
 )
 
-// BaseInfo is what /api/show's model_info says of a base model: the widths
-// an adapter's pairs must match.
+// BaseInfo is what adapterd knows of a base model: the widths an adapter's
+// pairs must match (from /api/show's model_info, BaseInfoFromModelInfo) and
+// the tensor shapes that mapping and merging need (from the GGUF header,
+// BaseInfoFromGGUF, or a verbose show).
 type BaseInfo struct {
-	Arch    string
-	Embd    int // embedding_length
-	Layers  int // block_count
-	Heads   int // attention.head_count
-	KVHeads int // attention.head_count_kv
-	FF      int // feed_forward_length; 0 when the model does not say
-	HeadDim int // attention.key_length, else Embd/Heads
+	Arch string
+	// Heads and KVHeads drive the llama-family RoPE permutation; 0 when the
+	// header does not hold them as single numbers.
+	Heads   int                 // attention.head_count
+	KVHeads int                 // attention.head_count_kv
+	Layers  int                 // block_count
+	Embd    int                 // embedding_length
+	FF      int                 // feed_forward_length; 0 when the model does not say
+	HeadDim int                 // attention.key_length, else Embd/Heads
+	Tensors map[string][]uint64 // name -> ggml shape ([in, out] for a weight)
 }
 
 // BaseInfoFromModelInfo reads a BaseInfo from /api/show's model_info. Numbers
@@ -162,21 +169,21 @@ func (a *Adapter) CheckBase(name string, b BaseInfo) error {
 	}
 	const fix = "this adapter was trained for another base; set base: to the model it was trained on"
 	if a.Arch != "" && adapterFamily(a.Arch) != adapterFamily(b.Arch) {
-		return adapterErr(file, "adapter is for architecture %s but base %s is %s: %s", quote(a.Arch), quote(name), quote(b.Arch), fix)
+		return adapterErr(file, "adapter is for architecture %s but base %s is %s: %s", spec.Quote(a.Arch), spec.Quote(name), spec.Quote(b.Arch), fix)
 	}
 	for _, p := range a.Pairs {
 		in, out, ok := expectedWidths(p.Module, b)
 		if !ok {
-			return adapterErr(file, "%s: module %s is not supported: adapterd can apply LoRA to %s only: retrain with target_modules among these", p.label(), quote(p.Module), adapterModules)
+			return adapterErr(file, "%s: module %s is not supported: adapterd can apply LoRA to %s only: retrain with target_modules among these", p.label(), spec.Quote(p.Module), adapterModules)
 		}
 		if p.Layer >= b.Layers {
-			return adapterErr(file, "%s is for layer %d but base %s (%s) has %d layers: %s", p.label(), p.Layer, quote(name), b.Arch, b.Layers, fix)
+			return adapterErr(file, "%s is for layer %d but base %s (%s) has %d layers: %s", p.label(), p.Layer, spec.Quote(name), b.Arch, b.Layers, fix)
 		}
 		if (in == 0 || out == 0) && b.FF == 0 {
-			return adapterErr(file, "%s can't be checked: base %s (%s) does not report feed_forward_length: use a base whose model_info has it, or retrain without %s", p.label(), quote(name), b.Arch, p.Module)
+			return adapterErr(file, "%s can't be checked: base %s (%s) does not report feed_forward_length: use a base whose model_info has it, or retrain without %s", p.label(), spec.Quote(name), b.Arch, p.Module)
 		}
 		if p.In != in || p.Out != out {
-			return adapterErr(file, "%s has In=%d Out=%d but base %s (%s) needs In=%d Out=%d: %s", p.label(), p.In, p.Out, quote(name), b.Arch, in, out, fix)
+			return adapterErr(file, "%s has In=%d Out=%d but base %s (%s) needs In=%d Out=%d: %s", p.label(), p.In, p.Out, spec.Quote(name), b.Arch, in, out, fix)
 		}
 	}
 	return nil

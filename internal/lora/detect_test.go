@@ -1,4 +1,4 @@
-package spec
+package lora_test
 
 import (
 	"bytes"
@@ -13,13 +13,15 @@ import (
 	"unicode/utf8"
 
 	"github.com/adapterd/adapterd/internal/gguf"
+	"github.com/adapterd/adapterd/internal/lora"
 	"github.com/adapterd/adapterd/internal/safetensors"
+	"github.com/adapterd/adapterd/internal/spec"
 	"github.com/adapterd/adapterd/internal/tensor"
 	"github.com/adapterd/adapterd/internal/testfixture"
 )
 
-// wantAdapterErr checks the promises every Detect and CheckBase error makes:
-// one line, an *Error, starting with the full path of the file at fault, and
+// wantAdapterErr checks the promises every lora.Detect and CheckBase error makes:
+// one line, an *spec.Error, starting with the full path of the file at fault, and
 // holding each fragment.
 func wantAdapterErr(t *testing.T, err error, file string, fragments ...string) {
 	t.Helper()
@@ -30,7 +32,7 @@ func wantAdapterErr(t *testing.T, err error, file string, fragments ...string) {
 	if strings.ContainsAny(msg, "\r\n") {
 		t.Errorf("error is not one line: %q", msg)
 	}
-	var se *Error
+	var se *spec.Error
 	if !errors.As(err, &se) {
 		t.Errorf("error is %T, want *spec.Error: %s", err, msg)
 	}
@@ -44,7 +46,7 @@ func wantAdapterErr(t *testing.T, err error, file string, fragments ...string) {
 	}
 }
 
-func allTargets() []string {
+func dAllTargets() []string {
 	return []string{"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
 }
 
@@ -52,7 +54,7 @@ func allTargets() []string {
 func peftDir(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
-	a := testfixture.Adapter{Base: testfixture.TinyLlama(), Seed: 1, Targets: []string{"q_proj", "k_proj", "down_proj"}}
+	a := testfixture.LoRA{Base: testfixture.TinyLlama(), Seed: 1, Targets: []string{"q_proj", "k_proj", "down_proj"}}
 	if err := a.WritePEFT(dir); err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +66,7 @@ func ggufDir(t *testing.T, base testfixture.Base, targets ...string) (dir, file 
 	t.Helper()
 	dir = t.TempDir()
 	file = filepath.Join(dir, "lora.gguf")
-	a := testfixture.Adapter{Base: base, Seed: 2, Targets: targets}
+	a := testfixture.LoRA{Base: base, Seed: 2, Targets: targets}
 	if err := a.WriteGGUF(file); err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +85,7 @@ func writeFile(t *testing.T, path string, data []byte) {
 
 // baseInfoOf goes through the model_info map that /api/show returns, with
 // numbers as JSON decodes them, so the tests also cover the parser.
-func baseInfoOf(t *testing.T, b testfixture.Base) BaseInfo {
+func baseInfoOf(t *testing.T, b testfixture.Base) lora.BaseInfo {
 	t.Helper()
 	a := b.Arch
 	js, _ := json.Marshal(map[string]any{
@@ -99,7 +101,7 @@ func baseInfoOf(t *testing.T, b testfixture.Base) BaseInfo {
 	if err := json.Unmarshal(js, &mi); err != nil {
 		t.Fatal(err)
 	}
-	bi, err := BaseInfoFromModelInfo(mi)
+	bi, err := lora.BaseInfoFromModelInfo(mi)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,29 +113,29 @@ func TestDetect_ValidPEFT(t *testing.T) {
 	for _, dt := range []string{"F32", "F16", "BF16"} {
 		t.Run(dt, func(t *testing.T) {
 			dir := t.TempDir()
-			a := testfixture.Adapter{Base: base, Seed: 3, Rank: 2, Alpha: 16, DType: tensor.DType(dt), Targets: []string{"q_proj", "k_proj", "down_proj"}}
+			a := testfixture.LoRA{Base: base, Seed: 3, Rank: 2, Alpha: 16, DType: tensor.DType(dt), Targets: []string{"q_proj", "k_proj", "down_proj"}}
 			if err := a.WritePEFT(dir); err != nil {
 				t.Fatal(err)
 			}
-			got, err := Detect(dir)
+			got, err := lora.Detect(dir)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got.Dir != dir || got.Format != FormatPEFT || got.Arch != "" || got.Sidecar != "" || got.Rank != 2 || got.Alpha != 16 {
+			if got.Dir != dir || got.Format != lora.FormatPEFT || got.Arch != "" || got.Sidecar != "" || got.Rank != 2 || got.Alpha != 16 {
 				t.Errorf("adapter = %+v", got)
 			}
 			wantFiles := []string{filepath.Join(dir, "adapter_config.json"), filepath.Join(dir, "adapter_model.safetensors")}
 			if !reflect.DeepEqual(got.Files, wantFiles) {
 				t.Errorf("files = %q, want %q", got.Files, wantFiles)
 			}
-			var want []Pair
+			var want []lora.Pair
 			for l := 0; l < base.Layers; l++ {
 				for _, m := range []struct {
 					name, parent string
 					in, out      int
 				}{{"down_proj", "mlp", 128, 64}, {"k_proj", "self_attn", 64, 32}, {"q_proj", "self_attn", 64, 64}} {
 					stem := fmt.Sprintf("base_model.model.model.layers.%d.%s.%s", l, m.parent, m.name)
-					want = append(want, Pair{Layer: l, Module: m.name, In: m.in, Out: m.out, DType: dt, A: stem + ".lora_A.weight", B: stem + ".lora_B.weight"})
+					want = append(want, lora.Pair{Layer: l, Module: m.name, In: m.in, Out: m.out, DType: dt, A: stem + ".lora_A.weight", B: stem + ".lora_B.weight"})
 				}
 			}
 			if !reflect.DeepEqual(got.Pairs, want) {
@@ -144,18 +146,18 @@ func TestDetect_ValidPEFT(t *testing.T) {
 }
 
 func TestDetect_ValidGGUF(t *testing.T) {
-	dir, file := ggufDir(t, testfixture.TinyLlama(), allTargets()...)
-	got, err := Detect(dir)
+	dir, file := ggufDir(t, testfixture.TinyLlama(), dAllTargets()...)
+	got, err := lora.Detect(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.Format != FormatGGUF || got.Arch != "llama" || got.Rank != 4 || got.Alpha != 8 || !reflect.DeepEqual(got.Files, []string{file}) {
+	if got.Format != lora.FormatGGUF || got.Arch != "llama" || got.Rank != 4 || got.Alpha != 8 || !reflect.DeepEqual(got.Files, []string{file}) {
 		t.Errorf("adapter = %+v", got)
 	}
 	if len(got.Pairs) != 14 {
 		t.Fatalf("%d pairs, want 14", len(got.Pairs))
 	}
-	want := []Pair{
+	want := []lora.Pair{
 		{0, "down_proj", 128, 64, "F32", "blk.0.ffn_down.weight.lora_a", "blk.0.ffn_down.weight.lora_b"},
 		{0, "gate_proj", 64, 128, "F32", "blk.0.ffn_gate.weight.lora_a", "blk.0.ffn_gate.weight.lora_b"},
 		{0, "k_proj", 64, 32, "F32", "blk.0.attn_k.weight.lora_a", "blk.0.attn_k.weight.lora_b"},
@@ -175,7 +177,7 @@ func TestDetect_ValidGGUF(t *testing.T) {
 func TestDetect_RelativeDirGivesAbsolutePaths(t *testing.T) {
 	dir := peftDir(t)
 	t.Chdir(filepath.Dir(dir))
-	got, err := Detect(filepath.Base(dir))
+	got, err := lora.Detect(filepath.Base(dir))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -189,7 +191,7 @@ func TestDetect_Sidecar(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			dir := peftDir(t)
 			writeFile(t, filepath.Join(dir, name), []byte("base: llama3.2:3b\n"))
-			got, err := Detect(dir)
+			got, err := lora.Detect(dir)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -202,7 +204,7 @@ func TestDetect_Sidecar(t *testing.T) {
 		dir := peftDir(t)
 		writeFile(t, filepath.Join(dir, "adapter.yaml"), nil)
 		writeFile(t, filepath.Join(dir, "adapter.yml"), nil)
-		_, err := Detect(dir)
+		_, err := lora.Detect(dir)
 		wantAdapterErr(t, err, filepath.Join(dir, "adapter.yml"), "both adapter.yaml and adapter.yml", "keep only one")
 	})
 	t.Run("directory", func(t *testing.T) {
@@ -210,7 +212,7 @@ func TestDetect_Sidecar(t *testing.T) {
 		if err := os.Mkdir(filepath.Join(dir, "adapter.yaml"), 0o755); err != nil {
 			t.Fatal(err)
 		}
-		_, err := Detect(dir)
+		_, err := lora.Detect(dir)
 		wantAdapterErr(t, err, filepath.Join(dir, "adapter.yaml"), "is a directory, not a regular file")
 	})
 }
@@ -228,11 +230,11 @@ func TestDetect_OnlyTopLevelAdapterFilesMatter(t *testing.T) {
 	if err := os.Symlink("/nonexistent", filepath.Join(dir, "dangling-link")); err != nil {
 		t.Fatal(err)
 	}
-	got, err := Detect(dir)
+	got, err := lora.Detect(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.Format != FormatPEFT || len(got.Pairs) != 6 {
+	if got.Format != lora.FormatPEFT || len(got.Pairs) != 6 {
 		t.Errorf("adapter = %+v", got)
 	}
 }
@@ -274,30 +276,30 @@ func TestDetect_FolderErrors(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
 			tt.setup(t, dir)
-			_, err := Detect(dir)
+			_, err := lora.Detect(dir)
 			wantAdapterErr(t, err, filepath.Join(dir, tt.file), tt.want...)
-			if IsIncomplete(err) {
+			if lora.IsIncomplete(err) {
 				t.Errorf("IsIncomplete(%v) = true", err)
 			}
 		})
 	}
 	t.Run("MissingFolder", func(t *testing.T) {
 		dir := filepath.Join(t.TempDir(), "gone")
-		_, err := Detect(dir)
+		_, err := lora.Detect(dir)
 		wantAdapterErr(t, err, dir, "cannot read the adapter folder")
 	})
 }
 
 func mustPEFT(t *testing.T, dir string) {
 	t.Helper()
-	if err := (testfixture.Adapter{Base: testfixture.TinyLlama()}).WritePEFT(dir); err != nil {
+	if err := (testfixture.LoRA{Base: testfixture.TinyLlama()}).WritePEFT(dir); err != nil {
 		t.Fatal(err)
 	}
 }
 
 func mustGGUF(t *testing.T, path string) {
 	t.Helper()
-	if err := (testfixture.Adapter{Base: testfixture.TinyLlama()}).WriteGGUF(path); err != nil {
+	if err := (testfixture.LoRA{Base: testfixture.TinyLlama()}).WriteGGUF(path); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -305,7 +307,7 @@ func mustGGUF(t *testing.T, path string) {
 // configWith returns the fixture's adapter_config.json with keys changed; a
 // nil value deletes the key, a json.RawMessage is written as is.
 func configWith(edits map[string]any) []byte {
-	cfg := testfixture.Adapter{Base: testfixture.TinyLlama(), Targets: []string{"q_proj", "k_proj", "down_proj"}}.PEFTConfig()
+	cfg := testfixture.LoRA{Base: testfixture.TinyLlama(), Targets: []string{"q_proj", "k_proj", "down_proj"}}.PEFTConfig()
 	for k, v := range edits {
 		if v == nil {
 			delete(cfg, k)
@@ -367,7 +369,7 @@ func TestDetect_PEFTConfigRules(t *testing.T) {
 			dir := peftDir(t)
 			file := filepath.Join(dir, "adapter_config.json")
 			writeFile(t, file, tt.data)
-			_, err := Detect(dir)
+			_, err := lora.Detect(dir)
 			if tt.line > 0 {
 				wantAdapterErr(t, err, fmt.Sprintf("%s:%d", file, tt.line), tt.want...)
 			} else {
@@ -376,7 +378,7 @@ func TestDetect_PEFTConfigRules(t *testing.T) {
 					t.Errorf("unexpected line number in %q", err)
 				}
 			}
-			if IsIncomplete(err) {
+			if lora.IsIncomplete(err) {
 				t.Errorf("IsIncomplete(%v) = true", err)
 			}
 		})
@@ -393,9 +395,9 @@ func TestDetect_PEFTConfigCutShortIsIncomplete(t *testing.T) {
 			dir := peftDir(t)
 			file := filepath.Join(dir, "adapter_config.json")
 			writeFile(t, file, tt.data)
-			_, err := Detect(dir)
+			_, err := lora.Detect(dir)
 			wantAdapterErr(t, err, fmt.Sprintf("%s:%d", file, tt.line), "the JSON ends early: still copying? if not, fix the file")
-			if !IsIncomplete(err) {
+			if !lora.IsIncomplete(err) {
 				t.Errorf("IsIncomplete(%v) = false", err)
 			}
 		})
@@ -419,7 +421,7 @@ func TestDetect_PEFTConfigAccepts(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := peftDir(t)
 			writeFile(t, filepath.Join(dir, "adapter_config.json"), configWith(tt.edits))
-			a, err := Detect(dir)
+			a, err := lora.Detect(dir)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -453,7 +455,7 @@ func writeSafetensors(t *testing.T, path string, ts ...stTensor) {
 
 const stem0 = "base_model.model.model.layers.0.self_attn.q_proj"
 
-func loraPair(stem, dtype string, r, in, out int64) []stTensor {
+func dLoraPair(stem, dtype string, r, in, out int64) []stTensor {
 	return []stTensor{
 		{stem + ".lora_A.weight", dtype, []int64{r, in}},
 		{stem + ".lora_B.weight", dtype, []int64{out, r}},
@@ -461,17 +463,17 @@ func loraPair(stem, dtype string, r, in, out int64) []stTensor {
 }
 
 func TestDetect_SafetensorsRules(t *testing.T) {
-	good := loraPair(stem0, "F32", 4, 64, 64)
+	good := dLoraPair(stem0, "F32", 4, 64, 64)
 	tests := []struct {
 		name    string
 		tensors []stTensor
 		want    []string
 	}{
-		{"QuantizedI8", loraPair(stem0, "I8", 4, 64, 64), []string{"is I8", "quantized/QLoRA leftovers", "save_pretrained"}},
+		{"QuantizedI8", dLoraPair(stem0, "I8", 4, 64, 64), []string{"is I8", "quantized/QLoRA leftovers", "save_pretrained"}},
 		{"QuantizedU8InB", append(good[:1:1], stTensor{stem0 + ".lora_B.weight", "U8", []int64{64, 4}}), []string{"lora_B.weight", "is U8", "quantized"}},
-		{"FP8", loraPair(stem0, "F8_E4M3", 4, 64, 64), []string{"is F8_E4M3"}},
+		{"FP8", dLoraPair(stem0, "F8_E4M3", 4, 64, 64), []string{"is F8_E4M3"}},
 		{"EmbedTokensFullWeight", append(good, stTensor{"base_model.model.model.embed_tokens.weight", "F32", []int64{288, 64}}), []string{`"base_model.model.model.embed_tokens.weight"`, "not a LoRA A/B weight", "modules_to_save"}},
-		{"LMHeadLoRA", append(good, loraPair("base_model.model.lm_head", "F32", 4, 64, 288)...), []string{`"base_model.model.lm_head.lora_A.weight"`, "not in a transformer layer"}},
+		{"LMHeadLoRA", append(good, dLoraPair("base_model.model.lm_head", "F32", 4, 64, 288)...), []string{`"base_model.model.lm_head.lora_A.weight"`, "not in a transformer layer"}},
 		{"AdapterNameInTensorNames", []stTensor{{stem0 + ".lora_A.default.weight", "F32", []int64{4, 64}}, {stem0 + ".lora_B.default.weight", "F32", []int64{64, 4}}}, []string{"lora_A.default.weight", "adapter name", "save_pretrained"}},
 		{"LoRABias", append(good, stTensor{stem0 + ".lora_B.bias", "F32", []int64{64}}), []string{"lora_B.bias", "lora_bias=False"}},
 		{"EmbeddingLoRA", append(good, stTensor{"base_model.model.model.embed_tokens.lora_embedding_A", "F32", []int64{4, 288}}), []string{"lora_embedding_A", "embeddings"}},
@@ -479,11 +481,11 @@ func TestDetect_SafetensorsRules(t *testing.T) {
 		{"MissingB", good[:1], []string{"lora_A.weight", "has no matching", "lora_B.weight"}},
 		{"MissingA", good[1:], []string{"lora_B.weight", "has no matching", "lora_A.weight"}},
 		{"ThreeDimA", []stTensor{{stem0 + ".lora_A.weight", "F32", []int64{4, 8, 8}}, good[1]}, []string{"must be 2-D", "[4 8 8]"}},
-		{"RankDiffersFromConfig", loraPair(stem0, "F32", 8, 64, 64), []string{"rank 8 and 8", "r=4"}},
+		{"RankDiffersFromConfig", dLoraPair(stem0, "F32", 8, 64, 64), []string{"rank 8 and 8", "r=4"}},
 		{"RankDiffersBetweenAAndB", []stTensor{good[0], {stem0 + ".lora_B.weight", "F32", []int64{64, 2}}}, []string{"rank 4 and 2"}},
-		{"NoPEFTPrefix", loraPair("model.layers.0.self_attn.q_proj", "F32", 4, 64, 64), []string{`does not start with "base_model.model."`}},
+		{"NoPEFTPrefix", dLoraPair("model.layers.0.self_attn.q_proj", "F32", 4, 64, 64), []string{`does not start with "base_model.model."`}},
 		{"NoTensors", nil, []string{"holds no LoRA tensors"}},
-		{"TwoParentsSameModule", append(good, loraPair("base_model.model.model.layers.0.cross_attn.q_proj", "F32", 4, 64, 64)...), []string{"both adapt q_proj of layer 0"}},
+		{"TwoParentsSameModule", append(good, dLoraPair("base_model.model.model.layers.0.cross_attn.q_proj", "F32", 4, 64, 64)...), []string{"both adapt q_proj of layer 0"}},
 		{"NewlineInTensorName", append(good, stTensor{"evil\nname", "F32", []int64{1}}), []string{`"evil\nname"`}},
 	}
 	for _, tt := range tests {
@@ -491,9 +493,9 @@ func TestDetect_SafetensorsRules(t *testing.T) {
 			dir := peftDir(t)
 			file := filepath.Join(dir, "adapter_model.safetensors")
 			writeSafetensors(t, file, tt.tensors...)
-			_, err := Detect(dir)
+			_, err := lora.Detect(dir)
 			wantAdapterErr(t, err, file, tt.want...)
-			if IsIncomplete(err) {
+			if lora.IsIncomplete(err) {
 				t.Errorf("IsIncomplete(%v) = true", err)
 			}
 		})
@@ -502,7 +504,7 @@ func TestDetect_SafetensorsRules(t *testing.T) {
 		dir := peftDir(t)
 		writeSafetensors(t, filepath.Join(dir, "adapter_model.safetensors"),
 			stTensor{stem0 + ".lora_A.weight", "BF16", []int64{4, 64}}, stTensor{stem0 + ".lora_B.weight", "F32", []int64{64, 4}})
-		a, err := Detect(dir)
+		a, err := lora.Detect(dir)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -514,7 +516,7 @@ func TestDetect_SafetensorsRules(t *testing.T) {
 		dir := peftDir(t)
 		file := filepath.Join(dir, "adapter_model.safetensors")
 		writeFile(t, file, []byte("PK\x03\x04 this is a zip file, not safetensors at all"))
-		_, err := Detect(dir)
+		_, err := lora.Detect(dir)
 		wantAdapterErr(t, err, file, "not a valid safetensors file", "save_pretrained")
 	})
 	t.Run("DamagedHeaderTextIsCleaned", func(t *testing.T) {
@@ -525,7 +527,7 @@ func TestDetect_SafetensorsRules(t *testing.T) {
 		hdr := `{"x":{"dtype":"F32","shape":[1],"data_offsets":[0,4],"` + "\x7f[31m\xff\u2028" + `":1}}`
 		b := append([]byte{byte(len(hdr)), 0, 0, 0, 0, 0, 0, 0}, hdr...)
 		writeFile(t, file, append(b, 0, 0, 0, 0))
-		_, err := Detect(dir)
+		_, err := lora.Detect(dir)
 		wantAdapterErr(t, err, file, "not a valid safetensors file", "unknown field")
 		if msg := err.Error(); strings.ContainsAny(msg, "\x7f\u2028") || !utf8.ValidString(msg) {
 			t.Errorf("message keeps raw bytes: %q", msg)
@@ -536,7 +538,7 @@ func TestDetect_SafetensorsRules(t *testing.T) {
 		file := filepath.Join(dir, "adapter_model.safetensors")
 		b, _ := os.ReadFile(file)
 		writeFile(t, file, append(b, 0, 0, 0, 0))
-		_, err := Detect(dir)
+		_, err := lora.Detect(dir)
 		wantAdapterErr(t, err, file, "not a valid safetensors file", "after the last tensor")
 	})
 }
@@ -551,9 +553,9 @@ func TestDetect_TruncatedSafetensorsIsIncomplete(t *testing.T) {
 				keep = len(b) - 1
 			}
 			writeFile(t, file, b[:keep])
-			_, err := Detect(dir)
+			_, err := lora.Detect(dir)
 			wantAdapterErr(t, err, file, "truncated: still copying? if not, re-copy the file")
-			if !IsIncomplete(err) || !errors.Is(err, safetensors.ErrTruncated) {
+			if !lora.IsIncomplete(err) || !errors.Is(err, safetensors.ErrTruncated) {
 				t.Errorf("IsIncomplete(%v) = false", err)
 			}
 		})
@@ -569,9 +571,9 @@ func TestDetect_TruncatedGGUFIsIncomplete(t *testing.T) {
 				keep = len(b) - 1
 			}
 			writeFile(t, file, b[:keep])
-			_, err := Detect(dir)
+			_, err := lora.Detect(dir)
 			wantAdapterErr(t, err, file, "truncated: still copying? if not, re-copy the file")
-			if !IsIncomplete(err) || !errors.Is(err, gguf.ErrTruncated) {
+			if !lora.IsIncomplete(err) || !errors.Is(err, gguf.ErrTruncated) {
 				t.Errorf("IsIncomplete(%v) = false", err)
 			}
 		})
@@ -579,15 +581,15 @@ func TestDetect_TruncatedGGUFIsIncomplete(t *testing.T) {
 }
 
 func TestIsIncomplete_OtherErrors(t *testing.T) {
-	for _, err := range []error{nil, errors.New("x"), &Error{File: "f", Msg: "m"}} {
-		if IsIncomplete(err) {
+	for _, err := range []error{nil, errors.New("x"), &spec.Error{File: "f", Msg: "m"}} {
+		if lora.IsIncomplete(err) {
 			t.Errorf("IsIncomplete(%v) = true", err)
 		}
 	}
 }
 
-// loraKV is the metadata of a GGUF LoRA as convert_lora_to_gguf.py writes it.
-func loraKV(arch string) []gguf.KV {
+// dLoraKV is the metadata of a GGUF LoRA as convert_lora_to_gguf.py writes it.
+func dLoraKV(arch string) []gguf.KV {
 	return []gguf.KV{
 		{Key: "general.architecture", Value: arch},
 		{Key: "general.type", Value: "adapter"},
@@ -637,7 +639,7 @@ func writeGGUF(t *testing.T, path string, kv []gguf.KV, ts []gguf.Tensor) {
 
 func TestDetect_GGUFRules(t *testing.T) {
 	good := ggufPair("blk.0.attn_q", gguf.TypeF32, 4, 64, 64)
-	kv := loraKV("llama")
+	kv := dLoraKV("llama")
 	tests := []struct {
 		name string
 		kv   []gguf.KV
@@ -667,9 +669,9 @@ func TestDetect_GGUFRules(t *testing.T) {
 			dir := t.TempDir()
 			file := filepath.Join(dir, "my-lora.gguf")
 			writeGGUF(t, file, tt.kv, tt.ts)
-			_, err := Detect(dir)
+			_, err := lora.Detect(dir)
 			wantAdapterErr(t, err, file, tt.want...)
-			if IsIncomplete(err) {
+			if lora.IsIncomplete(err) {
 				t.Errorf("IsIncomplete(%v) = true", err)
 			}
 		})
@@ -680,25 +682,25 @@ func TestDetect_GGUFRules(t *testing.T) {
 		if err := testfixture.TinyLlama().WriteGGUF(file); err != nil {
 			t.Fatal(err)
 		}
-		_, err := Detect(dir)
+		_, err := lora.Detect(dir)
 		wantAdapterErr(t, err, file, "is a full model, not a LoRA adapter")
 	})
 	t.Run("NotGGUF", func(t *testing.T) {
 		dir := t.TempDir()
 		file := filepath.Join(dir, "lora.gguf")
 		writeFile(t, file, []byte("this is plainly some other kind of file"))
-		_, err := Detect(dir)
+		_, err := lora.Detect(dir)
 		wantAdapterErr(t, err, file, "not a GGUF file")
 	})
 	t.Run("F16AndBF16AreFine", func(t *testing.T) {
 		dir := t.TempDir()
 		ts := append(ggufPair("blk.0.attn_v", gguf.TypeF16, 2, 64, 32), ggufPair("blk.1.ffn_down", gguf.TypeBF16, 2, 128, 64)...)
 		writeGGUF(t, filepath.Join(dir, "x.gguf"), kv, ts)
-		a, err := Detect(dir)
+		a, err := lora.Detect(dir)
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := []Pair{
+		want := []lora.Pair{
 			{0, "v_proj", 64, 32, "F16", "blk.0.attn_v.weight.lora_a", "blk.0.attn_v.weight.lora_b"},
 			{1, "down_proj", 128, 64, "BF16", "blk.1.ffn_down.weight.lora_a", "blk.1.ffn_down.weight.lora_b"},
 		}
@@ -709,8 +711,8 @@ func TestDetect_GGUFRules(t *testing.T) {
 	t.Run("Phi3FusedModules", func(t *testing.T) {
 		dir := t.TempDir()
 		ts := append(ggufPair("blk.0.attn_qkv", gguf.TypeF32, 2, 64, 128), ggufPair("blk.0.ffn_up", gguf.TypeF32, 2, 64, 256)...)
-		writeGGUF(t, filepath.Join(dir, "x.gguf"), loraKV("phi3"), ts)
-		a, err := Detect(dir)
+		writeGGUF(t, filepath.Join(dir, "x.gguf"), dLoraKV("phi3"), ts)
+		a, err := lora.Detect(dir)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -718,7 +720,7 @@ func TestDetect_GGUFRules(t *testing.T) {
 			t.Errorf("pairs %+v", a.Pairs)
 		}
 		// 4 heads, 2 KV heads, head dim 16: qkv is 64+2*32 wide; FF 128.
-		if err := a.CheckBase("phi3:mini", BaseInfo{Arch: "phi3", Embd: 64, Layers: 1, Heads: 4, KVHeads: 2, FF: 128, HeadDim: 16}); err != nil {
+		if err := a.CheckBase("phi3:mini", lora.BaseInfo{Arch: "phi3", Embd: 64, Layers: 1, Heads: 4, KVHeads: 2, FF: 128, HeadDim: 16}); err != nil {
 			t.Error(err)
 		}
 	})
@@ -730,7 +732,7 @@ func TestDetect_Symlinks(t *testing.T) {
 		dir := t.TempDir()
 		os.Symlink(filepath.Join(src, "adapter_config.json"), filepath.Join(dir, "adapter_config.json"))
 		os.Symlink(filepath.Join(src, "adapter_model.safetensors"), filepath.Join(dir, "adapter_model.safetensors"))
-		_, err := Detect(dir)
+		_, err := lora.Detect(dir)
 		realSrc, _ := filepath.EvalSymlinks(src)
 		wantAdapterErr(t, err, filepath.Join(dir, "adapter_config.json"), "symlink points outside the adapter folder; copy the file in", realSrc)
 	})
@@ -742,7 +744,7 @@ func TestDetect_Symlinks(t *testing.T) {
 		os.RemoveAll(filepath.Join(dir, "adapter_config.json"))
 		os.RemoveAll(filepath.Join(dir, "adapter_model.safetensors"))
 		os.Symlink("../shared.gguf", filepath.Join(dir, "lora.gguf"))
-		_, err := Detect(dir)
+		_, err := lora.Detect(dir)
 		wantAdapterErr(t, err, filepath.Join(dir, "lora.gguf"), "symlink points outside the adapter folder")
 	})
 	t.Run("SidecarOutsideFolderIsRefused", func(t *testing.T) {
@@ -750,7 +752,7 @@ func TestDetect_Symlinks(t *testing.T) {
 		other := filepath.Join(t.TempDir(), "adapter.yaml")
 		writeFile(t, other, []byte("base: x\n"))
 		os.Symlink(other, filepath.Join(dir, "adapter.yaml"))
-		_, err := Detect(dir)
+		_, err := lora.Detect(dir)
 		wantAdapterErr(t, err, filepath.Join(dir, "adapter.yaml"), "symlink points outside the adapter folder")
 	})
 	t.Run("InsideFolderIsFine", func(t *testing.T) {
@@ -759,7 +761,7 @@ func TestDetect_Symlinks(t *testing.T) {
 		mustPEFT(t, ckpt)
 		os.Symlink("checkpoint-500/adapter_config.json", filepath.Join(dir, "adapter_config.json"))
 		os.Symlink(filepath.Join(ckpt, "adapter_model.safetensors"), filepath.Join(dir, "adapter_model.safetensors"))
-		a, err := Detect(dir)
+		a, err := lora.Detect(dir)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -774,7 +776,7 @@ func TestDetect_Symlinks(t *testing.T) {
 		link := filepath.Join(t.TempDir(), "foo")
 		os.Symlink(real, link)
 		os.Symlink(filepath.Join(real, "adapter_config.json"), filepath.Join(real, "adapter.yaml"))
-		a, err := Detect(link)
+		a, err := lora.Detect(link)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -787,7 +789,7 @@ func TestDetect_Symlinks(t *testing.T) {
 		file := filepath.Join(dir, "adapter_model.safetensors")
 		os.Remove(file)
 		os.Symlink("gone.safetensors", file)
-		_, err := Detect(dir)
+		_, err := lora.Detect(dir)
 		wantAdapterErr(t, err, file, "broken symlink", "copy the file in")
 	})
 	t.Run("ToADirectoryInside", func(t *testing.T) {
@@ -796,7 +798,7 @@ func TestDetect_Symlinks(t *testing.T) {
 		os.Remove(file)
 		os.Mkdir(filepath.Join(dir, "sub"), 0o755)
 		os.Symlink("sub", file)
-		_, err := Detect(dir)
+		_, err := lora.Detect(dir)
 		wantAdapterErr(t, err, file, "is a directory, not a regular file")
 	})
 }
@@ -804,13 +806,13 @@ func TestDetect_Symlinks(t *testing.T) {
 func TestBaseInfoFromModelInfo(t *testing.T) {
 	t.Run("TinyLlama", func(t *testing.T) {
 		got := baseInfoOf(t, testfixture.TinyLlama())
-		want := BaseInfo{Arch: "llama", Embd: 64, Layers: 2, Heads: 4, KVHeads: 2, FF: 128, HeadDim: 16}
-		if got != want {
+		want := lora.BaseInfo{Arch: "llama", Embd: 64, Layers: 2, Heads: 4, KVHeads: 2, FF: 128, HeadDim: 16}
+		if !reflect.DeepEqual(got, want) {
 			t.Errorf("got %+v, want %+v", got, want)
 		}
 	})
 	t.Run("DefaultsAndKeyLength", func(t *testing.T) {
-		got, err := BaseInfoFromModelInfo(map[string]any{
+		got, err := lora.BaseInfoFromModelInfo(map[string]any{
 			"general.architecture":          "gemma2",
 			"gemma2.embedding_length":       float64(3584),
 			"gemma2.block_count":            float64(42),
@@ -818,13 +820,13 @@ func TestBaseInfoFromModelInfo(t *testing.T) {
 			"gemma2.attention.key_length":   float64(256),
 			"gemma2.attention.value_length": float64(256),
 		})
-		want := BaseInfo{Arch: "gemma2", Embd: 3584, Layers: 42, Heads: 16, KVHeads: 16, HeadDim: 256}
-		if err != nil || got != want {
+		want := lora.BaseInfo{Arch: "gemma2", Embd: 3584, Layers: 42, Heads: 16, KVHeads: 16, HeadDim: 256}
+		if err != nil || !reflect.DeepEqual(got, want) {
 			t.Errorf("got %+v, %v; want %+v", got, err, want)
 		}
 	})
 	t.Run("UniformPerLayerArrayAndOtherNumberTypes", func(t *testing.T) {
-		got, err := BaseInfoFromModelInfo(map[string]any{
+		got, err := lora.BaseInfoFromModelInfo(map[string]any{
 			"general.architecture":           "llama",
 			"llama.embedding_length":         json.Number("64"),
 			"llama.block_count":              uint32(2),
@@ -833,8 +835,8 @@ func TestBaseInfoFromModelInfo(t *testing.T) {
 			"llama.feed_forward_length":      []any{float64(128), float64(128)},
 			"llama.attention.layer_norm_eps": 1e-5,
 		})
-		want := BaseInfo{Arch: "llama", Embd: 64, Layers: 2, Heads: 4, KVHeads: 2, FF: 128, HeadDim: 16}
-		if err != nil || got != want {
+		want := lora.BaseInfo{Arch: "llama", Embd: 64, Layers: 2, Heads: 4, KVHeads: 2, FF: 128, HeadDim: 16}
+		if err != nil || !reflect.DeepEqual(got, want) {
 			t.Errorf("got %+v, %v; want %+v", got, err, want)
 		}
 	})
@@ -852,7 +854,7 @@ func TestBaseInfoFromModelInfo(t *testing.T) {
 	}
 	for _, tt := range bad {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := BaseInfoFromModelInfo(tt.mi)
+			_, err := lora.BaseInfoFromModelInfo(tt.mi)
 			if err == nil || !strings.Contains(err.Error(), tt.want) || strings.Contains(err.Error(), "\n") {
 				t.Errorf("error %v, want one line containing %q", err, tt.want)
 			}
@@ -863,18 +865,18 @@ func TestBaseInfoFromModelInfo(t *testing.T) {
 func TestCheckBase_MatchingBase(t *testing.T) {
 	llama := testfixture.TinyLlama()
 	dir := t.TempDir()
-	if err := (testfixture.Adapter{Base: llama, Targets: allTargets()}).WritePEFT(dir); err != nil {
+	if err := (testfixture.LoRA{Base: llama, Targets: dAllTargets()}).WritePEFT(dir); err != nil {
 		t.Fatal(err)
 	}
-	a, err := Detect(dir)
+	a, err := lora.Detect(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := a.CheckBase("tiny-llama", baseInfoOf(t, llama)); err != nil {
 		t.Error(err)
 	}
-	gdir, _ := ggufDir(t, llama, allTargets()...)
-	g, err := Detect(gdir)
+	gdir, _ := ggufDir(t, llama, dAllTargets()...)
+	g, err := lora.Detect(gdir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -885,7 +887,7 @@ func TestCheckBase_MatchingBase(t *testing.T) {
 
 func TestCheckBase_ShapeMismatchNamesModuleAndBase(t *testing.T) {
 	dir := peftDir(t) // TinyLlama: q_proj, k_proj, down_proj
-	a, err := Detect(dir)
+	a, err := lora.Detect(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -898,14 +900,14 @@ func TestCheckBase_ShapeMismatchNamesModuleAndBase(t *testing.T) {
 
 func TestCheckBase_KProjMismatch(t *testing.T) {
 	dir := t.TempDir()
-	if err := (testfixture.Adapter{Base: testfixture.TinyLlama(), Targets: []string{"k_proj"}}).WritePEFT(dir); err != nil {
+	if err := (testfixture.LoRA{Base: testfixture.TinyLlama(), Targets: []string{"k_proj"}}).WritePEFT(dir); err != nil {
 		t.Fatal(err)
 	}
-	a, err := Detect(dir)
+	a, err := lora.Detect(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := BaseInfo{Arch: "llama", Embd: 3072, Layers: 28, Heads: 24, KVHeads: 8, FF: 8192, HeadDim: 128}
+	b := lora.BaseInfo{Arch: "llama", Embd: 3072, Layers: 28, Heads: 24, KVHeads: 8, FF: 8192, HeadDim: 128}
 	err = a.CheckBase("llama3.2:3b", b)
 	wantAdapterErr(t, err, filepath.Join(dir, "adapter_model.safetensors"),
 		`layers.0.self_attn.k_proj has In=64 Out=32 but base "llama3.2:3b" (llama) needs In=3072 Out=1024: this adapter was trained for another base; set base: to the model it was trained on`)
@@ -913,7 +915,7 @@ func TestCheckBase_KProjMismatch(t *testing.T) {
 
 func TestCheckBase_GGUFArchMismatch(t *testing.T) {
 	dir, file := ggufDir(t, testfixture.TinyQwen2())
-	a, err := Detect(dir)
+	a, err := lora.Detect(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -925,7 +927,7 @@ func TestCheckBase_MistralAdapterFitsLlamaBase(t *testing.T) {
 	base := testfixture.TinyLlama()
 	base.Arch = "mistral"
 	dir, _ := ggufDir(t, base)
-	a, err := Detect(dir)
+	a, err := lora.Detect(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -939,7 +941,7 @@ func TestCheckBase_MistralAdapterFitsLlamaBase(t *testing.T) {
 
 func TestCheckBase_TooFewLayers(t *testing.T) {
 	dir, file := ggufDir(t, testfixture.TinyQwen2(), "v_proj")
-	a, err := Detect(dir)
+	a, err := lora.Detect(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -950,17 +952,17 @@ func TestCheckBase_TooFewLayers(t *testing.T) {
 }
 
 func TestCheckBase_UnknownModuleIsNotSupported(t *testing.T) {
-	a := &Adapter{Dir: "/drop/foo", Format: FormatPEFT, Files: []string{"/drop/foo/adapter_config.json", "/drop/foo/adapter_model.safetensors"}, Rank: 4, Alpha: 8,
-		Pairs: []Pair{{Layer: 0, Module: "w1", In: 64, Out: 128, DType: "F32",
+	a := &lora.Adapter{Dir: "/drop/foo", Format: lora.FormatPEFT, Files: []string{"/drop/foo/adapter_config.json", "/drop/foo/adapter_model.safetensors"}, Rank: 4, Alpha: 8,
+		Pairs: []lora.Pair{{Layer: 0, Module: "w1", In: 64, Out: 128, DType: "F32",
 			A: "base_model.model.model.layers.0.block_sparse_moe.experts.0.w1.lora_A.weight",
 			B: "base_model.model.model.layers.0.block_sparse_moe.experts.0.w1.lora_B.weight"}}}
-	err := a.CheckBase("mixtral", BaseInfo{Arch: "llama", Embd: 64, Layers: 2, Heads: 4, KVHeads: 2, FF: 128, HeadDim: 16})
+	err := a.CheckBase("mixtral", lora.BaseInfo{Arch: "llama", Embd: 64, Layers: 2, Heads: 4, KVHeads: 2, FF: 128, HeadDim: 16})
 	wantAdapterErr(t, err, "/drop/foo/adapter_model.safetensors", `layers.0.block_sparse_moe.experts.0.w1: module "w1" is not supported`, "target_modules")
 }
 
 func TestCheckBase_UnknownFFWidth(t *testing.T) {
 	dir := peftDir(t)
-	a, err := Detect(dir)
+	a, err := lora.Detect(dir)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,6 @@
 //go:build !unix
 
-package spec
+package lora
 
 // adapterOpenFlags is empty where opens of special files do not block.
 const adapterOpenFlags = 0

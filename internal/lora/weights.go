@@ -11,18 +11,18 @@ import (
 
 // Adapter is a LoRA in one model: pairs keyed by the GGUF base tensor they
 // modify. The delta of a pair is Scale·B·A, added to the base weight.
-type Adapter struct {
+type Weights struct {
 	// Arch is the GGUF architecture of the base the adapter targets. A GGUF
 	// LoRA names it; ReadPEFT sets it to the architecture it mapped onto.
 	// "" means unknown and skips Merge's architecture check.
-	Arch  string
-	Alpha float64
-	Rank  int    // the adapter's r (PEFT) or its largest pair rank (GGUF)
-	Pairs []Pair // sorted by Target (plain string order)
+	Arch   string
+	Alpha  float64
+	Rank   int     // the adapter's r (PEFT) or its largest pair rank (GGUF)
+	Deltas []Delta // sorted by Target (plain string order)
 }
 
 // Pair is one adapted weight.
-type Pair struct {
+type Delta struct {
 	Target  string // GGUF tensor name of the base weight, e.g. "blk.0.attn_q.weight"
 	Rank    int
 	In, Out int
@@ -34,7 +34,7 @@ type Pair struct {
 }
 
 // check reports a pair whose fields do not fit together.
-func (p *Pair) check() error {
+func (p *Delta) check() error {
 	switch {
 	case p.Target == "":
 		return fmt.Errorf("a LoRA pair has no target tensor")
@@ -50,18 +50,8 @@ func (p *Pair) check() error {
 	return nil
 }
 
-func sortPairs(ps []Pair) {
+func sortDeltas(ps []Delta) {
 	sort.Slice(ps, func(i, j int) bool { return ps[i].Target < ps[j].Target })
-}
-
-// BaseInfo is what mapping an adapter needs from the base GGUF's header.
-type BaseInfo struct {
-	Arch string
-	// Heads and KVHeads drive the llama-family RoPE permutation; 0 when the
-	// header does not hold them as single numbers.
-	Heads, KVHeads int
-	Layers         int
-	Tensors        map[string][]uint64 // name -> ggml shape ([in, out] for a weight)
 }
 
 // BaseInfoFromGGUF collects BaseInfo from a base model's parsed header.
