@@ -71,7 +71,6 @@ func Quote(s string) string {
 	return strconv.Quote(s)
 }
 
-
 // MaxFileSize is the largest sidecar or config accepted. Real ones are a
 // few kilobytes; the limit keeps a stray multi-gigabyte file named
 // adapter.yaml from stalling a worker in the YAML parser. Readers can use it
