@@ -49,6 +49,7 @@ commands:
   modelfile [--config F] DIR     print the equivalent Ollama Modelfile
   create --base B --name N --adapter DIR [--system S] [--temperature T] [--num-ctx N] [--out-modelfile F]
   status [--config F] [--json]   table of adapters from the running daemon
+  confirm-removals [--config F]  let removals the daemon holds (lost mount guard) go ahead
   install | uninstall | start | stop | restart [--config F]
   version                        print the version
 `
@@ -94,6 +95,8 @@ func dispatch(ctx context.Context, args []string, env Env) error {
 		return cmdCreate(ctx, rest, env)
 	case "status":
 		return cmdStatus(ctx, rest, env)
+	case "confirm-removals":
+		return cmdConfirmRemovals(ctx, rest, env)
 	case "install", "uninstall", "start", "stop", "restart":
 		return cmdService(ctx, cmd, rest, env)
 	case "version", "--version", "-v":

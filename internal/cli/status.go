@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"time"
 
 	"github.com/adapterd/adapterd/internal/httpapi"
@@ -38,4 +39,27 @@ func cmdStatus(ctx context.Context, args []string, env Env) error {
 		return enc.Encode(list)
 	}
 	return httpapi.WriteTable(env.Stdout, list, time.Now())
+}
+
+// cmdConfirmRemovals lets removals the running daemon holds go ahead: the
+// folders were removed, or the drop dir replaced, on purpose.
+func cmdConfirmRemovals(ctx context.Context, args []string, env Env) error {
+	fs := newFlags("confirm-removals", env)
+	configPath := fs.String("config", defaultConfigPath, "config file (for listen)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageError{"confirm-removals takes no arguments"}
+	}
+	cfg, err := loadConfig(*configPath, "")
+	if err != nil {
+		return err
+	}
+	answer, err := httpapi.ConfirmRemovals(ctx, cfg.Listen)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(env.Stdout, answer)
+	return nil
 }

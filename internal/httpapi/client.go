@@ -23,21 +23,51 @@ const fetchTimeout = 10 * time.Second
 // FetchAdapters reads the adapter list from the daemon whose config says
 // listen: listen. Errors are one line that says what to check.
 func FetchAdapters(ctx context.Context, listen string) ([]status.Status, error) {
+	var list []status.Status
+	err := call(ctx, listen, http.MethodGet, AdaptersPath, func(target string, body io.Reader) error {
+		if err := json.NewDecoder(body).Decode(&list); err != nil {
+			return fmt.Errorf("adapterd at %s sent an unreadable adapter list: %s; is something other than adapterd listening there?", target, spec.OneLine(err.Error()))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if list == nil {
+		list = []status.Status{}
+	}
+	return list, nil
+}
+
+// ConfirmRemovals tells the daemon whose config says listen: listen that
+// its held removals are intended, and returns its answer.
+func ConfirmRemovals(ctx context.Context, listen string) (string, error) {
+	var answer string
+	err := call(ctx, listen, http.MethodPost, ConfirmRemovalsPath, func(_ string, body io.Reader) error {
+		b, err := io.ReadAll(io.LimitReader(body, 4096))
+		answer = strings.TrimSpace(string(b))
+		return err
+	})
+	return answer, err
+}
+
+// call sends one request to the daemon and hands a 200 answer to read.
+func call(ctx context.Context, listen, method, path string, read func(target string, body io.Reader) error) error {
 	if listen == "" {
-		return nil, errors.New(`the config sets listen: "", so the daemon serves no status; set listen (for example 127.0.0.1:9464) and restart it`)
+		return errors.New(`the config sets listen: "", so the daemon serves no status; set listen (for example 127.0.0.1:9464) and restart it`)
 	}
 	target, err := dialAddr(listen)
 	if err != nil {
-		return nil, fmt.Errorf("config listen %q is not host:port: %v", listen, err)
+		return fmt.Errorf("config listen %q is not host:port: %v", listen, err)
 	}
 	where := fmt.Sprintf("(config listen: %s)", listen)
 
 	ctx, cancel := context.WithTimeout(ctx, fetchTimeout)
 	defer cancel()
-	u := url.URL{Scheme: "http", Host: target, Path: AdaptersPath}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	u := url.URL{Scheme: "http", Host: target, Path: path}
+	req, err := http.NewRequestWithContext(ctx, method, u.String(), nil)
 	if err != nil {
-		return nil, fmt.Errorf("cannot build request for %s: %v %s", target, err, where)
+		return fmt.Errorf("cannot build request for %s: %v %s", target, err, where)
 	}
 	req.Header.Set("Accept", "application/json")
 	resp, err := http.DefaultClient.Do(req)
@@ -47,7 +77,7 @@ func FetchAdapters(ctx context.Context, listen string) ([]status.Status, error) 
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}
-		return nil, fmt.Errorf("cannot reach adapterd at %s: %s; is the daemon running? %s", target, spec.OneLine(err.Error()), where)
+		return fmt.Errorf("cannot reach adapterd at %s: %s; is the daemon running? %s", target, spec.OneLine(err.Error()), where)
 	}
 	defer resp.Body.Close()
 
@@ -57,16 +87,12 @@ func FetchAdapters(ctx context.Context, listen string) ([]status.Status, error) 
 		if b := spec.OneLine(strings.TrimSpace(string(body))); b != "" {
 			msg += ": " + b
 		}
-		return nil, fmt.Errorf("%s; is something other than adapterd listening there? %s", msg, where)
+		return fmt.Errorf("%s; is something other than adapterd listening there? %s", msg, where)
 	}
-	var list []status.Status
-	if err := json.NewDecoder(resp.Body).Decode(&list); err != nil {
-		return nil, fmt.Errorf("adapterd at %s sent an unreadable adapter list: %s; is something other than adapterd listening there? %s", target, spec.OneLine(err.Error()), where)
+	if err := read(target, resp.Body); err != nil {
+		return fmt.Errorf("%w %s", err, where)
 	}
-	if list == nil {
-		list = []status.Status{}
-	}
-	return list, nil
+	return nil
 }
 
 // dialAddr turns a listen address into one a client can connect to: a

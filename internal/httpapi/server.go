@@ -39,6 +39,21 @@ type NotReadyReasoner interface {
 	NotReadyReason() string
 }
 
+// Warner is a Source that may have a warning for operators (removals
+// held); /readyz shows it after "ok".
+type Warner interface {
+	Warning() string
+}
+
+// RemovalConfirmer is a Source whose held removals an operator can let go
+// ahead: POST /v1/removals/confirm.
+type RemovalConfirmer interface {
+	ConfirmRemovals(ctx context.Context) string
+}
+
+// ConfirmRemovalsPath is where `adapterd confirm-removals` posts.
+const ConfirmRemovalsPath = "/v1/removals/confirm"
+
 // Handler serves GET /healthz, /readyz, /metrics (from gatherer) and
 // /v1/adapters. Other methods get 405 and unknown paths 404. A nil
 // gatherer leaves /metrics out.
@@ -51,7 +66,13 @@ func Handler(src Source, gatherer prometheus.Gatherer) http.Handler {
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if src.Ready() {
-			text(w, http.StatusOK, "ok")
+			msg := "ok"
+			if wr, ok := src.(Warner); ok {
+				if s := wr.Warning(); s != "" {
+					msg += "\nwarning: " + spec.OneLine(s)
+				}
+			}
+			text(w, http.StatusOK, msg)
 			return
 		}
 		reason := "not ready: the first full sync has not finished or Ollama is not answering"
@@ -61,6 +82,18 @@ func Handler(src Source, gatherer prometheus.Gatherer) http.Handler {
 			}
 		}
 		text(w, http.StatusServiceUnavailable, reason)
+	})
+	mux.HandleFunc("POST "+ConfirmRemovalsPath, func(w http.ResponseWriter, r *http.Request) {
+		c, ok := src.(RemovalConfirmer)
+		if !ok {
+			text(w, http.StatusNotFound, "this daemon cannot confirm removals")
+			return
+		}
+		if held := c.ConfirmRemovals(r.Context()); held != "" {
+			text(w, http.StatusOK, "confirmed: "+spec.OneLine(held))
+			return
+		}
+		text(w, http.StatusOK, "nothing to confirm: no removals are held")
 	})
 	mux.HandleFunc("GET "+AdaptersPath, func(w http.ResponseWriter, _ *http.Request) {
 		// Copy before sorting: the slice may be the source's own.

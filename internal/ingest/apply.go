@@ -76,8 +76,7 @@ func (r *Reconciler) handle(ctx context.Context, o *observed, act action, after,
 	act = final(act)
 	st := act.Status
 	if act.Kind == actNone && err == nil {
-		r.log.Warn("drop_dir is missing; not treating folders as removed", "key", key)
-		return after
+		return after // removals held: guard.go logs and reports it
 	}
 	if st.Key == "" {
 		st = o.status()

@@ -26,6 +26,7 @@ type Metrics interface {
 	OllamaError(op string)
 	ResyncDone(t time.Time)
 	ServerInfo(version string, adapters bool)
+	RemovalsHeld(held bool)
 }
 
 type nopMetrics struct{}
@@ -36,6 +37,7 @@ func (nopMetrics) BytesHashed(int64)                        {}
 func (nopMetrics) OllamaError(string)                       {}
 func (nopMetrics) ResyncDone(time.Time)                     {}
 func (nopMetrics) ServerInfo(string, bool)                  {}
+func (nopMetrics) RemovalsHeld(bool)                        {}
 
 // Options configures a Reconciler.
 type Options struct {
@@ -73,6 +75,9 @@ type Reconciler struct {
 	statusWritten map[string]bool
 	inflight      map[string]bool // temporary model names of running creates
 	peeked        map[string]peekedName
+	// hold is why removals wait (guard.go), holdKey the kind of it, and
+	// confirmedHold the kind the operator confirmed.
+	hold, holdKey, confirmedHold string
 }
 
 // New returns a Reconciler. Call Start to run its workers.
@@ -155,6 +160,7 @@ func (r *Reconciler) Resync(ctx context.Context) {
 		r.q.Add(k)
 	}
 	r.cleanupPending(ctx)
+	r.removalHold(cfg) // keeps the drop dir's identity, the metric and /readyz current
 	if err == nil {
 		r.metrics.ResyncDone(time.Now())
 	}

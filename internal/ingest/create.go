@@ -57,6 +57,7 @@ func (r *Reconciler) chooseStrategy(ctx context.Context, res *spec.Resolved, arc
 // createJob is one create: the request, and what adapterd records for it.
 type createJob struct {
 	key, name, model string // name is canonical, model as the user wrote it
+	dropDir          string
 	input            string
 	strategy         spec.Strategy
 	layer            string // digest of the blob adapterd uploaded for it
@@ -74,7 +75,7 @@ func (r *Reconciler) create(ctx context.Context, o *observed) error {
 	if err != nil {
 		return err
 	}
-	j := createJob{key: o.Key, name: o.Name, model: res.Model, input: o.Input, strategy: o.Strategy,
+	j := createJob{key: o.Key, dropDir: o.DropDir, name: o.Name, model: res.Model, input: o.Input, strategy: o.Strategy,
 		layer: layer, owned: o.Owned, req: req}
 	if res.Verify {
 		err = r.createVerified(ctx, j)
@@ -420,7 +421,7 @@ func (r *Reconciler) checkDestination(ctx context.Context, j createJob) error {
 func (r *Reconciler) recordPending(j createJob, digest, layer string) error {
 	return r.store.Update(func(s *stateFile) bool {
 		m := s.Models[j.name]
-		m.Name, m.Key, m.RemovedAt = j.model, j.key, nil
+		m.Name, m.Key, m.DropDir, m.RemovedAt = j.model, j.key, j.dropDir, nil
 		m.PendingDigest, m.PendingLayer, m.PendingInput, m.PendingStrategy = digest, layer, j.input, string(j.strategy)
 		s.Models[j.name] = m
 		return true
@@ -448,7 +449,7 @@ func (r *Reconciler) dropPending(name string) {
 func (r *Reconciler) confirm(j createJob, cur *api.ListModelResponse) error {
 	r.srv.patch(j.name, cur)
 	return r.store.Update(func(s *stateFile) bool {
-		s.Models[j.name] = OwnedModel{Name: j.model, Key: j.key, OllamaDigest: cur.Digest, InputDigest: j.input,
+		s.Models[j.name] = OwnedModel{Name: j.model, Key: j.key, DropDir: j.dropDir, OllamaDigest: cur.Digest, InputDigest: j.input,
 			Strategy: string(j.strategy), Created: time.Now().UTC()}
 		return true
 	})

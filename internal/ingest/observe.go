@@ -31,8 +31,9 @@ type observed struct {
 	Settle    time.Duration
 	ReadyFile string
 
-	DropDirGone    bool          // drop_dir itself is missing: nothing can be judged
+	DropDir        string
 	FolderGone     bool          // the key's folder is gone
+	RemovalHeld    string        // why a gone folder may not be retired now (guard.go)
 	Symlink        bool          // the key's folder is a symlink
 	Snap           snapshot      // the folder's relevant files
 	ReadyMissing   bool          // ready_file is configured and absent
@@ -72,17 +73,16 @@ func (o *observed) status() status.Status {
 // name, and a clash must be seen before either folder creates anything.
 func (r *Reconciler) observe(ctx context.Context, key string) (*observed, error) {
 	cfg := r.config()
-	o := &observed{Key: key, Dir: filepath.Join(cfg.DropDir, key), Settle: cfg.Settle, ReadyFile: cfg.ReadyFile}
+	o := &observed{Key: key, DropDir: cfg.DropDir, Dir: filepath.Join(cfg.DropDir, key), Settle: cfg.Settle, ReadyFile: cfg.ReadyFile}
 	fi, err := os.Lstat(o.Dir)
 	if err != nil || !fi.IsDir() {
-		switch {
-		case err == nil && fi.Mode()&os.ModeSymlink != 0:
+		if err == nil && fi.Mode()&os.ModeSymlink != 0 {
 			o.Symlink = true
 			r.claim(key, "")
-		case !dirExists(cfg.DropDir):
-			o.DropDirGone = true
-		default:
-			o.FolderGone = true
+			return o, nil
+		}
+		o.FolderGone = true
+		if o.RemovalHeld = r.removalHold(cfg); o.RemovalHeld == "" {
 			r.claim(key, "")
 			o.Retire = r.unclaimedModels(key, "")
 		}
@@ -110,6 +110,9 @@ func (r *Reconciler) observe(ctx context.Context, key string) (*observed, error)
 		return o, nil
 	}
 	o.Retire = r.unclaimedModels(key, o.Name)
+	if len(o.Retire) > 0 && r.removalHold(cfg) != "" {
+		o.Retire = nil
+	}
 
 	models, err := r.srv.models(ctx)
 	if err != nil {
@@ -158,7 +161,7 @@ func (r *Reconciler) observe(ctx context.Context, key string) (*observed, error)
 // from exactly these inputs, with nothing to adopt.
 func upToDate(o *observed) bool {
 	m, e := o.Owned, o.Existing
-	return m != nil && e != nil && !needsAdopt(*m, o.Key) &&
+	return m != nil && e != nil && !needsAdopt(*m, o.Key, o.DropDir) &&
 		m.InputDigest == o.Input && e.Digest == m.OllamaDigest
 }
 
@@ -188,11 +191,6 @@ func (r *Reconciler) seenIncomplete(key string, snap snapshot) bool {
 	}
 	r.incomplete[key] = id
 	return false
-}
-
-func dirExists(dir string) bool {
-	fi, err := os.Stat(dir)
-	return err == nil && fi.IsDir()
 }
 
 // fileDigests returns "sha256:..." for each of a's files, from the stamp

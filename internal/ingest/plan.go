@@ -15,7 +15,7 @@ import (
 type actionKind int
 
 const (
-	actNone     actionKind = iota // nothing to do or show: drop_dir is missing
+	actNone     actionKind = iota // nothing to do or show: removals are held
 	actWait                       // settling, ready_file missing, incomplete files
 	actInvalid                    // the folder is wrong; wait for it to change
 	actConflict                   // the model name is not ours to write
@@ -49,7 +49,7 @@ type action struct {
 func plan(o *observed) action {
 	st := o.status()
 	switch {
-	case o.DropDirGone:
+	case o.FolderGone && o.RemovalHeld != "":
 		return action{Kind: actNone}
 	case o.FolderGone:
 		return action{Kind: actRetire, Retire: o.Retire}
@@ -90,8 +90,8 @@ func planModel(o *observed, st status.Status) action {
 		return conflict(st, fmt.Sprintf("%s: model %s already exists in Ollama and adapterd did not create it; pick another model: name or remove that model", file, model))
 	case e != nil && !m.Owns(e.Digest) && !o.PendingLanded:
 		return conflict(st, fmt.Sprintf("%s: model %s was changed outside adapterd since adapterd created it; adapterd will not overwrite it: pick another model: name or remove that model", file, model))
-	case m != nil && needsAdopt(*m, o.Key):
-		a := adopted(*m, o.Key, e, o.PendingLanded)
+	case m != nil && needsAdopt(*m, o.Key, o.DropDir):
+		a := adopted(*m, o.Key, o.DropDir, e, o.PendingLanded)
 		next := *o
 		next.Owned, next.PendingLanded = &a, false
 		then := planModel(&next, st)
@@ -109,18 +109,19 @@ func planModel(o *observed, st status.Status) action {
 // needsAdopt reports whether m must be rewritten before it can be trusted:
 // a create that may or may not have landed, a folder that was renamed, or a
 // folder that came back within its grace period.
-func needsAdopt(m OwnedModel, key string) bool {
-	return m.PendingDigest != "" || m.PendingLayer != "" || m.Key != key || m.RemovedAt != nil
+func needsAdopt(m OwnedModel, key, dropDir string) bool {
+	return m.PendingDigest != "" || m.PendingLayer != "" || m.Key != key || m.RemovedAt != nil ||
+		(m.DropDir != "" && m.DropDir != dropDir)
 }
 
 // adopted is m brought up to date: a pending create that landed becomes
 // current, one that did not is dropped, and the record belongs to key.
-func adopted(m OwnedModel, key string, e *api.ListModelResponse, landed bool) OwnedModel {
+func adopted(m OwnedModel, key, dropDir string, e *api.ListModelResponse, landed bool) OwnedModel {
 	if landed && e != nil {
 		m.OllamaDigest, m.InputDigest, m.Strategy = e.Digest, m.PendingInput, m.PendingStrategy
 	}
 	m.PendingDigest, m.PendingLayer, m.PendingInput, m.PendingStrategy = "", "", "", ""
-	m.Key, m.RemovedAt = key, nil
+	m.Key, m.DropDir, m.RemovedAt = key, dropDir, nil
 	return m
 }
 

@@ -43,7 +43,9 @@ func TestPlan(t *testing.T) {
 		state status.State
 		check func(t *testing.T, a action)
 	}{
-		{"drop_dir missing: judge nothing", func(o *observed) { *o = observed{Key: "k", DropDirGone: true} }, actNone, "", nil},
+		{"folder gone while removals are held (lost mount): judge nothing", func(o *observed) {
+			*o = observed{Key: "k", FolderGone: true, RemovalHeld: "drop_dir replaced"}
+		}, actNone, "", nil},
 		{"folder gone: retire its models", func(o *observed) {
 			*o = observed{Key: "k", FolderGone: true, Retire: []OwnedModel{*owned("d", "in")}}
 		}, actRetire, "", func(t *testing.T, a action) {
@@ -119,6 +121,15 @@ func TestPlan(t *testing.T) {
 		}, actAdopt, status.Ready, func(t *testing.T, a action) {
 			if a.Adopt.RemovedAt != nil {
 				t.Error("removal not cancelled")
+			}
+		}},
+		{"folder moved over from the old drop_dir: adopt it here", func(o *observed) {
+			m := owned("d", "in1")
+			m.DropDir, o.DropDir = "/old", "/drop"
+			o.Owned, o.Existing = m, model("d")
+		}, actAdopt, status.Ready, func(t *testing.T, a action) {
+			if a.Adopt.DropDir != "/drop" {
+				t.Errorf("drop dir %q", a.Adopt.DropDir)
 			}
 		}},
 		{"old name retired beside the new one", func(o *observed) { o.Retire = []OwnedModel{{Name: "old", Key: "k"}} }, actCreate, status.Ingesting, func(t *testing.T, a action) {

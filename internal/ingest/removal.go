@@ -10,12 +10,13 @@ import (
 // unclaimedModels returns the models key owns under names other than keep
 // that no other folder claims now: the folder went away or its model name
 // changed. A name another folder claims is left to that folder, which adopts
-// it.
+// it; a model of another drop dir (drop_dir changed by reload) is left alone.
 func (r *Reconciler) unclaimedModels(key, keep string) []OwnedModel {
+	dropDir := r.config().DropDir
 	var out []OwnedModel
 	for _, m := range r.store.Models() {
 		name := spec.CanonicalModelName(m.Name)
-		if m.Key != key || name == keep || len(r.claimedBy(name)) > 0 {
+		if m.Key != key || name == keep || len(r.claimedBy(name)) > 0 || (m.DropDir != "" && m.DropDir != dropDir) {
 			continue
 		}
 		out = append(out, m)

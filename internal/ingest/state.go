@@ -39,6 +39,10 @@ type OwnedModel struct {
 	PendingLayer    string `json:"pending_layer,omitempty"`
 	PendingInput    string `json:"pending_input,omitempty"`
 	PendingStrategy string `json:"pending_strategy,omitempty"`
+	// DropDir is the drop dir the owning folder was in. After drop_dir
+	// changes by reload, models of the old one are kept, never retired on
+	// the evidence of the new one; moving a folder over adopts its model.
+	DropDir string `json:"drop_dir,omitempty"`
 	// RemovedAt is set when the folder (or its claim on this name) went
 	// away; after remove_grace the model is deleted or forgotten.
 	RemovedAt *time.Time `json:"removed_at,omitempty"`
@@ -66,6 +70,9 @@ type stateFile struct {
 	// Pending lists temporary model names a create was using; a crash can
 	// leave them behind, and the next start deletes them.
 	Pending []string `json:"pending,omitempty"`
+	// DropDir is the drop dir's identity, to tell a failed mount from an
+	// emptied folder (guard.go).
+	DropDir *dropDirID `json:"drop_dir,omitempty"`
 }
 
 // Store is the persistent state, saved atomically on every change.
@@ -170,6 +177,28 @@ func (s *Store) Update(fn func(st *stateFile) bool) error {
 		return err
 	}
 	return WriteFileAtomic(s.path, b, 0o644)
+}
+
+// DropDir returns the recorded identity of the drop dir, or nil.
+func (s *Store) DropDir() *dropDirID {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.st.DropDir == nil {
+		return nil
+	}
+	id := *s.st.DropDir
+	return &id
+}
+
+// SetDropDir records the drop dir's identity.
+func (s *Store) SetDropDir(id dropDirID) error {
+	return s.Update(func(st *stateFile) bool {
+		if st.DropDir != nil && *st.DropDir == id {
+			return false
+		}
+		st.DropDir = &id
+		return true
+	})
 }
 
 // Stamp returns the cached stamp for path.

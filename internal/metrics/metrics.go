@@ -27,6 +27,7 @@ type Metrics struct {
 	hashed      prometheus.Counter
 	ollamaErrs  *prometheus.CounterVec
 	lastResync  prometheus.Gauge
+	held        prometheus.Gauge
 	serverInfo  *prometheus.GaugeVec
 	serverInfoM sync.Mutex
 }
@@ -74,13 +75,17 @@ func New(reg prometheus.Registerer, states func() map[status.State]int) *Metrics
 			Name: "adapterd_last_resync_success_timestamp_seconds",
 			Help: "Unix time of the last full resync that completed.",
 		}),
+		held: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "adapterd_removals_held",
+			Help: "1 while removals wait for the operator: the drop dir is unreadable or replaced (a failed mount?), or every folder that owns a model vanished at once.",
+		}),
 		serverInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "adapterd_ollama_info",
 			Help: "The Ollama server adapterd talks to; always 1.",
 		}, []string{"version", "adapters"}),
 	}
 	reg.MustRegister(
-		m.ingests, m.ingestTime, m.uploaded, m.hashed, m.ollamaErrs, m.lastResync, m.serverInfo,
+		m.ingests, m.ingestTime, m.uploaded, m.hashed, m.ollamaErrs, m.lastResync, m.serverInfo, m.held,
 		stateCollector{states: states, desc: prometheus.NewDesc(
 			"adapterd_adapters",
 			"Adapter folders by state.",
@@ -125,6 +130,18 @@ func (m *Metrics) OllamaError(op string) {
 		return
 	}
 	m.ollamaErrs.WithLabelValues(op).Inc()
+}
+
+// RemovalsHeld reports whether removals wait for the operator.
+func (m *Metrics) RemovalsHeld(held bool) {
+	if m == nil {
+		return
+	}
+	v := 0.0
+	if held {
+		v = 1
+	}
+	m.held.Set(v)
 }
 
 // ResyncDone records when a full resync last completed.
