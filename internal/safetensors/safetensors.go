@@ -5,6 +5,10 @@
 // Read checks the header against the file size. The data end named by the
 // header must equal the file size, which is how adapterd tells a complete file
 // from one that is still being copied or was cut short.
+//
+// The header is untrusted and parsed as a stream (header.go), never held
+// whole: a length the file size allows still costs only what is read, within
+// fixed caps and a memory budget.
 package safetensors
 
 import (
