@@ -132,8 +132,10 @@ func TestLargeRealHeaderIsRead(t *testing.T) {
 	}
 }
 
-// The stream parser accepts what the JSON decoder it replaced accepted, and
-// refuses what it refused.
+// The stream parser accepts the JSON that writers produce (any whitespace,
+// escapes, a null __metadata__), refuses what the JSON decoder it replaced
+// refused, and also what that decoder let through: data after the object, a
+// duplicated tensor name (the last one silently won) and extra offsets.
 func TestHeaderSyntax(t *testing.T) {
 	entry := `{"dtype":"F32","shape":[1],"data_offsets":[0,4]}`
 	for _, tt := range []struct {
