@@ -91,6 +91,9 @@ func OpenStore(dir string) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("state_dir %s: %w", dir, err)
 	}
+	if err := checkStateDir(dir); err != nil {
+		return nil, err
+	}
 	s := &Store{path: filepath.Join(dir, "state.json")}
 	// Two adapterds on one state_dir would both believe they own the same
 	// models; the second one stops here instead. The lock file is opened
@@ -121,6 +124,30 @@ func OpenStore(dir string) (*Store, error) {
 	}
 	s.st = *st
 	return s, nil
+}
+
+// checkStateDir refuses a state_dir that someone else could have written.
+// The default state_dir lies inside the drop directory, which other users
+// write: one who made <drop_dir>/.adapterd first could plant a state.json
+// claiming their victim's model, and adapterd would delete it when "its"
+// folder is gone. So, as sshd does for ~/.ssh, the folder must belong to
+// adapterd's user (or root) and must not be writable by everyone.
+func checkStateDir(dir string) error {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("state_dir %s: %w", dir, err)
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return nil
+	}
+	if uid := os.Geteuid(); st.Uid != uint32(uid) && st.Uid != 0 {
+		return fmt.Errorf("state_dir %s belongs to uid %d, not to adapterd's uid %d, so its records may not be adapterd's; chown it to adapterd's user, or choose another state_dir", dir, st.Uid, uid)
+	}
+	if fi.Mode().Perm()&0o002 != 0 {
+		return fmt.Errorf("state_dir %s is writable by every user, who could plant ownership records; chmod o-w it", dir)
+	}
+	return nil
 }
 
 // readState reads and checks the state file at path. The file must say

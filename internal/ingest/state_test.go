@@ -173,3 +173,37 @@ func TestPruneFilesForgetsOnlyRejectedPaths(t *testing.T) {
 		}
 	}
 }
+
+// The default state_dir sits in the drop directory; a state_dir that every
+// user can write could hold a planted state.json.
+func TestWorldWritableStateDirIsRefused(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	wantOpenStoreRefused(t, dir, dir, "writable by every user", "chmod o-w")
+	if _, err := os.Stat(filepath.Join(dir, "lock")); err == nil {
+		t.Error("created a lock file in the refused folder")
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	s, err := OpenStore(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+}
+
+func TestStateDirOfAnotherUserIsRefused(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("giving a folder to another user needs root")
+	}
+	// Run as root, adapterd trusts only root's folders: make the folder
+	// some other user's and check it is refused.
+	dir := t.TempDir()
+	if err := os.Chown(dir, 12345, 12345); err != nil {
+		t.Fatal(err)
+	}
+	wantOpenStoreRefused(t, dir, dir, "belongs to uid 12345", "chown it")
+}
