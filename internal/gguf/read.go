@@ -206,7 +206,8 @@ func ReadFile(path string) (*File, error) {
 
 // Read parses a GGUF header from r, whose total size is size, and checks that
 // the tensor table is consistent and all tensor data lies inside the file.
-// Memory stays under MaxHeaderMemory plus buffers whatever the header claims.
+// Whatever the header claims, memory stays within about twice
+// MaxHeaderMemory.
 func Read(r io.ReaderAt, size int64) (*File, error) {
 	d := &decoder{r: bufio.NewReaderSize(io.NewSectionReader(r, 0, size), 64<<10), size: uint64(size), budget: MaxHeaderMemory}
 	if m := d.u32(); d.err == nil && m != magic {

@@ -105,7 +105,8 @@ func ReadFile(path string) (*File, error) {
 }
 
 // Read parses and checks the header of a safetensors file of the given size.
-// Memory stays under MaxHeaderMemory plus buffers whatever the header claims.
+// Whatever the header claims, memory stays within about twice
+// MaxHeaderMemory.
 func Read(r io.ReaderAt, size int64) (*File, error) {
 	var lenBuf [8]byte
 	if _, err := r.ReadAt(lenBuf[:], 0); err != nil {
