@@ -9,6 +9,7 @@ import (
 	"github.com/adapterd/adapterd/internal/daemon"
 	"github.com/adapterd/adapterd/internal/ingest"
 	"github.com/adapterd/adapterd/internal/lora"
+	"github.com/adapterd/adapterd/internal/safefile"
 	"github.com/adapterd/adapterd/internal/spec"
 )
 
@@ -58,7 +59,7 @@ func cmdCreate(ctx context.Context, args []string, env Env) error {
 		if err != nil {
 			return err
 		}
-		if err := ingest.WriteFileAtomic(*outModelfile, []byte(text), 0o644); err != nil {
+		if err := safefile.WriteAtomic(*outModelfile, []byte(text), 0o644); err != nil {
 			return err
 		}
 	}

@@ -6,4 +6,10 @@
 // before anyone uploads it. Tensor data is never loaded whole: callers stream
 // it through io.SectionReader, one tensor at a time, which keeps memory flat
 // however large the model is.
+//
+// A header is untrusted: anyone who can write the drop directory can claim
+// any count or length, in a sparse file that is gigabytes long and a few KB
+// on disk. So every count and length meets a fixed cap (MaxKV, MaxArrayLen,
+// MaxStringLen, …) and a memory budget (MaxHeaderMemory) before anything is
+// read, and arrays grow as their elements arrive, never from the claim.
 package gguf

@@ -3,6 +3,7 @@ package gguf
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"reflect"
 	"strings"
@@ -118,11 +119,21 @@ func TestRejects(t *testing.T) {
 	}
 }
 
+// FuzzRead reads b followed by hole zero bytes, up to 16 GiB: a sparse
+// file, so the fuzzer can claim counts and lengths far beyond what fits in
+// memory, as a hostile file on disk can.
 func FuzzRead(f *testing.F) {
-	f.Add(sample(f))
-	f.Add([]byte("GGUF\x03\x00\x00\x00"))
-	f.Fuzz(func(t *testing.T, b []byte) {
-		file, err := Read(bytes.NewReader(b), int64(len(b)))
+	f.Add(sample(f), uint64(0))
+	f.Add([]byte("GGUF\x03\x00\x00\x00"), uint64(0))
+	for _, hh := range hostileHeaders {
+		h := hh.build()
+		if b := h.contiguous(); b != nil {
+			f.Add(b, uint64(hh.size)-uint64(len(b)))
+		}
+	}
+	f.Fuzz(func(t *testing.T, b []byte, hole uint64) {
+		size := int64(len(b)) + int64(hole%(16<<30))
+		file, err := Read(sparseReader{b}, size)
 		if err != nil {
 			if strings.Contains(err.Error(), "\n") {
 				t.Fatalf("multi-line error: %q", err)
@@ -131,9 +142,50 @@ func FuzzRead(f *testing.F) {
 		}
 		for _, tt := range file.Tensors {
 			n, err := tt.Bytes()
-			if err != nil || file.DataOffset+tt.Offset+n > uint64(len(b)) {
+			if err != nil || file.DataOffset+tt.Offset+n > uint64(size) {
 				t.Fatalf("accepted tensor %q outside the file", tt.Name)
 			}
 		}
 	})
+}
+
+// A tokenizer larger than any architecture adapterd merges into (262,144
+// tokens as Gemma 3, 300,000 merges, more than Llama 3's 280,147) must fit
+// the caps and the memory budget.
+func TestLargeRealTokenizerIsRead(t *testing.T) {
+	const nTokens, nMerges = 262144, 300000
+	tokens := make([]string, nTokens)
+	for i := range tokens {
+		tokens[i] = fmt.Sprintf("tok%04x", i) // 7 bytes, about the average
+	}
+	merges := make([]string, nMerges)
+	for i := range merges {
+		merges[i] = fmt.Sprintf("m%05x m%04x", i, i%65536) // 12 bytes
+	}
+	kv := []KV{
+		{"general.architecture", "llama"},
+		{"tokenizer.ggml.tokens", tokens},
+		{"tokenizer.ggml.merges", merges},
+		{"tokenizer.ggml.scores", make([]float32, nTokens)},
+		{"tokenizer.ggml.token_type", make([]int32, nTokens)},
+		{"tokenizer.chat_template", strings.Repeat("{% if x %}", 10000)},
+	}
+	var buf bytes.Buffer
+	w, err := NewWriter(&buf, kv, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	f, err := Read(bytes.NewReader(buf.Bytes()), int64(buf.Len()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := f.Get("tokenizer.ggml.merges"); !reflect.DeepEqual(v, merges) {
+		t.Error("merges differ after reading")
+	}
+	if v, _ := f.Get("tokenizer.ggml.tokens"); !reflect.DeepEqual(v, tokens) {
+		t.Error("tokens differ after reading")
+	}
 }

@@ -4,12 +4,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/adapterd/adapterd/internal/safefile"
 )
 
 // stateVersion is bumped when the file's meaning changes; an unknown version
@@ -89,42 +92,103 @@ func OpenStore(dir string) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("state_dir %s: %w", dir, err)
 	}
+	if err := checkStateDir(dir); err != nil {
+		return nil, err
+	}
 	s := &Store{path: filepath.Join(dir, "state.json")}
-	s.st = stateFile{Version: stateVersion, Models: map[string]OwnedModel{}, Files: map[string]FileStamp{}}
 	// Two adapterds on one state_dir would both believe they own the same
-	// models; the second one stops here instead.
-	lock, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_RDWR|os.O_CREATE, 0o644)
+	// models; the second one stops here instead. The lock file is opened
+	// like every file in a folder others may write: a symlink is not
+	// followed and a FIFO does not block startup.
+	lockPath := filepath.Join(dir, "lock")
+	lock, err := os.OpenFile(lockPath, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0o644)
 	if err != nil {
-		return nil, fmt.Errorf("state_dir %s: %w", dir, err)
+		return nil, fmt.Errorf("state_dir %s: %w; the lock file must be a regular file: remove it", dir, err)
+	}
+	if fi, err := lock.Stat(); err != nil || !fi.Mode().IsRegular() {
+		lock.Close()
+		return nil, fmt.Errorf("%s is not a regular file: remove it", lockPath)
 	}
 	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		lock.Close()
 		return nil, fmt.Errorf("state_dir %s is in use by another adapterd; stop it, or give this one its own state_dir", dir)
 	}
 	s.lock = lock
-	b, err := os.ReadFile(s.path)
+	st, err := readState(s.path)
 	if errors.Is(err, fs.ErrNotExist) {
+		s.st = stateFile{Version: stateVersion, Models: map[string]OwnedModel{}, Files: map[string]FileStamp{}}
 		return s, nil
 	}
 	if err != nil {
 		s.Close()
 		return nil, err
 	}
-	if err := json.Unmarshal(b, &s.st); err != nil {
-		s.Close()
-		return nil, fmt.Errorf("%s: corrupt state (%v); move it aside to start over, but adapterd then forgets which models it owns", s.path, err)
-	}
-	if s.st.Version != stateVersion {
-		s.Close()
-		return nil, fmt.Errorf("%s: state version %d, this adapterd reads %d", s.path, s.st.Version, stateVersion)
-	}
-	if s.st.Models == nil {
-		s.st.Models = map[string]OwnedModel{}
-	}
-	if s.st.Files == nil {
-		s.st.Files = map[string]FileStamp{}
-	}
+	s.st = *st
 	return s, nil
+}
+
+// checkStateDir refuses a state_dir that someone else could have written.
+// The default state_dir lies inside the drop directory, which other users
+// write: one who made <drop_dir>/.adapterd first could plant a state.json
+// claiming their victim's model, and adapterd would delete it when "its"
+// folder is gone. So, as sshd does for ~/.ssh, the folder must belong to
+// adapterd's user (or root) and must not be writable by everyone.
+func checkStateDir(dir string) error {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("state_dir %s: %w", dir, err)
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return nil
+	}
+	if uid := os.Geteuid(); st.Uid != uint32(uid) && st.Uid != 0 {
+		return fmt.Errorf("state_dir %s belongs to uid %d, not to adapterd's uid %d, so its records may not be adapterd's; chown it to adapterd's user, or choose another state_dir", dir, st.Uid, uid)
+	}
+	if fi.Mode().Perm()&0o002 != 0 {
+		return fmt.Errorf("state_dir %s is writable by every user, who could plant ownership records; chmod o-w it", dir)
+	}
+	return nil
+}
+
+// readState reads and checks the state file at path. The file must say
+// which version wrote it: a file without a "version" key ({} or null
+// included) is not a state adapterd wrote, and loading it as an empty state
+// would disown every model.
+func readState(path string) (*stateFile, error) {
+	f, err := safefile.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(f)
+	if err != nil {
+		return nil, err
+	}
+	const fix = "restore it from a backup, or move it aside to start over (adapterd then forgets which models it owns)"
+	var probe struct {
+		Version *int `json:"version"`
+	}
+	if err := json.Unmarshal(b, &probe); err != nil {
+		return nil, fmt.Errorf("%s: corrupt state (%v); %s", path, err, fix)
+	}
+	if probe.Version == nil {
+		return nil, fmt.Errorf("%s: corrupt state: no \"version\" key, so adapterd did not write it; %s", path, fix)
+	}
+	if *probe.Version != stateVersion {
+		return nil, fmt.Errorf("%s: state version %d, this adapterd reads %d; run the adapterd that wrote it", path, *probe.Version, stateVersion)
+	}
+	var st stateFile
+	if err := json.Unmarshal(b, &st); err != nil {
+		return nil, fmt.Errorf("%s: corrupt state (%v); %s", path, err, fix)
+	}
+	if st.Models == nil {
+		st.Models = map[string]OwnedModel{}
+	}
+	if st.Files == nil {
+		st.Files = map[string]FileStamp{}
+	}
+	return &st, nil
 }
 
 // Close releases the state_dir lock.
@@ -176,7 +240,7 @@ func (s *Store) Update(fn func(st *stateFile) bool) error {
 	if err != nil {
 		return err
 	}
-	return WriteFileAtomic(s.path, b, 0o644)
+	return safefile.WriteAtomic(s.path, b, 0o644)
 }
 
 // DropDir returns the recorded identity of the drop dir, or nil.
@@ -209,38 +273,20 @@ func (s *Store) Stamp(path string) (FileStamp, bool) {
 	return f, ok
 }
 
-// WriteFileAtomic writes data so that path holds either the old content or
-// the new, never a mix, even across a power cut: temp file, fsync, rename,
-// fsync of the folder.
-func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	name := tmp.Name()
-	defer os.Remove(name) // no-op after a successful rename
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(perm); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(name, path); err != nil {
-		return err
-	}
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
-	}
-	return nil
+// PruneFiles forgets the cached digest of every file for which keep returns
+// false, and saves the state if any was forgotten. Without it, every path
+// ever hashed stays in the state file, which is rewritten whole on each
+// change. It returns how many entries were forgotten.
+func (s *Store) PruneFiles(keep func(path string) bool) (int, error) {
+	n := 0
+	err := s.Update(func(st *stateFile) bool {
+		for p := range st.Files {
+			if !keep(p) {
+				delete(st.Files, p)
+				n++
+			}
+		}
+		return n > 0
+	})
+	return n, err
 }

@@ -5,10 +5,13 @@
 // Read checks the header against the file size. The data end named by the
 // header must equal the file size, which is how adapterd tells a complete file
 // from one that is still being copied or was cut short.
+//
+// The header is untrusted and parsed as a stream (header.go), never held
+// whole: a length the file size allows still costs only what is read, within
+// fixed caps and a memory budget.
 package safetensors
 
 import (
-	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -18,9 +21,6 @@ import (
 	"os"
 	"sort"
 )
-
-// maxHeader bounds the JSON header; real adapters use a few hundred KB.
-const maxHeader = 100 << 20
 
 // Tensor is one entry of the header.
 type Tensor struct {
@@ -86,7 +86,7 @@ type headerEntry struct {
 	DataOffsets [2]int64 `json:"data_offsets"`
 }
 
-// ReadFile parses the header of the file at path.
+// ReadFile parses the header of the file at path. Errors name the file.
 func ReadFile(path string) (*File, error) {
 	fh, err := os.Open(path)
 	if err != nil {
@@ -97,47 +97,33 @@ func ReadFile(path string) (*File, error) {
 	if err != nil {
 		return nil, err
 	}
-	return Read(fh, st.Size())
+	f, err := Read(fh, st.Size())
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return f, nil
 }
 
 // Read parses and checks the header of a safetensors file of the given size.
+// Whatever the header claims, memory stays within about twice
+// MaxHeaderMemory.
 func Read(r io.ReaderAt, size int64) (*File, error) {
 	var lenBuf [8]byte
 	if _, err := r.ReadAt(lenBuf[:], 0); err != nil {
 		return nil, fmt.Errorf("file is %d bytes, too short for a safetensors header: %w", size, ErrTruncated)
 	}
 	n := binary.LittleEndian.Uint64(lenBuf[:])
-	if n < 2 || n > maxHeader {
-		return nil, fmt.Errorf("header length %d is not plausible; this is not a safetensors file", n)
+	if n < 2 || n > MaxHeaderSize {
+		return nil, fmt.Errorf("header length %d is not plausible (the format allows 2 to %d); this is not a safetensors file", n, MaxHeaderSize)
 	}
 	if int64(n) > size-8 {
 		return nil, fmt.Errorf("header needs %d bytes but the file has %d: %w", n+8, size, ErrTruncated)
 	}
-	hdr := make([]byte, n)
-	if _, err := r.ReadAt(hdr, 8); err != nil {
-		return nil, fmt.Errorf("reading header: %w", err)
+	tensors, meta, err := parseHeader(io.NewSectionReader(r, 8, int64(n)), int64(n))
+	if err != nil {
+		return nil, err
 	}
-	var raw map[string]json.RawMessage
-	dec := json.NewDecoder(bytes.NewReader(hdr))
-	if err := dec.Decode(&raw); err != nil {
-		return nil, fmt.Errorf("header is not a JSON object: %v", err)
-	}
-	f := &File{DataOffset: 8 + int64(n), Size: size}
-	for name, msg := range raw {
-		if name == "__metadata__" {
-			if err := json.Unmarshal(msg, &f.Metadata); err != nil {
-				return nil, fmt.Errorf("__metadata__ is not a map of strings")
-			}
-			continue
-		}
-		var e headerEntry
-		d := json.NewDecoder(bytes.NewReader(msg))
-		d.DisallowUnknownFields()
-		if err := d.Decode(&e); err != nil {
-			return nil, fmt.Errorf("tensor %q: bad header entry: %v", name, err)
-		}
-		f.Tensors = append(f.Tensors, Tensor{Name: name, DType: e.DType, Shape: e.Shape, Begin: e.DataOffsets[0], End: e.DataOffsets[1]})
-	}
+	f := &File{Metadata: meta, Tensors: tensors, DataOffset: 8 + int64(n), Size: size}
 	sort.Slice(f.Tensors, func(i, j int) bool { return f.Tensors[i].Begin < f.Tensors[j].Begin })
 	dataLen := size - f.DataOffset
 	var end int64
@@ -159,6 +145,11 @@ func Read(r io.ReaderAt, size int64) (*File, error) {
 		return nil, fmt.Errorf("file has %d bytes after the last tensor's data", dataLen-end)
 	}
 	sort.Slice(f.Tensors, func(i, j int) bool { return f.Tensors[i].Name < f.Tensors[j].Name })
+	for i := 1; i < len(f.Tensors); i++ {
+		if f.Tensors[i].Name == f.Tensors[i-1].Name {
+			return nil, fmt.Errorf("tensor %q appears twice", f.Tensors[i].Name)
+		}
+	}
 	return f, nil
 }
 

@@ -2,9 +2,12 @@ package safetensors
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
+	"time"
 )
 
 func sample(t testing.TB) []byte {
@@ -70,10 +73,20 @@ func TestIncompleteAndCorrupt(t *testing.T) {
 	}
 }
 
+// FuzzRead reads b followed by hole zero bytes, up to 16 GiB: a sparse
+// file, so the fuzzer can claim header lengths far beyond what fits in
+// memory, as a hostile file on disk can.
 func FuzzRead(f *testing.F) {
-	f.Add(sample(f))
-	f.Fuzz(func(t *testing.T, b []byte) {
-		file, err := Read(bytes.NewReader(b), int64(len(b)))
+	f.Add(sample(f), uint64(0))
+	for _, h := range hostileFiles {
+		if b := h.bytes(); len(b) <= 64<<10 {
+			f.Add(b, uint64(h.size)-uint64(len(b)))
+		}
+	}
+	f.Add([]byte("\x40\x00\x00\x00\x00\x00\x00\x00{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}"), uint64(1<<40))
+	f.Fuzz(func(t *testing.T, b []byte, hole uint64) {
+		size := int64(len(b)) + int64(hole%(16<<30))
+		file, err := Read(sparseReader{b}, size)
 		if err != nil {
 			if strings.Contains(err.Error(), "\n") {
 				t.Fatalf("multi-line error %q", err)
@@ -81,9 +94,82 @@ func FuzzRead(f *testing.F) {
 			return
 		}
 		for _, tt := range file.Tensors {
-			if file.DataOffset+tt.End > int64(len(b)) {
+			if file.DataOffset+tt.End > size {
 				t.Fatalf("accepted %q past the end", tt.Name)
 			}
 		}
 	})
+}
+
+// A LoRA on every expert of a 128-expert, 48-layer MoE model (Qwen3-30B-A3B
+// shaped, about 37,000 tensors and 5 MB of header) must fit the caps.
+func TestLargeRealHeaderIsRead(t *testing.T) {
+	var ts []TensorData
+	for l := range 48 {
+		for e := range 128 {
+			for _, m := range []string{"gate_proj", "up_proj", "down_proj"} {
+				for _, ab := range []string{"lora_A", "lora_B"} {
+					ts = append(ts, TensorData{
+						Name:  fmt.Sprintf("base_model.model.model.layers.%d.mlp.experts.%d.%s.%s.weight", l, e, m, ab),
+						DType: "BF16", Shape: []int64{1, 2}, Data: make([]byte, 4),
+					})
+				}
+			}
+		}
+	}
+	var buf bytes.Buffer
+	if err := Write(&buf, map[string]string{"format": "pt"}, ts); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	f, err := Read(bytes.NewReader(buf.Bytes()), int64(buf.Len()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d tensors, %d bytes of header, read in %v", len(f.Tensors), f.DataOffset, time.Since(start))
+	if len(f.Tensors) != len(ts) || f.Metadata["format"] != "pt" {
+		t.Fatalf("read %d tensors, metadata %v", len(f.Tensors), f.Metadata)
+	}
+}
+
+// The stream parser accepts the JSON that writers produce (any whitespace,
+// escapes, a null __metadata__), refuses what the JSON decoder it replaced
+// refused, and also what that decoder let through: data after the object, a
+// duplicated tensor name (the last one silently won) and extra offsets.
+func TestHeaderSyntax(t *testing.T) {
+	entry := `{"dtype":"F32","shape":[1],"data_offsets":[0,4]}`
+	for _, tt := range []struct {
+		json string
+		ok   bool
+	}{
+		{`{"a":` + entry + `}`, true},
+		{" \t\r\n{ \"a\" : { \"shape\" : [ 1 ] , \"dtype\" : \"F32\" , \"data_offsets\" : [ 0 , 4 ] } }   ", true},
+		{`{"\u0061\n":` + entry + `}`, true},
+		{`{"__metadata__":{"format":"pt","x":"\"q\""},"a":` + entry + `}`, true},
+		{`{"__metadata__":null,"a":` + entry + `}`, true},
+		{`{"a":` + entry + `} x`, false},
+		{`{"a":` + entry + `,}`, false},
+		{`{"a":` + entry + `,"a":` + entry + `}`, false},
+		{`{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4],"x":1}}`, false},
+		{`{"a":{"dtype":"F32","shape":[1.0],"data_offsets":[0,4]}}`, false},
+		{`{"a":{"dtype":"F32","shape":[01],"data_offsets":[0,4]}}`, false},
+		{`{"a":{"dtype":"F32","shape":[1e0],"data_offsets":[0,4]}}`, false},
+		{`{"a":{"dtype":"F32","shape":[+1],"data_offsets":[0,4]}}`, false},
+		{`{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4,8]}}`, false},
+		{`{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}`, false},
+		{`{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}}`, false},
+		{`{"a` + "\x01" + `":` + entry + `}`, false},
+		{`{"__metadata__":{"n":1},"a":` + entry + `}`, false},
+		{`[]`, false},
+	} {
+		b := binary.LittleEndian.AppendUint64(nil, uint64(len(tt.json)))
+		b = append(append(b, tt.json...), 1, 2, 3, 4)
+		_, err := Read(bytes.NewReader(b), int64(len(b)))
+		if (err == nil) != tt.ok {
+			t.Errorf("%s: err = %v, want ok=%v", tt.json, err, tt.ok)
+		}
+		if err != nil && strings.Contains(err.Error(), "\n") {
+			t.Errorf("%s: multi-line error", tt.json)
+		}
+	}
 }

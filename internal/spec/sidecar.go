@@ -1,12 +1,17 @@
 package spec
 
 import (
+	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"maps"
 	"slices"
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/adapterd/adapterd/internal/safefile"
 )
 
 // Strategy is how a model is built from an adapter (PRODUCT.md section 7).
@@ -76,6 +81,35 @@ type Sidecar struct {
 }
 
 var sidecarKeys = []string{"model", "base", "system", "template", "parameters", "messages", "license", "strategy", "quantize", "verify"}
+
+// ReadSidecarFile reads and parses the sidecar at path. The file sits in a
+// folder other users write, so it is opened as every such file is (see
+// package safefile): a symlink, a FIFO or a hard link is refused without
+// blocking, and at most MaxFileSize+1 bytes are read, however large the
+// file claims to be.
+func ReadSidecarFile(path string) (*Sidecar, error) {
+	f, err := safefile.Open(path)
+	if err != nil {
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			return nil, &Error{File: path, Msg: fmt.Sprintf("cannot read it (%v); make it a file adapterd can read", pe.Err)}
+		}
+		return nil, &Error{File: path, Msg: strings.TrimPrefix(err.Error(), path+" ")}
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	if err != nil {
+		return nil, &Error{File: path, Msg: fmt.Sprintf("cannot read it (%v)", err)}
+	}
+	if len(data) > MaxFileSize {
+		size := int64(len(data))
+		if st, err := f.Stat(); err == nil {
+			size = max(size, st.Size())
+		}
+		return nil, &Error{File: path, Msg: fmt.Sprintf("the file is %d bytes, more than the %d allowed; shorten it (long texts such as a license or system prompt must fit too)", size, MaxFileSize)}
+	}
+	return ParseSidecar(data, path)
+}
 
 // ParseSidecar decodes and checks one adapter.yaml. file is used only in
 // error messages. An empty file (or one with only comments) is a valid empty
