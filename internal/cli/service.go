@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/kardianos/service"
@@ -27,12 +29,13 @@ func (program) Stop(service.Service) error  { return nil }
 // template language): the same hardening as
 // packaging/systemd/adapterd.service, with the config's own folders as the
 // only writable paths. The paths are checked by checkUnitPath first.
-func systemdUnit(cfg *spec.Config) string {
+func systemdUnit(cfg *spec.Config, group string) string {
 	return `[Unit]
 Description={{Description}}
 Documentation=https://github.com/adapterd/adapterd
 After=network-online.target ollama.service
 Wants=network-online.target ollama.service
+RequiresMountsFor=` + quotedPaths(cfg.DropDir, cfg.StateDir) + `
 ConditionFileIsExecutable={{Path | cmdEscape}}
 
 [Service]
@@ -42,6 +45,7 @@ ExecReload=/bin/kill -HUP $MAINPID
 Restart=on-failure
 RestartSec=5s
 {{if UserName}}User={{UserName}}
+Group=` + group + `
 {{end}}NoNewPrivileges=yes
 PrivateTmp=yes
 ProtectSystem=strict
@@ -66,7 +70,16 @@ WantedBy=multi-user.target
 func systemdPaths(paths ...string) string {
 	var out []string
 	for _, p := range paths {
-		out = append(out, `"-`+p+`"`)
+		out = append(out, "-"+p)
+	}
+	return quotedPaths(out...)
+}
+
+// quotedPaths writes paths for a list setting, each quoted.
+func quotedPaths(paths ...string) string {
+	var out []string
+	for _, p := range paths {
+		out = append(out, `"`+p+`"`)
 	}
 	return strings.Join(out, " ")
 }
@@ -89,7 +102,7 @@ func checkUnitPath(what, p string) error {
 // serviceConfig is the kardianos config for running adapterd with the
 // config file at configPath (absolute). With cfg (install), it carries our
 // systemd unit; without, it only names the service (stop, uninstall...).
-func serviceConfig(exe, configPath string, cfg *spec.Config) (*service.Config, error) {
+func serviceConfig(exe, configPath string, cfg *spec.Config, account *serviceUser) (*service.Config, error) {
 	sc := &service.Config{
 		Name:        serviceName,
 		DisplayName: "adapterd",
@@ -109,19 +122,25 @@ func serviceConfig(exe, configPath string, cfg *spec.Config) (*service.Config, e
 			return nil, err
 		}
 	}
-	sc.Option["SystemdScript"] = systemdUnit(cfg)
+	group := ""
+	if account != nil {
+		sc.UserName, group = account.name, account.group
+	}
+	sc.Option["SystemdScript"] = systemdUnit(cfg, group)
 	return sc, nil
 }
 
 func cmdService(ctx context.Context, action string, args []string, env Env) error {
 	fs := newFlags(action, env)
 	configPath := fs.String("config", defaultConfigPath, "config file the service runs with")
+	userName := fs.String("user", "adapterd", "install: the user the service runs as (root only if you mean it)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return usageError{action + " takes no arguments"}
 	}
+	var account *serviceUser
 	abs, err := filepath.Abs(*configPath)
 	if err != nil {
 		return err
@@ -139,6 +158,8 @@ func cmdService(ctx context.Context, action string, args []string, env Env) erro
 	}
 	if action != "install" {
 		cfg = nil // only install writes the unit
+	} else if account, err = lookupServiceUser(*userName); err != nil {
+		return err
 	}
 	exe, err := os.Executable()
 	if err != nil {
@@ -147,7 +168,7 @@ func cmdService(ctx context.Context, action string, args []string, env Env) erro
 	if exe, err = filepath.EvalSymlinks(exe); err != nil {
 		return err
 	}
-	sc, err := serviceConfig(exe, abs, cfg)
+	sc, err := serviceConfig(exe, abs, cfg, account)
 	if err != nil {
 		return err
 	}
@@ -165,8 +186,44 @@ func cmdService(ctx context.Context, action string, args []string, env Env) erro
 			if err := os.MkdirAll(d, 0o755); err != nil {
 				return fmt.Errorf("installed, but cannot create %s: %w", d, err)
 			}
+			if err := account.chown(d); err != nil {
+				return fmt.Errorf("installed, but cannot give %s to %s: %w", d, account.name, err)
+			}
 		}
 	}
 	fmt.Fprintf(env.Stdout, "adapterd: %s done (%s)\n", action, service.Platform())
 	return nil
+}
+
+// serviceUser is the account the installed service runs as.
+type serviceUser struct {
+	name, group string
+	uid, gid    int
+}
+
+// chown gives a folder the service needs to write to its account.
+func (a *serviceUser) chown(dir string) error {
+	if a == nil || os.Geteuid() != 0 {
+		return nil
+	}
+	return os.Lchown(dir, a.uid, a.gid)
+}
+
+// lookupServiceUser checks that the account exists before a unit names it:
+// systemd would otherwise fail the start with an opaque 217/USER.
+func lookupServiceUser(name string) (*serviceUser, error) {
+	if name == "" {
+		return nil, usageError{"--user needs a user name; the daemon never runs as root unless you say --user root"}
+	}
+	u, err := user.Lookup(name)
+	if err != nil {
+		return nil, fmt.Errorf("user %s does not exist; create it first (systemd-sysusers packaging/systemd/adapterd.sysusers, or useradd --system --home-dir /var/lib/adapterd --shell /usr/sbin/nologin %s), or pass --user", name, name)
+	}
+	g, err := user.LookupGroupId(u.Gid)
+	if err != nil {
+		return nil, fmt.Errorf("user %s: its group %s: %w", name, u.Gid, err)
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	return &serviceUser{name: u.Username, group: g.Name, uid: uid, gid: gid}, nil
 }

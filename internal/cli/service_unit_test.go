@@ -59,7 +59,7 @@ func TestSystemdUnitInstall(t *testing.T) {
 	t.Setenv("XDG_RUNTIME_DIR", mkdir(t, filepath.Join(root, "run")))
 	t.Setenv("PATH", bin+string(os.PathListSeparator)+os.Getenv("PATH"))
 
-	sc, err := serviceConfig(exe, config, cfg)
+	sc, err := serviceConfig(exe, config, cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,7 +170,7 @@ func TestCheckUnitPath(t *testing.T) {
 // TestServiceConfigWithoutConfig: stop and uninstall need no config, so
 // they still work when it is broken; only install renders the unit.
 func TestServiceConfigWithoutConfig(t *testing.T) {
-	sc, err := serviceConfig("/usr/bin/adapterd", "/etc/adapterd/config.yaml", nil)
+	sc, err := serviceConfig("/usr/bin/adapterd", "/etc/adapterd/config.yaml", nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,5 +179,39 @@ func TestServiceConfigWithoutConfig(t *testing.T) {
 	}
 	if sc.Name != "adapterd" || strings.Join(sc.Arguments, " ") != "run --config /etc/adapterd/config.yaml" {
 		t.Errorf("service config %+v", sc)
+	}
+}
+
+// The installed system service runs as the dedicated user and its group,
+// never as root unless asked, and waits for the mounts it writes to.
+func TestSystemdUnitRunsAsTheServiceUser(t *testing.T) {
+	cfg := spec.DefaultConfig("/srv/adapters/drop")
+	cfg.StateDir = "/srv/adapters/state"
+	sc, err := serviceConfig("/usr/bin/adapterd", "/etc/adapterd/config.yaml", cfg, &serviceUser{name: "adapterd", group: "ollama"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sc.UserName != "adapterd" {
+		t.Errorf("UserName %q", sc.UserName)
+	}
+	unit := sc.Option["SystemdScript"].(string)
+	for _, want := range []string{
+		"{{if UserName}}User={{UserName}}\nGroup=ollama\n{{end}}",
+		`RequiresMountsFor="/srv/adapters/drop" "/srv/adapters/state"`,
+	} {
+		if !strings.Contains(unit, want) {
+			t.Errorf("unit lacks %q:\n%s", want, unit)
+		}
+	}
+}
+
+// install refuses a user that does not exist, before touching anything.
+func TestInstallNeedsAnExistingUser(t *testing.T) {
+	_, err := lookupServiceUser("no-such-adapterd-user")
+	if err == nil || !strings.Contains(err.Error(), "does not exist; create it first") {
+		t.Fatalf("err = %v", err)
+	}
+	if a, err := lookupServiceUser("root"); err != nil || a.name != "root" || a.group != "root" {
+		t.Errorf("root: %+v, %v", a, err)
 	}
 }

@@ -108,11 +108,7 @@ func (r *Reconciler) peekModelName(cfg *spec.Config, key string) (string, bool) 
 		if ok && c.stamp == stamp {
 			return c.name, c.name != ""
 		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return "", false
-		}
-		sc, err = spec.ParseSidecar(b, p)
+		sc, err = spec.ReadSidecarFile(p)
 		if err != nil {
 			sc = nil
 		}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -119,14 +120,14 @@ func (r *Reconciler) Enqueue(key string) { r.q.Add(key) }
 // folder, so a name clash is seen before either folder creates anything.
 func (r *Reconciler) Resync(ctx context.Context) {
 	cfg := r.config()
-	keys := map[string]bool{}
+	keys, present := map[string]bool{}, map[string]bool{}
 	entries, err := os.ReadDir(cfg.DropDir)
 	if err != nil {
 		r.log.Warn("cannot list drop_dir", "dir", cfg.DropDir, "err", err)
 	}
 	for _, e := range entries {
 		if layout.IsAdapterKey(e.Name()) {
-			keys[e.Name()] = true
+			keys[e.Name()], present[e.Name()] = true, true
 			if name, ok := r.peekModelName(cfg, e.Name()); ok {
 				r.mu.Lock()
 				r.claims[e.Name()] = name
@@ -160,7 +161,12 @@ func (r *Reconciler) Resync(ctx context.Context) {
 		r.q.Add(k)
 	}
 	r.cleanupPending(ctx)
-	r.removalHold(cfg) // keeps the drop dir's identity, the metric and /readyz current
+	// The hold check keeps the drop dir's identity, the metric and /readyz
+	// current. Digests of files in folders that are gone are forgotten,
+	// unless the listing may be a lost mount's.
+	if hold := r.removalHold(cfg); hold == "" && err == nil {
+		r.pruneFileStamps(cfg, present)
+	}
 	if err == nil {
 		r.metrics.ResyncDone(time.Now())
 	}
@@ -331,4 +337,20 @@ func (r *Reconciler) resetFailures(key string) {
 	r.mu.Lock()
 	delete(r.failures, key)
 	r.mu.Unlock()
+}
+
+// pruneFileStamps drops the cached digests of files outside the folders
+// that exist now, so the state file does not grow with every folder ever
+// seen.
+func (r *Reconciler) pruneFileStamps(cfg *spec.Config, present map[string]bool) {
+	if _, err := r.store.PruneFiles(func(p string) bool {
+		rel, err := filepath.Rel(cfg.DropDir, p)
+		if err != nil || !filepath.IsLocal(rel) {
+			return false
+		}
+		key, _, _ := strings.Cut(rel, string(filepath.Separator))
+		return present[key]
+	}); err != nil {
+		r.log.Warn("cannot prune the digest cache", "err", err)
+	}
 }

@@ -1,7 +1,6 @@
 package ingest
 
 import (
-	"os"
 	"path/filepath"
 
 	"github.com/adapterd/adapterd/internal/layout"
@@ -32,11 +31,7 @@ func LoadFolder(dir string, d spec.Defaults) (*Folder, error) {
 	var sc *spec.Sidecar
 	if a.Sidecar != "" {
 		f.SidecarFile = a.Sidecar
-		b, err := os.ReadFile(a.Sidecar)
-		if err != nil {
-			return nil, err
-		}
-		if sc, err = spec.ParseSidecar(b, a.Sidecar); err != nil {
+		if sc, err = spec.ReadSidecarFile(a.Sidecar); err != nil {
 			return nil, err
 		}
 	}

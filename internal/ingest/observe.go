@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -222,9 +223,17 @@ func (r *Reconciler) fileDigest(a *lora.Adapter, p string) (string, error) {
 	if c, ok := r.store.Stamp(p); ok && c.Size == s.Size && c.MtimeNs == s.MtimeNs && c.Inode == s.Inode {
 		return c.Digest, nil
 	}
-	d, err := blob.Digest(fh)
+	// Weights are checked for NaN and Inf in the same pass as the hash.
+	chk, err := a.NewFiniteChecker(p, fh, fi.Size())
 	if err != nil {
 		return "", err
+	}
+	d, err := blob.Digest(io.TeeReader(fh, chk))
+	if err != nil {
+		return "", err
+	}
+	if err := chk.Err(); err != nil {
+		return "", err // not cached: the file is checked again until it changes
 	}
 	r.metrics.BytesHashed(s.Size)
 	s.Digest = d

@@ -2,10 +2,12 @@ package ingest
 
 import (
 	"encoding/json"
-	"os"
+	"errors"
+	"io/fs"
 	"path/filepath"
 	"time"
 
+	"github.com/adapterd/adapterd/internal/safefile"
 	"github.com/adapterd/adapterd/internal/status"
 )
 
@@ -59,29 +61,35 @@ func (r *Reconciler) writeStatusFile(dir, readyFile string, s status.Status) {
 	r.mu.Unlock()
 	b, _ := json.MarshalIndent(s, "", "  ")
 	b = append(b, '\n')
-	path := filepath.Join(dir, status.FileName)
-	f, err := os.OpenFile(path, os.O_WRONLY, 0)
-	if os.IsNotExist(err) {
-		if !first || !hasRelevantFiles(dir, readyFile) {
-			return
-		}
-		f, err = os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-	}
+	// The folder belongs to whoever trains into it: the folder itself, and
+	// the status file in it, are opened without following links and
+	// without blocking, relative to the drop dir's handle, so nothing
+	// planted there can make adapterd write anywhere else.
+	drop, err := safefile.OpenDir(filepath.Dir(dir))
 	if err != nil {
-		if !os.IsNotExist(err) {
+		r.log.Warn("cannot write status file", "key", s.Key, "err", err)
+		return
+	}
+	defer drop.Close()
+	d, err := safefile.OpenDirAt(drop, s.Key)
+	if err != nil {
+		if !errors.Is(err, fs.ErrNotExist) {
 			r.log.Warn("cannot write status file", "key", s.Key, "err", err)
 		}
 		return
 	}
-	_, err = f.WriteAt(b, 0)
-	if err == nil {
-		err = f.Truncate(int64(len(b)))
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
+	defer d.Close()
+	err = safefile.WriteInPlace(d, status.FileName, b, false)
+	if errors.Is(err, fs.ErrNotExist) {
+		if !first || !hasRelevantFiles(dir, readyFile) {
+			return
+		}
+		err = safefile.WriteInPlace(d, status.FileName, b, true)
 	}
 	if err != nil {
-		r.log.Warn("cannot write status file", "key", s.Key, "err", err)
+		if !errors.Is(err, fs.ErrNotExist) {
+			r.log.Warn("cannot write status file", "key", s.Key, "err", err)
+		}
 		return
 	}
 	r.mu.Lock()
