@@ -5,11 +5,13 @@ package lora_test
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/adapterd/adapterd/internal/lora"
+	"github.com/adapterd/adapterd/internal/testfixture"
 )
 
 // detectWithin fails the test instead of hanging it when lora.Detect blocks.
@@ -70,4 +72,48 @@ func TestDetect_FIFODoesNotHang(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
+}
+
+// Files swapped after Detect (for a FIFO, or a link to a file outside the
+// folder) are never read by the conversion or the hash: Adapter.Open only
+// opens the file Detect checked.
+func TestWeightsReadOnlyTheCheckedFiles(t *testing.T) {
+	outside := filepath.Join(t.TempDir(), "outside.gguf")
+	if err := (testfixture.LoRA{Base: testfixture.TinyLlama(), Seed: 8}).WriteGGUF(outside); err != nil {
+		t.Fatal(err)
+	}
+	for _, swap := range []string{"fifo", "symlink"} {
+		t.Run(swap, func(t *testing.T) {
+			dir := t.TempDir()
+			file := filepath.Join(dir, "lora.gguf")
+			if err := (testfixture.LoRA{Base: testfixture.TinyLlama(), Seed: 7}).WriteGGUF(file); err != nil {
+				t.Fatal(err)
+			}
+			a, err := lora.Detect(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			os.Remove(file)
+			if swap == "fifo" {
+				if err := syscall.Mkfifo(file, 0o644); err != nil {
+					t.Skip("mkfifo:", err)
+				}
+			} else if err := os.Symlink(outside, file); err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			go func() {
+				_, err := a.Weights(lora.BaseInfo{})
+				done <- err
+			}()
+			select {
+			case err := <-done:
+				if err == nil || !strings.Contains(err.Error(), "was replaced while adapterd read it") {
+					t.Errorf("err = %v, want the swap refused", err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("reading the weights blocked on a FIFO")
+			}
+		})
+	}
 }
