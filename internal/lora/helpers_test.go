@@ -15,6 +15,7 @@ import (
 
 	"github.com/adapterd/adapterd/internal/gguf"
 	"github.com/adapterd/adapterd/internal/lora"
+	"github.com/adapterd/adapterd/internal/quant"
 	"github.com/adapterd/adapterd/internal/tensor"
 	"github.com/adapterd/adapterd/internal/testfixture"
 )
@@ -64,11 +65,11 @@ func rawTensor(t testing.TB, path string, f *gguf.File, name string) []byte {
 	return b
 }
 
-// tensor64 reads a tensor as float64 through lora.Dequantize.
+// tensor64 reads a tensor as float64 through quant.Dequantize.
 func tensor64(t testing.TB, path string, f *gguf.File, name string) []float64 {
 	t.Helper()
 	ti, _ := f.Tensor(name)
-	v, err := lora.Dequantize(ti.Type, rawTensor(t, path, f, name), int(ti.Elements()))
+	v, err := quant.Dequantize(ti.Type, rawTensor(t, path, f, name), int(ti.Elements()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -416,10 +417,10 @@ func quantizeBase(t testing.TB, src string, typ gguf.TensorType) (string, *gguf.
 		t.Fatal(err)
 	}
 	ts := append([]gguf.Tensor(nil), f.Tensors...)
-	quant := make([]bool, len(ts))
+	quantized := make([]bool, len(ts))
 	for i, ti := range ts {
 		if len(ti.Shape) == 2 && ti.Shape[0]%typ.BlockSize() == 0 && strings.HasSuffix(ti.Name, ".weight") {
-			ts[i].Type, quant[i] = typ, true
+			ts[i].Type, quantized[i] = typ, true
 		}
 	}
 	dst := strings.TrimSuffix(src, ".gguf") + "-" + typ.String() + ".gguf"
@@ -430,8 +431,8 @@ func quantizeBase(t testing.TB, src string, typ gguf.TensorType) (string, *gguf.
 	}
 	for i, ti := range f.Tensors {
 		raw := rawTensor(t, src, f, ti.Name)
-		if quant[i] {
-			v, err := lora.Dequantize(gguf.TypeF32, raw, int(ti.Elements()))
+		if quantized[i] {
+			v, err := quant.Dequantize(gguf.TypeF32, raw, int(ti.Elements()))
 			if err != nil {
 				t.Fatal(err)
 			}

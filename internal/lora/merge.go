@@ -8,7 +8,10 @@ import (
 	"io"
 	"math"
 
+	"github.com/x448/float16"
+
 	"github.com/adapterd/adapterd/internal/gguf"
+	"github.com/adapterd/adapterd/internal/quant"
 )
 
 // MergeStats describes one Merge.
@@ -77,8 +80,8 @@ func Merge(w io.Writer, base io.ReaderAt, baseFile *gguf.File, a *Adapter) (Merg
 		if len(t.Shape) != 2 || t.Shape[0] != uint64(p.In) || t.Shape[1] != uint64(p.Out) {
 			return st, fmt.Errorf("merge: %s: the adapter's delta is in=%d out=%d but the base tensor has shape %v (ggml [in, out]); wrong base model?", t.Name, p.In, p.Out, t.Shape)
 		}
-		if !CanDequantize(t.Type) {
-			return st, fmt.Errorf("merge: %s: %v", t.Name, unsupportedType(t.Type))
+		if !quant.CanDequantize(t.Type) {
+			return st, fmt.Errorf("merge: %s: %v", t.Name, &quant.UnsupportedError{Type: t.Type})
 		}
 		if t.Type != gguf.TypeF32 {
 			out[i].Type = gguf.TypeF16
@@ -238,7 +241,7 @@ func (m *rowMerger) next() error {
 		}
 		return fmt.Errorf("%s row %d: %w", p.Target, o, err)
 	}
-	if err := dequantizeInto(m.w, m.typ, m.raw); err != nil {
+	if err := quant.DequantizeInto(m.w, m.typ, m.raw); err != nil {
 		return fmt.Errorf("%s: %w", p.Target, err)
 	}
 	acc := m.acc
@@ -274,4 +277,13 @@ func axpy(c float64, x, y []float64) {
 	for i, v := range x {
 		y[i] += c * v
 	}
+}
+
+// f16 encodes v as IEEE half, reporting false when a finite v overflows.
+func f16(v float32) (uint16, bool) {
+	h := float16.Fromfloat32(v)
+	if h.IsInf(0) && !math.IsInf(float64(v), 0) {
+		return 0, false
+	}
+	return h.Bits(), true
 }
