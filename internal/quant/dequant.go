@@ -235,7 +235,7 @@ func deqQ2_K(y []float32, b []byte) {
 				sc := scales[is]
 				is++
 				dl := d * float32(sc&0x0f)
-				ml := dmin * float32(sc>>4)
+				ml := float32(dmin * float32(sc>>4))
 				out := y[128*n+32*s+16*h:]
 				for l := range 16 {
 					out[l] = float32(dl*float32(q[16*h+l]>>shift&3)) - ml
@@ -305,8 +305,8 @@ func deqQ4_K(y []float32, b []byte) {
 	for c := range 4 {
 		sc1, m1 := scaleMinK4(2*c, scales)
 		sc2, m2 := scaleMinK4(2*c+1, scales)
-		d1, o1 := d*float32(sc1), dmin*float32(m1)
-		d2, o2 := d*float32(sc2), dmin*float32(m2)
+		d1, o1 := d*float32(sc1), float32(dmin*float32(m1))
+		d2, o2 := d*float32(sc2), float32(dmin*float32(m2))
 		q := qs[32*c : 32*c+32]
 		out := y[64*c : 64*c+64]
 		for l := range 32 {
@@ -322,8 +322,8 @@ func deqQ5_K(y []float32, b []byte) {
 	for c := range 4 {
 		sc1, m1 := scaleMinK4(2*c, scales)
 		sc2, m2 := scaleMinK4(2*c+1, scales)
-		d1, o1 := d*float32(sc1), dmin*float32(m1)
-		d2, o2 := d*float32(sc2), dmin*float32(m2)
+		d1, o1 := d*float32(sc1), float32(dmin*float32(m1))
+		d2, o2 := d*float32(sc2), float32(dmin*float32(m2))
 		q := qs[32*c : 32*c+32]
 		out := y[64*c : 64*c+64]
 		lo, hi := uint(2*c), uint(2*c+1)

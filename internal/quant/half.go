@@ -16,7 +16,7 @@ func toHalf(f float32) uint16 {
 		scaleToInf  = float32(0x1p112)
 		scaleToZero = float32(0x1p-110)
 	)
-	base := float32(abs32(f)*scaleToInf) * scaleToZero
+	base := float32(float32(abs32(f)*scaleToInf) * scaleToZero)
 	w := math.Float32bits(f)
 	shl1 := w + w
 	sign := w & 0x80000000
@@ -68,6 +68,6 @@ func abs32(f float32) float32 { return math.Float32frombits(math.Float32bits(f) 
 // float32 adder round fval to an integer (ties to even) in the low mantissa
 // bits. Valid for |fval| ≤ 4194303, as in ggml.
 func nearestInt(fval float32) int32 {
-	val := fval + 12582912
+	val := float32(fval) + 12582912 // the conversion keeps a caller's product from fusing in
 	return int32(math.Float32bits(val)&0x007fffff) - 0x00400000
 }

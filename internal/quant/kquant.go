@@ -143,7 +143,7 @@ func makeQkx2Quants(n, nmax int, x, weights []float32, L, Laux []uint8, theMin *
 	rmin, rdelta float32, nstep int, useMad bool) float32 {
 	mn, mx := x[0], x[0]
 	sumW := weights[0]
-	sumX := sumW * x[0]
+	sumX := float32(sumW * x[0])
 	for i := 1; i < n; i++ {
 		if x[i] < mn {
 			mn = x[i]
@@ -270,7 +270,7 @@ func quantQ2_K(dst []byte, x []float32) {
 		if dj == 0 {
 			continue
 		}
-		dm := dmin * float32(sc[j]>>4)
+		dm := float32(dmin * float32(sc[j]>>4))
 		for ii := range 16 {
 			l := nearestInt((x[16*j+ii] + dm) / dj)
 			L[16*j+ii] = uint8(max(0, min(3, l)))
@@ -407,7 +407,7 @@ func requantK(dst []byte, x []float32, nmax int32, L []uint8) {
 		if dj == 0 {
 			continue
 		}
-		dm := dmin * float32(m)
+		dm := float32(dmin * float32(m))
 		for ii := range 32 {
 			l := nearestInt((x[32*j+ii] + dm) / dj)
 			L[32*j+ii] = uint8(max(0, min(nmax, l)))

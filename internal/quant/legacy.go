@@ -65,7 +65,7 @@ func quantQ4_0(dst []byte, x []float32) {
 	putHalf(dst, d)
 	qs := dst[2:18]
 	for j := range 16 {
-		x0, x1 := x[j]*id, x[16+j]*id
+		x0, x1 := float32(x[j]*id), float32(x[16+j]*id)
 		xi0 := uint8(min(15, int8(truncInt(x0+8.5))))
 		xi1 := uint8(min(15, int8(truncInt(x1+8.5))))
 		qs[j] = xi0 | xi1<<4
@@ -83,7 +83,7 @@ func quantQ4_1(dst []byte, x []float32) {
 	putHalf(dst[2:], lo)
 	qs := dst[4:20]
 	for j := range 16 {
-		x0, x1 := (x[j]-lo)*id, (x[16+j]-lo)*id
+		x0, x1 := float32((x[j]-lo)*id), float32((x[16+j]-lo)*id)
 		xi0 := uint8(min(15, int8(truncInt(x0+0.5))))
 		xi1 := uint8(min(15, int8(truncInt(x1+0.5))))
 		qs[j] = xi0 | xi1<<4
@@ -100,7 +100,7 @@ func quantQ5_0(dst []byte, x []float32) {
 	qs := dst[6:22]
 	var qh uint32
 	for j := range 16 {
-		x0, x1 := x[j]*id, x[16+j]*id
+		x0, x1 := float32(x[j]*id), float32(x[16+j]*id)
 		xi0 := uint8(min(31, int8(truncInt(x0+16.5))))
 		xi1 := uint8(min(31, int8(truncInt(x1+16.5))))
 		qs[j] = xi0&0x0f | (xi1&0x0f)<<4
@@ -122,7 +122,7 @@ func quantQ5_1(dst []byte, x []float32) {
 	qs := dst[8:24]
 	var qh uint32
 	for j := range 16 {
-		x0, x1 := (x[j]-lo)*id, (x[16+j]-lo)*id
+		x0, x1 := float32((x[j]-lo)*id), float32((x[16+j]-lo)*id)
 		xi0 := uint8(truncInt(x0 + 0.5))
 		xi1 := uint8(truncInt(x1 + 0.5))
 		qs[j] = xi0&0x0f | (xi1&0x0f)<<4

@@ -46,11 +46,8 @@ func PresetNames() []string {
 	return s
 }
 
-// spell writes a preset as llama.cpp's quantize tool does: lower-case q,
-// upper-case K, lower-case suffix ("q4_K_M").
-func spell(name string) string {
-	return strings.Replace(strings.ToLower(name), "_k", "_K", 1)
-}
+// spell writes a preset as Ollama's docs do: "q4_K_M".
+func spell(name string) string { return "q" + name[1:] }
 
 // ParsePreset reads a preset name in any letter case: "q4_K_M", "Q4_K_M",
 // "q4_k_m"; "q4_K" means q4_K_M as in llama.cpp.
