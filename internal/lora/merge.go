@@ -335,8 +335,9 @@ type convWorker struct {
 }
 
 // windowElems is about how many elements each worker converts per window:
-// enough to amortize starting it, small enough to keep memory flat.
-const windowElems = 1 << 16
+// enough to amortize starting it, small enough to keep memory flat. A
+// variable only so tests can force many small windows.
+var windowElems = 1 << 16
 
 func newConverter(workers int) *converter {
 	return &converter{br: bufio.NewReaderSize(nil, 256<<10), workers: make([]convWorker, workers)}

@@ -1,0 +1,9 @@
+package lora
+
+// SetWindowElems sets the elements per worker and window, returning a
+// function that restores the default.
+func SetWindowElems(n int) (restore func()) {
+	old := windowElems
+	windowElems = n
+	return func() { windowElems = old }
+}
