@@ -200,7 +200,7 @@ func TestDequantizeMatchesGGML(t *testing.T) {
 	for _, typ := range append(allQuantTypes, gguf.TypeMXFP4) {
 		t.Run(typ.String(), func(t *testing.T) {
 			raw := refQuantize(t, typ, x, 256)
-			raw = append(raw, randomBlocks(typ, 64)...)
+			raw = append(raw, randomBlocks(typ, 256)...)
 			n := len(raw) / int(must(typ.RowBytes(typ.BlockSize()))) * int(typ.BlockSize())
 			want := refDequantize(t, typ, raw, n)
 			got, err := quant.Dequantize(typ, raw, n)
@@ -209,7 +209,7 @@ func TestDequantizeMatchesGGML(t *testing.T) {
 			}
 			bad := 0
 			for i := range got {
-				if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+				if !sameFloat(got[i], want[i]) {
 					if bad < 5 {
 						t.Errorf("element %d (block %d): %v, ggml %v", i, i/int(typ.BlockSize()), got[i], want[i])
 					}
@@ -230,8 +230,10 @@ func must[T any](v T, err error) T {
 	return v
 }
 
-// randomBlocks makes n blocks of random bytes whose f16/E8M0 scales are
-// finite and moderate, so every other bit pattern gets decoded.
+// randomBlocks makes n blocks of random bytes. In the first half the f16
+// scales are normal and moderate and MXFP4's exponent mid-range; in the
+// second half any bit pattern goes: zeros, subnormals, infinities, NaNs,
+// E8M0 0, 1 and 255.
 func randomBlocks(typ gguf.TensorType, n int) []byte {
 	size := int(must(typ.RowBytes(typ.BlockSize())))
 	r := newRand(uint64(typ))
@@ -242,7 +244,7 @@ func randomBlocks(typ gguf.TensorType, n int) []byte {
 	scale := func(p []byte) { // f16 in ±[2^-14, 2^3)
 		binary.LittleEndian.PutUint16(p, uint16(r.Uint32()&0x83FF)|uint16(1+r.IntN(17))<<10)
 	}
-	for k := 0; k < n; k++ {
+	for k := 0; k < n/2; k++ {
 		blk := b[k*size : (k+1)*size]
 		switch typ {
 		case gguf.TypeQ4_0, gguf.TypeQ5_0, gguf.TypeQ8_0:
@@ -261,7 +263,18 @@ func randomBlocks(typ gguf.TensorType, n int) []byte {
 			blk[0] = byte(100 + r.IntN(50))
 		}
 	}
+	if typ == gguf.TypeMXFP4 {
+		for k, e := range []byte{0, 1, 2, 254, 255} {
+			b[(n-1-k)*size] = e
+		}
+	}
 	return b
+}
+
+// sameFloat is bit equality, except that any two NaNs are equal: payloads
+// are not something ggml promises.
+func sameFloat(a, b float32) bool {
+	return math.Float32bits(a) == math.Float32bits(b) || (a != a && b != b)
 }
 
 // ---- presets against the real server and llama.cpp
