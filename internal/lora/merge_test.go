@@ -439,8 +439,9 @@ func TestMerge_MemoryDoesNotGrowWithModel(t *testing.T) {
 
 // BenchmarkMerge reports merge throughput over the base's size. Memory is
 // independent of the model (see TestMerge_MemoryDoesNotGrowWithModel): rows
-// are streamed, so B/op is the fixed buffers (1 MiB write, 256 KiB read)
-// plus the adapter's A in float64, never the base or its largest tensor.
+// are streamed in windows, so B/op is the fixed buffers (1 MiB write,
+// 256 KiB read, one window of rows per worker) plus the adapter's A in
+// float64, never the base or its largest tensor.
 func BenchmarkMerge(b *testing.B) {
 	for _, typ := range []gguf.TensorType{gguf.TypeF32, gguf.TypeQ4_K} {
 		b.Run(typ.String(), func(b *testing.B) {

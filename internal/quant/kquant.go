@@ -139,8 +139,16 @@ func makeQ3Quants(n, nmax int, x []float32, L []int8) float32 {
 // with l in 0..nmax, trying nstep+1 grids and keeping the one whose weighted
 // least-squares refit has the smallest error (absolute error with useMad).
 // It returns the scale and stores -min (≥ 0) in *theMin.
+//
+// Two shortcuts keep ggml's results while saving its time (this is most of
+// the cost of Q2_K, Q4_K and Q5_K): w·l is computed once for the three sums
+// that start with it (C computes w*l*l as (w*l)*l, so the value is the
+// same), and a grid that rounds every element to the same levels as the
+// grid before it is skipped, since its refit and error are the same numbers
+// and could not be strictly better.
 func makeQkx2Quants(n, nmax int, x, weights []float32, L, Laux []uint8, theMin *float32,
 	rmin, rdelta float32, nstep int, useMad bool) float32 {
+	x, weights, L, Laux = x[:n], weights[:n], L[:n], Laux[:n]
 	mn, mx := x[0], x[0]
 	sumW := weights[0]
 	sumX := float32(sumW * x[0])
@@ -159,18 +167,19 @@ func makeQkx2Quants(n, nmax int, x, weights []float32, L, Laux []uint8, theMin *
 		mn = 0
 	}
 	if mx == mn {
-		clear(L[:n])
+		clear(L)
 		*theMin = -mn
 		return 0
 	}
 	fnmax := float32(nmax)
+	imax := int32(nmax)
 	iscale := fnmax / (mx - mn)
 	scale := 1 / iscale
 	var bestError float32
-	for i := range n {
-		l := nearestInt(iscale * (x[i] - mn))
-		L[i] = uint8(max(0, min(int32(nmax), l)))
-		diff := float32(scale*float32(L[i])) + mn - x[i]
+	for i, xi := range x {
+		l := nearestInt(iscale * (xi - mn))
+		L[i] = uint8(max(0, min(imax, l)))
+		diff := float32(scale*float32(L[i])) + mn - xi
 		if useMad {
 			diff = abs32(diff)
 		} else {
@@ -182,18 +191,30 @@ func makeQkx2Quants(n, nmax int, x, weights []float32, L, Laux []uint8, theMin *
 		*theMin = -mn
 		return scale
 	}
+	var prev [32]uint8
+	havePrev := false
 	for is := 0; is <= nstep; is++ {
 		iscale = (float32(rmin+float32(rdelta*float32(is))) + fnmax) / (mx - mn)
+		same := havePrev
+		for i, xi := range x {
+			l := uint8(max(0, min(imax, nearestInt(iscale*(xi-mn)))))
+			Laux[i] = l
+			if l != prev[i] {
+				same = false
+			}
+		}
+		if same {
+			continue
+		}
+		copy(prev[:n], Laux)
+		havePrev = true
 		var sumL, sumL2, sumXL float32
-		for i := range n {
-			l := nearestInt(iscale * (x[i] - mn))
-			l = max(0, min(int32(nmax), l))
-			Laux[i] = uint8(l)
-			w := weights[i]
-			fl := float32(l)
-			sumL += float32(w * fl)
-			sumL2 += float32(float32(w*fl) * fl)
-			sumXL += float32(float32(w*fl) * x[i])
+		for i, xi := range x {
+			fl := float32(Laux[i])
+			wl := float32(weights[i] * fl)
+			sumL += wl
+			sumL2 += float32(wl * fl)
+			sumXL += float32(wl * xi)
 		}
 		D := float32(sumW*sumL2) - float32(sumL*sumL)
 		if D > 0 {
@@ -204,8 +225,8 @@ func makeQkx2Quants(n, nmax int, x, weights []float32, L, Laux []uint8, theMin *
 				thisScale = sumXL / sumL2
 			}
 			var curError float32
-			for i := range n {
-				diff := float32(thisScale*float32(Laux[i])) + thisMin - x[i]
+			for i, xi := range x {
+				diff := float32(thisScale*float32(Laux[i])) + thisMin - xi
 				if useMad {
 					diff = abs32(diff)
 				} else {
@@ -214,7 +235,7 @@ func makeQkx2Quants(n, nmax int, x, weights []float32, L, Laux []uint8, theMin *
 				curError += float32(weights[i] * diff)
 			}
 			if curError < bestError {
-				copy(L[:n], Laux[:n])
+				copy(L, Laux)
 				bestError = curError
 				scale = thisScale
 				mn = thisMin
