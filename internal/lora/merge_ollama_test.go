@@ -267,3 +267,48 @@ func TestMergeWith_Ollama024(t *testing.T) {
 		t.Error("the adapter changes no generation; the comparison proves nothing")
 	}
 }
+
+// TestMergeWith_Ollama034 imports a merge into a Q4_K_M base on the newest
+// server, which can no longer create adapter models: it takes the file, and
+// show reports the base's quantization and every tensor's type.
+func TestMergeWith_Ollama034(t *testing.T) {
+	s := ollamatest.Get(t, ollamatest.V034)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	b := testfixture.TinyLlamaWide()
+	f32Path, _ := writeBase(t, b)
+	f16Path, f16 := quantizeBase(t, f32Path, gguf.TypeF16)
+	a := fixtureAdapter(t, testfixture.Adapter{Base: b, Seed: 82, Targets: allTargets}, f16, "peft")
+	// The base as v0.24.0 (and llama.cpp) would quantize it; quant's tests
+	// hold that bit-identical.
+	q4, qf, _ := mergeWith(t, f16Path, f16, zeroB(a), lora.MergeOptions{Quantize: must(lora.ParseQuantize("q4_K_M"))})
+	basePath := filepath.Join(t.TempDir(), "q4km.gguf")
+	if err := os.WriteFile(basePath, q4, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, mf, _ := mergeWith(t, basePath, qf, a, lora.MergeOptions{})
+	path := filepath.Join(t.TempDir(), "merged.gguf")
+	if err := os.WriteFile(path, out, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ImportGGUF(ctx, "merged-q4km", path); err != nil {
+		t.Fatal(err)
+	}
+	show, err := s.Client.Show(ctx, &api.ShowRequest{Model: "merged-q4km", Verbose: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if show.Details.QuantizationLevel != "Q4_K_M" {
+		t.Errorf("quantization_level %q, want Q4_K_M", show.Details.QuantizationLevel)
+	}
+	types := map[string]string{}
+	for _, ti := range show.Tensors {
+		types[ti.Name] = ti.Type
+	}
+	for _, ti := range mf.Tensors {
+		if types[ti.Name] != ti.Type.String() {
+			t.Errorf("show reports %s as %q, the file has %s", ti.Name, types[ti.Name], ti.Type)
+		}
+	}
+	t.Logf("v%s: %s, %d tensors", s.Version, show.Details.QuantizationLevel, len(show.Tensors))
+}
