@@ -98,7 +98,8 @@ func Merge(w io.Writer, base io.ReaderAt, baseFile *gguf.File, a *Adapter) (Merg
 
 // MergeWith streams base, a GGUF model whose parsed header is baseFile, to
 // w with each weight that a targets replaced by W + Scale·B·A. Metadata is
-// copied (general.file_type set to the preset's under a preset) and tensors
+// copied (under a preset, general.file_type set to the preset's and
+// general.quantization_version to 2, as llama.cpp writes) and tensors
 // keep their order and shapes. Tensors that keep their type and get no
 // delta are copied byte for byte; the others are dequantized, given their
 // delta and quantized to their output type (see ParseQuantize) with ggml's
@@ -207,7 +208,9 @@ func MergeWith(w io.Writer, base io.ReaderAt, baseFile *gguf.File, a *Adapter, o
 	}
 	kv := baseFile.KV
 	if q.mode == preset {
-		kv = withFileType(kv, q.preset.FileType())
+		kv = withKV(kv, "general.file_type", q.preset.FileType())
+		// llama.cpp's quantize writes it; ggml's block formats are at 2.
+		kv = withKV(kv, "general.quantization_version", uint32(2))
 	}
 
 	cw := &countingWriter{w: w}
@@ -252,18 +255,18 @@ func MergeWith(w io.Writer, base io.ReaderAt, baseFile *gguf.File, a *Adapter, o
 	return st, nil
 }
 
-// withFileType is kv with general.file_type set to ft (added if missing).
-func withFileType(kv []gguf.KV, ft uint32) []gguf.KV {
+// withKV is a copy of kv with key set to v (appended if missing).
+func withKV(kv []gguf.KV, key string, v any) []gguf.KV {
 	out := make([]gguf.KV, 0, len(kv)+1)
 	seen := false
 	for _, e := range kv {
-		if e.Key == "general.file_type" {
-			e.Value, seen = ft, true
+		if e.Key == key {
+			e.Value, seen = v, true
 		}
 		out = append(out, e)
 	}
 	if !seen {
-		out = append(out, gguf.KV{Key: "general.file_type", Value: ft})
+		out = append(out, gguf.KV{Key: key, Value: v})
 	}
 	return out
 }

@@ -183,6 +183,9 @@ func TestMergeWith_Preset(t *testing.T) {
 			if ft, _ := mf.Uint("general.file_type"); ft != uint64(p.FileType()) {
 				t.Errorf("general.file_type %d, want %d", ft, p.FileType())
 			}
+			if v, _ := mf.Uint("general.quantization_version"); v != 2 {
+				t.Errorf("general.quantization_version %d, want 2", v)
+			}
 			requant := 0
 			for i, bt := range bf.Tensors {
 				if mf.Tensors[i].Type != plan[i] {
