@@ -191,13 +191,19 @@ func makeQkx2Quants(n, nmax int, x, weights []float32, L, Laux []uint8, theMin *
 		*theMin = -mn
 		return scale
 	}
-	var prev [32]uint8
+	var prevBuf [32]uint8
+	prev := prevBuf[:n]
+	var xmf [32]float32
+	xm := xmf[:n]
+	for i, xi := range x {
+		xm[i] = xi - mn // x[i] - min, recomputed below whenever min moves
+	}
 	havePrev := false
 	for is := 0; is <= nstep; is++ {
 		iscale = (float32(rmin+float32(rdelta*float32(is))) + fnmax) / (mx - mn)
 		same := havePrev
-		for i, xi := range x {
-			l := uint8(max(0, min(imax, nearestInt(iscale*(xi-mn)))))
+		for i, v := range xm {
+			l := uint8(max(0, min(imax, nearestInt(iscale*v))))
 			Laux[i] = l
 			if l != prev[i] {
 				same = false
@@ -206,7 +212,7 @@ func makeQkx2Quants(n, nmax int, x, weights []float32, L, Laux []uint8, theMin *
 		if same {
 			continue
 		}
-		copy(prev[:n], Laux)
+		copy(prev, Laux)
 		havePrev = true
 		var sumL, sumL2, sumXL float32
 		for i, xi := range x {
@@ -217,28 +223,36 @@ func makeQkx2Quants(n, nmax int, x, weights []float32, L, Laux []uint8, theMin *
 			sumXL += float32(wl * xi)
 		}
 		D := float32(sumW*sumL2) - float32(sumL*sumL)
-		if D > 0 {
-			thisScale := (float32(sumW*sumXL) - float32(sumX*sumL)) / D
-			thisMin := (float32(sumL2*sumX) - float32(sumL*sumXL)) / D
-			if thisMin > 0 {
-				thisMin = 0
-				thisScale = sumXL / sumL2
-			}
-			var curError float32
+		if D <= 0 {
+			continue
+		}
+		thisScale := (float32(sumW*sumXL) - float32(sumX*sumL)) / D
+		thisMin := (float32(sumL2*sumX) - float32(sumL*sumXL)) / D
+		if thisMin > 0 {
+			thisMin = 0
+			thisScale = sumXL / sumL2
+		}
+		var curError float32
+		if useMad {
 			for i, xi := range x {
 				diff := float32(thisScale*float32(Laux[i])) + thisMin - xi
-				if useMad {
-					diff = abs32(diff)
-				} else {
-					diff = diff * diff
-				}
-				curError += float32(weights[i] * diff)
+				curError += float32(weights[i] * abs32(diff))
 			}
-			if curError < bestError {
-				copy(L, Laux)
-				bestError = curError
-				scale = thisScale
+		} else {
+			for i, xi := range x {
+				diff := float32(thisScale*float32(Laux[i])) + thisMin - xi
+				curError += float32(weights[i] * float32(diff*diff))
+			}
+		}
+		if curError < bestError {
+			copy(L, Laux)
+			bestError = curError
+			scale = thisScale
+			if thisMin != mn {
 				mn = thisMin
+				for i, xi := range x {
+					xm[i] = xi - mn
+				}
 			}
 		}
 	}
