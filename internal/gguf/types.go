@@ -21,7 +21,26 @@ const (
 	TypeQ5_K TensorType = 13
 	TypeQ6_K TensorType = 14
 	TypeQ8_K TensorType = 15
-	TypeBF16 TensorType = 30
+	// Types adapterd does not compute with but must name and size, so a
+	// base holding them parses and the error says which type it is.
+	TypeIQ2_XXS TensorType = 16
+	TypeIQ2_XS  TensorType = 17
+	TypeIQ3_XXS TensorType = 18
+	TypeIQ1_S   TensorType = 19
+	TypeIQ4_NL  TensorType = 20
+	TypeIQ3_S   TensorType = 21
+	TypeIQ2_S   TensorType = 22
+	TypeIQ4_XS  TensorType = 23
+	TypeI8      TensorType = 24
+	TypeI16     TensorType = 25
+	TypeI32     TensorType = 26
+	TypeI64     TensorType = 27
+	TypeF64     TensorType = 28
+	TypeIQ1_M   TensorType = 29
+	TypeBF16    TensorType = 30
+	TypeTQ1_0   TensorType = 34
+	TypeTQ2_0   TensorType = 35
+	TypeMXFP4   TensorType = 39 // gpt-oss experts: 32 E2M1 values sharing one E8M0 scale
 )
 
 type typeTraits struct {
@@ -45,7 +64,25 @@ var traits = map[TensorType]typeTraits{
 	TypeQ5_K: {"Q5_K", 256, 176},
 	TypeQ6_K: {"Q6_K", 256, 210},
 	TypeQ8_K: {"Q8_K", 256, 292},
-	TypeBF16: {"BF16", 1, 2},
+
+	TypeIQ2_XXS: {"IQ2_XXS", 256, 66},
+	TypeIQ2_XS:  {"IQ2_XS", 256, 74},
+	TypeIQ3_XXS: {"IQ3_XXS", 256, 98},
+	TypeIQ1_S:   {"IQ1_S", 256, 50},
+	TypeIQ4_NL:  {"IQ4_NL", 32, 18},
+	TypeIQ3_S:   {"IQ3_S", 256, 110},
+	TypeIQ2_S:   {"IQ2_S", 256, 82},
+	TypeIQ4_XS:  {"IQ4_XS", 256, 136},
+	TypeI8:      {"I8", 1, 1},
+	TypeI16:     {"I16", 1, 2},
+	TypeI32:     {"I32", 1, 4},
+	TypeI64:     {"I64", 1, 8},
+	TypeF64:     {"F64", 1, 8},
+	TypeIQ1_M:   {"IQ1_M", 256, 56},
+	TypeBF16:    {"BF16", 1, 2},
+	TypeTQ1_0:   {"TQ1_0", 256, 54},
+	TypeTQ2_0:   {"TQ2_0", 256, 66},
+	TypeMXFP4:   {"MXFP4", 32, 17},
 }
 
 func (t TensorType) String() string {

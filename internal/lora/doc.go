@@ -12,9 +12,15 @@
 //     (through Adapter.Open) into Weights: deltas keyed by the GGUF tensor
 //     they modify, mapped and permuted for the base.
 //   - Weights can be written as a GGUF LoRA (WriteGGUF) for the native
-//     strategy, or folded into the base weights (Merge) for the merge
+//     strategy, or folded into the base weights (Merge, MergeWith) for the merge
 //     strategy, the only one left on Ollama ≥ 0.34 and on Ollama's Go engine
 //     (qwen3, gemma3, …), which cannot load LoRA.
+//
+// A merge writes each merged tensor back in its base tensor's own type by
+// default (a Q4_K_M base gives a Q4_K_M-sized model), or as F16, or every
+// weight per a llama.cpp preset (ParseQuantize), with package quant's
+// ggml-exact quantizers; tensors that keep their type and get no delta are
+// copied byte for byte.
 //
 // Layout rules, checked against llama.cpp (convert_hf_to_gguf.py,
 // convert_lora_to_gguf.py, llama-adapter.cpp) and Ollama's converters:

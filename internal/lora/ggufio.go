@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/adapterd/adapterd/internal/gguf"
+	"github.com/adapterd/adapterd/internal/quant"
 )
 
 // GGUF LoRA layout, as llama.cpp's convert_lora_to_gguf.py writes it and
@@ -42,7 +43,7 @@ func readGGUF(open openFunc, path string) (*Weights, error) {
 }
 
 // ReadGGUFFrom reads a GGUF LoRA of the given size from r. Its tensors may
-// be of any type Dequantize handles.
+// be of any type quant.Dequantize handles.
 func ReadGGUFFrom(r io.ReaderAt, size int64) (*Weights, error) {
 	f, err := gguf.Read(r, size)
 	if err != nil {
@@ -127,8 +128,8 @@ func ReadGGUFFrom(r io.ReaderAt, size int64) (*Weights, error) {
 }
 
 func readTensor(r io.ReaderAt, f *gguf.File, t gguf.Tensor) ([]float32, error) {
-	if !CanDequantize(t.Type) {
-		return nil, fmt.Errorf("tensor %q: %w", t.Name, unsupportedType(t.Type))
+	if !quant.CanDequantize(t.Type) {
+		return nil, fmt.Errorf("tensor %q: %w", t.Name, &quant.UnsupportedError{Type: t.Type})
 	}
 	sec, err := f.Section(r, t)
 	if err != nil {
@@ -138,7 +139,7 @@ func readTensor(r io.ReaderAt, f *gguf.File, t gguf.Tensor) ([]float32, error) {
 	if _, err := io.ReadFull(sec, raw); err != nil {
 		return nil, fmt.Errorf("tensor %q: %v", t.Name, err)
 	}
-	v, err := Dequantize(t.Type, raw, int(t.Elements()))
+	v, err := quant.Dequantize(t.Type, raw, int(t.Elements()))
 	if err != nil {
 		return nil, fmt.Errorf("tensor %q: %v", t.Name, err)
 	}

@@ -314,9 +314,9 @@ func TestMerge_Errors(t *testing.T) {
 	good := ggufAdapter(testfixture.LoRA{Base: llama, Seed: 41})
 	wide := testfixture.TinyQwen2()
 	wide.Arch = "llama"
-	q2Base := writeRawGGUF(t, []gguf.KV{{Key: "general.architecture", Value: "llama"}},
-		[]gguf.Tensor{{Name: "blk.0.attn_q.weight", Shape: []uint64{256, 2}, Type: gguf.TypeQ2_K}})
-	q2File, _ := gguf.Read(bytes.NewReader(q2Base), int64(len(q2Base)))
+	iqBase := writeRawGGUF(t, []gguf.KV{{Key: "general.architecture", Value: "llama"}},
+		[]gguf.Tensor{{Name: "blk.0.attn_q.weight", Shape: []uint64{256, 2}, Type: gguf.TypeIQ4_XS}})
+	iqFile, _ := gguf.Read(bytes.NewReader(iqBase), int64(len(iqBase)))
 	f16Path, f16File := quantizeBase(t, basePath, gguf.TypeF16)
 	f16Bytes, _ := os.ReadFile(f16Path)
 	huge := *good
@@ -334,7 +334,7 @@ func TestMerge_Errors(t *testing.T) {
 		{"ShapeMismatch", baseBytes, bf, ggufAdapter(testfixture.LoRA{Base: wide, Seed: 43}), "blk.0.attn_q.weight: the adapter's delta is in=96 out=96 but the base tensor has shape [64 64]"},
 		{"UnknownTarget", baseBytes, bf, &lora.Weights{Arch: "llama", Deltas: []lora.Delta{{Target: "blk.9.attn_q.weight", Rank: 1, In: 64, Out: 64, A: make([]float32, 64), B: make([]float32, 64), Scale: 1}}}, "targets blk.9.attn_q.weight, which the llama base model does not have"},
 		{"TruncatedBase", baseBytes[:len(baseBytes)-100], bf, good, "base model is truncated"},
-		{"UnsupportedBaseType", q2Base, q2File, &lora.Weights{Deltas: []lora.Delta{{Target: "blk.0.attn_q.weight", Rank: 1, In: 256, Out: 2, A: make([]float32, 256), B: make([]float32, 2), Scale: 1}}}, "cannot dequantize Q2_K"},
+		{"UnsupportedBaseType", iqBase, iqFile, &lora.Weights{Deltas: []lora.Delta{{Target: "blk.0.attn_q.weight", Rank: 1, In: 256, Out: 2, A: make([]float32, 256), B: make([]float32, 2), Scale: 1}}}, "cannot dequantize IQ4_XS"},
 		{"F16Overflow", f16Bytes, f16File, &huge, "does not fit in F16"},
 		{"BadPair", baseBytes, bf, &lora.Weights{Deltas: []lora.Delta{{Target: "blk.0.attn_q.weight", Rank: 2, In: 64, Out: 64, A: make([]float32, 64), B: make([]float32, 128), Scale: 1}}}, "A has 64 values, want rank·in = 2·64"},
 		{"EmptyAdapter", baseBytes, bf, &lora.Weights{}, "no pairs"},
@@ -439,8 +439,9 @@ func TestMerge_MemoryDoesNotGrowWithModel(t *testing.T) {
 
 // BenchmarkMerge reports merge throughput over the base's size. Memory is
 // independent of the model (see TestMerge_MemoryDoesNotGrowWithModel): rows
-// are streamed, so B/op is the fixed buffers (1 MiB write, 256 KiB read)
-// plus the adapter's A in float64, never the base or its largest tensor.
+// are streamed in windows, so B/op is the fixed buffers (1 MiB write,
+// 256 KiB read, one window of rows per worker) plus the adapter's A in
+// float64, never the base or its largest tensor.
 func BenchmarkMerge(b *testing.B) {
 	for _, typ := range []gguf.TensorType{gguf.TypeF32, gguf.TypeQ4_K} {
 		b.Run(typ.String(), func(b *testing.B) {

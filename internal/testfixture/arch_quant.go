@@ -127,7 +127,7 @@ func QuantizeGGUF(src, dst string, t gguf.TensorType) error {
 
 // Quantize encodes v as ggml blocks of type t: Q8_0 (34-byte blocks of 32)
 // or Q4_K (144-byte super-blocks of 256). len(v) must be a whole number of
-// blocks. lora.Dequantize reads the result back.
+// blocks. quant.Dequantize reads the result back.
 func Quantize(t gguf.TensorType, v []float32) ([]byte, error) {
 	var elems, size int
 	var enc func(dst []byte, x []float32)

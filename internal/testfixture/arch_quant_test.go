@@ -19,6 +19,7 @@ import (
 	"github.com/adapterd/adapterd/internal/gguf"
 	"github.com/adapterd/adapterd/internal/lora"
 	"github.com/adapterd/adapterd/internal/ollamatest"
+	"github.com/adapterd/adapterd/internal/quant"
 	"github.com/adapterd/adapterd/internal/tensor"
 	"github.com/adapterd/adapterd/internal/testfixture"
 )
@@ -38,7 +39,7 @@ func archReadTensor(t *testing.T, path string, f *gguf.File, ti gguf.Tensor) []f
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := lora.Dequantize(ti.Type, raw, int(ti.Elements()))
+	v, err := quant.Dequantize(ti.Type, raw, int(ti.Elements()))
 	if err != nil {
 		t.Fatalf("%s: %v", ti.Name, err)
 	}
@@ -168,7 +169,7 @@ func TestArchQuantizeBlocks(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, err := lora.Dequantize(typ, raw, len(zero))
+		got, err := quant.Dequantize(typ, raw, len(zero))
 		if err != nil || !reflect.DeepEqual(got, zero) {
 			t.Errorf("%s zeros: %v %v", typ, got[:4], err)
 		}
@@ -191,7 +192,7 @@ func TestArchQuantizeBlocks(t *testing.T) {
 	if err != nil || len(raw) != 144 {
 		t.Fatalf("Q4_K: %d bytes, %v", len(raw), err)
 	}
-	got, _ := lora.Dequantize(gguf.TypeQ4_K, raw, 256)
+	got, _ := quant.Dequantize(gguf.TypeQ4_K, raw, 256)
 	for i := range levels {
 		if math.Abs(float64(got[i]-levels[i])) > 1e-3 {
 			t.Fatalf("Q4_K levels[%d] = %v, want %v", i, got[i], levels[i])
@@ -247,7 +248,7 @@ func TestArchQuantizedOnOllama024(t *testing.T) {
 			}
 			t.Logf("%s: %q (%d tokens)", c.name, baseOut, n)
 
-			// The server reads the blocks as lora.Dequantize does: the
+			// The server reads the blocks as quant.Dequantize does: the
 			// next-token distribution matches that of an F32 model holding
 			// the dequantized weights.
 			f32 := filepath.Join(dir, c.name+"-f32.gguf")
@@ -353,7 +354,7 @@ func archTopLogprobs(ctx context.Context, t *testing.T, s *ollamatest.Server, mo
 }
 
 // archDequantizeFile writes the GGUF at src as an all-F32 GGUF at dst, with
-// the values lora.Dequantize reads from src.
+// the values quant.Dequantize reads from src.
 func archDequantizeFile(t *testing.T, src, dst string) {
 	t.Helper()
 	f, err := gguf.ReadFile(src)

@@ -1,4 +1,4 @@
-package lora_test
+package quant_test
 
 import (
 	"math"
@@ -7,13 +7,13 @@ import (
 	"testing"
 
 	"github.com/adapterd/adapterd/internal/gguf"
-	"github.com/adapterd/adapterd/internal/lora"
+	"github.com/adapterd/adapterd/internal/quant"
 	"github.com/adapterd/adapterd/internal/tensor"
 )
 
 func deq(t *testing.T, typ gguf.TensorType, raw []byte, n int) []float64 {
 	t.Helper()
-	v, err := lora.Dequantize(typ, raw, n)
+	v, err := quant.Dequantize(typ, raw, n)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -219,10 +219,10 @@ func TestDequantize_PackedBlocks(t *testing.T) {
 	}
 }
 
-// Quantize random data with the test quantizers and check the round trip
-// lands within the quantization step: catches a packer/dequantizer pair that
-// agree with each other but scramble element order.
-func TestDequantize_RoundTripsTestQuantizers(t *testing.T) {
+// Quantize random data and check the round trip lands within the
+// quantization step: catches a quantizer/dequantizer pair that agree with
+// each other but scramble element order.
+func TestDequantize_RoundTripsQuantizers(t *testing.T) {
 	r := rand.New(rand.NewPCG(8, 8))
 	x := make([]float32, 512)
 	for i := range x {
@@ -234,11 +234,21 @@ func TestDequantize_RoundTripsTestQuantizers(t *testing.T) {
 	}{
 		{gguf.TypeQ8_0, 1.0 / 127},
 		{gguf.TypeQ4_0, 1.0 / 8},
+		{gguf.TypeQ4_1, 1.1 / 15},
+		{gguf.TypeQ5_0, 1.0 / 16},
+		{gguf.TypeQ5_1, 1.1 / 31},
+		{gguf.TypeQ2_K, 2.0 / 3},
+		{gguf.TypeQ3_K, 1.0 / 2},
 		{gguf.TypeQ4_K, 2.0 / 15},
+		{gguf.TypeQ5_K, 2.0 / 31},
 		{gguf.TypeQ6_K, 1.5 / 31},
 	} {
 		t.Run(c.typ.String(), func(t *testing.T) {
-			got := deq(t, c.typ, quantize(c.typ, x), len(x))
+			raw, err := quant.Quantize(c.typ, x)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := deq(t, c.typ, raw, len(x))
 			bs := int(c.typ.BlockSize())
 			for o := 0; o < len(x); o += bs {
 				var amax float64
@@ -263,7 +273,7 @@ func TestDequantize_Floats(t *testing.T) {
 	}{{gguf.TypeF32, tensor.F32}, {gguf.TypeF16, tensor.F16}, {gguf.TypeBF16, tensor.BF16}} {
 		raw, _ := tensor.Encode(dt.d, x)
 		want, _ := tensor.Decode(dt.d, raw)
-		got, err := lora.Dequantize(dt.typ, raw, len(x))
+		got, err := quant.Dequantize(dt.typ, raw, len(x))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -283,14 +293,14 @@ func TestDequantize_Errors(t *testing.T) {
 		n    int
 		want string
 	}{
-		{"UnsupportedType", gguf.TypeQ2_K, make([]byte, 84), 256, "cannot dequantize Q2_K"},
+		{"UnsupportedType", gguf.TypeIQ4_NL, make([]byte, 18), 32, "cannot dequantize IQ4_NL"},
 		{"UnknownType", gguf.TensorType(99), nil, 0, "cannot dequantize type(99)"},
 		{"WrongLength", gguf.TypeQ8_0, make([]byte, 33), 32, "33 bytes is not 32 Q8_0"},
 		{"PartialBlock", gguf.TypeQ4_K, make([]byte, 144), 100, "not a multiple"},
 		{"Negative", gguf.TypeF32, nil, -1, "negative"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			_, err := lora.Dequantize(c.typ, c.raw, c.n)
+			_, err := quant.Dequantize(c.typ, c.raw, c.n)
 			if err == nil || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "\n") {
 				t.Errorf("err = %v, want one line containing %q", err, c.want)
 			}
