@@ -88,9 +88,6 @@ func (r *Reconciler) create(ctx context.Context, o *observed) error {
 	if isAdaptersRemoved(err) {
 		r.srv.noAdapters()
 	}
-	if req.Quantize != "" && classify(err) == terminal && strings.Contains(strings.ToLower(err.Error()), "quantiz") {
-		return terminalf("quantize: %s: Ollama refused it (%s); remove quantize: from the sidecar, or quantize the base model instead", req.Quantize, spec.OneLine(err.Error()))
-	}
 	return err
 }
 
@@ -212,8 +209,12 @@ func (r *Reconciler) mergeRequest(ctx context.Context, key string, res *spec.Res
 	if err != nil {
 		return nil, &terminalError{err}
 	}
+	q, err := lora.ParseQuantize(res.Quantize)
+	if err != nil {
+		return nil, &terminalError{err}
+	}
 	tmp, digest, err := r.writeTemp(key, "merged.gguf", func(w io.Writer) error {
-		_, err := lora.Merge(&ctxWriter{ctx: ctx, w: w}, bf, gf, ad)
+		_, err := lora.MergeWith(&ctxWriter{ctx: ctx, w: w}, bf, gf, ad, lora.MergeOptions{Quantize: q})
 		return err
 	})
 	if err != nil {
@@ -228,7 +229,10 @@ func (r *Reconciler) mergeRequest(ctx context.Context, key string, res *spec.Res
 		return nil, err
 	}
 	r.metrics.BytesUploaded(n)
-	return &api.CreateRequest{Files: map[string]string{"model.gguf": digest}, Quantize: res.Quantize}, nil
+	// adapterd quantized the merged file itself (lora.MergeWith): Ollama
+	// refuses quantize for GGUF imports (0.24.0 but for F16/BF16 files,
+	// 0.34.4 always).
+	return &api.CreateRequest{Files: map[string]string{"model.gguf": digest}}, nil
 }
 
 // writeTemp writes a file under state_dir/tmp through write, hashing it on

@@ -11,6 +11,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/adapterd/adapterd/internal/quant"
 	"github.com/adapterd/adapterd/internal/safefile"
 )
 
@@ -228,14 +229,17 @@ func (d *yamlDecoder) messages(name string, v *yaml.Node) ([]Message, error) {
 	return out, nil
 }
 
-// checkQuantize catches what is certainly not a quantization type (spaces,
-// punctuation). The real list depends on the Ollama server version, so the
-// server has the last word.
+// checkQuantize accepts what a merge can write: "" or "base" (each merged
+// tensor back in its base tensor's type), "f16", or a llama.cpp preset.
+// adapterd quantizes itself (package quant), so the list does not depend on
+// the Ollama version.
 func checkQuantize(q string) string {
-	for i := 0; i < len(q); i++ {
-		if c := q[i]; !isAlnum(c) && c != '_' {
-			return fmt.Sprintf("%s is not a quantization type; use a name such as q4_K_M or q8_0", Quote(q))
-		}
+	switch strings.ToLower(strings.TrimSpace(q)) {
+	case "", "base", "f16":
+		return ""
+	}
+	if _, err := quant.ParsePreset(q); err != nil {
+		return fmt.Sprintf("%s is not a choice; use base (the default: the base's own types), f16, or one of %s", Quote(q), strings.Join(quant.PresetNames(), ", "))
 	}
 	return ""
 }

@@ -168,7 +168,7 @@ func TestSidecar_ErrorsNameFileLineAndFix(t *testing.T) {
 		{"custom tag", "system: !secret x\n", 1, []string{`unsupported YAML tag "!secret"`}},
 		{"strategy unknown", "strategy: fast\n", 1, []string{`strategy: unknown value "fast"; use one of auto, native, merge`}},
 		{"strategy list", "strategy: [auto]\n", 1, []string{"strategy must be text"}},
-		{"quantize junk", "quantize: q4 K\n", 1, []string{"not a quantization type", "q4_K_M"}},
+		{"quantize junk", "quantize: q4 K\n", 1, []string{"is not a choice", "q4_K_M"}},
 		{"verify not bool", "verify: yes\n", 1, []string{"verify must be true or false", `found "yes"`}},
 		{"license number list item", "license: [{a: b}]\n", 1, []string{"license: each list item must be text"}},
 		{"license mapping", "license: {a: b}\n", 1, []string{"license must be text or a list of text"}},
