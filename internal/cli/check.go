@@ -12,6 +12,7 @@ import (
 	"github.com/adapterd/adapterd/internal/ingest"
 	"github.com/adapterd/adapterd/internal/lora"
 	"github.com/adapterd/adapterd/internal/modelfile"
+	"github.com/adapterd/adapterd/internal/spec"
 )
 
 func cmdCheck(ctx context.Context, args []string, env Env) error {
@@ -95,27 +96,40 @@ func cmdModelfile(ctx context.Context, args []string, env Env) error {
 	if err != nil {
 		return err
 	}
-	out, err := folderModelfile(f).Render()
+	m, err := folderModelfile(f)
+	if err != nil {
+		return codedError{ingest.ExitInvalid, err}
+	}
+	out, err := m.Render()
 	if err != nil {
 		return err
+	}
+	if f.Resolved.Strategy == spec.StrategyAuto {
+		// Offline, auto cannot know the server: say which form this is.
+		out = "# strategy auto: this is the native form. On Ollama 0.34 or later, or a base on Ollama's Go engine,\n" +
+			"# adapterd merges instead; `adapterd create --out-modelfile F` writes the Modelfile of what it built.\n" + out
 	}
 	fmt.Fprint(env.Stdout, out)
 	return nil
 }
 
-// folderModelfile is the Modelfile equivalent of a native create. A PEFT
-// adapter is named by its folder, as `ollama create` expects.
-func folderModelfile(f *ingest.Folder) modelfile.Modelfile {
+// folderModelfile is the Modelfile of a native create of a GGUF LoRA
+// folder: the one Modelfile that rebuilds adapterd's model without adapterd.
+// A PEFT folder has none: `ollama create` would run Ollama's own PEFT
+// conversion, which permutes the wrong side of llama q/k. A merge has none
+// either without the merged weights.
+func folderModelfile(f *ingest.Folder) (modelfile.Modelfile, error) {
 	r := f.Resolved
-	m := modelfile.Modelfile{From: r.Base, System: r.System, Template: r.Template, Parameters: r.Parameters, License: r.License}
-	dir, _ := filepath.Abs(f.Dir)
-	if f.Adapter.Format == lora.FormatPEFT {
-		m.Adapters = []string{dir}
-	} else {
-		m.Adapters = []string{filepath.Join(dir, filepath.Base(f.Adapter.Files[0]))}
+	switch {
+	case f.Adapter.Format == lora.FormatPEFT:
+		return modelfile.Modelfile{}, fmt.Errorf("%s: a PEFT adapter has no Modelfile that rebuilds adapterd's model: Ollama's own PEFT conversion gets llama q/k wrong; run `adapterd create --adapter %s --out-modelfile F`, which writes the converted GGUF LoRA beside F", f.Dir, f.Dir)
+	case r.Strategy == spec.StrategyMerge:
+		return modelfile.Modelfile{}, fmt.Errorf("%s: strategy merge: the Modelfile would need the merged weights; run `adapterd create --adapter %s --out-modelfile F`, which writes them beside F", f.SidecarFile, f.Dir)
 	}
+	m := modelfile.Modelfile{From: r.Base, System: r.System, Template: r.Template, Parameters: r.Parameters, License: r.License}
+	m.Adapters = []string{f.Adapter.Files[0]}
 	for _, msg := range r.Messages {
 		m.Messages = append(m.Messages, modelfile.Message{Role: msg.Role, Content: msg.Content})
 	}
-	return m
+	return m, nil
 }

@@ -47,7 +47,8 @@ commands:
   run [--config F] [--once]      run the daemon in the foreground
   check [--config F] DIR...      validate adapter folders; create nothing
   modelfile [--config F] DIR     print the equivalent Ollama Modelfile
-  create --base B --name N --adapter DIR [--system S] [--temperature T] [--num-ctx N] [--out-modelfile F]
+  create --adapter DIR [--base B] [--name N] [sidecar flags] [--dry-run] [--json] [--out-modelfile F]
+                                 one-shot create, resolved as the daemon does (alias: create-from-base)
   status [--config F] [--json]   table of adapters from the running daemon
   confirm-removals [--config F]  let removals the daemon holds (lost mount guard) go ahead
   install | uninstall | start | stop | restart [--config F]
@@ -62,11 +63,15 @@ func Main(ctx context.Context, args []string, env Env) int {
 	err := dispatch(ctx, args, env)
 	var ee exitError
 	var ue usageError
+	var ce codedError
 	switch {
 	case err == nil:
 		return 0
 	case errors.As(err, &ee):
 		return ee.code
+	case errors.As(err, &ce):
+		fmt.Fprintf(env.Stderr, "adapterd: %s\n", strings.ReplaceAll(err.Error(), "\n", " "))
+		return ce.code
 	case errors.Is(err, flag.ErrHelp):
 		fmt.Fprint(env.Stdout, usage)
 		return 0
@@ -91,7 +96,7 @@ func dispatch(ctx context.Context, args []string, env Env) error {
 		return cmdCheck(ctx, rest, env)
 	case "modelfile":
 		return cmdModelfile(ctx, rest, env)
-	case "create":
+	case "create", "create-from-base":
 		return cmdCreate(ctx, rest, env)
 	case "status":
 		return cmdStatus(ctx, rest, env)

@@ -118,8 +118,15 @@ func TestInstallBadConfig(t *testing.T) {
 // one line on stderr containing each of want.
 func checkOneLineError(t *testing.T, stdout, stderr string, code int, want ...string) {
 	t.Helper()
-	if code != 1 {
-		t.Errorf("exit status %d, want 1 (stderr %q)", code, stderr)
+	checkOneLineErrorCode(t, stdout, stderr, code, 1, want...)
+}
+
+// checkOneLineErrorCode is checkOneLineError with a documented exit status
+// other than 1 (create: 3 invalid input, 4 base missing, 5 Ollama).
+func checkOneLineErrorCode(t *testing.T, stdout, stderr string, code, wantCode int, want ...string) {
+	t.Helper()
+	if code != wantCode {
+		t.Errorf("exit status %d, want %d (stderr %q)", code, wantCode, stderr)
 	}
 	if stdout != "" {
 		t.Errorf("stdout %q, want nothing", stdout)

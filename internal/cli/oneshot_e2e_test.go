@@ -73,7 +73,7 @@ func TestCreate(t *testing.T) {
 				// A Modelfile cannot carry this prompt: refused with one
 				// line, before anything is created. Without
 				// --out-modelfile the API carries it fine.
-				checkOneLineError(t, stdout, stderr, code, "system")
+				checkOneLineErrorCode(t, stdout, stderr, code, 3, "system")
 				if modelExists(t, s, tc.model) {
 					t.Fatalf("refused, yet model %s exists", tc.model)
 				}
@@ -110,11 +110,15 @@ func TestCreate(t *testing.T) {
 			}
 
 			// The Modelfile says the same, and nothing more, to Ollama's
-			// own parser: one FROM, one ADAPTER, one SYSTEM.
+			// own parser: one FROM, one ADAPTER (the GGUF LoRA adapterd
+			// converted and uploaded, kept beside it), one SYSTEM.
 			got := commandValues(modelfileCommands(t, out))
+			if _, err := os.Stat(out + ".gguf"); err != nil {
+				t.Errorf("the adapter the Modelfile names was not written: %v", err)
+			}
 			want := map[string][]string{
 				"model":       {baseModel},
-				"adapter":     {dir},
+				"adapter":     {out + ".gguf"},
 				"system":      {tc.system},
 				"temperature": {"0.3"},
 				"num_ctx":     {"128"},
@@ -131,17 +135,17 @@ func TestCreate(t *testing.T) {
 	}
 }
 
-// TestCreateErrors: bad input is one line and exit 1, or a usage error
-// (exit 2) for a bad command line.
+// TestCreateErrors: bad input is one line and exit 3, a usage error exit
+// 2 (docs/pipelines.md).
 func TestCreateErrors(t *testing.T) {
 	empty := mkdir(t, filepath.Join(t.TempDir(), "empty"))
 	stdout, stderr, code := runCLI(t, []string{"OLLAMA_HOST=http://127.0.0.1:1"},
 		"create", "--base", baseModel, "--name", "x", "--adapter", empty)
-	checkOneLineError(t, stdout, stderr, code, empty)
+	checkOneLineErrorCode(t, stdout, stderr, code, 3, empty)
 
-	_, stderr, code = runCLI(t, nil, "create", "--base", baseModel, "--adapter", empty)
-	if code != 2 || !strings.Contains(stderr, "--name") {
-		t.Errorf("create without --name: exit %d, stderr %q; want usage error (2)", code, stderr)
+	_, stderr, code = runCLI(t, nil, "create", "--base", baseModel, "--name", "x")
+	if code != 2 || !strings.Contains(stderr, "--adapter") {
+		t.Errorf("create without --adapter: exit %d, stderr %q; want usage error (2)", code, stderr)
 	}
 	_, stderr, code = runCLI(t, nil, "create", "--base", baseModel, "--name", "x", "--adapter", empty, "--num-ctx", "1.5")
 	if code != 2 || !strings.Contains(stderr, "num-ctx") {
@@ -251,16 +255,17 @@ func TestModelfile(t *testing.T) {
 	if err := peftFolder(501)(peft); err != nil {
 		t.Fatal(err)
 	}
-	sidecar := "model: mf-bot:v1\nsystem: |\n  two\n  lines \"quoted\"\nparameters:\n  num_ctx: 256\n  stop: [\"<|a|>\", \"<|b|>\"]\nmessages:\n  - {role: user, content: hi}\n  - {role: assistant, content: hello}\n"
-	if err := os.WriteFile(filepath.Join(peft, "adapter.yaml"), []byte(sidecar), 0o644); err != nil {
-		t.Fatal(err)
-	}
 	gguf := mkdir(t, filepath.Join(drop, "gguf"))
 	if err := ggufFolder(502)(gguf); err != nil {
 		t.Fatal(err)
 	}
+	sidecar := "model: mf-bot:v1\nstrategy: native\nsystem: |\n  two\n  lines \"quoted\"\nparameters:\n  num_ctx: 256\n  stop: [\"<|a|>\", \"<|b|>\"]\nmessages:\n  - {role: user, content: hi}\n  - {role: assistant, content: hello}\n"
+	if err := os.WriteFile(filepath.Join(gguf, "adapter.yaml"), []byte(sidecar), 0o644); err != nil {
+		t.Fatal(err)
+	}
 
-	stdout, stderr, code := runCLI(t, nil, "modelfile", "--config", config, peft)
+	// A GGUF LoRA, native: the Modelfile names the file adapterd uploads.
+	stdout, stderr, code := runCLI(t, nil, "modelfile", "--config", config, gguf)
 	if code != 0 {
 		t.Fatalf("modelfile: exit %d, stderr %q", code, stderr)
 	}
@@ -269,7 +274,7 @@ func TestModelfile(t *testing.T) {
 	got := commandValues(modelfileCommands(t, path))
 	want := map[string][]string{
 		"model":       {baseModel},
-		"adapter":     {peft},
+		"adapter":     {filepath.Join(gguf, "lora.gguf")},
 		"system":      {"two\nlines \"quoted\"\n"},
 		"temperature": {"0.5"},
 		"num_ctx":     {"256"},
@@ -285,11 +290,10 @@ func TestModelfile(t *testing.T) {
 		t.Errorf("Modelfile commands %q, want %q", got, want)
 	}
 
-	// A GGUF adapter is named by its file.
-	stdout, _, code = runCLI(t, nil, "modelfile", "--config", config, gguf)
-	if code != 0 || !strings.Contains(stdout, "ADAPTER "+filepath.Join(gguf, "lora.gguf")+"\n") {
-		t.Errorf("modelfile for a GGUF adapter: exit %d\n%s", code, stdout)
-	}
+	// PEFT files have no Modelfile that rebuilds adapterd's model:
+	// Ollama's own conversion gets llama q/k wrong. Refused, with the way.
+	stdout, stderr, code = runCLI(t, nil, "modelfile", "--config", config, peft)
+	checkOneLineErrorCode(t, stdout, stderr, code, 3, "PEFT", "--out-modelfile")
 
 	// A bad folder: one line naming the file, exit 1.
 	if err := os.WriteFile(filepath.Join(gguf, "adapter.yaml"), []byte("parameters:\n  temperature: hot\n"), 0o644); err != nil {

@@ -158,8 +158,6 @@ func cmdService(ctx context.Context, action string, args []string, env Env) erro
 	}
 	if action != "install" {
 		cfg = nil // only install writes the unit
-	} else if account, err = lookupServiceUser(*userName); err != nil {
-		return err
 	}
 	exe, err := os.Executable()
 	if err != nil {
@@ -168,9 +166,17 @@ func cmdService(ctx context.Context, action string, args []string, env Env) erro
 	if exe, err = filepath.EvalSymlinks(exe); err != nil {
 		return err
 	}
-	sc, err := serviceConfig(exe, abs, cfg, account)
+	sc, err := serviceConfig(exe, abs, cfg, nil) // the paths are checked first
 	if err != nil {
 		return err
+	}
+	if cfg != nil {
+		if account, err = lookupServiceUser(*userName); err != nil {
+			return err
+		}
+		if sc, err = serviceConfig(exe, abs, cfg, account); err != nil {
+			return err
+		}
 	}
 	s, err := service.New(program{}, sc)
 	if err != nil {

@@ -79,6 +79,9 @@ type Reconciler struct {
 	// hold is why removals wait (guard.go), holdKey the kind of it, and
 	// confirmedHold the kind the operator confirmed.
 	hold, holdKey, confirmedHold string
+	// artifact is where a one-shot create keeps a copy of the file it
+	// uploads (CreateOnce); "" in the daemon.
+	artifact string
 }
 
 // New returns a Reconciler. Call Start to run its workers.

@@ -19,6 +19,7 @@ import (
 	"github.com/adapterd/adapterd/internal/blob"
 	"github.com/adapterd/adapterd/internal/gguf"
 	"github.com/adapterd/adapterd/internal/lora"
+	"github.com/adapterd/adapterd/internal/safefile"
 	"github.com/adapterd/adapterd/internal/spec"
 )
 
@@ -29,29 +30,33 @@ const tmpPrefix = "adapterd-tmp-"
 
 // chooseStrategy resolves auto and checks that the chosen strategy can work
 // on this server and base: native needs a server that still creates
-// adapters and a base that Ollama runs on llama.cpp.
-func (r *Reconciler) chooseStrategy(ctx context.Context, res *spec.Resolved, arch string) (spec.Strategy, error) {
+// adapters and a base that Ollama runs on llama.cpp. reason says why, for
+// people (dry runs).
+func (r *Reconciler) chooseStrategy(ctx context.Context, res *spec.Resolved, arch string) (s spec.Strategy, reason string, err error) {
 	version, adapters, err := r.srv.capabilities(ctx)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	goEngine := goEngineArchs[arch]
 	switch res.Strategy {
 	case spec.StrategyMerge:
-		return spec.StrategyMerge, nil
+		return spec.StrategyMerge, "strategy: merge was asked for", nil
 	case spec.StrategyNative:
 		if goEngine {
-			return "", terminalf("base %s is %s, which Ollama runs on its Go engine, and that engine cannot load LoRA adapters (the model would be created but fail when used); set strategy: merge (or auto)", res.Base, arch)
+			return "", "", terminalf("base %s is %s, which Ollama runs on its Go engine, and that engine cannot load LoRA adapters (the model would be created but fail when used); set strategy: merge (or auto)", res.Base, arch)
 		}
 		if !adapters {
-			return "", terminalf("Ollama %s no longer creates LoRA adapter models; set strategy: merge (or auto)", version)
+			return "", "", terminalf("Ollama %s no longer creates LoRA adapter models; set strategy: merge (or auto)", version)
 		}
-		return spec.StrategyNative, nil
+		return spec.StrategyNative, "strategy: native was asked for", nil
 	}
-	if goEngine || !adapters {
-		return spec.StrategyMerge, nil
+	switch {
+	case goEngine:
+		return spec.StrategyMerge, fmt.Sprintf("auto: base %s is %s, which Ollama runs on its Go engine, and that engine cannot load LoRA", res.Base, arch), nil
+	case !adapters:
+		return spec.StrategyMerge, fmt.Sprintf("auto: Ollama %s no longer creates adapter models (0.34 removed it)", version), nil
 	}
-	return spec.StrategyNative, nil
+	return spec.StrategyNative, fmt.Sprintf("auto: Ollama %s creates adapter models and base %s (%s) runs on llama.cpp", version, res.Base, arch), nil
 }
 
 // createJob is one create: the request, and what adapterd records for it.
@@ -67,13 +72,19 @@ type createJob struct {
 
 // create builds the model for a valid folder and puts it under its name.
 func (r *Reconciler) create(ctx context.Context, o *observed) error {
+	_, err := r.createOnce(ctx, o)
+	return err
+}
+
+// createOnce is create, returning the request it sent.
+func (r *Reconciler) createOnce(ctx context.Context, o *observed) (*api.CreateRequest, error) {
 	res, a := o.Folder.Resolved, o.Folder.Adapter
 	if err := a.CheckBase(res.Base, o.Base.Info); err != nil {
-		return &terminalError{err}
+		return nil, &terminalError{err}
 	}
 	req, layer, err := r.request(ctx, o)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	j := createJob{key: o.Key, dropDir: o.DropDir, name: o.Name, model: res.Model, input: o.Input, strategy: o.Strategy,
 		layer: layer, owned: o.Owned, req: req}
@@ -82,13 +93,10 @@ func (r *Reconciler) create(ctx context.Context, o *observed) error {
 	} else {
 		err = r.createDirect(ctx, j)
 	}
-	if err == nil {
-		return nil
-	}
 	if isAdaptersRemoved(err) {
 		r.srv.noAdapters()
 	}
-	return err
+	return req, err
 }
 
 // request builds the create request for o's strategy and returns it with
@@ -171,6 +179,9 @@ func (r *Reconciler) nativeRequest(ctx context.Context, key string, res *spec.Re
 		defer os.Remove(tmp)
 		digest, open = d, blob.OpenPath(tmp)
 	}
+	if err := r.keepArtifact(open); err != nil {
+		return nil, err
+	}
 	n, err := blob.UploadFrom(ctx, r.srv.c, digest, open)
 	if err != nil {
 		return nil, err
@@ -224,6 +235,9 @@ func (r *Reconciler) mergeRequest(ctx context.Context, key string, res *spec.Res
 		return nil, terminalf("merge: %w", err)
 	}
 	defer os.Remove(tmp)
+	if err := r.keepArtifact(blob.OpenPath(tmp)); err != nil {
+		return nil, err
+	}
 	n, err := blob.Upload(ctx, r.srv.c, tmp, digest)
 	if err != nil {
 		return nil, err
@@ -518,4 +532,22 @@ func randomHex(n int) string {
 	b := make([]byte, n)
 	rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// keepArtifact copies the file a create uploads (the GGUF LoRA, or the
+// merged GGUF) to r.artifact, for a one-shot create whose Modelfile must
+// rebuild the same model. The daemon keeps nothing.
+func (r *Reconciler) keepArtifact(open blob.Opener) error {
+	if r.artifact == "" {
+		return nil
+	}
+	src, _, err := open()
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	return safefile.WriteAtomicFunc(r.artifact, 0o644, func(dst *os.File) error {
+		_, err := io.Copy(dst, src)
+		return err
+	})
 }

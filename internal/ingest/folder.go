@@ -19,9 +19,17 @@ type Folder struct {
 }
 
 // LoadFolder detects and validates the adapter in dir and resolves its
-// sidecar against defaults. The key is the folder's name. The daemon and
-// every one-shot command read folders through here.
+// sidecar against defaults. The key is the folder's name. The daemon reads
+// every folder through here.
 func LoadFolder(dir string, d spec.Defaults) (*Folder, error) {
+	return LoadFolderWith(dir, d, nil)
+}
+
+// LoadFolderWith is LoadFolder with flags over the folder's sidecar: the
+// config defaults, then the sidecar, then the flags, key by key. Every
+// one-shot command resolves a folder through here, so it gets exactly what
+// the daemon would make of the same folder with those keys in its sidecar.
+func LoadFolderWith(dir string, d spec.Defaults, flags *spec.Sidecar) (*Folder, error) {
 	f := &Folder{Key: filepath.Base(dir), Dir: dir, SidecarFile: filepath.Join(dir, layout.SidecarYAML)}
 	a, err := lora.Detect(dir)
 	if err != nil {
@@ -34,6 +42,9 @@ func LoadFolder(dir string, d spec.Defaults) (*Folder, error) {
 		if sc, err = spec.ReadSidecarFile(a.Sidecar); err != nil {
 			return nil, err
 		}
+	}
+	if flags != nil {
+		sc = sc.Overlay(flags)
 	}
 	if f.Resolved, err = spec.Resolve(f.Key, d, sc, f.SidecarFile); err != nil {
 		return nil, err

@@ -127,7 +127,7 @@ func (r *Reconciler) observe(ctx context.Context, key string) (*observed, error)
 	if o.Base, err = r.srv.base(ctx, res.Base, baseModel.Digest); err != nil {
 		return o, err
 	}
-	if o.Strategy, err = r.chooseStrategy(ctx, res, o.Base.Info.Arch); err != nil {
+	if o.Strategy, _, err = r.chooseStrategy(ctx, res, o.Base.Info.Arch); err != nil {
 		return o, err
 	}
 	r.waitPrepared(ctx, key)

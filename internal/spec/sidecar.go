@@ -365,3 +365,48 @@ func firstNonEmpty(ss ...string) string {
 	}
 	return ""
 }
+
+// Overlay returns s with every key top sets replacing s's, key by key;
+// parameters merge key by key. It is how command-line flags apply over a
+// folder's sidecar, which applies over the config defaults (Resolve): one
+// order for the daemon and every command.
+func (s *Sidecar) Overlay(top *Sidecar) *Sidecar {
+	out := &Sidecar{}
+	if s != nil {
+		*out = *s
+		out.Parameters = maps.Clone(s.Parameters)
+	}
+	if top == nil {
+		return out
+	}
+	set := func(dst *string, v string) {
+		if v != "" {
+			*dst = v
+		}
+	}
+	set(&out.Model, top.Model)
+	set(&out.Base, top.Base)
+	set(&out.System, top.System)
+	set(&out.Template, top.Template)
+	set(&out.Quantize, top.Quantize)
+	if top.Strategy != "" {
+		out.Strategy = top.Strategy
+	}
+	if len(top.Parameters) > 0 {
+		if out.Parameters == nil {
+			out.Parameters = map[string]any{}
+		}
+		maps.Copy(out.Parameters, top.Parameters)
+	}
+	if top.Messages != nil {
+		out.Messages = slices.Clone(top.Messages)
+	}
+	if top.License != nil {
+		out.License = slices.Clone(top.License)
+	}
+	if top.Verify != nil {
+		v := *top.Verify
+		out.Verify = &v
+	}
+	return out
+}
