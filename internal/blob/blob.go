@@ -61,6 +61,11 @@ func Upload(ctx context.Context, c *api.Client, path, digest string) (int64, err
 
 // UploadFrom is Upload for a file opened by open, only when it is needed.
 func UploadFrom(ctx context.Context, c *api.Client, digest string, open Opener) (int64, error) {
+	return UploadWatched(ctx, c, digest, open, nil)
+}
+
+// UploadWatched is UploadFrom that reports the bytes sent so far to sent.
+func UploadWatched(ctx context.Context, c *api.Client, digest string, open Opener, sent func(done, total int64)) (int64, error) {
 	ok, err := c.HeadBlob(ctx, digest)
 	if err != nil {
 		return 0, fmt.Errorf("checking blob %s: %w", digest, err)
@@ -73,8 +78,36 @@ func UploadFrom(ctx context.Context, c *api.Client, digest string, open Opener) 
 		return 0, err
 	}
 	defer f.Close()
-	if err := c.CreateBlob(ctx, digest, f); err != nil {
+	var r io.Reader = f
+	if sent != nil {
+		r = &countingReader{r: f, total: size, report: sent}
+	}
+	if err := c.CreateBlob(ctx, digest, r); err != nil {
 		return 0, fmt.Errorf("uploading %s: %w", f.Name(), err)
 	}
 	return size, nil
+}
+
+// countingReader reports how much of a stream has been read.
+type countingReader struct {
+	r      io.Reader
+	done   int64
+	total  int64
+	report func(done, total int64)
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.done += int64(n)
+	c.report(c.done, c.total)
+	return n, err
+}
+
+// Watch returns r reporting its progress to report, or r itself when
+// report is nil.
+func Watch(r io.Reader, total int64, report func(done, total int64)) io.Reader {
+	if report == nil {
+		return r
+	}
+	return &countingReader{r: r, total: total, report: report}
 }

@@ -162,7 +162,10 @@ func cmdCreate(ctx context.Context, args []string, env Env) error {
 			return err
 		}
 	}
+	var finish func()
+	opts.Progress, finish = newProgress(env)
 	res, err := ingest.CreateOnce(ctx, client, f, opts)
+	finish()
 	if err != nil {
 		return codedError{ingest.ExitCode(err), err}
 	}

@@ -82,6 +82,9 @@ type Reconciler struct {
 	// artifact is where a one-shot create keeps a copy of the file it
 	// uploads (CreateOnce); "" in the daemon.
 	artifact string
+	// progress hears about long steps of a one-shot create; nil in the
+	// daemon.
+	progress Progress
 }
 
 // New returns a Reconciler. Call Start to run its workers.

@@ -182,7 +182,7 @@ func (r *Reconciler) nativeRequest(ctx context.Context, key string, res *spec.Re
 	if err := r.keepArtifact(open); err != nil {
 		return nil, err
 	}
-	n, err := blob.UploadFrom(ctx, r.srv.c, digest, open)
+	n, err := blob.UploadWatched(ctx, r.srv.c, digest, open, r.report("upload"))
 	if err != nil {
 		return nil, err
 	}
@@ -225,7 +225,8 @@ func (r *Reconciler) mergeRequest(ctx context.Context, key string, res *spec.Res
 		return nil, &terminalError{err}
 	}
 	tmp, digest, err := r.writeTemp(key, "merged.gguf", func(w io.Writer) error {
-		_, err := lora.MergeWith(&ctxWriter{ctx: ctx, w: w}, bf, gf, ad, lora.MergeOptions{Quantize: q})
+		cw := &ctxWriter{ctx: ctx, w: w, total: st.Size(), report: r.report("merge")}
+		_, err := lora.MergeWith(cw, bf, gf, ad, lora.MergeOptions{Quantize: q})
 		return err
 	})
 	if err != nil {
@@ -238,7 +239,7 @@ func (r *Reconciler) mergeRequest(ctx context.Context, key string, res *spec.Res
 	if err := r.keepArtifact(blob.OpenPath(tmp)); err != nil {
 		return nil, err
 	}
-	n, err := blob.Upload(ctx, r.srv.c, tmp, digest)
+	n, err := blob.UploadWatched(ctx, r.srv.c, digest, blob.OpenPath(tmp), r.report("upload merged model"))
 	if err != nil {
 		return nil, err
 	}
@@ -315,13 +316,30 @@ func (b *backgroundHash) Sum() []byte {
 type ctxWriter struct {
 	ctx context.Context
 	w   io.Writer
+	// report, when set, hears how much was written of about total.
+	done, total int64
+	report      func(done, total int64)
 }
 
 func (c *ctxWriter) Write(p []byte) (int, error) {
 	if err := c.ctx.Err(); err != nil {
 		return 0, err
 	}
-	return c.w.Write(p)
+	n, err := c.w.Write(p)
+	if c.report != nil {
+		c.done += int64(n)
+		c.report(c.done, c.total)
+	}
+	return n, err
+}
+
+// report returns the progress callback for a step of a one-shot create,
+// or nil in the daemon.
+func (r *Reconciler) report(step string) func(done, total int64) {
+	if r.progress == nil {
+		return nil
+	}
+	return func(done, total int64) { r.progress(step, done, total) }
 }
 
 // createDirect creates the model straight under its name: one request, as

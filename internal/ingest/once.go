@@ -24,7 +24,13 @@ type OnceOptions struct {
 	// Modelfile that points at it rebuilds the same model.
 	Artifact string
 	Log      *slog.Logger
+	// Progress, when set, hears about the long steps: hashing, uploading,
+	// merging (and quantizing, which happens in the merge).
+	Progress Progress
 }
+
+// Progress reports how far a step is: done of total bytes.
+type Progress func(step string, done, total int64)
 
 // OnceResult is what a one-shot create did, or would do.
 type OnceResult struct {
@@ -89,7 +95,7 @@ func CreateOnce(ctx context.Context, c *api.Client, f *Folder, opts OnceOptions)
 	defer os.RemoveAll(tmp)
 	cfg.StateDir = tmp // converted and merged files are written here
 	r := New(Options{Config: cfg, Client: c, Store: MemoryStore(), Logger: opts.Log})
-	r.artifact = opts.Artifact
+	r.artifact, r.progress = opts.Artifact, opts.Progress
 	res := f.Resolved
 	out := &OnceResult{Model: res.Model, Base: res.Base, Resolved: res}
 	for _, p := range f.Adapter.Files {
