@@ -131,3 +131,39 @@ func TestNonFiniteWeightsAreInvalid(t *testing.T) {
 		t.Errorf("%d creates from non-finite weights", n)
 	}
 }
+
+// A base shaped like an Ollama library model (TEMPLATE, SYSTEM, PARAMETER
+// stop, LICENSE and MESSAGE layers) gets native and merged adapters, and
+// both carry every layer over unless the sidecar sets its own.
+func TestLibraryShapedBase(t *testing.T) {
+	s := bed(t, ollamatest.V024)
+	ctx := context.Background()
+	stream := false
+	if err := s.Client.Create(ctx, &api.CreateRequest{Model: "lib-base", From: baseModel, Stream: &stream,
+		Template: "<|user|>{{ .Prompt }}<|end|><|assistant|>", System: "You are the base.",
+		Parameters: map[string]any{"stop": []string{"<|end|>"}, "temperature": 0.6},
+		License:    "Base License 1.0",
+		Messages:   []api.Message{{Role: "user", Content: "hi"}, {Role: "assistant", Content: "hello"}},
+	}, func(api.ProgressResponse) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	h := newHarness(t, s, nil)
+	for _, strategy := range []string{"native", "merge"} {
+		key := "lib-" + strategy
+		h.folder(key, ggufLoRA(102, "model: "+key+"\nbase: lib-base\nstrategy: "+strategy+"\nparameters: {temperature: 0.2}\n"))
+		h.waitState(key, status.Ready)
+		sh := show(t, s, key)
+		if sh.Template != "<|user|>{{ .Prompt }}<|end|><|assistant|>" || sh.System != "You are the base." {
+			t.Errorf("%s: template %q system %q, want the base's", key, sh.Template, sh.System)
+		}
+		if !strings.Contains(sh.Parameters, "<|end|>") || !strings.Contains(sh.Parameters, "0.2") || strings.Contains(sh.Parameters, "0.6") {
+			t.Errorf("%s: parameters %q, want the base's stop and the sidecar's temperature", key, sh.Parameters)
+		}
+		if !strings.Contains(sh.License, "Base License 1.0") {
+			t.Errorf("%s: license %q", key, sh.License)
+		}
+		if len(sh.Messages) != 2 || sh.Messages[1].Content != "hello" {
+			t.Errorf("%s: messages %+v", key, sh.Messages)
+		}
+	}
+}

@@ -142,6 +142,13 @@ func (r *Reconciler) request(ctx context.Context, o *observed) (*api.CreateReque
 		if req.System == "" {
 			req.System = base.Show.System
 		}
+		// Library models carry a license and few-shot messages too.
+		if req.License == nil && base.Show.License != "" {
+			req.License = base.Show.License
+		}
+		if len(req.Messages) == 0 {
+			req.Messages = append(req.Messages, base.Show.Messages...)
+		}
 		params := parseShowParameters(base.Show.Parameters)
 		for k, v := range res.Parameters {
 			params[k] = v
