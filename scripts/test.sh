@@ -14,10 +14,13 @@ if [ -n "$unformatted" ]; then
 fi
 go vet ./...
 # -p 2: one package per core; each package starts its own Ollama servers.
-go test -race -p 2 -timeout 40m -count=1 ./... 2>&1 | tee /tmp/adapterd-test.log
+mkdir -p .testbed
+# The log lives in the checkout: /tmp may be cleaned by other jobs mid-run.
+log=.testbed/test.log
+go test -race -p 2 -timeout 40m -count=1 ./... 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
-pass=$(grep -c '^ok ' /tmp/adapterd-test.log || true)
-fail=$(grep -c '^FAIL\s' /tmp/adapterd-test.log || true)
+pass=$(grep -c '^ok ' "$log" || true)
+fail=$(grep -c '^FAIL\s' "$log" || true)
 echo "test: $(( $(date +%s) - start ))s in all" >&2
 echo "packages: $pass passed, $fail failed"
 exit "$status"
