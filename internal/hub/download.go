@@ -78,7 +78,7 @@ func (c *Client) Download(ctx context.Context, repo, commit, path string, info F
 	}
 	var got int64
 	for attempt := 1; ; attempt++ {
-		n, restart, err := c.fetchRange(ctx, u, got, info.Size-got+1, tmp, d, what)
+		n, restart, err := c.fetchRange(ctx, u, got, info.Size, tmp, d, what)
 		if restart {
 			got = 0 // the server sent the whole file again
 		}
@@ -122,10 +122,10 @@ func (c *Client) Download(ctx context.Context, repo, commit, path string, info F
 }
 
 // fetchRange GETs u from byte offset on and appends the body to f and d.
-// It reads at most limit bytes (one past what is missing, to notice a
-// server that sends too much). It reports the bytes written and whether the server restarted the file
-// (then f and d were reset first).
-func (c *Client) fetchRange(ctx context.Context, u string, offset, limit int64, f *os.File, d *digest, what requestDesc) (int64, bool, error) {
+// It reads at most one byte past what is missing of size, to notice a
+// server that sends too much. It reports the bytes written and whether the
+// server restarted the file (then f and d were reset first).
+func (c *Client) fetchRange(ctx context.Context, u string, offset, size int64, f *os.File, d *digest, what requestDesc) (int64, bool, error) {
 	req, err := c.newRequest(ctx, http.MethodGet, u)
 	if err != nil {
 		return 0, false, err
@@ -156,7 +156,10 @@ func (c *Client) fetchRange(ctx context.Context, u string, offset, limit int64, 
 	default:
 		return 0, false, c.statusError(resp, what)
 	}
-	n, err := io.Copy(io.MultiWriter(f, d), io.LimitReader(resp.Body, limit))
+	if restart {
+		offset = 0
+	}
+	n, err := io.Copy(io.MultiWriter(f, d), io.LimitReader(resp.Body, size-offset+1))
 	if err != nil {
 		err = fmt.Errorf("%s: %v", what, err)
 	}

@@ -1,0 +1,339 @@
+package hub_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/adapterd/adapterd/internal/hub"
+	"github.com/adapterd/adapterd/internal/hub/hubtest"
+	"github.com/adapterd/adapterd/internal/testfixture"
+)
+
+// peftFiles is a real PEFT adapter's two files, made by testfixture.
+func peftFiles(t testing.TB, seed uint64) map[string][]byte {
+	t.Helper()
+	dir := t.TempDir()
+	if err := (testfixture.LoRA{Base: testfixture.TinyLlama(), Seed: seed}).WritePEFT(dir); err != nil {
+		t.Fatal(err)
+	}
+	return readDir(t, dir)
+}
+
+func ggufFile(t testing.TB, seed uint64) []byte {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "a.gguf")
+	if err := (testfixture.LoRA{Base: testfixture.TinyLlama(), Seed: seed}).WriteGGUF(p); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func readDir(t testing.TB, dir string) map[string][]byte {
+	t.Helper()
+	out := map[string][]byte{}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		if e.IsDir() {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[e.Name()] = b
+	}
+	return out
+}
+
+func with(files map[string][]byte, extra map[string][]byte) map[string][]byte {
+	out := map[string][]byte{}
+	for k, v := range files {
+		out[k] = v
+	}
+	for k, v := range extra {
+		out[k] = v
+	}
+	return out
+}
+
+func env(kv ...string) func(string) string {
+	m := map[string]string{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		m[kv[i]] = kv[i+1]
+	}
+	return func(k string) string { return m[k] }
+}
+
+func client(s *hubtest.Server, token string) *hub.Client {
+	return hub.New(s.URL(), token, "HF_TOKEN")
+}
+
+func wantErr(t *testing.T, err error, words ...string) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("no error, want one with %q", words)
+	}
+	if strings.Contains(err.Error(), "\n") {
+		t.Errorf("error is not one line: %q", err)
+	}
+	for _, w := range words {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error %q does not say %q", err, w)
+		}
+	}
+}
+
+func TestTokenFromEachSourceInHuggingfaceHubOrder(t *testing.T) {
+	home := t.TempDir()
+	if err := os.WriteFile(filepath.Join(home, "token"), []byte("hf_fromfile\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	userHome := t.TempDir()
+	os.MkdirAll(filepath.Join(userHome, ".cache", "huggingface"), 0o755)
+	os.WriteFile(filepath.Join(userHome, ".cache", "huggingface", "token"), []byte("hf_default\n"), 0o600)
+	for _, tc := range []struct {
+		name, want, source string
+		env                func(string) string
+	}{
+		{"HF_TOKEN first", "hf_a", "HF_TOKEN", env("HF_TOKEN", "hf_a", "HUGGING_FACE_HUB_TOKEN", "hf_b", "HF_HOME", home)},
+		{"then HUGGING_FACE_HUB_TOKEN", "hf_b", "HUGGING_FACE_HUB_TOKEN", env("HUGGING_FACE_HUB_TOKEN", "hf_b", "HF_HOME", home)},
+		{"then the file under HF_HOME", "hf_fromfile", filepath.Join(home, "token"), env("HF_HOME", home, "HOME", userHome)},
+		{"HF_HOME defaults to ~/.cache/huggingface", "hf_default", filepath.Join(userHome, ".cache", "huggingface", "token"), env("HOME", userHome)},
+		{"none is anonymous", "", "", env("HOME", t.TempDir())},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tok, src := hub.TokenFromEnv(tc.env)
+			if tok != tc.want || src != tc.source {
+				t.Errorf("token %q from %q, want %q from %q", tok, src, tc.want, tc.source)
+			}
+		})
+	}
+	c, err := hub.NewFromEnv(env("HOME", t.TempDir()))
+	if err != nil || c.Endpoint != hub.DefaultEndpoint {
+		t.Errorf("default endpoint %q, %v", c.Endpoint, err)
+	}
+	c, err = hub.NewFromEnv(env("HF_ENDPOINT", "http://mirror.example:8080/", "HF_TOKEN", "hf_x"))
+	if err != nil || c.Endpoint != "http://mirror.example:8080" || c.Token != "hf_x" {
+		t.Errorf("HF_ENDPOINT client %+v, %v", c, err)
+	}
+	_, err = hub.NewFromEnv(env("HF_ENDPOINT", "mirror.example"))
+	wantErr(t, err, "HF_ENDPOINT")
+}
+
+func TestFetchPEFTFollowsPagesAndKeepsTokenOffTheCDN(t *testing.T) {
+	s := hubtest.New(t)
+	files := peftFiles(t, 1)
+	sidecar := []byte("model: bot:v1\nbase: tiny-llama:base\n")
+	commit := s.Commit("org/bot-lora", "main", with(files, map[string][]byte{
+		"adapter.yaml": sidecar, "README.md": []byte("# bot"), "tokenizer.json": []byte("{}"),
+		"checkpoint-5/adapter_model.safetensors": files["adapter_model.safetensors"],
+	}))
+	s.SetRepo("org/bot-lora", true, false)
+	dir := t.TempDir()
+	src, err := client(s, s.Token).Fetch(context.Background(), hub.Request{Repo: "org/bot-lora"}, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if src.Commit != commit || src.Revision != "main" || src.Repo != "org/bot-lora" {
+		t.Errorf("source %+v, want commit %s of main", src, commit)
+	}
+	got := readDir(t, dir)
+	want := with(files, map[string][]byte{"adapter.yaml": sidecar})
+	if len(got) != len(want) {
+		t.Errorf("fetched %d files, want exactly the adapter's %d: %v", len(got), len(want), keys(got))
+	}
+	for name, b := range want {
+		if !bytes.Equal(got[name], b) {
+			t.Errorf("%s differs from the hub's", name)
+		}
+	}
+	if s.TreePages() < 3 {
+		t.Errorf("%d tree pages served; the listing needs several at page size 2", s.TreePages())
+	}
+	auth, hits := s.CDNAuthorization()
+	if hits == 0 {
+		t.Fatal("the safetensors never came from the CDN; the redirect is not tested")
+	}
+	if len(auth) != 0 {
+		t.Errorf("the CDN (another host) was sent Authorization %q", auth)
+	}
+}
+
+func keys(m map[string][]byte) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
+
+func TestRevisionTagAndSubfolder(t *testing.T) {
+	s := hubtest.New(t)
+	old := peftFiles(t, 2)
+	c1 := s.Commit("org/a", "main", map[string][]byte{"run/adapter_config.json": old["adapter_config.json"], "run/adapter_model.safetensors": old["adapter_model.safetensors"]})
+	s.Tag("org/a", "v1", c1)
+	s.Commit("org/a", "main", map[string][]byte{"run/adapter_config.json": []byte("{}")})
+	dir := t.TempDir()
+	src, err := client(s, "").Fetch(context.Background(), hub.Request{Repo: "org/a", Revision: "v1", Subfolder: "run"}, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if src.Commit != c1 || src.Revision != "v1" || src.Subfolder != "run" {
+		t.Errorf("source %+v, want tag v1 = %s", src, c1)
+	}
+	if !bytes.Equal(readDir(t, dir)["adapter_model.safetensors"], old["adapter_model.safetensors"]) {
+		t.Error("the tag's bytes were not fetched")
+	}
+}
+
+func TestCorruptFileIsRefusedAndNotKept(t *testing.T) {
+	s := hubtest.New(t)
+	files := peftFiles(t, 3)
+	s.Commit("org/a", "main", files)
+	for _, f := range []string{"adapter_model.safetensors", "adapter_config.json"} {
+		t.Run(f, func(t *testing.T) {
+			s.Fault("org/a", "adapter_model.safetensors", hubtest.None)
+			s.Fault("org/a", "adapter_config.json", hubtest.None)
+			s.Fault("org/a", f, hubtest.Corrupt)
+			dir := t.TempDir()
+			_, err := client(s, "").Fetch(context.Background(), hub.Request{Repo: "org/a"}, dir)
+			wantErr(t, err, "org/a", f, "corrupt")
+			if _, err := os.Stat(filepath.Join(dir, f)); err == nil {
+				t.Errorf("%s was kept after its hash did not match", f)
+			}
+			for name := range readDir(t, dir) {
+				if strings.Contains(name, ".part-") {
+					t.Errorf("temp file %s left behind", name)
+				}
+			}
+		})
+	}
+}
+
+func TestTruncatedDownloadIsRefused(t *testing.T) {
+	s := hubtest.New(t)
+	s.Commit("org/a", "main", peftFiles(t, 4))
+	s.Fault("org/a", "adapter_model.safetensors", hubtest.Truncate)
+	dir := t.TempDir()
+	_, err := client(s, "").Fetch(context.Background(), hub.Request{Repo: "org/a"}, dir)
+	wantErr(t, err, "org/a", "adapter_model.safetensors", "incomplete")
+	if _, err := os.Stat(filepath.Join(dir, "adapter_model.safetensors")); err == nil {
+		t.Error("a truncated file was kept")
+	}
+}
+
+func TestDroppedConnectionResumesOrRestarts(t *testing.T) {
+	for _, f := range []hubtest.Fault{hubtest.DropOnce, hubtest.IgnoreRange} {
+		s := hubtest.New(t)
+		files := peftFiles(t, 5)
+		s.Commit("org/a", "main", files)
+		s.Fault("org/a", "adapter_model.safetensors", f)
+		dir := t.TempDir()
+		if _, err := client(s, "").Fetch(context.Background(), hub.Request{Repo: "org/a"}, dir); err != nil {
+			t.Fatalf("fault %d: %v", f, err)
+		}
+		if !bytes.Equal(readDir(t, dir)["adapter_model.safetensors"], files["adapter_model.safetensors"]) {
+			t.Errorf("fault %d: the resumed file differs", f)
+		}
+		if n := s.Gets("org/a", "adapter_model.safetensors"); n != 2 {
+			t.Errorf("fault %d: %d GETs, want 2 (the drop, then the rest)", f, n)
+		}
+	}
+}
+
+func TestSeveralGGUFNeedFile(t *testing.T) {
+	s := hubtest.New(t)
+	a, b := ggufFile(t, 6), ggufFile(t, 7)
+	s.Commit("org/g", "main", map[string][]byte{"a-q8.gguf": a, "b-f16.gguf": b})
+	c := client(s, "")
+	_, err := c.Fetch(context.Background(), hub.Request{Repo: "org/g"}, t.TempDir())
+	wantErr(t, err, "org/g", "--file", "a-q8.gguf", "b-f16.gguf")
+	dir := t.TempDir()
+	if _, err := c.Fetch(context.Background(), hub.Request{Repo: "org/g", File: "b-f16.gguf"}, dir); err != nil {
+		t.Fatal(err)
+	}
+	got := readDir(t, dir)
+	if len(got) != 1 || !bytes.Equal(got["b-f16.gguf"], b) {
+		t.Errorf("fetched %v, want only b-f16.gguf", keys(got))
+	}
+	_, err = c.Fetch(context.Background(), hub.Request{Repo: "org/g", File: "c.gguf"}, t.TempDir())
+	wantErr(t, err, "c.gguf", "--file")
+}
+
+func TestWeightsOnlyRepoIsRefusedWithoutDownloading(t *testing.T) {
+	s := hubtest.New(t)
+	s.Commit("org/full-model", "main", map[string][]byte{
+		"config.json":                      []byte("{}"),
+		"model-00001-of-00002.safetensors": bytes.Repeat([]byte{1}, 200),
+		"model-00002-of-00002.safetensors": bytes.Repeat([]byte{2}, 200),
+		"model.safetensors.index.json":     []byte("{}"),
+		"tokenizer.json":                   []byte("{}"),
+	})
+	_, err := client(s, "").Fetch(context.Background(), hub.Request{Repo: "org/full-model"}, t.TempDir())
+	wantErr(t, err, "org/full-model", "full model weights", "not a LoRA adapter")
+	_, hits := s.CDNAuthorization()
+	if hits != 0 || s.Gets("org/full-model", "model-00001-of-00002.safetensors") != 0 {
+		t.Error("weights were downloaded from a weights-only repo")
+	}
+}
+
+func TestHubErrorsSayWhatToDo(t *testing.T) {
+	s := hubtest.New(t)
+	files := peftFiles(t, 8)
+	s.Commit("org/private", "main", files)
+	s.SetRepo("org/private", true, false)
+	s.Commit("org/gated", "main", files)
+	s.SetRepo("org/gated", false, true)
+	s.Commit("org/public", "main", files)
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name, token string
+		req         hub.Request
+		status      int
+		words       []string
+	}{
+		{"private without token", "", hub.Request{Repo: "org/private"}, 401, []string{"org/private", "HF_TOKEN"}},
+		{"wrong token", "hf_wrong", hub.Request{Repo: "org/public"}, 401, []string{"org/public", "was refused", "HF_TOKEN"}},
+		{"missing repo", "", hub.Request{Repo: "org/nope"}, 401, []string{"org/nope", "check the name"}},
+		{"missing revision", "", hub.Request{Repo: "org/public", Revision: "v9"}, 404, []string{"org/public", "v9", "--revision"}},
+		{"gated without token", "", hub.Request{Repo: "org/gated"}, 401, []string{"org/gated", "gated", "accept", "HF_TOKEN"}},
+		{"gated not accepted", s.Token, hub.Request{Repo: "org/gated"}, 403, []string{"org/gated", "gated", "accept"}},
+		{"missing subfolder", "", hub.Request{Repo: "org/public", Subfolder: "nope"}, 404, []string{"org/public", "--subfolder"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := client(s, tc.token).Fetch(ctx, tc.req, t.TempDir())
+			wantErr(t, err, tc.words...)
+			var se *hub.StatusError
+			if !errors.As(err, &se) || se.Status != tc.status {
+				t.Errorf("error %v, want HTTP %d", err, tc.status)
+			}
+		})
+	}
+	// The token whose owner accepted the gate gets the files.
+	if _, err := client(s, s.GateToken).Fetch(ctx, hub.Request{Repo: "org/gated"}, t.TempDir()); err != nil {
+		t.Errorf("gated with an accepted token: %v", err)
+	}
+}
+
+func TestBadNamesAreRefusedBeforeAnyRequest(t *testing.T) {
+	for _, r := range []hub.Request{
+		{Repo: "../etc"}, {Repo: "a/b/c"}, {Repo: ""},
+		{Repo: "org/a", Subfolder: "../x"}, {Repo: "org/a", File: "x/y.gguf"},
+	} {
+		if err := r.Check(); err == nil {
+			t.Errorf("%+v accepted", r)
+		}
+	}
+}
