@@ -48,6 +48,7 @@ commands:
   check [--config F] DIR...      validate adapter folders; create nothing
   modelfile [--config F] DIR     print the equivalent Ollama Modelfile
   create --base B --name N --adapter DIR [--system S] [--temperature T] [--num-ctx N] [--out-modelfile F]
+  fetch-adapter REPO [--revision R] [--subfolder S] [--file F] [--drop DIR] [create flags]
   status [--config F] [--json]   table of adapters from the running daemon
   confirm-removals [--config F]  let removals the daemon holds (lost mount guard) go ahead
   install | uninstall | start | stop | restart [--config F]
@@ -91,8 +92,10 @@ func dispatch(ctx context.Context, args []string, env Env) error {
 		return cmdCheck(ctx, rest, env)
 	case "modelfile":
 		return cmdModelfile(ctx, rest, env)
-	case "create":
+	case "create", "create-from-base":
 		return cmdCreate(ctx, rest, env)
+	case "fetch-adapter":
+		return cmdFetchAdapter(ctx, rest, env)
 	case "status":
 		return cmdStatus(ctx, rest, env)
 	case "confirm-removals":

@@ -112,6 +112,10 @@ func (c *Client) Download(ctx context.Context, repo, commit, path string, info F
 	if sum := hex.EncodeToString(d.Sum(nil)); sum != info.ETag {
 		return fmt.Errorf("%s: %s is %s but the hub says %s; the bytes are corrupt or were changed, nothing was kept", what, d.kind, sum, info.ETag)
 	}
+	// Readable by the daemon's user, which may not be the one fetching.
+	if err := tmp.Chmod(0o644); err != nil {
+		return err
+	}
 	if err := tmp.Sync(); err != nil {
 		return err
 	}

@@ -1,0 +1,10 @@
+package cli
+
+import "golang.org/x/sys/unix"
+
+// exchangeDirs swaps the names a and b in one step, so the drop directory
+// never shows the key missing: a new folder at a replaces b, and b's old
+// content is left at a.
+func exchangeDirs(a, b string) error {
+	return unix.Renameat2(unix.AT_FDCWD, a, unix.AT_FDCWD, b, unix.RENAME_EXCHANGE)
+}
