@@ -267,13 +267,21 @@ func TestFetchAdapterCreatesTheSameModelAsCreate(t *testing.T) {
 			if auth, hits := s.CDNAuthorization(); hits == 0 || len(auth) != 0 {
 				t.Errorf("CDN hits %d, Authorization sent to it %q", hits, auth)
 			}
-			// The Modelfile's ADAPTER line points at kept files.
+			// The Modelfile's ADAPTER line points into the kept folder.
+			_, kept, ok := strings.Cut(stdout, "kept the adapter files in ")
+			kept, _, _ = strings.Cut(kept, " for the Modelfile")
+			if !ok || !strings.HasPrefix(filepath.Base(filepath.Dir(kept)), "adapterd-fetch-") {
+				t.Fatalf("stdout does not say where the adapter files were kept: %q", stdout)
+			}
+			t.Cleanup(func() { os.RemoveAll(filepath.Dir(kept)) })
 			for _, c := range modelfileCommands(t, mf) {
 				if c.Name == "adapter" {
+					if !strings.HasPrefix(c.Args, kept) {
+						t.Errorf("the Modelfile's adapter %s is not in the kept folder %s", c.Args, kept)
+					}
 					if _, err := os.Stat(c.Args); err != nil {
 						t.Errorf("the Modelfile's adapter %s is gone: %v", c.Args, err)
 					}
-					os.RemoveAll(filepath.Dir(filepath.Dir(c.Args)))
 				}
 			}
 			ctx := context.Background()
@@ -287,6 +295,9 @@ func TestFetchAdapterCreatesTheSameModelAsCreate(t *testing.T) {
 			}
 			if got != want {
 				t.Errorf("fetched model generates %q, the reference %q", got, want)
+			}
+			if plain, err := srv.Greedy(ctx, baseModel, "The quick brown fox", 8); err != nil || plain == got {
+				t.Errorf("the base alone generates %q (%v), as the fetched model does: the adapter proves nothing", plain, err)
 			}
 			if !strings.Contains(strings.ToLower(showModel(t, srv, fetched).Modelfile), "adapter ") {
 				t.Errorf("the fetched model has no adapter")
