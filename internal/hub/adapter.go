@@ -178,6 +178,19 @@ func (c *Client) Fetch(ctx context.Context, r Request, dir string) (*Source, err
 		if info.Commit != "" && info.Commit != commit {
 			return nil, fmt.Errorf("hub repo %s file %s: the hub served commit %s, not %s; try again", r.Repo, p, info.Commit, commit)
 		}
+		if layout.IsGGUF(name) {
+			kind, complete, err := c.ggufKind(ctx, r.Repo, commit, p, info)
+			if err != nil {
+				return nil, err
+			}
+			if kind != "adapter" && (kind != "" || complete) {
+				shown := "not set"
+				if kind != "" {
+					shown = fmt.Sprintf("%q", kind)
+				}
+				return nil, fmt.Errorf("hub repo %s file %s is a full model, not a LoRA adapter (general.type is %s); nothing was downloaded: pick the adapter's *.gguf with --file", r.Repo, p, shown)
+			}
+		}
 		if err := c.Download(ctx, r.Repo, commit, p, info, filepath.Join(dir, name)); err != nil {
 			return nil, err
 		}

@@ -289,6 +289,29 @@ func TestWeightsOnlyRepoIsRefusedWithoutDownloading(t *testing.T) {
 	}
 }
 
+func TestFullModelGGUFIsRefusedFromItsHeader(t *testing.T) {
+	s := hubtest.New(t)
+	p := filepath.Join(t.TempDir(), "model.gguf")
+	if err := testfixture.TinyLlama().WriteGGUF(p); err != nil {
+		t.Fatal(err)
+	}
+	model, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Commit("org/mixed", "main", map[string][]byte{"tiny-f16.gguf": model, "tiny-lora.gguf": ggufFile(t, 9)})
+	c := client(s, "")
+	dir := t.TempDir()
+	_, err = c.Fetch(context.Background(), hub.Request{Repo: "org/mixed", File: "tiny-f16.gguf"}, dir)
+	wantErr(t, err, "org/mixed", "tiny-f16.gguf", "full model", "--file")
+	if len(readDir(t, dir)) != 0 {
+		t.Error("the full model was downloaded")
+	}
+	if _, err := c.Fetch(context.Background(), hub.Request{Repo: "org/mixed", File: "tiny-lora.gguf"}, dir); err != nil {
+		t.Errorf("the LoRA next to it: %v", err)
+	}
+}
+
 func TestHubErrorsSayWhatToDo(t *testing.T) {
 	s := hubtest.New(t)
 	files := peftFiles(t, 8)
