@@ -205,9 +205,11 @@ func TestFetchAdapterUsage(t *testing.T) {
 		{"fetch-adapter", "--base", baseModel, "org/a"},
 		{"fetch-adapter", "org/a", "--base", baseModel},
 		{"fetch-adapter", "org/a", "--base", baseModel, "--name", "n", "--adapter", "x"},
+		{"fetch-adapter", "org/a", "--drop", "d", "--out-modelfile", "m"},
+		{"create-from-base", "--base", baseModel},
 	} {
 		_, stderr, code := runCLI(t, nil, args...)
-		if code != 2 || !strings.Contains(stderr, "fetch-adapter") {
+		if code != 2 || !strings.Contains(stderr, args[0]) && !strings.Contains(stderr, "create needs") {
 			t.Errorf("%v: exit %d, stderr %q; want a usage error", args, code, stderr)
 		}
 	}

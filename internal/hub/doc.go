@@ -17,7 +17,9 @@
 // Nothing is trusted until checked: each file streams into a temp file while
 // it is hashed (sha256 for LFS files, whose ETag is that hash; the git blob
 // sha1 for small files), with bounded memory, and a size or hash mismatch
-// removes the temp file. Only the adapter's own files are fetched
-// (Select); a repo that holds only full model weights is refused, never
-// downloaded.
+// removes the temp file. A connection that drops resumes with Range, and a
+// server that ignores Range starts the file over. Only the adapter's own
+// files are fetched (Select); a repo that holds only full model weights is
+// refused, and a GGUF is read from its header first, because GGUF repos
+// mostly hold full models in several quantizations.
 package hub

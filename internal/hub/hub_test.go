@@ -171,6 +171,40 @@ func TestFetchPEFTFollowsPagesAndKeepsTokenOffTheCDN(t *testing.T) {
 	}
 }
 
+// TestRedirectedGETDropsTheToken follows the hub's redirect inside the GET
+// itself (no Location from a HEAD first), as a plain download of a resolve
+// URL does: the CDN must still get no Authorization, also when it is on
+// the hub's host name with another port (as requests, and so
+// huggingface_hub, strip it on a port change).
+func TestRedirectedGETDropsTheToken(t *testing.T) {
+	for _, ip := range []string{"127.0.0.2", "127.0.0.1"} {
+		t.Run(ip, func(t *testing.T) { redirectedGETDropsTheToken(t, hubtest.NewWithCDNOn(t, ip)) })
+	}
+}
+
+func redirectedGETDropsTheToken(t *testing.T, s *hubtest.Server) {
+	files := peftFiles(t, 12)
+	commit := s.Commit("org/p", "main", files)
+	s.SetRepo("org/p", true, false)
+	c := client(s, s.Token)
+	info, err := c.Stat(context.Background(), "org/p", commit, "adapter_model.safetensors")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Location == "" || info.Size != int64(len(files["adapter_model.safetensors"])) || info.ETag != hubtest.SHA256(files["adapter_model.safetensors"]) {
+		t.Fatalf("HEAD of an LFS file: %+v; want the CDN location and the X-Linked size and sha256", info)
+	}
+	info.Location = ""
+	dst := filepath.Join(t.TempDir(), "w")
+	if err := c.Download(context.Background(), "org/p", commit, "adapter_model.safetensors", info, dst); err != nil {
+		t.Fatal(err)
+	}
+	auth, hits := s.CDNAuthorization()
+	if hits == 0 || len(auth) != 0 {
+		t.Errorf("CDN hits %d, Authorization sent to it %q", hits, auth)
+	}
+}
+
 func keys(m map[string][]byte) []string {
 	var out []string
 	for k := range m {

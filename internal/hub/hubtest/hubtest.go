@@ -69,6 +69,14 @@ type Server struct {
 // different hosts, not just different ports.
 func New(t testing.TB) *Server {
 	t.Helper()
+	return NewWithCDNOn(t, "127.0.0.2")
+}
+
+// NewWithCDNOn is New with the CDN on address ip. With 127.0.0.1 the CDN
+// is the hub's host on another port: a client that compares host names
+// only (as Go's http.Client does) would still send it the token.
+func NewWithCDNOn(t testing.TB, ip string) *Server {
+	t.Helper()
 	s := &Server{
 		Token:        "hf_fakeTokenForTests",
 		GateToken:    "hf_fakeTokenGateAccepted",
@@ -80,10 +88,10 @@ func New(t testing.TB) *Server {
 	}
 	s.Hub = httptest.NewServer(http.HandlerFunc(s.serveHub))
 	s.CDN = httptest.NewUnstartedServer(http.HandlerFunc(s.serveCDN))
-	l, err := net.Listen("tcp", "127.0.0.2:0")
+	l, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
 	if err != nil {
 		s.Hub.Close()
-		t.Fatalf("the fake CDN needs 127.0.0.2 (another loopback host): %v", err)
+		t.Fatalf("the fake CDN needs %s (another loopback host): %v", ip, err)
 	}
 	s.CDN.Listener.Close()
 	s.CDN.Listener = l
