@@ -140,7 +140,7 @@ func (c *Client) fetchRange(ctx context.Context, u string, offset, size int64, f
 	}
 	resp, err := c.HTTP.Do(req)
 	if err != nil {
-		return 0, false, fmt.Errorf("%s: %v", what, err)
+		return 0, false, err
 	}
 	defer resp.Body.Close()
 	restart := false
@@ -164,8 +164,5 @@ func (c *Client) fetchRange(ctx context.Context, u string, offset, size int64, f
 		offset = 0
 	}
 	n, err := io.Copy(io.MultiWriter(f, d), io.LimitReader(resp.Body, size-offset+1))
-	if err != nil {
-		err = fmt.Errorf("%s: %v", what, err)
-	}
 	return n, restart, err
 }

@@ -342,8 +342,10 @@ func (c *Client) statusError(resp *http.Response, what requestDesc) error {
 	}
 	var hint string
 	switch {
+	case code == "GatedRepo" && c.Token != "":
+		hint = "gated repo: accept its conditions on its page, " + c.Endpoint + "/" + what.repo + ", with the account whose token is in " + c.TokenSource
 	case code == "GatedRepo":
-		hint = "gated repo: accept its conditions on the repo's page at " + c.Endpoint + "/" + what.repo + ", then " + tokenHint
+		hint = "gated repo: accept its conditions on its page, " + c.Endpoint + "/" + what.repo + ", then set HF_TOKEN to that account's token"
 	case code == "RepoNotFound":
 		hint = "repo not found: check the name (org/name); a private repo needs HF_TOKEN"
 	case code == "RevisionNotFound":

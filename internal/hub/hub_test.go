@@ -85,6 +85,7 @@ func wantErr(t *testing.T, err error, words ...string) {
 	if err == nil {
 		t.Fatalf("no error, want one with %q", words)
 	}
+	t.Log(err)
 	if strings.Contains(err.Error(), "\n") {
 		t.Errorf("error is not one line: %q", err)
 	}
