@@ -45,9 +45,9 @@ func writeFolder(t *testing.T, write func(string) error) map[string][]byte {
 }
 
 // hubEnv points the binary at the fake hub, with no token but the one
-// given (HF_HOME is empty, so no token file is read).
+// given (HF_HOME is empty, so no token file or cached file is read).
 func hubEnv(t *testing.T, s *hubtest.Server, token string) []string {
-	return []string{"HF_ENDPOINT=" + s.URL(), "HF_TOKEN=" + token, "HUGGING_FACE_HUB_TOKEN=", "HF_HOME=" + t.TempDir()}
+	return []string{"HF_ENDPOINT=" + s.URL(), "HF_TOKEN=" + token, "HUGGING_FACE_HUB_TOKEN=", "HF_HUB_CACHE=", "HF_HOME=" + t.TempDir()}
 }
 
 func readSourceFile(t *testing.T, dir string) hub.Source {

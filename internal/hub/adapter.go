@@ -191,6 +191,9 @@ func (c *Client) Fetch(ctx context.Context, r Request, dir string) (*Source, err
 				return nil, fmt.Errorf("hub repo %s file %s is a full model, not a LoRA adapter (general.type is %s); nothing was downloaded: pick the adapter's *.gguf with --file", r.Repo, p, shown)
 			}
 		}
+		if c.fromCache(r.Repo, commit, p, info, filepath.Join(dir, name)) {
+			continue
+		}
 		if err := c.Download(ctx, r.Repo, commit, p, info, filepath.Join(dir, name)); err != nil {
 			return nil, err
 		}

@@ -21,5 +21,7 @@
 // server that ignores Range starts the file over. Only the adapter's own
 // files are fetched (Select); a repo that holds only full model weights is
 // refused, and a GGUF is read from its header first, because GGUF repos
-// mostly hold full models in several quantizations.
+// mostly hold full models in several quantizations. A file a Python user
+// already has in the huggingface_hub cache is copied from there, after the
+// same checks; the cache is read, never written.
 package hub

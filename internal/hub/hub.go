@@ -26,11 +26,15 @@ type Client struct {
 	TokenSource string // where Token came from, for error hints
 	HTTP        *http.Client
 	UserAgent   string
+	// CacheDir is a Hugging Face cache (HF_HUB_CACHE) whose verified
+	// files are copied instead of downloaded again; "" for none.
+	CacheDir string
 }
 
 // NewFromEnv builds a client the way huggingface_hub configures itself:
 // HF_ENDPOINT, then the token from HF_TOKEN, HUGGING_FACE_HUB_TOKEN, or the
-// token file under HF_HOME (default ~/.cache/huggingface).
+// token file under HF_HOME (default ~/.cache/huggingface), and the cache
+// from HF_HUB_CACHE (default HF_HOME/hub).
 func NewFromEnv(getenv func(string) string) (*Client, error) {
 	ep := strings.TrimRight(strings.TrimSpace(getenv("HF_ENDPOINT")), "/")
 	if ep == "" {
@@ -41,7 +45,9 @@ func NewFromEnv(getenv func(string) string) (*Client, error) {
 		return nil, fmt.Errorf("HF_ENDPOINT %q is not an http(s) URL; set it like https://huggingface.co", ep)
 	}
 	token, source := TokenFromEnv(getenv)
-	return New(ep, token, source), nil
+	c := New(ep, token, source)
+	c.CacheDir = CacheDirFromEnv(getenv)
+	return c, nil
 }
 
 // New returns a client for endpoint. Its HTTP client drops Authorization on
@@ -64,17 +70,9 @@ func TokenFromEnv(getenv func(string) string) (token, source string) {
 			return v, k
 		}
 	}
-	home := getenv("HF_HOME")
+	home := hfHome(getenv)
 	if home == "" {
-		base := getenv("XDG_CACHE_HOME")
-		if base == "" {
-			h := getenv("HOME")
-			if h == "" {
-				return "", ""
-			}
-			base = filepath.Join(h, ".cache")
-		}
-		home = filepath.Join(base, "huggingface")
+		return "", ""
 	}
 	path := filepath.Join(home, "token")
 	b, err := os.ReadFile(path)

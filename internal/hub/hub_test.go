@@ -347,6 +347,60 @@ func TestFullModelGGUFIsRefusedFromItsHeader(t *testing.T) {
 	}
 }
 
+// TestFilesInTheHuggingFaceCacheAreNotFetchedAgain puts the adapter where
+// huggingface_hub keeps it (blobs, and snapshot links to them): verified
+// files are copied, and a cached file whose bytes are wrong is downloaded.
+func TestFilesInTheHuggingFaceCacheAreNotFetchedAgain(t *testing.T) {
+	s := hubtest.New(t)
+	files := peftFiles(t, 13)
+	commit := s.Commit("org/cached", "main", files)
+	cache := t.TempDir()
+	repoDir := filepath.Join(cache, "models--org--cached")
+	snap := filepath.Join(repoDir, "snapshots", commit)
+	for _, d := range []string{filepath.Join(repoDir, "blobs"), snap, filepath.Join(repoDir, "refs")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name, b := range files {
+		blob := filepath.Join(repoDir, "blobs", hubtest.SHA256(b))
+		if name == "adapter_config.json" {
+			b = append([]byte(nil), b...)
+			b[0] ^= 1 // a damaged cache entry
+		}
+		if err := os.WriteFile(blob, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(filepath.Join("..", "..", "blobs", filepath.Base(blob)), filepath.Join(snap, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := client(s, "")
+	c.CacheDir = cache
+	dir := t.TempDir()
+	if _, err := c.Fetch(context.Background(), hub.Request{Repo: "org/cached"}, dir); err != nil {
+		t.Fatal(err)
+	}
+	got := readDir(t, dir)
+	for name, b := range files {
+		if !bytes.Equal(got[name], b) {
+			t.Errorf("%s differs from the hub's", name)
+		}
+	}
+	if n := s.Gets("org/cached", "adapter_model.safetensors"); n != 0 {
+		t.Errorf("the cached weights were fetched %d times", n)
+	}
+	if n := s.Gets("org/cached", "adapter_config.json"); n != 1 {
+		t.Errorf("the damaged cached config was fetched %d times, want 1", n)
+	}
+	if got := hub.CacheDirFromEnv(env("HF_HOME", "/h")); got != "/h/hub" {
+		t.Errorf("cache under HF_HOME: %s", got)
+	}
+	if got := hub.CacheDirFromEnv(env("HF_HUB_CACHE", "/c", "HF_HOME", "/h")); got != "/c" {
+		t.Errorf("HF_HUB_CACHE: %s", got)
+	}
+}
+
 func TestHubErrorsSayWhatToDo(t *testing.T) {
 	s := hubtest.New(t)
 	files := peftFiles(t, 8)
