@@ -134,11 +134,14 @@ func (c *Client) Fetch(ctx context.Context, r Request, dir string) (*Source, err
 	if rev == "" {
 		rev = "main"
 	}
+	sub := strings.Trim(path.Clean("/"+r.Subfolder), "/")
+	if c.Offline {
+		return c.fetchOffline(r, rev, sub, dir)
+	}
 	commit, err := c.ResolveRevision(ctx, r.Repo, rev)
 	if err != nil {
 		return nil, err
 	}
-	sub := strings.Trim(path.Clean("/"+r.Subfolder), "/")
 	entries, err := c.ListFiles(ctx, r.Repo, commit, sub, false)
 	if err != nil {
 		return nil, err

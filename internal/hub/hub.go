@@ -29,6 +29,8 @@ type Client struct {
 	// CacheDir is a Hugging Face cache (HF_HUB_CACHE) whose verified
 	// files are copied instead of downloaded again; "" for none.
 	CacheDir string
+	// Offline (HF_HUB_OFFLINE) reads the cache only: no request at all.
+	Offline bool
 }
 
 // NewFromEnv builds a client the way huggingface_hub configures itself:
@@ -47,6 +49,10 @@ func NewFromEnv(getenv func(string) string) (*Client, error) {
 	token, source := TokenFromEnv(getenv)
 	c := New(ep, token, source)
 	c.CacheDir = CacheDirFromEnv(getenv)
+	switch strings.ToUpper(strings.TrimSpace(getenv("HF_HUB_OFFLINE"))) {
+	case "1", "ON", "YES", "TRUE":
+		c.Offline = true
+	}
 	return c, nil
 }
 

@@ -355,26 +355,7 @@ func TestFilesInTheHuggingFaceCacheAreNotFetchedAgain(t *testing.T) {
 	files := peftFiles(t, 13)
 	commit := s.Commit("org/cached", "main", files)
 	cache := t.TempDir()
-	repoDir := filepath.Join(cache, "models--org--cached")
-	snap := filepath.Join(repoDir, "snapshots", commit)
-	for _, d := range []string{filepath.Join(repoDir, "blobs"), snap, filepath.Join(repoDir, "refs")} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for name, b := range files {
-		blob := filepath.Join(repoDir, "blobs", hubtest.SHA256(b))
-		if name == "adapter_config.json" {
-			b = append([]byte(nil), b...)
-			b[0] ^= 1 // a damaged cache entry
-		}
-		if err := os.WriteFile(blob, b, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Symlink(filepath.Join("..", "..", "blobs", filepath.Base(blob)), filepath.Join(snap, name)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	writeCache(t, cache, "org/cached", commit, files, "adapter_config.json")
 	c := client(s, "")
 	c.CacheDir = cache
 	dir := t.TempDir()
@@ -399,6 +380,70 @@ func TestFilesInTheHuggingFaceCacheAreNotFetchedAgain(t *testing.T) {
 	if got := hub.CacheDirFromEnv(env("HF_HUB_CACHE", "/c", "HF_HOME", "/h")); got != "/c" {
 		t.Errorf("HF_HUB_CACHE: %s", got)
 	}
+}
+
+// writeCache lays files out as huggingface_hub does: blobs named by their
+// ETag, snapshot links to them, and refs/main. The file named damage gets
+// a wrong byte in its blob.
+func writeCache(t *testing.T, cache, repo, commit string, files map[string][]byte, damage string) {
+	t.Helper()
+	repoDir := filepath.Join(cache, "models--"+strings.ReplaceAll(repo, "/", "--"))
+	snap := filepath.Join(repoDir, "snapshots", commit)
+	for _, d := range []string{filepath.Join(repoDir, "blobs"), snap, filepath.Join(repoDir, "refs")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(repoDir, "refs", "main"), []byte(commit), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for name, b := range files {
+		blob := filepath.Join(repoDir, "blobs", hubtest.SHA256(b))
+		if name == damage {
+			b = append([]byte(nil), b...)
+			b[0] ^= 1
+		}
+		if err := os.WriteFile(blob, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(filepath.Join("..", "..", "blobs", filepath.Base(blob)), filepath.Join(snap, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestOfflineReadsOnlyTheCache has HF_HUB_OFFLINE=1 fetch with no hub at
+// all: from a good cache it works, and a damaged or missing entry is an
+// error that says how to go online.
+func TestOfflineReadsOnlyTheCache(t *testing.T) {
+	files := peftFiles(t, 14)
+	commit := "0123456789abcdef0123456789abcdef01234567"
+	good, bad := t.TempDir(), t.TempDir()
+	writeCache(t, good, "org/off", commit, files, "")
+	writeCache(t, bad, "org/off", commit, files, "adapter_model.safetensors")
+	c, err := hub.NewFromEnv(env("HF_ENDPOINT", "http://127.0.0.1:1", "HF_HUB_OFFLINE", "1", "HF_HUB_CACHE", good))
+	if err != nil || !c.Offline {
+		t.Fatalf("HF_HUB_OFFLINE=1 not honoured: %+v %v", c, err)
+	}
+	dir := t.TempDir()
+	src, err := c.Fetch(context.Background(), hub.Request{Repo: "org/off"}, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if src.Commit != commit {
+		t.Errorf("offline commit %s, want %s from refs/main", src.Commit, commit)
+	}
+	got := readDir(t, dir)
+	for name, b := range files {
+		if !bytes.Equal(got[name], b) {
+			t.Errorf("%s differs", name)
+		}
+	}
+	_, err = c.Fetch(context.Background(), hub.Request{Repo: "org/other"}, t.TempDir())
+	wantErr(t, err, "org/other", "HF_HUB_OFFLINE")
+	c.CacheDir = bad
+	_, err = c.Fetch(context.Background(), hub.Request{Repo: "org/off"}, t.TempDir())
+	wantErr(t, err, "adapter_model.safetensors", "does not match", "HF_HUB_OFFLINE")
 }
 
 func TestHubErrorsSayWhatToDo(t *testing.T) {
