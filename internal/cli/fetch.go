@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/adapterd/adapterd/internal/hub"
 	"github.com/adapterd/adapterd/internal/layout"
@@ -63,6 +64,7 @@ func cmdFetchAdapter(ctx context.Context, args []string, env Env) error {
 	if err != nil {
 		return err
 	}
+	client.Progress = terminalProgress(env.Stderr)
 	if *drop != "" {
 		sidecar, err := sidecarFromFlags(createArgs, env)
 		if err != nil {
@@ -334,4 +336,46 @@ func readSource(dir string) (*hub.Source, error) {
 		return nil, errors.New("no repo recorded")
 	}
 	return &s, nil
+}
+
+// terminalProgress shows each download's bytes, rate and time left on w
+// when w is a terminal, redrawn at most five times a second. Anywhere else
+// (a pipe, a log, the journal) it returns nil and fetch-adapter stays quiet.
+func terminalProgress(w io.Writer) func(path string, done, total int64) {
+	f, ok := w.(*os.File)
+	if !ok || !isTerminal(f) {
+		return nil
+	}
+	var file string
+	var start, last time.Time
+	return func(path string, done, total int64) {
+		now := time.Now()
+		if path != file {
+			file, start = path, now
+		}
+		if done < total && now.Sub(last) < 200*time.Millisecond {
+			return
+		}
+		last = now
+		fmt.Fprintf(f, "\r\033[K%s", progressLine(path, done, total, now.Sub(start)))
+		if done >= total {
+			fmt.Fprintln(f)
+		}
+	}
+}
+
+// progressLine is one progress line: "name  12.0/256.0 MiB  40.0 MiB/s  6s left".
+func progressLine(path string, done, total int64, elapsed time.Duration) string {
+	const mib = 1 << 20
+	line := fmt.Sprintf("%s  %.1f/%.1f MiB", path, float64(done)/mib, float64(total)/mib)
+	if elapsed <= 0 || done <= 0 {
+		return line
+	}
+	rate := float64(done) / elapsed.Seconds()
+	line += fmt.Sprintf("  %.1f MiB/s", rate/mib)
+	if done < total {
+		left := time.Duration(float64(total-done) / rate * float64(time.Second))
+		line += fmt.Sprintf("  %s left", left.Round(time.Second))
+	}
+	return line
 }

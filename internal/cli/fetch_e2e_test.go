@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/adapterd/adapterd/internal/hub"
 	"github.com/adapterd/adapterd/internal/hub/hubtest"
@@ -196,6 +197,30 @@ func TestFetchAdapterKeyIsSanitised(t *testing.T) {
 		if _, err := dropKey("org/a", k); err == nil {
 			t.Errorf("--key %q accepted", k)
 		}
+	}
+}
+
+func TestFetchAdapterProgressLine(t *testing.T) {
+	for _, tc := range []struct {
+		done, total int64
+		elapsed     time.Duration
+		want        string
+	}{
+		{0, 256 << 20, 0, "w  0.0/256.0 MiB"},
+		{64 << 20, 256 << 20, 2 * time.Second, "w  64.0/256.0 MiB  32.0 MiB/s  6s left"},
+		{256 << 20, 256 << 20, 8 * time.Second, "w  256.0/256.0 MiB  32.0 MiB/s"},
+	} {
+		if got := progressLine("w", tc.done, tc.total, tc.elapsed); got != tc.want {
+			t.Errorf("progressLine(%d, %d, %s) = %q, want %q", tc.done, tc.total, tc.elapsed, got, tc.want)
+		}
+	}
+	file, err := os.Create(filepath.Join(t.TempDir(), "stderr"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer file.Close()
+	if terminalProgress(&strings.Builder{}) != nil || terminalProgress(file) != nil {
+		t.Error("progress shown where stderr is not a terminal")
 	}
 }
 

@@ -18,3 +18,6 @@ func exchangeDirs(a, b string) error {
 	}
 	return os.Rename(old, a)
 }
+
+// isTerminal is false where it is not known how to ask: no progress.
+func isTerminal(*os.File) bool { return false }

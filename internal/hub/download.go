@@ -78,7 +78,11 @@ func (c *Client) Download(ctx context.Context, repo, commit, path string, info F
 	}
 	var got int64
 	for attempt := 1; ; attempt++ {
-		n, restart, err := c.fetchRange(ctx, u, got, info.Size, tmp, d, what)
+		var w io.Writer = tmp
+		if c.Progress != nil {
+			w = &progressWriter{w: tmp, done: got, total: info.Size, report: func(n, total int64) { c.Progress(path, n, total) }}
+		}
+		n, restart, err := c.fetchRange(ctx, u, got, info.Size, w, tmp, d, what)
 		if restart {
 			got = 0 // the server sent the whole file again
 		}
@@ -129,7 +133,7 @@ func (c *Client) Download(ctx context.Context, repo, commit, path string, info F
 // It reads at most one byte past what is missing of size, to notice a
 // server that sends too much. It reports the bytes written and whether the
 // server restarted the file (then f and d were reset first).
-func (c *Client) fetchRange(ctx context.Context, u string, offset, size int64, f *os.File, d *digest, what requestDesc) (int64, bool, error) {
+func (c *Client) fetchRange(ctx context.Context, u string, offset, size int64, w io.Writer, f *os.File, d *digest, what requestDesc) (int64, bool, error) {
 	req, err := c.newRequest(ctx, http.MethodGet, u)
 	if err != nil {
 		return 0, false, err
@@ -163,6 +167,23 @@ func (c *Client) fetchRange(ctx context.Context, u string, offset, size int64, f
 	if restart {
 		offset = 0
 	}
-	n, err := io.Copy(io.MultiWriter(f, d), io.LimitReader(resp.Body, size-offset+1))
+	if pw, ok := w.(*progressWriter); ok && restart {
+		pw.done = 0
+	}
+	n, err := io.Copy(io.MultiWriter(w, d), io.LimitReader(resp.Body, size-offset+1))
 	return n, restart, err
+}
+
+// progressWriter reports the running total of bytes written through it.
+type progressWriter struct {
+	w           io.Writer
+	done, total int64
+	report      func(done, total int64)
+}
+
+func (p *progressWriter) Write(b []byte) (int, error) {
+	n, err := p.w.Write(b)
+	p.done += int64(n)
+	p.report(p.done, p.total)
+	return n, err
 }

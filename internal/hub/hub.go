@@ -31,6 +31,9 @@ type Client struct {
 	CacheDir string
 	// Offline (HF_HUB_OFFLINE) reads the cache only: no request at all.
 	Offline bool
+	// Progress, when set, is told the bytes of path downloaded so far, as
+	// they arrive.
+	Progress func(path string, done, total int64)
 }
 
 // NewFromEnv builds a client the way huggingface_hub configures itself:
