@@ -6,6 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$(date +%s)
 scripts/testbed.sh
+# The official Hub client (@huggingface/hub), pinned by its lock file, that
+# internal/hub's tests run against the fake hub.
+(cd internal/hub/testdata && npm ci --no-audit --no-fund --loglevel=error)
 echo "test: bed ready after $(( $(date +%s) - start ))s" >&2
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
 if [ -n "$unformatted" ]; then

@@ -20,6 +20,8 @@ versions=("$@")
 need_pkgs=()
 [ -f /usr/include/nlohmann/json.hpp ] || need_pkgs+=(nlohmann-json3-dev)
 [ -f /usr/include/stb/stb_image.h ] || need_pkgs+=(libstb-dev)
+# internal/hub checks its fake hub against the official JS client.
+command -v npm >/dev/null || need_pkgs+=(nodejs npm)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     echo "testbed: installing ${need_pkgs[*]}" >&2

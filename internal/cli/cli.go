@@ -49,6 +49,7 @@ commands:
   modelfile [--config F] DIR     print the equivalent Ollama Modelfile
   create --adapter DIR [--base B] [--name N] [sidecar flags] [--dry-run] [--json] [--out-modelfile F]
                                  one-shot create, resolved as the daemon does (alias: create-from-base)
+  fetch-adapter REPO [--revision R] [--subfolder S] [--file F] [--drop DIR] [create flags]
   status [--config F] [--json]   table of adapters from the running daemon
   confirm-removals [--config F]  let removals the daemon holds (lost mount guard) go ahead
   install | uninstall | start | stop | restart [--config F]
@@ -98,6 +99,8 @@ func dispatch(ctx context.Context, args []string, env Env) error {
 		return cmdModelfile(ctx, rest, env)
 	case "create", "create-from-base":
 		return cmdCreate(ctx, rest, env)
+	case "fetch-adapter":
+		return cmdFetchAdapter(ctx, rest, env)
 	case "status":
 		return cmdStatus(ctx, rest, env)
 	case "confirm-removals":

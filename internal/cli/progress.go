@@ -4,74 +4,73 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"sync"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/adapterd/adapterd/internal/ingest"
 )
 
-// progressLine shows the long steps of a one-shot command (hash, upload,
-// merge and quantize) on one terminal line, at most five times a second. On
-// anything but a terminal (a CI log, a pipe) it shows nothing: scripts read
-// stdout and the exit status.
-type progressLine struct {
-	mu    sync.Mutex
-	w     io.Writer
-	step  string
-	last  time.Time
-	shown bool
-}
+// Progress of long steps goes to a terminal only: hashing, uploading and
+// merging (with its quantizing) in create, and downloads in fetch-adapter,
+// one line each. A CI log or a pipe gets nothing: scripts read stdout and
+// the exit status.
 
-// newProgress returns a progress reporter for stderr when it is a terminal,
-// and a no-op finish.
+// newProgress returns create's progress reporter for stderr, nil when
+// stderr is not a terminal, and a finish that ends an open line.
 func newProgress(env Env) (ingest.Progress, func()) {
-	f, ok := env.Stderr.(*os.File)
-	if !ok || !isTerminal(f) {
+	p := terminalProgress(env.Stderr)
+	if p == nil {
 		return nil, func() {}
 	}
-	p := &progressLine{w: f}
-	return p.report, p.finish
-}
-
-func isTerminal(f *os.File) bool {
-	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
-	return err == nil
-}
-
-func (p *progressLine) report(step string, done, total int64) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	now := time.Now()
-	if step == p.step && now.Sub(p.last) < 200*time.Millisecond && done < total {
-		return
+	open := false
+	report := func(step string, done, total int64) {
+		p(step, done, total)
+		open = done < total
 	}
-	if step != p.step && p.shown {
-		fmt.Fprintln(p.w)
-	}
-	p.step, p.last, p.shown = step, now, true
-	if total > 0 {
-		fmt.Fprintf(p.w, "\r%s: %3d%% of %s", step, min(100, done*100/total), size(total))
-	} else {
-		fmt.Fprintf(p.w, "\r%s: %s", step, size(done))
+	return report, func() {
+		if open {
+			fmt.Fprintln(env.Stderr)
+		}
 	}
 }
 
-func (p *progressLine) finish() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.shown {
-		fmt.Fprintln(p.w)
+// terminalProgress shows each download's bytes, rate and time left on w
+// when w is a terminal, redrawn at most five times a second. Anywhere else
+// (a pipe, a log, the journal) it returns nil and fetch-adapter stays quiet.
+func terminalProgress(w io.Writer) func(path string, done, total int64) {
+	f, ok := w.(*os.File)
+	if !ok || !isTerminal(f) {
+		return nil
+	}
+	var file string
+	var start, last time.Time
+	return func(path string, done, total int64) {
+		now := time.Now()
+		if path != file {
+			file, start = path, now
+		}
+		if done < total && now.Sub(last) < 200*time.Millisecond {
+			return
+		}
+		last = now
+		fmt.Fprintf(f, "\r\033[K%s", progressLine(path, done, total, now.Sub(start)))
+		if done >= total {
+			fmt.Fprintln(f)
+		}
 	}
 }
 
-func size(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+// progressLine is one progress line: "name  12.0/256.0 MiB  40.0 MiB/s  6s left".
+func progressLine(path string, done, total int64, elapsed time.Duration) string {
+	const mib = 1 << 20
+	line := fmt.Sprintf("%s  %.1f/%.1f MiB", path, float64(done)/mib, float64(total)/mib)
+	if elapsed <= 0 || done <= 0 {
+		return line
 	}
-	return fmt.Sprintf("%d KiB", n>>10)
+	rate := float64(done) / elapsed.Seconds()
+	line += fmt.Sprintf("  %.1f MiB/s", rate/mib)
+	if done < total {
+		left := time.Duration(float64(total-done) / rate * float64(time.Second))
+		line += fmt.Sprintf("  %s left", left.Round(time.Second))
+	}
+	return line
 }

@@ -215,25 +215,3 @@ func TestInstallNeedsAnExistingUser(t *testing.T) {
 		t.Errorf("root: %+v, %v", a, err)
 	}
 }
-
-// Progress goes to a terminal only: a pipe or a CI log gets nothing.
-func TestProgressOnlyOnATerminal(t *testing.T) {
-	r, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	defer w.Close()
-	if p, _ := newProgress(Env{Stderr: w}); p != nil {
-		t.Error("progress on a pipe")
-	}
-	var b strings.Builder
-	p := &progressLine{w: &b}
-	p.report("hash lora.gguf", 50, 100)
-	p.report("hash lora.gguf", 60, 100) // within 200 ms: not shown
-	p.report("upload", 100, 100)
-	p.finish()
-	if got, want := b.String(), "\rhash lora.gguf:  50% of 0 KiB\n\rupload: 100% of 0 KiB\n"; got != want {
-		t.Errorf("progress %q, want %q", got, want)
-	}
-}

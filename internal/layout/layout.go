@@ -19,6 +19,9 @@ const (
 	PEFTPickle  = "adapter_model.bin"
 	GGUFSuffix  = ".gguf"
 	StatusFile  = ".adapterd-status.json"
+	// SourceFile records where a fetched folder came from (hub repo,
+	// revision asked for, commit resolved). It never triggers work.
+	SourceFile = ".adapterd-source.json"
 )
 
 // Sidecars lists the sidecar names in the order they are looked for.
@@ -44,7 +47,7 @@ func IsAdapterKey(name string) bool {
 // would loop), README.md, tokenizer files and training_args.bin.
 func IsRelevantFile(name, readyFile string) bool {
 	switch name {
-	case "", StatusFile:
+	case "", StatusFile, SourceFile:
 		return false
 	case SidecarYAML, SidecarYML, PEFTConfig, PEFTWeights:
 		return true

@@ -1,0 +1,333 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/adapterd/adapterd/internal/hub"
+	"github.com/adapterd/adapterd/internal/layout"
+	"github.com/adapterd/adapterd/internal/safefile"
+	"gopkg.in/yaml.v3"
+)
+
+const fetchUsage = `usage: adapterd fetch-adapter REPO [--revision R] [--subfolder S] [--file F] [--drop DIR [--key K]] [create flags]
+
+Without --drop, creates the model as "adapterd create" does: every other
+flag (--base, --name, --system, --out-modelfile, ...) goes to create.
+`
+
+// cmdFetchAdapter downloads an adapter from the Hugging Face Hub, then
+// either creates the model through cmdCreate or publishes the folder into a
+// drop directory for the daemon. Only its own flags are parsed here; the
+// rest go to create unchanged, so whatever create supports, this does too.
+func cmdFetchAdapter(ctx context.Context, args []string, env Env) error {
+	fs := newFlags("fetch-adapter", env)
+	revision := fs.String("revision", "main", "branch, tag or commit of the repo")
+	subfolder := fs.String("subfolder", "", "folder inside the repo that holds the adapter")
+	file := fs.String("file", "", "which *.gguf LoRA, when the folder has several")
+	drop := fs.String("drop", "", "publish the folder into this drop directory instead of creating the model")
+	key := fs.String("key", "", "with --drop: the folder name in the drop directory (default: from the repo name)")
+	fs.Usage = func() {
+		fmt.Fprint(env.Stderr, fetchUsage)
+		fs.PrintDefaults()
+	}
+	repo, createArgs, err := splitFetchArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	if *drop == "" {
+		if *key != "" {
+			return usageError{"fetch-adapter: --key is for --drop; without --drop, --name names the model"}
+		}
+		if hasFlag(createArgs, "adapter") {
+			return usageError{"fetch-adapter downloads the adapter itself; drop --adapter"}
+		}
+	}
+	req := hub.Request{Repo: repo, Revision: *revision, Subfolder: *subfolder, File: *file}
+	if err := req.Check(); err != nil {
+		return err
+	}
+	client, err := hub.NewFromEnv(env.Getenv)
+	if err != nil {
+		return err
+	}
+	client.Progress = terminalProgress(env.Stderr)
+	if *drop != "" {
+		sidecar, err := sidecarFromFlags(createArgs, env)
+		if err != nil {
+			return err
+		}
+		return fetchToDrop(ctx, client, req, *drop, *key, sidecar, env)
+	}
+
+	tmp, err := os.MkdirTemp("", "adapterd-fetch-")
+	if err != nil {
+		return err
+	}
+	keep := false
+	defer func() {
+		if !keep {
+			os.RemoveAll(tmp)
+		}
+	}()
+	k, err := dropKey(repo, "")
+	if err != nil {
+		return err
+	}
+	dir := filepath.Join(tmp, k)
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return err
+	}
+	if _, err := fetchInto(ctx, client, req, dir, env); err != nil {
+		return err
+	}
+	// The Modelfile's ADAPTER line points at the downloaded files, so they
+	// stay for it to rebuild the model.
+	keep = hasFlag(createArgs, "out-modelfile")
+	if err := cmdCreate(ctx, append(createArgs, "--adapter", dir), env); err != nil {
+		keep = false
+		return err
+	}
+	if keep {
+		fmt.Fprintf(env.Stdout, "kept the adapter files in %s for the Modelfile\n", dir)
+	}
+	return nil
+}
+
+// sidecarFromFlags turns the create flags given with --drop into the
+// adapter.yaml the daemon reads, because with --drop the daemon, not
+// create, makes the model. Flags that only make sense for a one-shot
+// create are refused rather than silently dropped.
+func sidecarFromFlags(createArgs []string, env Env) ([]byte, error) {
+	if len(createArgs) == 0 {
+		return nil, nil
+	}
+	fs := newFlags("fetch-adapter --drop", env)
+	base := fs.String("base", "", "base model")
+	name := fs.String("name", "", "model name")
+	system := fs.String("system", "", "system prompt")
+	var temperature, numCtx optionalNumber
+	fs.Var(&temperature, "temperature", "sampling temperature")
+	fs.Var(&numCtx, "num-ctx", "context window in tokens")
+	fs.SetOutput(io.Discard)
+	if err := fs.Parse(createArgs); err != nil || fs.NArg() > 0 {
+		return nil, usageError{fmt.Sprintf("fetch-adapter --drop takes only --base, --name, --system, --temperature and --num-ctx as create flags (they become the folder's adapter.yaml); not %s", strings.Join(createArgs, " "))}
+	}
+	sc := map[string]any{}
+	if *name != "" {
+		sc["model"] = *name
+	}
+	if *base != "" {
+		sc["base"] = *base
+	}
+	if *system != "" {
+		sc["system"] = *system
+	}
+	params := map[string]any{}
+	if temperature.set {
+		params["temperature"] = temperature.v
+	}
+	if numCtx.set {
+		if numCtx.v != float64(int(numCtx.v)) {
+			return nil, usageError{"--num-ctx must be a whole number"}
+		}
+		params["num_ctx"] = int(numCtx.v)
+	}
+	if len(params) > 0 {
+		sc["parameters"] = params
+	}
+	return yaml.Marshal(sc)
+}
+
+// splitFetchArgs takes REPO (the first argument) and fetch-adapter's own
+// flags out of args, and returns the rest unchanged for create.
+func splitFetchArgs(fs *flag.FlagSet, args []string) (string, []string, error) {
+	if len(args) == 0 {
+		return "", nil, usageError{"fetch-adapter needs REPO first: adapterd fetch-adapter org/name [flags]"}
+	}
+	var repo string
+	var rest []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "-h" || a == "--help" || a == "-help" {
+			fs.Usage()
+			return "", nil, flag.ErrHelp
+		}
+		if i == 0 && !strings.HasPrefix(a, "-") {
+			repo = a
+			continue
+		}
+		if a == "--" {
+			rest = append(rest, args[i:]...)
+			break
+		}
+		name, value, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if !strings.HasPrefix(a, "-") || fs.Lookup(name) == nil {
+			rest = append(rest, a)
+			continue
+		}
+		if !hasValue {
+			if i+1 >= len(args) {
+				return "", nil, usageError{fmt.Sprintf("flag needs an argument: -%s", name)}
+			}
+			i++
+			value = args[i]
+		}
+		if err := fs.Set(name, value); err != nil {
+			return "", nil, fmt.Errorf("invalid value %q for flag -%s: %v", value, name, err)
+		}
+	}
+	if repo == "" {
+		return "", nil, usageError{"fetch-adapter needs REPO first: adapterd fetch-adapter org/name [flags]"}
+	}
+	return repo, rest, nil
+}
+
+// hasFlag reports whether args set the flag name, in any of Go's spellings.
+func hasFlag(args []string, name string) bool {
+	for _, a := range args {
+		if a == "--" {
+			return false
+		}
+		if !strings.HasPrefix(a, "-") {
+			continue
+		}
+		n, _, _ := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if n == name {
+			return true
+		}
+	}
+	return false
+}
+
+// fetchInto downloads the adapter into dir, records where it came from in
+// layout.SourceFile, and prints it.
+func fetchInto(ctx context.Context, client *hub.Client, req hub.Request, dir string, env Env) (*hub.Source, error) {
+	src, err := client.Fetch(ctx, req, dir)
+	if err != nil {
+		return nil, err
+	}
+	b, err := json.MarshalIndent(src, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	if err := safefile.WriteAtomic(filepath.Join(dir, layout.SourceFile), append(b, '\n'), 0o644); err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(env.Stdout, "fetched %s revision %s commit %s (%s)\n", src.Repo, src.Revision, src.Commit, strings.Join(src.Files, ", "))
+	return src, nil
+}
+
+// dropKey is the folder name for repo: key if given, else the repo's last
+// path part with anything but letters, digits, '.', '_' and '-' made '-',
+// and without the leading '.' or '_' that would make the daemon ignore it.
+func dropKey(repo, key string) (string, error) {
+	if key != "" {
+		if !layout.IsAdapterKey(key) || key == ".." {
+			return "", fmt.Errorf("--key %q is not a drop-dir folder name: no '/', and no leading '.' or '_'", key)
+		}
+		return key, nil
+	}
+	name := repo[strings.LastIndex(repo, "/")+1:]
+	k := strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-' {
+			return r
+		}
+		return '-'
+	}, name)
+	k = strings.TrimLeft(k, "._")
+	if !layout.IsAdapterKey(k) {
+		return "", fmt.Errorf("cannot make a folder name from repo %q; pass --key", repo)
+	}
+	return k, nil
+}
+
+// fetchToDrop downloads into a dot-folder inside the drop directory (the
+// daemon ignores it, and it is on the same filesystem), then renames it to
+// its key in one step. Create flags given with --drop become its
+// adapter.yaml. A folder already at the key is replaced only if it
+// was fetched from the same repo; the swap is atomic where the system can
+// exchange two names.
+func fetchToDrop(ctx context.Context, client *hub.Client, req hub.Request, drop, key string, sidecar []byte, env Env) error {
+	k, err := dropKey(req.Repo, key)
+	if err != nil {
+		return err
+	}
+	if fi, err := os.Stat(drop); err != nil || !fi.IsDir() {
+		return fmt.Errorf("--drop %s is not a folder; create it, or check the path", drop)
+	}
+	final := filepath.Join(drop, k)
+	replace := false
+	if _, err := os.Lstat(final); err == nil {
+		prev, err := readSource(final)
+		if err != nil || prev.Repo != req.Repo {
+			return fmt.Errorf("%s exists and was not fetched from %s; pass --key for another name, or remove it", final, req.Repo)
+		}
+		replace = true
+	}
+	partial, err := os.MkdirTemp(drop, "."+k+".partial-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(partial) // after the rename: nothing, or the old folder
+	if err := os.Chmod(partial, 0o755); err != nil {
+		return err
+	}
+	src, err := fetchInto(ctx, client, req, partial, env)
+	if err != nil {
+		return err
+	}
+	if sidecar != nil {
+		for _, f := range src.Files {
+			if f == layout.SidecarYAML || f == layout.SidecarYML {
+				return fmt.Errorf("hub repo %s has its own %s; drop --base, --name and the other create flags, or edit the sidecar in the repo", req.Repo, f)
+			}
+		}
+		if err := safefile.WriteAtomic(filepath.Join(partial, layout.SidecarYAML), sidecar, 0o644); err != nil {
+			return err
+		}
+	}
+	if replace {
+		err = exchangeDirs(partial, final)
+	} else {
+		err = os.Rename(partial, final)
+	}
+	if err != nil {
+		return fmt.Errorf("publish %s: %v", final, err)
+	}
+	if d, err := os.Open(drop); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	fmt.Fprintf(env.Stdout, "published %s at commit %s to %s\n", src.Repo, src.Commit, final)
+	return nil
+}
+
+// readSource reads a folder's layout.SourceFile.
+func readSource(dir string) (*hub.Source, error) {
+	d, err := safefile.OpenDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	f, err := safefile.OpenAt(d, layout.SourceFile)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var s hub.Source
+	if err := json.NewDecoder(f).Decode(&s); err != nil {
+		return nil, err
+	}
+	if s.Repo == "" {
+		return nil, errors.New("no repo recorded")
+	}
+	return &s, nil
+}

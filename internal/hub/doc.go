@@ -1,0 +1,27 @@
+// Package hub downloads LoRA adapters from the Hugging Face Hub, or from any
+// server that speaks its protocol (HF_ENDPOINT: mirrors, self-hosted hubs,
+// NeMo Data Store's /v1/hf).
+//
+// It speaks the protocol the way huggingface_hub does, because that is the
+// dialect every compatible server is tested against: a revision resolves to
+// a commit first, so every later request names exact bytes; files are listed
+// from the tree endpoint, page by page; each file is resolved with a HEAD
+// that does not follow redirects, so the hub's own headers (X-Repo-Commit,
+// X-Linked-Etag, X-Linked-Size) are read before a CDN answers for the
+// bytes.
+//
+// The token goes to the hub host only. Large files redirect to a CDN on
+// another host, and a bearer token sent there would leak to whoever runs it,
+// so Authorization is dropped whenever a redirect changes the host.
+//
+// Nothing is trusted until checked: each file streams into a temp file while
+// it is hashed (sha256 for LFS files, whose ETag is that hash; the git blob
+// sha1 for small files), with bounded memory, and a size or hash mismatch
+// removes the temp file. A connection that drops resumes with Range, and a
+// server that ignores Range starts the file over. Only the adapter's own
+// files are fetched (Select); a repo that holds only full model weights is
+// refused, and a GGUF is read from its header first, because GGUF repos
+// mostly hold full models in several quantizations. A file a Python user
+// already has in the huggingface_hub cache is copied from there, after the
+// same checks; the cache is read, never written.
+package hub
