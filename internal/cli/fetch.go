@@ -71,12 +71,7 @@ func cmdFetchAdapter(ctx context.Context, args []string, env Env) error {
 	if err != nil {
 		return err
 	}
-	keep := false
-	defer func() {
-		if !keep {
-			os.RemoveAll(tmp)
-		}
-	}()
+	defer os.RemoveAll(tmp)
 	k, err := dropKey(repo, "")
 	if err != nil {
 		return err
@@ -88,17 +83,9 @@ func cmdFetchAdapter(ctx context.Context, args []string, env Env) error {
 	if _, err := fetchInto(ctx, client, req, dir, env); err != nil {
 		return err
 	}
-	// The Modelfile's ADAPTER line points at the downloaded files, so they
-	// stay for it to rebuild the model.
-	keep = hasFlag(createArgs, "out-modelfile")
-	if err := cmdCreate(ctx, append(createArgs, "--adapter", dir), env); err != nil {
-		keep = false
-		return err
-	}
-	if keep {
-		fmt.Fprintf(env.Stdout, "kept the adapter files in %s for the Modelfile\n", dir)
-	}
-	return nil
+	// create --out-modelfile keeps what the Modelfile needs beside it, so
+	// the download itself can go.
+	return cmdCreate(ctx, append(createArgs, "--adapter", dir), env)
 }
 
 // sidecarFromFlags turns the create flags given with --drop into the
