@@ -304,3 +304,50 @@ func TestQuantizeOnMerge(t *testing.T) {
 		})
 	}
 }
+
+// PEFT configs as trainers write them, which Ollama's own converter
+// rejects (a float lora_alpha, rsLoRA's alpha/√r): adapterd converts them
+// itself, native and merge, token-identical to the reference.
+func TestPEFTVariantsMatchTheReference(t *testing.T) {
+	s := ollamatest.Get(t, ollamatest.V024)
+	prompts := referencePrompts()
+	b := testfixture.TinyLlama()
+	baseName := "variants-llama:base"
+	basePath := importBase(t, s, b, baseName)
+	h := newHarness(t, s, func(c *spec.Config) { c.Defaults.Base = baseName })
+	for _, v := range []struct {
+		name string
+		a    testfixture.LoRA
+	}{
+		{"float-alpha", testfixture.LoRA{Base: b, Seed: 1101, Alpha: 12.5, Targets: allTargets()}},
+		{"rslora", testfixture.LoRA{Base: b, Seed: 1102, Rank: 8, Alpha: 16, RSLoRA: true, Targets: allTargets()}},
+	} {
+		t.Run(v.name, func(t *testing.T) {
+			ref := filepath.Join(t.TempDir(), "reference.gguf")
+			if err := testfixture.WriteReferenceMerge(basePath, v.a, ref); err != nil {
+				t.Fatal(err)
+			}
+			refName := "variants-" + v.name + ":reference"
+			if err := s.ImportGGUF(context.Background(), refName, ref); err != nil {
+				t.Fatal(err)
+			}
+			want := greedyAll(t, s, refName, prompts)
+			if got := greedyAll(t, s, baseName, prompts); matches(got, want) == len(prompts) {
+				t.Fatal("the adapter does not change any generation; the comparison would prove nothing")
+			}
+			for _, strategy := range []string{"native", "merge"} {
+				key := v.name + "-" + strategy
+				h.folder(key, func(dir string) error {
+					if err := v.a.WritePEFT(dir); err != nil {
+						return err
+					}
+					return sidecar(dir, "model: "+key+"\nstrategy: "+strategy+"\n")
+				})
+				st := h.waitState(key, status.Ready)
+				if n := matches(greedyAll(t, s, st.Model, prompts), want); n != len(prompts) {
+					t.Errorf("%s: %d of %d prompts token-identical to the reference", key, n, len(prompts))
+				}
+			}
+		})
+	}
+}

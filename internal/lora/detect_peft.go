@@ -88,12 +88,12 @@ func readAdapterConfig(path string, fi fs.FileInfo) ([]byte, error) {
 }
 
 // parsePEFTConfig checks adapter_config.json and returns r and lora_alpha.
-// It reads the raw JSON literals because Ollama unmarshals lora_alpha into a
-// uint32: "32.0" is a valid JSON number that Ollama still rejects, so the
-// spelling matters, not just the value. Unknown keys are fine; PEFT writes
-// dozens that do not change the weights' meaning.
-func parsePEFTConfig(path string, data []byte) (rank int, alpha int64, err error) {
-	fail := func(format string, args ...any) (int, int64, error) {
+// adapterd converts PEFT files itself and never hands them to Ollama, so
+// what Ollama's converter would reject (a float lora_alpha, rsLoRA, an
+// alpha_pattern) is fine: Adapter.Weights applies them. Unknown keys are
+// fine too; PEFT writes dozens that do not change the weights' meaning.
+func parsePEFTConfig(path string, data []byte) (rank int, alpha float64, err error) {
+	fail := func(format string, args ...any) (int, float64, error) {
 		return 0, 0, adapterErr(path, format, args...)
 	}
 	if bytes.HasPrefix(data, []byte("\xef\xbb\xbf")) {
@@ -136,7 +136,6 @@ func parsePEFTConfig(path string, data []byte) (rank int, alpha int64, err error
 	refusals := []struct{ key, msg string }{
 		{"use_dora", "use_dora is true; DoRA adapters are not supported by Ollama: retrain with use_dora=False"},
 		{"fan_in_fan_out", "fan_in_fan_out is true (Conv1D weights, as in GPT-2); Ollama needs lora_A as [r, in] and lora_B as [out, r]: this layout is not supported"},
-		{"use_rslora", "use_rslora is true; Ollama scales LoRA by lora_alpha/r, not lora_alpha/sqrt(r), so the model would behave differently: retrain with use_rslora=False"},
 		{"lora_bias", "lora_bias is true; LoRA biases are not supported by Ollama: retrain with lora_bias=False"},
 	}
 	for _, r := range refusals {
@@ -166,7 +165,10 @@ func parsePEFTConfig(path string, data []byte) (rank int, alpha int64, err error
 			return fail("modules_to_save is %s; those modules are saved as full weights, which an adapter can't carry into Ollama: retrain without modules_to_save", jsonShow(raw))
 		}
 	}
-	for _, key := range []string{"rank_pattern", "alpha_pattern"} {
+	// alpha_pattern only changes the scale, which the conversion applies
+	// per module; rank_pattern changes the tensors' shapes, which every
+	// check here assumes are one r.
+	for _, key := range []string{"rank_pattern"} {
 		raw, ok := m[key]
 		if !ok || jsonNull(raw) {
 			continue
@@ -201,22 +203,16 @@ func parsePEFTConfig(path string, data []byte) (rank int, alpha int64, err error
 		return fail("lora_alpha is missing; set it to the value the adapter was trained with (PEFT's default is 8)")
 	}
 	lit, isNum = jsonNumber(raw)
-	switch {
-	case !isNum:
+	if !isNum {
 		var s string
 		if json.Unmarshal(raw, &s) == nil {
-			return fail("lora_alpha is the string %s; Ollama needs a number: write it without quotes", spec.Quote(s))
+			return fail("lora_alpha is the string %s; it must be a number: write it without quotes", spec.Quote(s))
 		}
-		return fail("lora_alpha is %s; Ollama needs an integer lora_alpha: set it to a whole number", jsonShow(raw))
-	case strings.ContainsAny(lit, ".eE"):
-		if f, err := strconv.ParseFloat(lit, 64); err == nil && f == math.Trunc(f) && f >= 1 && f <= math.MaxUint32 {
-			return fail("lora_alpha is %s; Ollama needs an integer lora_alpha: write it as %d", shortNum(lit), int64(f))
-		}
-		return fail("lora_alpha is %s; Ollama needs an integer lora_alpha: set it to a whole number", shortNum(lit))
+		return fail("lora_alpha is %s; it must be a number: set it to the value the adapter was trained with", jsonShow(raw))
 	}
-	alpha, err = strconv.ParseInt(lit, 10, 64)
-	if err != nil || alpha < 1 || alpha > math.MaxUint32 {
-		return fail("lora_alpha is %s; Ollama needs a whole number from 1 to %d: set it to the value the adapter was trained with", shortNum(lit), uint32(math.MaxUint32))
+	alpha, err = strconv.ParseFloat(lit, 64)
+	if err != nil || math.IsInf(alpha, 0) || math.IsNaN(alpha) || alpha <= 0 || alpha > math.MaxUint32 {
+		return fail("lora_alpha is %s; it must be a positive number up to %d: set it to the value the adapter was trained with", shortNum(lit), uint32(math.MaxUint32))
 	}
 	return rank, alpha, nil
 }

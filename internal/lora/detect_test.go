@@ -343,10 +343,8 @@ func TestDetect_PEFTConfigRules(t *testing.T) {
 		{"RankFraction", configWith(map[string]any{"r": 4.5}), 0, []string{"r is 4.5"}},
 		{"RankString", configWith(map[string]any{"r": "4"}), 0, []string{`r is "4"; it must be a number`}},
 		{"RankMissing", configWith(map[string]any{"r": nil}), 0, []string{"r is missing"}},
-		{"AlphaFraction", configWith(map[string]any{"lora_alpha": 32.5}), 0, []string{"lora_alpha is 32.5; Ollama needs an integer lora_alpha: set it to a whole number"}},
-		{"AlphaWholeFloat", configWith(map[string]any{"lora_alpha": raw("8.0")}), 0, []string{"lora_alpha is 8.0; Ollama needs an integer lora_alpha: write it as 8"}},
-		{"AlphaExponent", configWith(map[string]any{"lora_alpha": raw("8e0")}), 0, []string{"lora_alpha is 8e0", "write it as 8"}},
 		{"AlphaString", configWith(map[string]any{"lora_alpha": "8"}), 0, []string{`lora_alpha is the string "8"`, "without quotes"}},
+		{"AlphaInfinite", configWith(map[string]any{"lora_alpha": raw("1e999")}), 0, []string{"lora_alpha is 1e999"}},
 		{"AlphaZero", configWith(map[string]any{"lora_alpha": 0}), 0, []string{"lora_alpha is 0"}},
 		{"AlphaNegative", configWith(map[string]any{"lora_alpha": -8}), 0, []string{"lora_alpha is -8"}},
 		{"AlphaOverUint32", configWith(map[string]any{"lora_alpha": raw("4294967296")}), 0, []string{"lora_alpha is 4294967296"}},
@@ -358,8 +356,6 @@ func TestDetect_PEFTConfigRules(t *testing.T) {
 		{"ModulesToSaveNotList", configWith(map[string]any{"modules_to_save": "lm_head"}), 0, []string{"must be a list"}},
 		{"FanInFanOut", configWith(map[string]any{"fan_in_fan_out": true}), 0, []string{"fan_in_fan_out is true"}},
 		{"RankPattern", configWith(map[string]any{"rank_pattern": map[string]int{"q_proj": 8}}), 0, []string{`rank_pattern is {"q_proj":8}`, "retrain without rank_pattern"}},
-		{"AlphaPattern", configWith(map[string]any{"alpha_pattern": map[string]int{"q_proj": 8}}), 0, []string{"alpha_pattern is", "retrain without alpha_pattern"}},
-		{"RSLoRA", configWith(map[string]any{"use_rslora": true}), 0, []string{"use_rslora is true", "sqrt(r)"}},
 		{"LoRABias", configWith(map[string]any{"lora_bias": true}), 0, []string{"lora_bias is true"}},
 		{"BiasAll", configWith(map[string]any{"bias": "all"}), 0, []string{`bias is "all"`, `bias="none"`}},
 		{"NewlinesInValuesStayOnOneLine", configWith(map[string]any{"peft_type": "IA3\nsecond line\u2028third"}), 0, []string{"peft_type is"}},
@@ -427,6 +423,31 @@ func TestDetect_PEFTConfigAccepts(t *testing.T) {
 			}
 			if a.Rank != 4 || a.Alpha != 8 {
 				t.Errorf("rank %d alpha %v", a.Rank, a.Alpha)
+			}
+		})
+	}
+	// adapterd converts PEFT files itself, so what Ollama's converter
+	// rejects is fine when the conversion applies it.
+	for _, tt := range []struct {
+		name  string
+		edits map[string]any
+		alpha float64
+	}{
+		{"FloatAlpha", map[string]any{"lora_alpha": 12.5}, 12.5},
+		{"WholeFloatAlpha", map[string]any{"lora_alpha": raw("8.0")}, 8},
+		{"ExponentAlpha", map[string]any{"lora_alpha": raw("8e0")}, 8},
+		{"RSLoRA", map[string]any{"use_rslora": true}, 8},
+		{"AlphaPattern", map[string]any{"alpha_pattern": map[string]int{"q_proj": 16}}, 8},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := peftDir(t)
+			writeFile(t, filepath.Join(dir, "adapter_config.json"), configWith(tt.edits))
+			a, err := lora.Detect(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if a.Alpha != tt.alpha {
+				t.Errorf("alpha %v, want %v", a.Alpha, tt.alpha)
 			}
 		})
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -16,9 +17,11 @@ import (
 
 // Adapter describes a LoRA adapter for a Base.
 type LoRA struct {
-	Base    Base
-	Rank    int          // default 4
-	Alpha   int          // default 8
+	Base  Base
+	Rank  int     // default 4
+	Alpha float64 // default 8; trainers often write a float (16.0, 12.5)
+	// RSLoRA scales by alpha/√r instead of alpha/r (PEFT's use_rslora).
+	RSLoRA  bool
 	Targets []string     // PEFT module names; default q_proj, v_proj
 	DType   tensor.DType // PEFT storage type; default F32
 	Seed    uint64
@@ -138,7 +141,17 @@ func (a LoRA) PEFTConfig() map[string]any {
 		"bias":                    "none",
 		"fan_in_fan_out":          false,
 		"inference_mode":          true,
+		"use_rslora":              a.RSLoRA,
 	}
+}
+
+// Scale is the factor on B·A: alpha/r, or alpha/√r with RSLoRA.
+func (a LoRA) Scale() float64 {
+	a = a.withDefaults()
+	if a.RSLoRA {
+		return a.Alpha / math.Sqrt(float64(a.Rank))
+	}
+	return a.Alpha / float64(a.Rank)
 }
 
 // WriteGGUF writes the adapter as an F32 GGUF LoRA, the way llama.cpp's
@@ -155,7 +168,9 @@ func (a LoRA) WriteGGUF(path string) error {
 		{Key: "general.type", Value: "adapter"},
 		{Key: "general.name", Value: fmt.Sprintf("tiny-%s-lora-%d", a.Base.Arch, a.Seed)},
 		{Key: "adapter.type", Value: "lora"},
-		{Key: "adapter.lora.alpha", Value: float32(a.Alpha)},
+		// llama.cpp scales a GGUF LoRA by alpha/r, so an rsLoRA adapter is
+		// written with the alpha that gives its scale.
+		{Key: "adapter.lora.alpha", Value: float32(a.Scale() * float64(a.Rank))},
 	}
 	var infos []gguf.Tensor
 	var data [][]float32
@@ -213,7 +228,7 @@ func Sized(b Base, size int64, seed uint64) LoRA {
 		perRank += int64(m.In+m.Out) * 4 * int64(b.Layers)
 	}
 	a.Rank = int(max(1, size/perRank))
-	a.Alpha = a.Rank
+	a.Alpha = float64(a.Rank)
 	a.Std = 0.01
 	return a
 }

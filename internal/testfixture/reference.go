@@ -24,7 +24,7 @@ func WriteReferenceMerge(basePath string, a LoRA, out string) error {
 		return err
 	}
 	deltas := map[string][]float64{}
-	scale := float64(a.Alpha) / float64(a.Rank)
+	scale := a.Scale()
 	for _, p := range pairs {
 		m := p.Module
 		d := make([]float64, m.Out*m.In)
