@@ -234,6 +234,9 @@ func Detect(dir string) (*Adapter, error) {
 	case hasModel && !hasConfig:
 		return nil, adapterErr(join(adapterConfigFile), "missing: a PEFT adapter needs adapter_config.json next to adapter_model.safetensors: copy it in")
 	case !peft && len(ggufs) == 0:
+		if cp := newestCheckpoint(dir); cp != "" {
+			return nil, adapterErr(dir, "no adapter at the top of the folder, only trainer checkpoints; the newest is %s: publish it by copying its adapter_config.json and adapter_model.safetensors to the top of the folder (or drop that checkpoint folder itself)", cp)
+		}
 		return nil, adapterErr(dir, "no adapter found: add adapter_config.json + adapter_model.safetensors, or one GGUF LoRA%s", pickleHint)
 	}
 
@@ -374,4 +377,25 @@ func shortNum(s string) string {
 		return s
 	}
 	return s[:max] + "..."
+}
+
+// newestCheckpoint returns the checkpoint-N subfolder with the largest N
+// that holds an adapter_config.json, as a Trainer's output_dir has them, or
+// "". Only names are read, never the checkpoints' contents.
+func newestCheckpoint(dir string) string {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return ""
+	}
+	best, bestN := "", -1
+	for _, e := range entries {
+		n, err := strconv.Atoi(strings.TrimPrefix(e.Name(), "checkpoint-"))
+		if !e.IsDir() || !strings.HasPrefix(e.Name(), "checkpoint-") || err != nil || n <= bestN {
+			continue
+		}
+		if fi, err := os.Lstat(filepath.Join(dir, e.Name(), adapterConfigFile)); err == nil && fi.Mode().IsRegular() {
+			best, bestN = e.Name(), n
+		}
+	}
+	return best
 }

@@ -2,6 +2,7 @@ package lora
 
 import (
 	"errors"
+	"io"
 	"io/fs"
 	"math"
 	"sort"
@@ -56,6 +57,8 @@ func (a *Adapter) readGGUF(info fs.FileInfo) error {
 	switch {
 	case errors.Is(err, gguf.ErrTruncated):
 		return &causedError{adapterErr(path, "truncated: still copying? if not, re-copy the file (%v)", err), err}
+	case errors.Is(err, gguf.ErrNotGGUF) && isGGLA(fh):
+		return adapterErr(path, "an old llama.cpp finetune adapter (GGLA format), which no current tool reads: convert the adapter's PEFT files with llama.cpp's convert_lora_to_gguf.py, or drop the PEFT files here instead")
 	case errors.Is(err, gguf.ErrNotGGUF):
 		return adapterErr(path, "not a GGUF file (it does not start with \"GGUF\"): put a GGUF LoRA here, or %s", ggufFix)
 	case err != nil:
@@ -187,4 +190,14 @@ func ggufShow(v any, present bool) string {
 		return spec.Quote(s)
 	}
 	return "not a string"
+}
+
+// isGGLA reports whether r starts with the magic of the GGLA format that
+// llama.cpp's old finetune wrote ("ggla", stored little-endian as "algg").
+func isGGLA(r io.ReaderAt) bool {
+	var b [4]byte
+	if _, err := r.ReadAt(b[:], 0); err != nil {
+		return false
+	}
+	return string(b[:]) == "algg" || string(b[:]) == "ggla"
 }

@@ -992,3 +992,21 @@ func TestCheckBase_UnknownFFWidth(t *testing.T) {
 	err = a.CheckBase("tiny", b)
 	wantAdapterErr(t, err, filepath.Join(dir, "adapter_model.safetensors"), "does not report feed_forward_length")
 }
+
+// Folders as trainers leave them: only checkpoints, or an old GGLA file.
+func TestDetect_TrainerLeftovers(t *testing.T) {
+	dir := t.TempDir()
+	for _, n := range []string{"checkpoint-500", "checkpoint-1500", "checkpoint-999"} {
+		if err := (testfixture.LoRA{Base: testfixture.TinyLlama(), Seed: 3}).WritePEFT(filepath.Join(dir, n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	os.Mkdir(filepath.Join(dir, "checkpoint-9000"), 0o755) // no adapter in it
+	_, err := lora.Detect(dir)
+	wantAdapterErr(t, err, dir, "only trainer checkpoints", "the newest is checkpoint-1500")
+
+	ggla := t.TempDir()
+	writeFile(t, filepath.Join(ggla, "old.gguf"), append([]byte("algg"), make([]byte, 60)...))
+	_, err = lora.Detect(ggla)
+	wantAdapterErr(t, err, filepath.Join(ggla, "old.gguf"), "GGLA", "convert_lora_to_gguf.py")
+}
