@@ -24,7 +24,9 @@ fi
 
 echo "seaweedfs: building weed $version (cold: about 4 minutes)" >&2
 mkdir -p "$bed/bin"
-tmp=$(mktemp -d)
+# The scratch copy lives beside the binary, not in /tmp, which other jobs on
+# a shared machine may clean mid-build.
+tmp=$(mktemp -d "$bed/weed-build.XXXXXX")
 trap 'chmod -R u+w "$tmp" 2>/dev/null; rm -rf "$tmp"' EXIT
 # A scratch module so that `go mod download` does not touch this one.
 (cd "$tmp" && go mod init scratch >/dev/null 2>&1)
