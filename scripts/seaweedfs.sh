@@ -28,6 +28,8 @@ mkdir -p "$bed/bin"
 # a shared machine may clean mid-build.
 tmp=$(mktemp -d "$bed/weed-build.XXXXXX")
 trap 'chmod -R u+w "$tmp" 2>/dev/null; rm -rf "$tmp"' EXIT
+mkdir -p "$tmp/gotmp"
+export GOTMPDIR="$tmp/gotmp" TMPDIR="$tmp/gotmp"
 # A scratch module so that `go mod download` does not touch this one.
 (cd "$tmp" && go mod init scratch >/dev/null 2>&1)
 dir=$(cd "$tmp" && GOFLAGS=-mod=mod go mod download -json "github.com/seaweedfs/seaweedfs@$version" |
