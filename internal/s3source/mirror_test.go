@@ -5,6 +5,8 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -64,6 +66,7 @@ type bed struct {
 	state   string
 	ready   string
 	count   *s3test.CountingTransport
+	base    http.RoundTripper // under the counter; nil is the default transport
 	metrics *metrics.Metrics
 	reg     *prometheus.Registry
 	src     spec.Source
@@ -97,7 +100,7 @@ func newBed(t *testing.T, srv *s3test.Server, readyFile string) *bed {
 // with a fresh request counter.
 func (b *bed) mirror() *s3source.Mirror {
 	b.t.Helper()
-	b.count = &s3test.CountingTransport{}
+	b.count = &s3test.CountingTransport{Base: b.base}
 	m, err := s3source.New(s3source.Options{Source: b.src, DropDir: b.drop, StateDir: b.state,
 		ReadyFile: b.ready, Metrics: b.metrics, Transport: b.count})
 	if err != nil {
@@ -472,6 +475,50 @@ func TestWrongCredentialsGiveOneLineAndRemoveNothing(t *testing.T) {
 	}
 	t.Log(err)
 	b.wantOnly("x")
+}
+
+// corruptingTransport flips one byte of every object it carries, the way a
+// bad NIC or proxy would: a fault-injecting proxy in front of the real
+// server.
+type corruptingTransport struct{}
+
+func (corruptingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := http.DefaultTransport.RoundTrip(r)
+	if err != nil || r.Method != http.MethodGet || r.URL.RawQuery != "" || resp.StatusCode != http.StatusOK {
+		return resp, err
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		return nil, err
+	}
+	if len(body) > 0 {
+		body[len(body)/2] ^= 0xff
+	}
+	resp.Body = io.NopCloser(bytes.NewReader(body))
+	return resp, nil
+}
+
+func TestCorruptDownloadIsNeverPutInPlace(t *testing.T) {
+	b := newBed(t, shared, "")
+	dir := b.local(ggufFolder(15))
+	b.put("bad", dir)
+	b.base = corruptingTransport{}
+	m := b.mirror()
+	b.poll(m)
+	err := b.poll(m)
+	if err == nil || !strings.Contains(err.Error(), "MD5") {
+		t.Fatalf("poll through a corrupting proxy: %v, want an MD5 mismatch", err)
+	}
+	b.wantOnly() // neither the folder nor its partial download
+	if st := m.Status(); st.Folders != 0 {
+		t.Fatalf("status %+v", st)
+	}
+	b.base = nil
+	m = b.mirror()
+	b.pollOK(m)
+	b.pollOK(m)
+	b.wantMirrored("bad", dir)
 }
 
 func mustRead(t *testing.T, path string) []byte {
