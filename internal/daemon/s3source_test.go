@@ -57,8 +57,12 @@ func TestS3FolderBecomesReadyLikeADroppedOne(t *testing.T) {
 	// The reference: the same files dropped by hand.
 	h.folder("ref-a", peft(101, "model: ref-a:v1\n"))
 	h.waitState("ref-a", status.Ready)
-	if got, want := greedy(t, s, "s3-a:v1"), greedy(t, s, "ref-a:v1"); got != want {
+	got, want := greedy(t, s, "s3-a:v1"), greedy(t, s, "ref-a:v1")
+	if got != want {
 		t.Errorf("the model from S3 generates %q, the same folder dropped by hand %q", got, want)
+	}
+	if got == greedy(t, s, baseModel) {
+		t.Errorf("the model from S3 generates like the base: %q", got)
 	}
 	list := h.sources()
 	if len(list) != 1 || list[0].Source != "s3://fleet/hosts/" || list[0].Error != "" || list[0].Folders != 2 || list[0].LastListing.IsZero() {
@@ -96,5 +100,50 @@ func TestS3FolderBecomesReadyLikeADroppedOne(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(h.drop, "s3-a")); err == nil {
 		t.Errorf("s3-a's folder is back")
+	}
+}
+
+// A source added to the config takes effect on reload (SIGHUP), and one
+// removed stops: its folders stay.
+func TestS3SourceAddedAndRemovedByReload(t *testing.T) {
+	srv := s3test.Start(t, "fleet")
+	s3test.Env(t)
+	s := bed(t, ollamatest.V024)
+	dir := t.TempDir()
+	if err := ggufLoRA(111, "model: s3-reload:v1\n")(dir); err != nil {
+		t.Fatal(err)
+	}
+	srv.PutDir(t, "r/s3-reload/", dir)
+
+	root := t.TempDir()
+	h := &harness{t: t, srv: s, drop: filepath.Join(root, "drop"), state: filepath.Join(root, "state"), reloads: make(chan struct{})}
+	os.MkdirAll(h.drop, 0o755)
+	cfg := spec.DefaultConfig(h.drop)
+	cfg.StateDir, cfg.Ollama.Host = h.state, s.URL.String()
+	cfg.Settle, cfg.Resync, cfg.Defaults.Base = 300*time.Millisecond, time.Hour, baseModel
+	h.cfg = cfg
+	h.start()
+	h.waitFor("first full sync", h.ready)
+	if l := h.sources(); len(l) != 0 {
+		t.Fatalf("/v1/sources without sources: %+v", l)
+	}
+
+	next := *cfg
+	next.Sources = []spec.Source{{Kind: spec.SourceS3, S3: &spec.S3Source{
+		URL: "s3://fleet/r/", Bucket: "fleet", Prefix: "r/",
+		Endpoint: srv.Endpoint(), PathStyle: true, Interval: 200 * time.Millisecond,
+	}}}
+	h.cfg = &next
+	h.reloads <- struct{}{}
+	h.waitState("s3-reload", status.Ready)
+
+	last := *cfg
+	h.cfg = &last
+	h.reloads <- struct{}{}
+	h.waitFor("the source gone from /v1/sources", func() bool { return len(h.sources()) == 0 })
+	srv.Delete(t, "r/s3-reload/")
+	time.Sleep(time.Second) // five of the old source's intervals
+	if _, err := os.Stat(filepath.Join(h.drop, "s3-reload")); err != nil {
+		t.Fatalf("a source removed from the config still removed its folder: %v", err)
 	}
 }
