@@ -66,9 +66,8 @@ type Mirror struct {
 	log       *slog.Logger
 
 	// Only Poll touches these; Poll runs on one goroutine at a time.
-	st         *state
-	last       map[string]map[string]object // each key's relevant objects at the last poll
-	hadFolders bool                         // the last good listing had at least one folder
+	st   *state
+	last map[string]map[string]object // each key's relevant objects at the last poll
 
 	mu     sync.Mutex
 	status SourceStatus
@@ -183,16 +182,19 @@ func (m *Mirror) Poll(ctx context.Context) error {
 	}
 	now := time.Now()
 
-	if len(listing) == 0 && (m.hadFolders || len(m.st.Folders) > 0) {
-		// An empty listing where there were folders is an outage, a wrong
-		// prefix or credentials that see another bucket far more often than
-		// a fleet retiring every adapter at once.
+	if len(listing) == 0 && len(m.st.Folders) > 0 {
+		// An empty listing where folders were mirrored is an outage, a
+		// wrong prefix or credentials that see another bucket far more
+		// often than a fleet retiring every adapter at once. Folders an
+		// operator removed by hand are forgotten: that is how the last
+		// ones of a bucket are retired on purpose.
 		m.forgetVanished()
-		err = fmt.Errorf("s3 source %s %w, but %d folders were mirrored from it: an outage or a wrong prefix? nothing is removed; to retire them all, remove their folders from drop_dir by hand", m.name, errEmptyListing, len(m.st.Folders))
-		m.report(now, err, nil)
-		return err
+		if n := len(m.st.Folders); n > 0 {
+			err = fmt.Errorf("s3 source %s %w, but %d folders were mirrored from it: an outage or a wrong prefix? nothing is removed; to retire them all, remove their folders from drop_dir by hand", m.name, errEmptyListing, n)
+			m.report(now, err, nil)
+			return err
+		}
 	}
-	m.hadFolders = len(listing) > 0
 
 	var problems []string
 	var waiting []string

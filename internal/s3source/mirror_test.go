@@ -451,14 +451,22 @@ func TestEmptiedBucketRemovesNothingAndIsReported(t *testing.T) {
 	b.wantOnly("a", "b")
 
 	// An operator who means it removes the folders by hand; the source
-	// then forgets them and is healthy again.
+	// then forgets them and is healthy again, without a restart.
 	os.RemoveAll(filepath.Join(b.drop, "a"))
+	if err := b.poll(m); err == nil || !strings.Contains(err.Error(), "but 1 folders were mirrored") {
+		t.Fatalf("poll with one folder left: %v", err)
+	}
+	b.wantOnly("b")
 	os.RemoveAll(filepath.Join(b.drop, "b"))
-	b.poll(m)
 	b.pollOK(m)
 	if st := m.Status(); st.Folders != 0 || st.Error != "" {
 		t.Fatalf("status %+v after the folders were removed by hand", st)
 	}
+	// And a new folder in the bucket is mirrored as usual.
+	b.put("c", b.local(ggufFolder(16)))
+	b.pollOK(m)
+	b.pollOK(m)
+	b.wantOnly("c")
 }
 
 func TestWrongCredentialsGiveOneLineAndRemoveNothing(t *testing.T) {
