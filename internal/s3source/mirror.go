@@ -167,7 +167,8 @@ var errEmptyListing = errors.New("lists no folders")
 
 // Poll lists the source once and brings the drop directory in line with
 // it: complete folders mirrored, gone folders removed. It returns the
-// poll's problem, which Status also shows.
+// poll's problem, which Status also shows. The shape is observe (list,
+// look at the drop dir), decide (pure, in plan.go), apply.
 func (m *Mirror) Poll(ctx context.Context) error {
 	listing, err := m.list(ctx)
 	if err != nil {
@@ -181,56 +182,45 @@ func (m *Mirror) Poll(ctx context.Context) error {
 		return err
 	}
 	now := time.Now()
+	owned := make(map[string]map[string]object, len(m.st.Folders))
+	local := map[string]bool{}
+	for key, f := range m.st.Folders {
+		owned[key] = f.Files
+		local[key] = exists(filepath.Join(m.o.DropDir, key))
+	}
+	for key := range listing {
+		local[key] = exists(filepath.Join(m.o.DropDir, key))
+	}
+	p := decide(observation{listing: listing, last: m.last, owned: owned, local: local, readyFile: m.o.ReadyFile})
+	m.last = listing
 
-	if len(listing) == 0 && len(m.st.Folders) > 0 {
-		// An empty listing where folders were mirrored is an outage, a
-		// wrong prefix or credentials that see another bucket far more
-		// often than a fleet retiring every adapter at once. Folders an
-		// operator removed by hand are forgotten: that is how the last
-		// ones of a bucket are retired on purpose.
-		m.forgetVanished()
-		if n := len(m.st.Folders); n > 0 {
-			err = fmt.Errorf("s3 source %s %w, but %d folders were mirrored from it: an outage or a wrong prefix? nothing is removed; to retire them all, remove their folders from drop_dir by hand", m.name, errEmptyListing, n)
-			m.report(now, err, nil)
-			return err
+	if len(p.forget) > 0 {
+		for _, key := range p.forget {
+			delete(m.st.Folders, key)
 		}
+		if err := m.st.save(m.statePath); err != nil {
+			m.log.Error("cannot write the state file", "source", m.name, "err", err)
+		}
+	}
+	if p.hold > 0 {
+		err = fmt.Errorf("s3 source %s %w, but %d folders were mirrored from it: an outage or a wrong prefix? nothing is removed; to retire them all, remove their folders from drop_dir by hand", m.name, errEmptyListing, p.hold)
+		m.report(now, err, nil)
+		return err
 	}
 
 	var problems []string
-	var waiting []string
-	for _, key := range sortedKeys(listing) {
-		want := listing[key]
-		prev, seen := m.last[key]
-		m.last[key] = want
-		dst := filepath.Join(m.o.DropDir, key)
-		rec, owned := m.st.Folders[key]
-		if owned && sameFiles(rec.Files, want) && exists(dst) {
-			continue // mirrored and unchanged
-		}
-		if !owned && exists(dst) {
-			problems = append(problems, fmt.Sprintf("folder %s is in drop_dir but was not made by this source; remove or rename one of them", key))
-			continue
-		}
-		if !m.complete(want, prev, seen) {
-			waiting = append(waiting, key)
-			continue
-		}
-		if err := m.mirror(ctx, key, want); err != nil {
+	for _, key := range p.clash {
+		problems = append(problems, fmt.Sprintf("folder %s is in drop_dir but was not made by this source; remove or rename one of them", key))
+	}
+	for _, key := range p.mirror {
+		if err := m.mirror(ctx, key, listing[key]); err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
 			problems = append(problems, fmt.Sprintf("folder %s: %s", key, oneLine(err)))
 		}
 	}
-	for key := range m.last {
-		if _, ok := listing[key]; !ok {
-			delete(m.last, key)
-		}
-	}
-	for _, key := range sortedKeys(m.st.Folders) {
-		if _, ok := listing[key]; ok {
-			continue
-		}
+	for _, key := range p.remove {
 		if err := m.remove(key); err != nil {
 			problems = append(problems, fmt.Sprintf("folder %s: cannot remove it: %s", key, oneLine(err)))
 		}
@@ -238,18 +228,8 @@ func (m *Mirror) Poll(ctx context.Context) error {
 	if len(problems) > 0 {
 		err = fmt.Errorf("s3 source %s: %s", m.name, strings.Join(problems, "; "))
 	}
-	m.report(now, err, waiting)
+	m.report(now, err, p.waiting)
 	return err
-}
-
-// complete says whether a folder may be mirrored now: its ready_file object
-// is there, or, without a ready_file, it listed the same on two polls.
-func (m *Mirror) complete(want, prev map[string]object, seen bool) bool {
-	if m.o.ReadyFile != "" {
-		_, ok := want[m.o.ReadyFile]
-		return ok
-	}
-	return seen && sameFiles(want, prev)
 }
 
 // list returns each folder's relevant top-level objects. A key is in the
@@ -398,23 +378,6 @@ func (m *Mirror) remove(key string) error {
 	}
 	m.log.Info("source folder removed", "source", m.name, "key", key)
 	return nil
-}
-
-// forgetVanished drops the records of folders an operator removed by hand
-// while removals are held: the way to retire the last folders of a bucket.
-func (m *Mirror) forgetVanished() {
-	changed := false
-	for key := range m.st.Folders {
-		if !exists(filepath.Join(m.o.DropDir, key)) {
-			delete(m.st.Folders, key)
-			changed = true
-		}
-	}
-	if changed {
-		if err := m.st.save(m.statePath); err != nil {
-			m.log.Error("cannot write the state file", "source", m.name, "err", err)
-		}
-	}
 }
 
 // report records a poll's outcome for Status, metrics and the log. The log
