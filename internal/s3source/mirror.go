@@ -203,7 +203,7 @@ func (m *Mirror) Poll(ctx context.Context) error {
 		}
 	}
 	if p.hold > 0 {
-		err = fmt.Errorf("s3 source %s %w, but %d folders were mirrored from it: an outage or a wrong prefix? nothing is removed; to retire them all, remove their folders from drop_dir by hand", m.name, errEmptyListing, p.hold)
+		err = fmt.Errorf("s3 source %s %w, but it has %d mirrored folder(s) in drop_dir: an outage or a wrong prefix? nothing is removed; to retire them all, remove their folders from drop_dir by hand", m.name, errEmptyListing, p.hold)
 		m.report(now, err, nil)
 		return err
 	}

@@ -435,7 +435,7 @@ func TestEmptiedBucketRemovesNothingAndIsReported(t *testing.T) {
 	b.srv.Delete(t, b.prefix)
 	for range 2 {
 		err := b.poll(m)
-		if err == nil || !strings.Contains(err.Error(), "lists no folders, but 2 folders were mirrored from it") {
+		if err == nil || !strings.Contains(err.Error(), "lists no folders, but it has 2 mirrored folder(s) in drop_dir") {
 			t.Fatalf("poll of the emptied prefix: %v", err)
 		}
 	}
@@ -453,7 +453,7 @@ func TestEmptiedBucketRemovesNothingAndIsReported(t *testing.T) {
 	// An operator who means it removes the folders by hand; the source
 	// then forgets them and is healthy again, without a restart.
 	os.RemoveAll(filepath.Join(b.drop, "a"))
-	if err := b.poll(m); err == nil || !strings.Contains(err.Error(), "but 1 folders were mirrored") {
+	if err := b.poll(m); err == nil || !strings.Contains(err.Error(), "but it has 1 mirrored folder(s)") {
 		t.Fatalf("poll with one folder left: %v", err)
 	}
 	b.wantOnly("b")
@@ -527,6 +527,21 @@ func TestCorruptDownloadIsNeverPutInPlace(t *testing.T) {
 	b.pollOK(m)
 	b.pollOK(m)
 	b.wantMirrored("bad", dir)
+}
+
+// A crash mid-download or mid-swap leaves dot-folders behind; a restart
+// removes those of folders this source owns, and no one else's.
+func TestRestartCleansOnlyItsOwnLeftovers(t *testing.T) {
+	b := newBed(t, shared, "")
+	b.put("mine", b.local(ggufFolder(17)))
+	m := b.mirror()
+	b.pollOK(m)
+	b.pollOK(m)
+	for _, d := range []string{".mine.s3-partial-123", ".mine.s3-old-456", ".mine.s3-removed-789", ".other.s3-partial-1", ".mine.partial"} {
+		os.MkdirAll(filepath.Join(b.drop, d, "x"), 0o755)
+	}
+	b.mirror()
+	b.wantOnly(".mine.partial", ".other.s3-partial-1", "mine")
 }
 
 func mustRead(t *testing.T, path string) []byte {
