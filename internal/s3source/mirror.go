@@ -319,6 +319,12 @@ func (m *Mirror) mirror(ctx context.Context, key string, want map[string]object)
 		}
 	}
 	if err := putInPlace(m.o.DropDir, key, tmp, dst, replace); err != nil {
+		if !owned {
+			// Someone put a folder there since the poll looked: it is
+			// theirs, not ours.
+			delete(m.st.Folders, key)
+			m.st.save(m.statePath)
+		}
 		return err
 	}
 	syncDir(m.o.DropDir)
