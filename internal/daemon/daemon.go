@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"reflect"
+	"strings"
 	"sync"
 	"time"
 
@@ -219,6 +220,22 @@ func (s *sourceSet) set(n *s3source.Set) {
 type withSources struct {
 	*ingest.Reconciler
 	sources *sourceSet
+}
+
+// Warning adds the sources' problems to the reconciler's warning, for
+// /readyz: a source that cannot be listed does not make the daemon
+// unready, but an operator looking there should see it.
+func (w withSources) Warning() string {
+	var parts []string
+	if s := w.Reconciler.Warning(); s != "" {
+		parts = append(parts, s)
+	}
+	for _, st := range w.sources.get().Status() {
+		if st.Error != "" {
+			parts = append(parts, st.Error)
+		}
+	}
+	return strings.Join(parts, "; ")
 }
 
 func (w withSources) SourcesStatus() any {

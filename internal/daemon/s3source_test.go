@@ -85,6 +85,9 @@ func TestS3FolderBecomesReadyLikeADroppedOne(t *testing.T) {
 		l := h.sources()
 		return len(l) == 1 && strings.Contains(l[0].Error, "cannot be listed")
 	})
+	if r := h.get("/readyz"); !strings.HasPrefix(r, "ok\nwarning: s3 source s3://fleet/hosts/ cannot be listed") {
+		t.Errorf("/readyz does not warn about the source: %q", r)
+	}
 	time.Sleep(2 * time.Second) // several intervals and grace periods
 	if !exists(s, "s3-b:v1") {
 		t.Fatal("s3-b's model was deleted while S3 was down")
