@@ -13,6 +13,7 @@ import (
 	"github.com/adapterd/adapterd/internal/s3source/s3test"
 	"github.com/adapterd/adapterd/internal/spec"
 	"github.com/adapterd/adapterd/internal/status"
+	"github.com/adapterd/adapterd/internal/testfixture"
 )
 
 // sources reads the daemon's /v1/sources.
@@ -148,5 +149,113 @@ func TestS3SourceAddedAndRemovedByReload(t *testing.T) {
 	time.Sleep(time.Second) // five of the old source's intervals
 	if _, err := os.Stat(filepath.Join(h.drop, "s3-reload")); err != nil {
 		t.Fatalf("a source removed from the config still removed its folder: %v", err)
+	}
+}
+
+// A fleet of two: two daemons, each with its own Ollama and drop dir, on
+// one bucket. Both become ready from one upload, both follow a new version
+// and a removal, and S3 going away changes nothing on either until it is
+// back.
+func TestS3FleetOfTwoConverges(t *testing.T) {
+	srv := s3test.Start(t, "fleet")
+	s3test.Env(t)
+	s1 := bed(t, ollamatest.V024)
+	s2, err := ollamatest.Start(ollamatest.V024, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s2.Stop() })
+	base := filepath.Join(t.TempDir(), "tiny.gguf")
+	if err := testfixture.TinyLlama().WriteGGUF(base); err != nil {
+		t.Fatal(err)
+	}
+	if err := s2.ImportGGUF(t.Context(), baseModel, base); err != nil {
+		t.Fatal(err)
+	}
+	source := []spec.Source{{Kind: spec.SourceS3, S3: &spec.S3Source{
+		URL: "s3://fleet/f2/", Bucket: "fleet", Prefix: "f2/",
+		Endpoint: srv.Endpoint(), PathStyle: true, Interval: 300 * time.Millisecond,
+	}}}
+	host := func(s *ollamatest.Server) *harness {
+		return newHarness(t, s, func(c *spec.Config) {
+			c.OnRemove = spec.OnRemoveDelete
+			c.RemoveGrace = 500 * time.Millisecond
+			c.Resync = 300 * time.Millisecond
+			c.ReadyFile = "READY"
+			c.Sources = source
+		})
+	}
+	hosts := []*harness{host(s1), host(s2)}
+	servers := []*ollamatest.Server{s1, s2}
+
+	publish := func(key string, seed uint64) {
+		dir := t.TempDir()
+		if err := ggufLoRA(seed, "model: "+key+":v1\n")(dir); err != nil {
+			t.Fatal(err)
+		}
+		srv.Delete(t, "f2/"+key+"/READY")
+		srv.PutDir(t, "f2/"+key+"/", dir)
+		srv.Put(t, "f2/"+key+"/READY", nil)
+	}
+	publish("fleet-a", 121)
+	publish("fleet-b", 122)
+	// Digests are per host (each Ollama has its own store); the models are
+	// compared by what they generate.
+	digests := make([]string, len(hosts))
+	for i, h := range hosts {
+		digests[i] = h.waitState("fleet-a", status.Ready).Digest
+		h.waitState("fleet-b", status.Ready)
+	}
+	// The reference: the same folder dropped by hand on host 0.
+	hosts[0].folder("ref-fleet-a", func(dir string) error {
+		if err := ggufLoRA(121, "model: ref-fleet-a:v1\n")(dir); err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(dir, "READY"), nil, 0o644)
+	})
+	hosts[0].waitState("ref-fleet-a", status.Ready)
+	want := greedy(t, s1, "ref-fleet-a:v1")
+	for i, s := range servers {
+		if got := greedy(t, s, "fleet-a:v1"); got != want {
+			t.Errorf("host %d: fleet-a generates %q, the reference %q", i, got, want)
+		}
+	}
+
+	// A new version re-creates the model on both.
+	publish("fleet-a", 123)
+	for i, h := range hosts {
+		h.waitFor("fleet-a's new version", func() bool {
+			st, ok := h.status("fleet-a")
+			return ok && st.State == status.Ready && st.Digest != digests[i]
+		})
+		if got := greedy(t, servers[i], "fleet-a:v1"); got == want {
+			t.Errorf("host %d: fleet-a still generates like the old version", i)
+		}
+	}
+
+	// Removal follows on_remove: delete, on both.
+	srv.Delete(t, "f2/fleet-b/")
+	for i, s := range servers {
+		hosts[i].waitFor("fleet-b deleted", func() bool { return !exists(s, "fleet-b:v1") })
+	}
+
+	// S3 away: nothing changes on either host; back: they converge.
+	srv.Stop()
+	time.Sleep(2 * time.Second)
+	for i, s := range servers {
+		if !exists(s, "fleet-a:v1") {
+			t.Fatalf("host %d: fleet-a deleted while S3 was down", i)
+		}
+	}
+	if err := srv.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	publish("fleet-c", 124)
+	for _, h := range hosts {
+		h.waitState("fleet-c", status.Ready)
+		h.waitFor("the source healthy again", func() bool {
+			l := h.sources()
+			return len(l) == 1 && l[0].Error == "" && l[0].Folders == 2
+		})
 	}
 }
