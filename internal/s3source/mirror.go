@@ -182,6 +182,10 @@ func (m *Mirror) Poll(ctx context.Context) error {
 		return err
 	}
 	now := time.Now()
+	if err := m.checkDropDir(); err != nil {
+		m.report(now, err, nil)
+		return err
+	}
 	owned := make(map[string]map[string]object, len(m.st.Folders))
 	local := map[string]bool{}
 	for key, f := range m.st.Folders {
@@ -230,6 +234,35 @@ func (m *Mirror) Poll(ctx context.Context) error {
 	}
 	m.report(now, err, p.waiting)
 	return err
+}
+
+// checkDropDir refuses to write into a drop dir that is another directory
+// than the one the folders were mirrored into, when none of them is there:
+// a failed mount leaves an empty directory at the same path, and filling it
+// would fill the disk under the mount point. A drop dir that still holds a
+// mirrored folder (restored, or moved on purpose) is taken as the new one.
+func (m *Mirror) checkDropDir() error {
+	id, err := dirIdentity(m.o.DropDir)
+	if err != nil {
+		return fmt.Errorf("s3 source %s: drop_dir %s cannot be read (%v); nothing is mirrored or removed until it is back", m.name, m.o.DropDir, err)
+	}
+	if m.st.DropDir != nil && *m.st.DropDir == id {
+		return nil
+	}
+	if m.st.DropDir != nil && len(m.st.Folders) > 0 {
+		kept := false
+		for key := range m.st.Folders {
+			kept = kept || exists(filepath.Join(m.o.DropDir, key))
+		}
+		if !kept {
+			return fmt.Errorf("s3 source %s: drop_dir %s is another directory than the one its %d folder(s) were mirrored into, and none of them is there: a failed mount? nothing is mirrored or removed; if the change is intended, remove %s", m.name, m.o.DropDir, len(m.st.Folders), m.statePath)
+		}
+	}
+	m.st.DropDir = &id
+	if err := m.st.save(m.statePath); err != nil {
+		return fmt.Errorf("s3 source %s: cannot write the state file: %v; check that state_dir is writable", m.name, err)
+	}
+	return nil
 }
 
 // list returns each folder's relevant top-level objects. A key is in the

@@ -544,6 +544,31 @@ func TestRestartCleansOnlyItsOwnLeftovers(t *testing.T) {
 	b.wantOnly(".mine.partial", ".other.s3-partial-1", "mine")
 }
 
+// A failed mount leaves an empty directory at the drop dir's path. The
+// source neither fills it with downloads nor removes anything; with the
+// real directory back, it carries on.
+func TestLostDropDirIsNotFilled(t *testing.T) {
+	b := newBed(t, shared, "")
+	b.put("m1", b.local(ggufFolder(18)))
+	m := b.mirror()
+	b.pollOK(m)
+	b.pollOK(m)
+	real := b.drop + ".real"
+	if err := os.Rename(b.drop, real); err != nil {
+		t.Fatal(err)
+	}
+	os.Mkdir(b.drop, 0o755)
+	err := b.poll(m)
+	if err == nil || !strings.Contains(err.Error(), "a failed mount?") {
+		t.Fatalf("poll into an empty replacement drop dir: %v", err)
+	}
+	b.wantOnly()
+	os.Remove(b.drop)
+	os.Rename(real, b.drop)
+	b.pollOK(m)
+	b.wantOnly("m1")
+}
+
 func mustRead(t *testing.T, path string) []byte {
 	t.Helper()
 	b, err := os.ReadFile(path)

@@ -33,6 +33,15 @@ type state struct {
 	Source   string             `json:"source"`
 	Endpoint string             `json:"endpoint,omitempty"`
 	Folders  map[string]*folder `json:"folders"`
+	// DropDir is the identity of the drop dir the folders were mirrored
+	// into, so that a failed mount (an empty directory at the same path)
+	// is not filled with downloads.
+	DropDir *dirID `json:"drop_dir,omitempty"`
+}
+
+type dirID struct {
+	Dev uint64 `json:"dev"`
+	Ino uint64 `json:"ino"`
 }
 
 // statePath names the state file after the source and endpoint, so that
