@@ -52,3 +52,6 @@ for v in "${versions[@]}"; do
   rm -rf "$tmp"
 done
 echo "testbed: ready in $bin" >&2
+
+# The S3 server for internal/s3source's tests.
+"$root/scripts/seaweedfs.sh"

@@ -11,6 +11,8 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"reflect"
+	"strings"
 	"sync"
 	"time"
 
@@ -19,6 +21,7 @@ import (
 	"github.com/adapterd/adapterd/internal/httpapi"
 	"github.com/adapterd/adapterd/internal/ingest"
 	"github.com/adapterd/adapterd/internal/metrics"
+	"github.com/adapterd/adapterd/internal/s3source"
 	"github.com/adapterd/adapterd/internal/spec"
 	"github.com/adapterd/adapterd/internal/status"
 	"github.com/adapterd/adapterd/internal/watch"
@@ -88,12 +91,15 @@ func Run(ctx context.Context, o Options) error {
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	srcOpts := s3source.Options{Logger: log, Metrics: m}
+	sources := &sourceSet{s: s3source.Start(ctx, cfg, srcOpts)}
+	defer func() { sources.get().Stop() }()
 	var wg sync.WaitGroup
 	if ln != nil {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := httpapi.Serve(ctx, ln, httpapi.Handler(rec, reg), log); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			if err := httpapi.Serve(ctx, ln, httpapi.Handler(withSources{rec, sources}, reg), log); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				log.Error("http server stopped", "err", err)
 			}
 		}()
@@ -163,6 +169,15 @@ func Run(ctx context.Context, o Options) error {
 			next = keepRestartOnly(cfg, next, log)
 			stopWatch()
 			<-watchDone
+			if sourcesChanged(cfg, next) {
+				// The mirrors are cheap to restart: what they mirrored is
+				// in their state files, so nothing is downloaded again.
+				sources.get().Stop()
+				for _, src := range cfg.Sources {
+					m.SourceForget(src.Name())
+				}
+				sources.set(s3source.Start(ctx, next, srcOpts))
+			}
 			cfg = next
 			rec.SetConfig(ctx, cfg)
 			watchCtx, stopWatch = context.WithCancel(ctx)
@@ -173,6 +188,62 @@ func Run(ctx context.Context, o Options) error {
 			}
 		}
 	}
+}
+
+// sourcesChanged reports whether the mirrors must restart for next: the
+// sources, or where and how they write.
+func sourcesChanged(old, next *spec.Config) bool {
+	return !reflect.DeepEqual(old.Sources, next.Sources) || old.DropDir != next.DropDir ||
+		old.StateDir != next.StateDir || old.ReadyFile != next.ReadyFile
+}
+
+// sourceSet is the running mirrors, swapped on reload.
+type sourceSet struct {
+	mu sync.Mutex
+	s  *s3source.Set
+}
+
+func (s *sourceSet) get() *s3source.Set {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.s
+}
+
+func (s *sourceSet) set(n *s3source.Set) {
+	s.mu.Lock()
+	s.s = n
+	s.mu.Unlock()
+}
+
+// withSources is the reconciler as the HTTP endpoints see it, plus the
+// sources' status at /v1/sources.
+type withSources struct {
+	*ingest.Reconciler
+	sources *sourceSet
+}
+
+// Warning adds the sources' problems to the reconciler's warning, for
+// /readyz: a source that cannot be listed does not make the daemon
+// unready, but an operator looking there should see it.
+func (w withSources) Warning() string {
+	var parts []string
+	if s := w.Reconciler.Warning(); s != "" {
+		parts = append(parts, s)
+	}
+	for _, st := range w.sources.get().Status() {
+		if st.Error != "" {
+			parts = append(parts, st.Error)
+		}
+	}
+	return strings.Join(parts, "; ")
+}
+
+func (w withSources) SourcesStatus() any {
+	list := w.sources.get().Status()
+	if list == nil {
+		list = []s3source.SourceStatus{}
+	}
+	return list
 }
 
 // keepRestartOnly returns next with the settings a running daemon cannot

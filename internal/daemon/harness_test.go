@@ -65,6 +65,9 @@ type harness struct {
 	cancel context.CancelFunc
 	done   chan error
 	log    *syncBuffer
+	// reloads, when set before start, is the daemon's SIGHUP; the reload
+	// reads h.cfg again.
+	reloads chan struct{}
 }
 
 type syncBuffer struct {
@@ -121,7 +124,12 @@ func (h *harness) start() {
 		h.log = &syncBuffer{}
 	}
 	log := slog.New(slog.NewTextHandler(h.log, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	go func() { h.done <- daemon.Run(ctx, daemon.Options{Config: h.cfg, Logger: log, Listener: ln}) }()
+	o := daemon.Options{Config: h.cfg, Logger: log, Listener: ln}
+	if h.reloads != nil {
+		o.Reloads = h.reloads
+		o.Reload = func() (*spec.Config, error) { c := *h.cfg; return &c, nil }
+	}
+	go func() { h.done <- daemon.Run(ctx, o) }()
 	h.t.Cleanup(h.stop)
 }
 

@@ -51,6 +51,15 @@ type RemovalConfirmer interface {
 	ConfirmRemovals(ctx context.Context) string
 }
 
+// SourcesReporter is a Source that mirrors remote sources (sources: in the
+// config) and reports on them at GET /v1/sources, as a JSON list.
+type SourcesReporter interface {
+	SourcesStatus() any
+}
+
+// SourcesPath is where the daemon serves the sources' status.
+const SourcesPath = "/v1/sources"
+
 // ConfirmRemovalsPath is where `adapterd confirm-removals` posts.
 const ConfirmRemovalsPath = "/v1/removals/confirm"
 
@@ -109,6 +118,15 @@ func Handler(src Source, gatherer prometheus.Gatherer) http.Handler {
 			// to decode, which is the best that can be done here.
 			return
 		}
+	})
+	mux.HandleFunc("GET "+SourcesPath, func(w http.ResponseWriter, _ *http.Request) {
+		var list any = []struct{}{}
+		if sr, ok := src.(SourcesReporter); ok {
+			list = sr.SourcesStatus()
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		json.NewEncoder(w).Encode(list)
 	})
 	if gatherer != nil {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{

@@ -30,6 +30,12 @@ type Metrics struct {
 	held        prometheus.Gauge
 	serverInfo  *prometheus.GaugeVec
 	serverInfoM sync.Mutex
+
+	sourceListed *prometheus.GaugeVec
+	sourceUp     *prometheus.GaugeVec
+	sourceErrs   *prometheus.CounterVec
+	sourceBytes  *prometheus.CounterVec
+	sourceDirs   *prometheus.GaugeVec
 }
 
 // NewRegistry returns a registry with the Go runtime and process
@@ -83,9 +89,30 @@ func New(reg prometheus.Registerer, states func() map[status.State]int) *Metrics
 			Name: "adapterd_ollama_info",
 			Help: "The Ollama server adapterd talks to; always 1.",
 		}, []string{"version", "adapters"}),
+		sourceListed: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "adapterd_source_last_listing_timestamp_seconds",
+			Help: "Unix time of the last good listing of each source (sources: in the config).",
+		}, []string{"source"}),
+		sourceUp: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "adapterd_source_up",
+			Help: "1 when the last poll of the source listed it and mirrored every complete folder, 0 when it failed or held removals.",
+		}, []string{"source"}),
+		sourceErrs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "adapterd_source_errors_total",
+			Help: "Failed polls of a source: the listing failed, a folder could not be mirrored, or an empty listing held removals.",
+		}, []string{"source"}),
+		sourceBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "adapterd_source_downloaded_bytes_total",
+			Help: "Bytes downloaded from a source; unchanged objects are never downloaded again.",
+		}, []string{"source"}),
+		sourceDirs: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "adapterd_source_folders",
+			Help: "Folders a source has mirrored into the drop directory.",
+		}, []string{"source"}),
 	}
 	reg.MustRegister(
 		m.ingests, m.ingestTime, m.uploaded, m.hashed, m.ollamaErrs, m.lastResync, m.serverInfo, m.held,
+		m.sourceListed, m.sourceUp, m.sourceErrs, m.sourceBytes, m.sourceDirs,
 		stateCollector{states: states, desc: prometheus.NewDesc(
 			"adapterd_adapters",
 			"Adapter folders by state.",
@@ -163,6 +190,44 @@ func (m *Metrics) ServerInfo(version string, adapters bool) {
 	defer m.serverInfoM.Unlock()
 	m.serverInfo.Reset()
 	m.serverInfo.WithLabelValues(version, strconv.FormatBool(adapters)).Set(1)
+}
+
+// SourcePolled records one poll of a source: listed is the time of a good
+// listing (zero when the listing failed), ok whether the poll did all it
+// had to, folders how many folders the source has mirrored.
+func (m *Metrics) SourcePolled(source string, listed time.Time, ok bool, folders int) {
+	if m == nil {
+		return
+	}
+	if !listed.IsZero() {
+		m.sourceListed.WithLabelValues(source).Set(float64(listed.UnixNano()) / 1e9)
+	}
+	up := 0.0
+	if ok {
+		up = 1
+	} else {
+		m.sourceErrs.WithLabelValues(source).Inc()
+	}
+	m.sourceUp.WithLabelValues(source).Set(up)
+	m.sourceDirs.WithLabelValues(source).Set(float64(folders))
+}
+
+// SourceDownloaded adds n bytes downloaded from a source.
+func (m *Metrics) SourceDownloaded(source string, n int64) {
+	if m == nil || n <= 0 {
+		return
+	}
+	m.sourceBytes.WithLabelValues(source).Add(float64(n))
+}
+
+// SourceForget drops a source's series, after it left the config.
+func (m *Metrics) SourceForget(source string) {
+	if m == nil {
+		return
+	}
+	for _, v := range []interface{ DeleteLabelValues(...string) bool }{m.sourceListed, m.sourceUp, m.sourceErrs, m.sourceBytes, m.sourceDirs} {
+		v.DeleteLabelValues(source)
+	}
 }
 
 // stateCollector asks for the counts at scrape time rather than keeping a

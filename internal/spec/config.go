@@ -55,6 +55,7 @@ type Config struct {
 	Listen      string        `yaml:"listen"` // "" means no HTTP server
 	Log         LogConfig     `yaml:"log"`
 	Defaults    Defaults      `yaml:"defaults"`
+	Sources     []Source      `yaml:"sources"` // mirrored into DropDir; see sources.go
 }
 
 // OllamaConfig says where the Ollama server is.
@@ -101,7 +102,7 @@ type Defaults struct {
 }
 
 var (
-	configKeys   = []string{"drop_dir", "state_dir", "ollama", "settle", "resync", "workers", "ready_file", "on_remove", "remove_grace", "strategy", "status_file", "listen", "log", "defaults"}
+	configKeys   = []string{"drop_dir", "state_dir", "ollama", "settle", "resync", "workers", "ready_file", "on_remove", "remove_grace", "strategy", "status_file", "listen", "log", "defaults", "sources"}
 	defaultsKeys = sidecarKeys[1:] // all but "model": one model name cannot be shared
 	ollamaKeys   = []string{"host", "models_dir"}
 	logKeys      = []string{"level", "format"}
@@ -269,6 +270,8 @@ func ParseConfig(data []byte, source string) (*Config, error) {
 			})
 		case "defaults":
 			err = d.settings(v, "defaults.", defaultsKeys, &defaultsParsed)
+		case "sources":
+			c.Sources, err = d.sources(v)
 		}
 		return err
 	})
