@@ -50,6 +50,8 @@ commands:
   create --adapter DIR [--base B] [--name N] [sidecar flags] [--dry-run] [--json] [--out-modelfile F]
                                  one-shot create, resolved as the daemon does (alias: create-from-base)
   fetch-adapter REPO [--revision R] [--subfolder S] [--file F] [--drop DIR] [create flags]
+  publish DIR s3://bucket/prefix/KEY [--config F] [--endpoint E] [--path-style] [--ready-file R]
+                                 check a folder, then upload it for a fleet: files first, marker last
   status [--config F] [--json]   table of adapters from the running daemon
   confirm-removals [--config F]  let removals the daemon holds (lost mount guard) go ahead
   install | uninstall | start | stop | restart [--config F]
@@ -103,6 +105,8 @@ func dispatch(ctx context.Context, args []string, env Env) error {
 		return cmdFetchAdapter(ctx, rest, env)
 	case "status":
 		return cmdStatus(ctx, rest, env)
+	case "publish":
+		return cmdPublish(ctx, rest, env)
 	case "confirm-removals":
 		return cmdConfirmRemovals(ctx, rest, env)
 	case "install", "uninstall", "start", "stop", "restart":

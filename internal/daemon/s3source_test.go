@@ -193,9 +193,11 @@ func TestS3FleetOfTwoConverges(t *testing.T) {
 		if err := ggufLoRA(seed, "model: "+key+":v1\n")(dir); err != nil {
 			t.Fatal(err)
 		}
-		srv.Delete(t, "f2/"+key+"/READY")
-		srv.PutDir(t, "f2/"+key+"/", dir)
-		srv.Put(t, "f2/"+key+"/READY", nil)
+		// What `adapterd publish` does: files first, the marker last.
+		files, _ := filepath.Glob(filepath.Join(dir, "*"))
+		if _, err := s3source.Publish(t.Context(), source[0].S3, key, files, "READY", nil); err != nil {
+			t.Fatal(err)
+		}
 	}
 	publish("fleet-a", 121)
 	publish("fleet-b", 122)

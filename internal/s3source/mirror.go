@@ -88,6 +88,31 @@ func Credentials() *credentials.Credentials {
 	})
 }
 
+// newClient is the S3 client for a source's endpoint, addressing and the
+// standard credentials.
+func newClient(s3 *spec.S3Source, transport http.RoundTripper) (*minio.Client, error) {
+	host, secure := "s3.amazonaws.com", true
+	lookup := minio.BucketLookupAuto
+	if s3.Endpoint != "" {
+		u, err := url.Parse(s3.Endpoint)
+		if err != nil {
+			return nil, fmt.Errorf("endpoint %s: %v", s3.Endpoint, err)
+		}
+		host, secure = u.Host, u.Scheme == "https"
+		lookup = minio.BucketLookupDNS
+	}
+	if s3.PathStyle {
+		lookup = minio.BucketLookupPath
+	}
+	return minio.New(host, &minio.Options{
+		Creds:        Credentials(),
+		Secure:       secure,
+		Region:       s3.Region,
+		BucketLookup: lookup,
+		Transport:    transport,
+	})
+}
+
 // New makes a mirror; nothing is listed until Poll or Run.
 func New(o Options) (*Mirror, error) {
 	if o.Source.Kind != spec.SourceS3 || o.Source.S3 == nil {
@@ -100,26 +125,7 @@ func New(o Options) (*Mirror, error) {
 	}
 	m.status.Source = m.name
 
-	host, secure := "s3.amazonaws.com", true
-	lookup := minio.BucketLookupAuto
-	if s3.Endpoint != "" {
-		u, err := url.Parse(s3.Endpoint)
-		if err != nil {
-			return nil, fmt.Errorf("s3 source %s: endpoint %s: %v; fix endpoint in the config", m.name, s3.Endpoint, err)
-		}
-		host, secure = u.Host, u.Scheme == "https"
-		lookup = minio.BucketLookupDNS
-	}
-	if s3.PathStyle {
-		lookup = minio.BucketLookupPath
-	}
-	client, err := minio.New(host, &minio.Options{
-		Creds:        Credentials(),
-		Secure:       secure,
-		Region:       s3.Region,
-		BucketLookup: lookup,
-		Transport:    o.Transport,
-	})
+	client, err := newClient(s3, o.Transport)
 	if err != nil {
 		return nil, fmt.Errorf("s3 source %s: %v; fix endpoint in the config", m.name, err)
 	}

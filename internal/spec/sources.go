@@ -109,7 +109,7 @@ func (d *yamlDecoder) s3Source(item *yaml.Node) (Source, error) {
 			if s, err = d.str("s3", v); err != nil {
 				return err
 			}
-			s3.Bucket, s3.Prefix, err = parseS3URL(s)
+			s3.Bucket, s3.Prefix, err = ParseS3URL(s)
 			if err != nil {
 				return d.errf(v, "s3: %v", err)
 			}
@@ -141,10 +141,10 @@ func (d *yamlDecoder) s3Source(item *yaml.Node) (Source, error) {
 	return Source{Kind: SourceS3, Line: item.Line, S3: s3}, nil
 }
 
-// parseS3URL splits s3://bucket/prefix into bucket and a prefix that is
+// ParseS3URL splits s3://bucket/prefix into bucket and a prefix that is
 // empty or ends with "/": every folder under it is one adapter, so the
 // prefix always names a "directory".
-func parseS3URL(s string) (bucket, prefix string, err error) {
+func ParseS3URL(s string) (bucket, prefix string, err error) {
 	s = strings.TrimSpace(s)
 	rest, ok := strings.CutPrefix(s, "s3://")
 	if !ok {

@@ -1,0 +1,86 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"strings"
+
+	"github.com/adapterd/adapterd/internal/ingest"
+	"github.com/adapterd/adapterd/internal/s3source"
+	"github.com/adapterd/adapterd/internal/spec"
+)
+
+// cmdPublish uploads an adapter folder to the bucket a fleet mirrors, after
+// the same checks as `adapterd check`, so that no host ever sees it
+// half-written: the files first, the ready marker last.
+func cmdPublish(ctx context.Context, args []string, env Env) error {
+	fs := newFlags("publish", env)
+	configPath := fs.String("config", "", "config file (defaults for the check; the s3 source of the same bucket for endpoint, region and path style)")
+	endpoint := fs.String("endpoint", "", "S3 endpoint, e.g. http://127.0.0.1:8333 (default: the config's source for the bucket, else AWS)")
+	region := fs.String("region", "", "S3 region")
+	pathStyle := fs.Bool("path-style", false, "path-style addressing (MinIO, SeaweedFS, Ceph)")
+	readyFile := fs.String("ready-file", "", "the marker written last (default: the config's ready_file, else READY)")
+	// DIR and the URL come first, as in cp; flags may follow them.
+	var pos []string
+	for len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		pos, args = append(pos, args[0]), args[1:]
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	pos = append(pos, fs.Args()...)
+	if len(pos) != 2 {
+		return usageError{"publish needs DIR and s3://bucket/prefix/KEY"}
+	}
+	dir, url := pos[0], strings.TrimSuffix(pos[1], "/")
+	bucket, prefix, err := spec.ParseS3URL(url)
+	if err != nil {
+		return usageError{err.Error()}
+	}
+	prefix = strings.TrimSuffix(prefix, "/")
+	key := prefix[strings.LastIndex(prefix, "/")+1:]
+	if key == "" {
+		return usageError{"publish needs the folder's key at the end of the URL: s3://bucket/prefix/KEY"}
+	}
+	parent := strings.TrimSuffix(prefix, key)
+
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return err
+	}
+	cfg, err := loadConfig(*configPath, filepath.Dir(abs))
+	if err != nil {
+		return err
+	}
+	f, err := ingest.LoadFolder(abs, cfg.Defaults)
+	if err != nil {
+		return codedError{ingest.ExitInvalid, err}
+	}
+	dest := &spec.S3Source{Bucket: bucket, Prefix: parent, Endpoint: *endpoint, Region: *region, PathStyle: *pathStyle}
+	for _, src := range cfg.Sources {
+		if src.S3 != nil && src.S3.Bucket == bucket && *endpoint == "" {
+			dest.Endpoint, dest.PathStyle = src.S3.Endpoint, src.S3.PathStyle || *pathStyle
+			if dest.Region == "" {
+				dest.Region = src.S3.Region
+			}
+		}
+	}
+	marker := *readyFile
+	if marker == "" {
+		marker = cfg.ReadyFile
+	}
+	if marker == "" {
+		marker = "READY"
+	}
+	files := append([]string(nil), f.Adapter.Files...)
+	if f.Adapter.Sidecar != "" {
+		files = append(files, f.Adapter.Sidecar)
+	}
+	n, err := s3source.Publish(ctx, dest, key, files, marker, nil)
+	if err != nil {
+		return codedError{ingest.ExitOllama, err}
+	}
+	fmt.Fprintf(env.Stdout, "published %s to s3://%s/%s%s/ (%d files, %d bytes, then %s)\n", abs, bucket, parent, key, len(files), n, marker)
+	return nil
+}
