@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -175,6 +176,16 @@ func Run(ctx context.Context, o Options) error {
 				sources.get().Stop()
 				for _, src := range cfg.Sources {
 					m.SourceForget(src.Name())
+					if !slices.ContainsFunc(next.Sources, func(n spec.Source) bool { return reflect.DeepEqual(n, src) || sameSource(n, src) }) {
+						// A source that left the config follows on_remove, as a
+						// removed folder does.
+						removed, err := s3source.Retire(src, cfg.DropDir, cfg.StateDir)
+						if err != nil {
+							log.Error("cannot retire a removed source", "source", src.Name(), "err", err)
+						} else if len(removed) > 0 {
+							log.Info("source removed from the config; its folders are removed", "source", src.Name(), "folders", removed)
+						}
+					}
 				}
 				sources.set(s3source.Start(ctx, next, srcOpts))
 			}
@@ -195,6 +206,12 @@ func Run(ctx context.Context, o Options) error {
 func sourcesChanged(old, next *spec.Config) bool {
 	return !reflect.DeepEqual(old.Sources, next.Sources) || old.DropDir != next.DropDir ||
 		old.StateDir != next.StateDir || old.ReadyFile != next.ReadyFile
+}
+
+// sameSource reports whether two config entries are the same source (its
+// interval may change without it leaving).
+func sameSource(a, b spec.Source) bool {
+	return a.Kind == b.Kind && a.Name() == b.Name() && a.S3 != nil && b.S3 != nil && a.S3.Endpoint == b.S3.Endpoint
 }
 
 // sourceSet is the running mirrors, swapped on reload.

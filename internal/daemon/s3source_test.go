@@ -145,10 +145,20 @@ func TestS3SourceAddedAndRemovedByReload(t *testing.T) {
 	h.cfg = &last
 	h.reloads <- struct{}{}
 	h.waitFor("the source gone from /v1/sources", func() bool { return len(h.sources()) == 0 })
-	srv.Delete(t, "r/s3-reload/")
+	// A source that leaves the config follows on_remove, as a folder does:
+	// its folder goes (the model is kept and forgotten with the default
+	// on_remove: keep), and no more is mirrored from it.
+	h.waitFor("the source's folder removed", func() bool {
+		_, err := os.Stat(filepath.Join(h.drop, "s3-reload"))
+		return os.IsNotExist(err)
+	})
+	if !exists(s, "s3-reload:v1") {
+		t.Error("on_remove: keep, yet the model was deleted")
+	}
+	srv.PutDir(t, "r/s3-again/", dir)
 	time.Sleep(time.Second) // five of the old source's intervals
-	if _, err := os.Stat(filepath.Join(h.drop, "s3-reload")); err != nil {
-		t.Fatalf("a source removed from the config still removed its folder: %v", err)
+	if _, err := os.Stat(filepath.Join(h.drop, "s3-again")); err == nil {
+		t.Error("a source removed from the config still mirrors")
 	}
 }
 

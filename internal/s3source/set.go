@@ -2,6 +2,10 @@ package s3source
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
 	"sync"
 
 	"github.com/adapterd/adapterd/internal/spec"
@@ -68,4 +72,31 @@ func (s *Set) Status() []SourceStatus {
 		out = append(out, m.Status())
 	}
 	return append(out, s.broken...)
+}
+
+// Retire undoes a source that left the config: the folders it mirrored are
+// removed from the drop dir (each renamed aside in one step) and its state
+// file is deleted. The daemon then treats those folders as removed, with
+// remove_grace, on_remove and the guard on mass removals, as for any
+// folder. Folders it did not make are never touched.
+func Retire(src spec.Source, dropDir, stateDir string) ([]string, error) {
+	if src.Kind != spec.SourceS3 || src.S3 == nil {
+		return nil, nil
+	}
+	path := statePath(stateDir, src.Name(), src.S3.Endpoint)
+	st, err := loadState(path, src.Name(), src.S3.Endpoint)
+	if err != nil {
+		return nil, err
+	}
+	var removed []string
+	for _, key := range sortedKeys(st.Folders) {
+		if err := removeFolder(dropDir, key); err != nil {
+			return removed, fmt.Errorf("s3 source %s left the config: cannot remove its folder %s: %w", src.Name(), key, err)
+		}
+		removed = append(removed, key)
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return removed, err
+	}
+	return removed, nil
 }
