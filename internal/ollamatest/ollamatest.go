@@ -53,21 +53,36 @@ type Server struct {
 }
 
 // Binary returns the path of the test server binary for version, looking in
-// <module root>/.testbed/bin, or $ADAPTERD_TESTBED/bin when set.
+// $ADAPTERD_TESTBED/bin when set, then <module root>/.testbed/bin.
 func Binary(version string) (string, error) {
-	dir := os.Getenv("ADAPTERD_TESTBED")
-	if dir == "" {
-		root, err := moduleRoot()
-		if err != nil {
-			return "", err
-		}
-		dir = filepath.Join(root, ".testbed")
-	}
-	p := filepath.Join(dir, "bin", "ollama-"+version)
-	if _, err := os.Stat(p); err != nil {
-		return "", fmt.Errorf("ollama v%s test server not built (%s); run scripts/testbed.sh", version, p)
+	p, err := TestbedBinary("ollama-" + version)
+	if err != nil {
+		return "", fmt.Errorf("ollama v%s test server not built (%v); run scripts/testbed.sh", version, err)
 	}
 	return p, nil
+}
+
+// TestbedBinary finds a test-bed binary by name: in $ADAPTERD_TESTBED/bin
+// when that has it, else in <module root>/.testbed/bin, where the README's
+// test command builds them.
+func TestbedBinary(name string) (string, error) {
+	var tried []string
+	if dir := os.Getenv("ADAPTERD_TESTBED"); dir != "" {
+		p := filepath.Join(dir, "bin", name)
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+		tried = append(tried, p)
+	}
+	root, err := moduleRoot()
+	if err != nil {
+		return "", err
+	}
+	p := filepath.Join(root, ".testbed", "bin", name)
+	if _, err := os.Stat(p); err == nil {
+		return p, nil
+	}
+	return "", fmt.Errorf("looked for %s", strings.Join(append(tried, p), " and "))
 }
 
 func moduleRoot() (string, error) {

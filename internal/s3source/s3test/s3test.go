@@ -23,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/adapterd/adapterd/internal/ollamatest"
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
 )
@@ -53,41 +54,11 @@ type Server struct {
 // Binary returns the weed binary: $ADAPTERD_TESTBED/bin/weed when that
 // exists, else <module root>/.testbed/bin/weed.
 func Binary() (string, error) {
-	var tried []string
-	if dir := os.Getenv("ADAPTERD_TESTBED"); dir != "" {
-		p := filepath.Join(dir, "bin", "weed")
-		if _, err := os.Stat(p); err == nil {
-			return p, nil
-		}
-		tried = append(tried, p)
-	}
-	root, err := moduleRoot()
+	p, err := ollamatest.TestbedBinary("weed")
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("SeaweedFS test server not built (%v); run scripts/seaweedfs.sh", err)
 	}
-	p := filepath.Join(root, ".testbed", "bin", "weed")
-	if _, err := os.Stat(p); err == nil {
-		return p, nil
-	}
-	tried = append(tried, p)
-	return "", fmt.Errorf("SeaweedFS test server not built (looked for %v); run scripts/seaweedfs.sh", tried)
-}
-
-func moduleRoot() (string, error) {
-	d, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
-			return d, nil
-		}
-		parent := filepath.Dir(d)
-		if parent == d {
-			return "", errors.New("no go.mod above the working directory")
-		}
-		d = parent
-	}
+	return p, nil
 }
 
 // Start starts a server with one empty bucket in a temp folder, and stops
