@@ -45,6 +45,12 @@ type conflictError struct{ msg string }
 
 func (e *conflictError) Error() string { return e.msg }
 
+// baseMissingError is a base model that is not in Ollama: transient, since
+// a pull fixes it without the folder changing.
+type baseMissingError struct{ msg string }
+
+func (e *baseMissingError) Error() string { return e.msg }
+
 // ollamaError records which Ollama call failed, for the error metric.
 type ollamaError struct {
 	op  string

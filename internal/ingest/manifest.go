@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/adapterd/adapterd/internal/spec"
 )
 
 // Ollama keeps one manifest file per model under
@@ -49,7 +51,7 @@ const maxManifest = 1 << 20
 // dir. A model that does not exist is (nil, nil); an error means the store
 // could not answer, and the caller asks Ollama instead.
 func readManifest(dir, name string) (*manifest, error) {
-	host, ns, model, tag := splitModelName(name)
+	host, ns, model, tag := spec.ModelPath(name)
 	p, err := findFold(filepath.Join(dir, "manifests"), host, ns, model, tag)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
@@ -86,23 +88,6 @@ func readManifest(dir, name string) (*manifest, error) {
 	sum := sha256.Sum256(b)
 	m.Digest = hex.EncodeToString(sum[:])
 	return m, nil
-}
-
-// splitModelName splits a canonical model name into its four path parts,
-// filling Ollama's defaults.
-func splitModelName(name string) (host, ns, model, tag string) {
-	host, ns, model, tag = "registry.ollama.ai", "library", name, "latest"
-	if i := strings.LastIndex(model, ":"); i > strings.LastIndex(model, "/") {
-		model, tag = model[:i], model[i+1:]
-	}
-	parts := strings.Split(model, "/")
-	switch len(parts) {
-	case 2:
-		ns, model = parts[0], parts[1]
-	case 3:
-		host, ns, model = parts[0], parts[1], parts[2]
-	}
-	return host, ns, model, tag
 }
 
 // findFold walks parts below root, matching each name without regard to

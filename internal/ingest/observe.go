@@ -115,16 +115,8 @@ func (r *Reconciler) observe(ctx context.Context, key string) (*observed, error)
 		o.Retire = nil
 	}
 
-	models, err := r.srv.models(ctx)
+	models, err := r.baseOf(ctx, f, o)
 	if err != nil {
-		return o, err
-	}
-	baseModel, ok := models[spec.CanonicalModelName(res.Base)]
-	if !ok {
-		return o, fmt.Errorf("%s: base model %s is not in Ollama; run `ollama pull %s` or fix base:", f.SidecarFile, res.Base, res.Base)
-	}
-	o.BaseDigest = baseModel.Digest
-	if o.Base, err = r.srv.base(ctx, res.Base, baseModel.Digest); err != nil {
 		return o, err
 	}
 	if o.Strategy, _, err = r.chooseStrategy(ctx, res, o.Base.Info.Arch); err != nil {
@@ -140,7 +132,7 @@ func (r *Reconciler) observe(ctx context.Context, key string) (*observed, error)
 	if o.Changed = err != nil || again.id() != o.Snap.id(); o.Changed {
 		return o, nil
 	}
-	o.Input = inputDigest(res, o.Strategy, o.Digests, baseModel.Digest)
+	o.Input = inputDigest(res, o.Strategy, o.Digests, o.BaseDigest)
 	if m, ok := r.store.Model(o.Name); ok {
 		o.Owned = &m
 	}
@@ -156,6 +148,25 @@ func (r *Reconciler) observe(ctx context.Context, key string) (*observed, error)
 		o.LateClaimants = r.refreshClaims(cfg, key, o.Name)
 	}
 	return o, nil
+}
+
+// baseOf finds the folder's base model in Ollama and fills o's BaseDigest
+// and Base. It returns the model list for the caller's own lookups.
+func (r *Reconciler) baseOf(ctx context.Context, f *Folder, o *observed) (map[string]api.ListModelResponse, error) {
+	models, err := r.srv.models(ctx)
+	if err != nil {
+		return nil, err
+	}
+	res := f.Resolved
+	b, ok := models[spec.CanonicalModelName(res.Base)]
+	if !ok {
+		return nil, &baseMissingError{fmt.Sprintf("%s: base model %s is not in Ollama; run `ollama pull %s` or fix base:", f.SidecarFile, res.Base, res.Base)}
+	}
+	o.BaseDigest = b.Digest
+	if o.Base, err = r.srv.base(ctx, res.Base, b.Digest); err != nil {
+		return nil, err
+	}
+	return models, nil
 }
 
 // upToDate reports whether the model under o.Name is the one adapterd made

@@ -3,7 +3,6 @@ package ingest
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"os"
 	"time"
@@ -57,11 +56,6 @@ type PlannedFile struct {
 	Action string `json:"action"`
 }
 
-// baseMissingError is a base model that is not in Ollama.
-type baseMissingError struct{ msg string }
-
-func (e *baseMissingError) Error() string { return e.msg }
-
 // Exit classes for one-shot commands (see docs/pipelines.md).
 const (
 	ExitInvalid     = 3 // the folder, sidecar or flags are wrong, or Ollama refused them
@@ -72,10 +66,11 @@ const (
 // ExitCode sorts a CreateOnce error into the documented exit statuses.
 func ExitCode(err error) int {
 	var bm *baseMissingError
-	switch {
-	case errors.As(err, &bm):
+	if errors.As(err, &bm) {
 		return ExitBaseMissing
-	case classify(err) == terminal, classify(err) == incomplete, classify(err) == conflicted:
+	}
+	switch classify(err) {
+	case terminal, incomplete, conflicted:
 		return ExitInvalid
 	}
 	return ExitOllama
@@ -112,20 +107,13 @@ func CreateOnce(ctx context.Context, c *api.Client, f *Folder, opts OnceOptions)
 	if out.Server, _, err = r.srv.capabilities(ctx); err != nil {
 		return nil, err
 	}
-	models, err := r.srv.models(ctx)
+	o := &observed{Key: f.Key, Dir: f.Dir, DropDir: cfg.DropDir, Folder: f, Name: spec.CanonicalModelName(res.Model),
+		Digests: digests}
+	models, err := r.baseOf(ctx, f, o)
 	if err != nil {
 		return nil, err
 	}
-	base, ok := models[spec.CanonicalModelName(res.Base)]
-	if !ok {
-		return nil, &baseMissingError{fmt.Sprintf("base model %s is not in Ollama; run `ollama pull %s`", res.Base, res.Base)}
-	}
-	o := &observed{Key: f.Key, Dir: f.Dir, DropDir: cfg.DropDir, Folder: f, Name: spec.CanonicalModelName(res.Model),
-		Digests: digests, BaseDigest: base.Digest}
-	if o.Base, err = r.srv.base(ctx, res.Base, base.Digest); err != nil {
-		return nil, err
-	}
-	out.BaseDigest, out.BaseArch = base.Digest, o.Base.Info.Arch
+	out.BaseDigest, out.BaseArch = o.BaseDigest, o.Base.Info.Arch
 	if o.Strategy, out.StrategyReason, err = r.chooseStrategy(ctx, res, o.Base.Info.Arch); err != nil {
 		return nil, err
 	}
@@ -133,7 +121,7 @@ func CreateOnce(ctx context.Context, c *api.Client, f *Folder, opts OnceOptions)
 	if err := f.Adapter.CheckBase(res.Base, o.Base.Info); err != nil {
 		return nil, &terminalError{err}
 	}
-	o.Input = inputDigest(res, o.Strategy, digests, base.Digest)
+	o.Input = inputDigest(res, o.Strategy, digests, o.BaseDigest)
 	out.InputDigest = o.Input
 	out.Files = plannedFiles(f, o, opts.Artifact)
 	if opts.DryRun {

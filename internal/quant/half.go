@@ -59,9 +59,6 @@ func half(b []byte) float32 { return fromHalf(binary.LittleEndian.Uint16(b)) }
 
 func putHalf(b []byte, f float32) { binary.LittleEndian.PutUint16(b, toHalf(f)) }
 
-// roundHalf is f as ggml stores and reads it back in a block's f16 field.
-func roundHalf(f float32) float32 { return fromHalf(toHalf(f)) }
-
 func abs32(f float32) float32 { return math.Float32frombits(math.Float32bits(f) &^ 0x80000000) }
 
 // nearestInt rounds like ggml's nearest_int: adding 1.5·2^23 makes the

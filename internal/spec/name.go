@@ -54,6 +54,23 @@ func splitName(s string) (host, ns, model, tag string, hasTag bool) {
 	return s[:j], s[j+1:], model, tag, hasTag
 }
 
+// ModelPath splits a model name into the four parts Ollama stores its
+// manifest under (host, namespace, model, tag), with Ollama's defaults
+// filled in.
+func ModelPath(name string) (host, ns, model, tag string) {
+	host, ns, model, tag, hasTag := splitName(name)
+	if !hasTag || tag == "" {
+		tag = defaultTag
+	}
+	if host == "" {
+		host = defaultHost
+	}
+	if ns == "" {
+		ns = defaultNS
+	}
+	return host, ns, model, tag
+}
+
 // ValidateModelName reports whether name can be used as the name of a model
 // that adapterd creates. The error says which part is wrong and why; it does
 // not name a file, so callers add that.

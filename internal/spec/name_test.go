@@ -143,3 +143,17 @@ func TestCanonicalModelName_SameForNamesOllamaConsidersEqual(t *testing.T) {
 		}
 	}
 }
+
+func TestModelPath(t *testing.T) {
+	for _, tc := range []struct{ name, want string }{
+		{"bot", "registry.ollama.ai/library/bot/latest"},
+		{"bot:v3", "registry.ollama.ai/library/bot/v3"},
+		{"team/bot:v3", "registry.ollama.ai/team/bot/v3"},
+		{"hf.co/org/bot:q4", "hf.co/org/bot/q4"},
+	} {
+		h, ns, m, tag := ModelPath(tc.name)
+		if got := h + "/" + ns + "/" + m + "/" + tag; got != tc.want {
+			t.Errorf("ModelPath(%q) = %s, want %s", tc.name, got, tc.want)
+		}
+	}
+}
