@@ -6,3 +6,6 @@ var (
 	FromHalf   = fromHalf
 	NearestInt = nearestInt
 )
+
+// HaveQkx2Lanes switches the SIMD search off and on, to compare both paths.
+var HaveQkx2Lanes = &haveQkx2Lanes

@@ -135,24 +135,21 @@ func makeQ3Quants(n, nmax int, x []float32, L []int8) float32 {
 	return 0
 }
 
-// makeQkx2Quants is ggml's make_qkx2_quants: an affine fit x ≈ scale·l - min
-// with l in 0..nmax, trying nstep+1 grids and keeping the one whose weighted
-// least-squares refit has the smallest error (absolute error with useMad).
-// It returns the scale and stores -min (≥ 0) in *theMin.
-//
-// Two shortcuts keep ggml's results while saving its time (this is most of
-// the cost of Q2_K, Q4_K and Q5_K): w·l is computed once for the three sums
-// that start with it (C computes w*l*l as (w*l)*l, so the value is the
-// same), and a grid that rounds every element to the same levels as the
-// grid before it is skipped, since its refit and error are the same numbers
-// and could not be strictly better.
-func makeQkx2Quants(n, nmax int, x, weights []float32, L, Laux []uint8, theMin *float32,
-	rmin, rdelta float32, nstep int, useMad bool) float32 {
-	x, weights, L, Laux = x[:n], weights[:n], L[:n], Laux[:n]
+// qkx2Fit is the state of make_qkx2_quants after its first, plain fit.
+type qkx2Fit struct {
+	mn, mx, sumW, sumX float32
+	scale, bestError   float32
+	flat               bool // every x equal (after clamping min to ≤ 0): scale 0, L all 0
+}
+
+// qkx2Start is make_qkx2_quants up to its grid search: the range, the
+// weight sums, and levels and error for the plain grid nmax/(max-min).
+func qkx2Start(nmax int, x, weights []float32, L []uint8, useMad bool) qkx2Fit {
+	weights, L = weights[:len(x)], L[:len(x)]
 	mn, mx := x[0], x[0]
 	sumW := weights[0]
 	sumX := float32(sumW * x[0])
-	for i := 1; i < n; i++ {
+	for i := 1; i < len(x); i++ {
 		if x[i] < mn {
 			mn = x[i]
 		}
@@ -168,12 +165,10 @@ func makeQkx2Quants(n, nmax int, x, weights []float32, L, Laux []uint8, theMin *
 	}
 	if mx == mn {
 		clear(L)
-		*theMin = -mn
-		return 0
+		return qkx2Fit{mn: mn, mx: mx, flat: true}
 	}
-	fnmax := float32(nmax)
 	imax := int32(nmax)
-	iscale := fnmax / (mx - mn)
+	iscale := float32(nmax) / (mx - mn)
 	scale := 1 / iscale
 	var bestError float32
 	for i, xi := range x {
@@ -187,10 +182,34 @@ func makeQkx2Quants(n, nmax int, x, weights []float32, L, Laux []uint8, theMin *
 		}
 		bestError += float32(weights[i] * diff)
 	}
-	if nstep < 1 {
-		*theMin = -mn
-		return scale
+	return qkx2Fit{mn: mn, mx: mx, sumW: sumW, sumX: sumX, scale: scale, bestError: bestError}
+}
+
+// makeQkx2Quants is ggml's make_qkx2_quants: an affine fit x ≈ scale·l - min
+// with l in 0..nmax, trying nstep+1 grids and keeping the one whose weighted
+// least-squares refit has the smallest error (absolute error with useMad).
+// It returns the scale and stores -min (≥ 0) in *theMin.
+//
+// Two shortcuts keep ggml's results while saving its time (this is most of
+// the cost of Q2_K, Q4_K and Q5_K): w·l is computed once for the three sums
+// that start with it (C computes w*l*l as (w*l)*l, so the value is the
+// same), and a grid that rounds every element to the same levels as the
+// grid before it is skipped, since its refit and error are the same numbers
+// and could not be strictly better. (qkx2Lanes runs the same search on 8
+// groups at once, one per SIMD lane.)
+func makeQkx2Quants(n, nmax int, x, weights []float32, L, Laux []uint8, theMin *float32,
+	rmin, rdelta float32, nstep int, useMad bool) float32 {
+	x, weights, L, Laux = x[:n], weights[:n], L[:n], Laux[:n]
+	st := qkx2Start(nmax, x, weights, L, useMad)
+	if st.flat || nstep < 1 {
+		*theMin = -st.mn
+		return st.scale
 	}
+	mn, mx, sumW, sumX := st.mn, st.mx, st.sumW, st.sumX
+	fnmax := float32(nmax)
+	imax := int32(nmax)
+	scale, bestError := st.scale, st.bestError
+	var iscale float32
 	var prevBuf [32]uint8
 	prev := prevBuf[:n]
 	var xmf [32]float32
@@ -262,16 +281,28 @@ func makeQkx2Quants(n, nmax int, x, weights []float32, L, Laux []uint8, theMin *
 
 func quantQ2_K(dst []byte, x []float32) {
 	var L [256]uint8
-	var Laux [16]uint8
-	var weights [16]float32
 	var mins, scales [16]float32
 	const q4scale = 15
 	var maxScale, maxMin float32
-	for j := range 16 {
-		for l := range 16 {
-			weights[l] = abs32(x[16*j+l])
+	if haveQkx2Lanes {
+		var weights [256]float32
+		for i, v := range x[:256] {
+			weights[i] = abs32(v)
 		}
-		scales[j] = makeQkx2Quants(16, 3, x[16*j:], weights[:], L[16*j:], Laux[:], &mins[j], -0.5, 0.1, 15, true)
+		var b qkx2Lanes
+		b.fit(16, 3, x[:128], weights[:128], L[:128], scales[:8], mins[:8], -0.5, 0.1, 15, true)
+		b.fit(16, 3, x[128:256], weights[128:], L[128:], scales[8:], mins[8:], -0.5, 0.1, 15, true)
+	} else {
+		var weights [16]float32
+		var Laux [16]uint8
+		for j := range 16 {
+			for l := range 16 {
+				weights[l] = abs32(x[16*j+l])
+			}
+			scales[j] = makeQkx2Quants(16, 3, x[16*j:], weights[:], L[16*j:], Laux[:], &mins[j], -0.5, 0.1, 15, true)
+		}
+	}
+	for j := range 16 {
 		if scales[j] > maxScale {
 			maxScale = scales[j]
 		}
@@ -410,8 +441,7 @@ func quantScalesMinsK(dst []byte, scales, mins *[8]float32, maxScale, maxMin flo
 // fitK fits the 8 sub-blocks of 32 of a Q4_K/Q5_K block with weights
 // rms(sub-block) + |x|, as ggml does without an importance matrix.
 func fitK(x []float32, nmax int, rmin, rdelta float32, nstep int, L []uint8) (scales, mins [8]float32, maxScale, maxMin float32) {
-	var weights [32]float32
-	var Laux [32]uint8
+	var weights [256]float32
 	for j := range 8 {
 		sub := x[32*j : 32*j+32]
 		var sumX2 float32
@@ -420,9 +450,19 @@ func fitK(x []float32, nmax int, rmin, rdelta float32, nstep int, L []uint8) (sc
 		}
 		avX := sqrt32(sumX2 / 32)
 		for l, v := range sub {
-			weights[l] = avX + abs32(v)
+			weights[32*j+l] = avX + abs32(v)
 		}
-		scales[j] = makeQkx2Quants(32, nmax, sub, weights[:], L[32*j:], Laux[:], &mins[j], rmin, rdelta, nstep, false)
+	}
+	if haveQkx2Lanes {
+		var b qkx2Lanes
+		b.fit(32, nmax, x[:256], weights[:], L[:256], scales[:], mins[:], rmin, rdelta, nstep, false)
+	} else {
+		var Laux [32]uint8
+		for j := range 8 {
+			scales[j] = makeQkx2Quants(32, nmax, x[32*j:], weights[32*j:], L[32*j:], Laux[:], &mins[j], rmin, rdelta, nstep, false)
+		}
+	}
+	for j := range 8 {
 		if scales[j] > maxScale {
 			maxScale = scales[j]
 		}

@@ -1,0 +1,7 @@
+//go:build !amd64
+
+package quant
+
+var haveQkx2Lanes = false
+
+func qkx2Grids(*qkx2Lanes) { panic("quant: qkx2Grids without AVX2") }
