@@ -22,7 +22,7 @@ type qkx2Lanes struct {
 	x, w, xm                        [32][8]float32 // element i of group j at [i][j]; xm = x - mn
 	cur, L                          [32][8]int32   // this grid's levels; the best grid's levels
 	mx, mn, best, scale, sumW, sumX [8]float32
-	active                          [8]int32    // -1: search this lane; 0: its plain fit stands
+	active                          [8]int32    // -1: search this lane; 0: flat (every x equal)
 	num                             [32]float32 // per grid: rmin + rdelta·is + nmax
 	nbytes                          int64       // 32·n: one element of all 8 lanes is 32 bytes
 	nstep                           int64
@@ -32,34 +32,14 @@ type qkx2Lanes struct {
 
 // fit fits the 8 groups x[j*n:(j+1)*n] with weights[j*n:], as
 // makeQkx2Quants does each: their levels go to L[j*n:], their scales to
-// scales[j] and their -min to mins[j].
+// scales[j] and their -min to mins[j]. nstep must be at least 1.
 func (b *qkx2Lanes) fit(n, nmax int, x, weights []float32, L []uint8, scales, mins []float32,
 	rmin, rdelta float32, nstep int, useMad bool) {
-	any := false
+	x, weights, L = x[:8*n], weights[:8*n], L[:8*n]
 	for j := range 8 {
-		xs, ws, ls := x[j*n:(j+1)*n], weights[j*n:(j+1)*n], L[j*n:(j+1)*n]
-		st := qkx2Start(nmax, xs, ws, ls, useMad)
-		scales[j], mins[j] = st.scale, -st.mn
-		if st.flat || nstep < 1 {
-			// A benign lane: its results are never taken.
-			b.active[j] = 0
-			for i := range n {
-				b.x[i][j], b.w[i][j], b.xm[i][j] = 0, 0, 0
-			}
-			b.mx[j], b.mn[j] = 1, 0
-			continue
+		for i := range n {
+			b.x[i][j], b.w[i][j] = x[j*n+i], weights[j*n+i]
 		}
-		any = true
-		b.active[j] = -1
-		for i, v := range xs {
-			b.x[i][j], b.w[i][j], b.xm[i][j] = v, ws[i], v-st.mn
-			b.L[i][j] = int32(ls[i])
-		}
-		b.mx[j], b.mn[j], b.sumW[j], b.sumX[j] = st.mx, st.mn, st.sumW, st.sumX
-		b.best[j], b.scale[j] = st.bestError, st.scale
-	}
-	if !any {
-		return
 	}
 	for is := 0; is <= nstep; is++ {
 		b.num[is] = float32(rmin+float32(rdelta*float32(is))) + float32(nmax)
@@ -71,10 +51,13 @@ func (b *qkx2Lanes) fit(n, nmax int, x, weights []float32, L []uint8, scales, mi
 	}
 	qkx2Grids(b)
 	for j := range 8 {
-		if b.active[j] == 0 {
+		mins[j] = -b.mn[j]
+		if b.active[j] == 0 { // every x equal
+			scales[j] = 0
+			clear(L[j*n : (j+1)*n])
 			continue
 		}
-		scales[j], mins[j] = b.scale[j], -b.mn[j]
+		scales[j] = b.scale[j]
 		for i := range n {
 			L[j*n+i] = uint8(b.L[i][j])
 		}

@@ -21,7 +21,7 @@
 
 // func qkx2Grids(b *qkx2Lanes)
 //
-// For is = 0..nstep, on 8 lanes, in makeQkx2Quants' order of float32
+// First the plain fit (qkx2Start) of every lane, then for is = 0..nstep, on 8 lanes, in makeQkx2Quants' order of float32
 // operations (AT&T operand order: VSUBPS b, a, d is d = a - b):
 //
 //	iscale = num[is] / (mx - mn)
@@ -52,6 +52,81 @@ TEXT ·qkx2Grids(SB), NOSPLIT, $0-8
 	MOVL AX, X4
 	VPBROADCASTD X4, Y4
 	VPXOR Y5, Y5, Y5
+
+	// The plain fit, as qkx2Start: range, weight sums, levels at
+	// nmax/(max-min) and their error. Element 0 starts the sums, as in C.
+	VMOVUPS X_(DI), Y6   // mn
+	VMOVAPS Y6, Y7       // mx
+	VMOVUPS W_(DI), Y8   // sumW
+	VMULPS X_(DI), Y8, Y9 // sumX
+	MOVQ $32, R8
+	CMPQ R8, DX
+	JGE ranged
+
+rangeloop:
+	VMOVUPS X_(DI)(R8*1), Y10
+	VCMPPS $0x11, Y6, Y10, Y11 // x < mn
+	VBLENDVPS Y11, Y10, Y6, Y6
+	VCMPPS $0x1E, Y7, Y10, Y11 // x > mx
+	VBLENDVPS Y11, Y10, Y7, Y7
+	VMOVUPS W_(DI)(R8*1), Y12
+	VADDPS Y12, Y8, Y8
+	VMULPS Y10, Y12, Y13
+	VADDPS Y13, Y9, Y9
+	ADDQ $32, R8
+	CMPQ R8, DX
+	JLT rangeloop
+
+ranged:
+	VCMPPS $0x1E, Y5, Y6, Y11 // mn > 0: mn = 0
+	VBLENDVPS Y11, Y5, Y6, Y6
+	VMOVUPS Y6, MN_(DI)
+	VMOVUPS Y7, MX_(DI)
+	VMOVUPS Y8, SUMW_(DI)
+	VMOVUPS Y9, SUMX_(DI)
+	VCMPPS $0x04, Y6, Y7, Y11 // mx != mn (NEQ_UQ): not flat
+	VMOVUPS Y11, ACTIVE_(DI)
+	VCVTDQ2PS Y4, Y12 // float32(nmax)
+	VSUBPS Y6, Y7, Y13
+	VDIVPS Y13, Y12, Y0 // iscale = nmax / (mx - mn)
+	MOVL $0x3F800000, AX // 1.0
+	MOVL AX, X14
+	VPBROADCASTD X14, Y14
+	VDIVPS Y0, Y14, Y14 // scale = 1 / iscale
+	VMOVUPS Y14, SCALE_(DI)
+	VXORPS Y15, Y15, Y15 // best
+	VPCMPEQD Y13, Y13, Y13
+	VPSRLD $1, Y13, Y13 // 0x7FFFFFFF: clears the sign
+	XORQ R8, R8
+
+plain:
+	VMOVUPS X_(DI)(R8*1), Y10
+	VSUBPS Y6, Y10, Y10
+	VMOVUPS Y10, XM_(DI)(R8*1)
+	VMULPS Y0, Y10, Y10
+	VADDPS Y1, Y10, Y10
+	VPAND Y2, Y10, Y10
+	VPSUBD Y3, Y10, Y10
+	VPMINSD Y4, Y10, Y10
+	VPMAXSD Y5, Y10, Y10
+	VMOVDQU Y10, L_(DI)(R8*1)
+	VCVTDQ2PS Y10, Y10
+	VMULPS Y14, Y10, Y10
+	VADDPS Y6, Y10, Y10
+	VSUBPS X_(DI)(R8*1), Y10, Y10
+	VMULPS Y10, Y10, Y11
+	VANDPS Y13, Y10, Y10
+	TESTL SI, SI
+	JNZ plainmad
+	VMOVAPS Y11, Y10
+
+plainmad:
+	VMULPS W_(DI)(R8*1), Y10, Y10
+	VADDPS Y10, Y15, Y15
+	ADDQ $32, R8
+	CMPQ R8, DX
+	JLT plain
+	VMOVUPS Y15, BEST_(DI)
 
 	XORQ CX, CX
 
