@@ -533,9 +533,16 @@ func quantQ6_K(dst []byte, x []float32) {
 	var L [256]int8
 	var scales [16]float32
 	var maxScale, maxAbsScale float32
-	for ib := range 16 {
-		scale := makeQxQuants(16, 32, x[16*ib:], L[16*ib:])
-		scales[ib] = scale
+	if haveQkx2Lanes {
+		var b qxLanes
+		b.fit(32, x[:128], L[:128], scales[:8])
+		b.fit(32, x[128:256], L[128:], scales[8:])
+	} else {
+		for ib := range 16 {
+			scales[ib] = makeQxQuants(16, 32, x[16*ib:], L[16*ib:])
+		}
+	}
+	for _, scale := range scales {
 		if a := abs32(scale); a > maxAbsScale {
 			maxAbsScale, maxScale = a, scale
 		}

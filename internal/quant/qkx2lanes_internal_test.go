@@ -35,3 +35,28 @@ func TestQkx2LanesLayout(t *testing.T) {
 		}
 	}
 }
+
+// TestQxLanesLayout holds qxLanes to the offsets qx_amd64.s reads.
+func TestQxLanesLayout(t *testing.T) {
+	var b qxLanes
+	for _, c := range []struct {
+		name      string
+		got, want uintptr
+	}{
+		{"x", unsafe.Offsetof(b.x), 0},
+		{"w", unsafe.Offsetof(b.w), 512},
+		{"wx", unsafe.Offsetof(b.wx), 1024},
+		{"cur", unsafe.Offsetof(b.cur), 1536},
+		{"L", unsafe.Offsetof(b.L), 2048},
+		{"scale", unsafe.Offsetof(b.scale), 2560},
+		{"best", unsafe.Offsetof(b.best), 2592},
+		{"active", unsafe.Offsetof(b.active), 2624},
+		{"num", unsafe.Offsetof(b.num), 2656},
+		{"nmax", unsafe.Offsetof(b.nmax), 2736},
+		{"ncand", unsafe.Offsetof(b.ncand), 2740},
+	} {
+		if c.got != c.want {
+			t.Errorf("qxLanes.%s at %d, the assembly reads it at %d", c.name, c.got, c.want)
+		}
+	}
+}

@@ -9,7 +9,8 @@ import (
 )
 
 // TestQkx2LanesEqualScalar quantizes the stress data and ordinary weights
-// with the SIMD search (8 groups per call) and with the scalar one, and
+// with the SIMD searches (8 groups per call: make_qkx2_quants for Q2_K, Q4_K
+// and Q5_K, make_qx_quants for Q6_K) and with the scalar ones, and
 // wants the same bytes in every block. TestQuantizeMatchesGGML holds the
 // default path to ggml itself; this one keeps the other path honest too.
 func TestQkx2LanesEqualScalar(t *testing.T) {
@@ -21,7 +22,7 @@ func TestQkx2LanesEqualScalar(t *testing.T) {
 	for range 256 * 256 {
 		x = append(x, float32(r.NormFloat64()*0.02))
 	}
-	for _, typ := range []gguf.TensorType{gguf.TypeQ2_K, gguf.TypeQ4_K, gguf.TypeQ5_K} {
+	for _, typ := range []gguf.TensorType{gguf.TypeQ2_K, gguf.TypeQ4_K, gguf.TypeQ5_K, gguf.TypeQ6_K} {
 		lanes, err := quant.Quantize(typ, x)
 		if err != nil {
 			t.Fatal(err)
