@@ -290,8 +290,7 @@ func quantQ2_K(dst []byte, x []float32) {
 			weights[i] = abs32(v)
 		}
 		var b qkx2Lanes
-		b.fit(16, 3, x[:128], weights[:128], L[:128], scales[:8], mins[:8], -0.5, 0.1, 15, true)
-		b.fit(16, 3, x[128:256], weights[128:], L[128:], scales[8:], mins[8:], -0.5, 0.1, 15, true)
+		b.fit(16, 16, 3, x[:256], weights[:], L[:], scales[:], mins[:], -0.5, 0.1, 15, true)
 	} else {
 		var weights [16]float32
 		var Laux [16]uint8
@@ -438,11 +437,13 @@ func quantScalesMinsK(dst []byte, scales, mins *[8]float32, maxScale, maxMin flo
 	putHalf(dst[2:], maxMin/63)
 }
 
-// fitK fits the 8 sub-blocks of 32 of a Q4_K/Q5_K block with weights
-// rms(sub-block) + |x|, as ggml does without an importance matrix.
-func fitK(x []float32, nmax int, rmin, rdelta float32, nstep int, L []uint8) (scales, mins [8]float32, maxScale, maxMin float32) {
-	var weights [256]float32
-	for j := range 8 {
+// fitK fits the sub-blocks of 32 of one or two Q4_K/Q5_K blocks in x
+// (256 or 512 values) with weights rms(sub-block) + |x|, as ggml does
+// without an importance matrix. Two blocks fill the 16 SIMD lanes.
+func fitK(x []float32, nmax int, rmin, rdelta float32, nstep int, L []uint8, scales, mins []float32) {
+	groups := len(x) / 32
+	var weights [512]float32
+	for j := range groups {
 		sub := x[32*j : 32*j+32]
 		var sumX2 float32
 		for _, v := range sub {
@@ -455,22 +456,40 @@ func fitK(x []float32, nmax int, rmin, rdelta float32, nstep int, L []uint8) (sc
 	}
 	if haveQkx2Lanes {
 		var b qkx2Lanes
-		b.fit(32, nmax, x[:256], weights[:], L[:256], scales[:], mins[:], rmin, rdelta, nstep, false)
-	} else {
-		var Laux [32]uint8
+		b.fit(groups, 32, nmax, x, weights[:], L, scales, mins, rmin, rdelta, nstep, false)
+		return
+	}
+	var Laux [32]uint8
+	for j := range groups {
+		scales[j] = makeQkx2Quants(32, nmax, x[32*j:], weights[32*j:], L[32*j:], Laux[:], &mins[j], rmin, rdelta, nstep, false)
+	}
+}
+
+// quantKBlocks quantizes the one or two Q4_K/Q5_K blocks in x into dst
+// (size bytes each): one fit for all their sub-blocks, then per block the
+// scales and mins against its own super-scales, the levels against those,
+// and pack.
+func quantKBlocks(dst []byte, x []float32, size, nmax int, rmin, rdelta float32, nstep int, pack func(dst []byte, L []uint8)) {
+	var L [512]uint8
+	var scales, mins [16]float32
+	fitK(x, nmax, rmin, rdelta, nstep, L[:len(x)], scales[:len(x)/32], mins[:len(x)/32])
+	for k := range len(x) / 256 {
+		sc := (*[8]float32)(scales[8*k:])
+		mn := (*[8]float32)(mins[8*k:])
+		var maxScale, maxMin float32
 		for j := range 8 {
-			scales[j] = makeQkx2Quants(32, nmax, x[32*j:], weights[32*j:], L[32*j:], Laux[:], &mins[j], rmin, rdelta, nstep, false)
+			if sc[j] > maxScale {
+				maxScale = sc[j]
+			}
+			if mn[j] > maxMin {
+				maxMin = mn[j]
+			}
 		}
+		d, Lb := dst[size*k:size*(k+1)], L[256*k:256*(k+1)]
+		quantScalesMinsK(d, sc, mn, maxScale, maxMin)
+		requantK(d, x[256*k:256*(k+1)], int32(nmax), Lb)
+		pack(d, Lb)
 	}
-	for j := range 8 {
-		if scales[j] > maxScale {
-			maxScale = scales[j]
-		}
-		if mins[j] > maxMin {
-			maxMin = mins[j]
-		}
-	}
-	return
 }
 
 // requantK rounds every element against the scales and mins as stored.
@@ -490,11 +509,10 @@ func requantK(dst []byte, x []float32, nmax int32, L []uint8) {
 	}
 }
 
-func quantQ4_K(dst []byte, x []float32) {
-	var L [256]uint8
-	scales, mins, maxScale, maxMin := fitK(x, 15, -1, 0.1, 20, L[:])
-	quantScalesMinsK(dst, &scales, &mins, maxScale, maxMin)
-	requantK(dst, x, 15, L[:])
+// quantQ4_K and quantQ5_K take one or two blocks (see quantKBlocks).
+func quantQ4_K(dst []byte, x []float32) { quantKBlocks(dst, x, 144, 15, -1, 0.1, 20, packQ4_K) }
+
+func packQ4_K(dst []byte, L []uint8) {
 	q := dst[16:144]
 	for j := 0; j < 256; j += 64 {
 		for l := range 32 {
@@ -503,11 +521,9 @@ func quantQ4_K(dst []byte, x []float32) {
 	}
 }
 
-func quantQ5_K(dst []byte, x []float32) {
-	var L [256]uint8
-	scales, mins, maxScale, maxMin := fitK(x, 31, -0.5, 0.1, 15, L[:])
-	quantScalesMinsK(dst, &scales, &mins, maxScale, maxMin)
-	requantK(dst, x, 31, L[:])
+func quantQ5_K(dst []byte, x []float32) { quantKBlocks(dst, x, 176, 31, -0.5, 0.1, 15, packQ5_K) }
+
+func packQ5_K(dst []byte, L []uint8) {
 	qh, ql := dst[16:48], dst[48:176]
 	clear(qh)
 	m1, m2 := uint8(1), uint8(2)

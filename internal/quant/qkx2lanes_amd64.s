@@ -1,27 +1,29 @@
 #include "textflag.h"
 
-// Offsets into qkx2Lanes (checked by TestQkx2LanesLayout).
+// Offsets into qkx2Lanes (checked by TestQkx2LanesLayout). A row (one
+// element of each of the 16 lanes) is 64 bytes.
 #define X_ 0
-#define W_ 1024
-#define XM_ 2048
-#define CUR_ 3072
-#define L_ 4096
-#define MX_ 5120
-#define MN_ 5152
-#define BEST_ 5184
-#define SCALE_ 5216
-#define SUMW_ 5248
-#define SUMX_ 5280
-#define ACTIVE_ 5312
-#define NUM_ 5344
-#define NBYTES_ 5472
-#define NSTEP_ 5480
-#define NMAX_ 5488
-#define USEMAD_ 5492
+#define W_ 2048
+#define XM_ 4096
+#define CUR_ 6144
+#define L_ 8192
+#define MX_ 10240
+#define MN_ 10304
+#define BEST_ 10368
+#define SCALE_ 10432
+#define SUMW_ 10496
+#define SUMX_ 10560
+#define ACTIVE_ 10624
+#define NUM_ 10688
+#define NBYTES_ 10816
+#define NSTEP_ 10824
+#define NMAX_ 10832
+#define USEMAD_ 10836
 
-// func qkx2Grids(b *qkx2Lanes)
+// func qkx2Grids8(b *qkx2Lanes, half int)
 //
-// First the plain fit (qkx2Start) of every lane, then for is = 0..nstep, on 8 lanes, in makeQkx2Quants' order of float32
+// On lanes 8·half … 8·half+7: first the plain fit (qkx2Start), then for
+// is = 0..nstep, on 8 lanes, in makeQkx2Quants' order of float32
 // operations (AT&T operand order: VSUBPS b, a, d is d = a - b):
 //
 //	iscale = num[is] / (mx - mn)
@@ -33,11 +35,16 @@
 //	err = Σ w·((scale'·l + min') - x)²   (or w·|…| with useMad)
 //	where active && D > 0 && err < best: best, scale, mn, L = err, scale', min', l
 //	                                     and xm = x - mn
-TEXT ·qkx2Grids(SB), NOSPLIT, $0-8
+TEXT ·qkx2Grids8(SB), NOSPLIT, $0-16
 	MOVQ b+0(FP), DI
 	MOVQ NBYTES_(DI), DX
 	MOVQ NSTEP_(DI), BX
 	MOVL USEMAD_(DI), SI
+	MOVL NMAX_(DI), R9
+	LEAQ NUM_(DI), R10
+	MOVQ half+8(FP), AX
+	SHLQ $5, AX
+	ADDQ AX, DI // every lane field now starts at this half's lane 0
 
 	MOVL $0x4B400000, AX // 12582912.0 = 1.5·2^23
 	MOVL AX, X1
@@ -48,8 +55,7 @@ TEXT ·qkx2Grids(SB), NOSPLIT, $0-8
 	MOVL $0x00400000, AX
 	MOVL AX, X3
 	VPBROADCASTD X3, Y3
-	MOVL NMAX_(DI), AX
-	MOVL AX, X4
+	MOVL R9, X4
 	VPBROADCASTD X4, Y4
 	VPXOR Y5, Y5, Y5
 
@@ -59,7 +65,7 @@ TEXT ·qkx2Grids(SB), NOSPLIT, $0-8
 	VMOVAPS Y6, Y7       // mx
 	VMOVUPS W_(DI), Y8   // sumW
 	VMULPS X_(DI), Y8, Y9 // sumX
-	MOVQ $32, R8
+	MOVQ $64, R8
 	CMPQ R8, DX
 	JGE ranged
 
@@ -73,7 +79,7 @@ rangeloop:
 	VADDPS Y12, Y8, Y8
 	VMULPS Y10, Y12, Y13
 	VADDPS Y13, Y9, Y9
-	ADDQ $32, R8
+	ADDQ $64, R8
 	CMPQ R8, DX
 	JLT rangeloop
 
@@ -123,7 +129,7 @@ plain:
 plainmad:
 	VMULPS W_(DI)(R8*1), Y10, Y10
 	VADDPS Y10, Y15, Y15
-	ADDQ $32, R8
+	ADDQ $64, R8
 	CMPQ R8, DX
 	JLT plain
 	VMOVUPS Y15, BEST_(DI)
@@ -134,7 +140,7 @@ grid:
 	// iscale = num[is] / (mx - mn)
 	VMOVUPS MX_(DI), Y9
 	VSUBPS MN_(DI), Y9, Y9
-	VBROADCASTSS NUM_(DI)(CX*4), Y0
+	VBROADCASTSS (R10)(CX*4), Y0
 	VDIVPS Y9, Y0, Y0
 
 	VXORPS Y6, Y6, Y6 // sumL
@@ -157,7 +163,7 @@ levels:
 	VADDPS Y12, Y7, Y7
 	VMULPS X_(DI)(R8*1), Y11, Y13
 	VADDPS Y13, Y8, Y8
-	ADDQ $32, R8
+	ADDQ $64, R8
 	CMPQ R8, DX
 	JLT levels
 
@@ -197,7 +203,7 @@ sq:
 	VMULPS Y12, Y12, Y12
 	VMULPS W_(DI)(R8*1), Y12, Y12
 	VADDPS Y12, Y6, Y6
-	ADDQ $32, R8
+	ADDQ $64, R8
 	CMPQ R8, DX
 	JLT sq
 	JMP pick
@@ -214,7 +220,7 @@ madloop:
 	VANDPS Y13, Y12, Y12
 	VMULPS W_(DI)(R8*1), Y12, Y12
 	VADDPS Y12, Y6, Y6
-	ADDQ $32, R8
+	ADDQ $64, R8
 	CMPQ R8, DX
 	JLT madloop
 
@@ -246,7 +252,7 @@ take:
 	VMOVUPS X_(DI)(R8*1), Y9
 	VSUBPS Y13, Y9, Y9
 	VMOVUPS Y9, XM_(DI)(R8*1)
-	ADDQ $32, R8
+	ADDQ $64, R8
 	CMPQ R8, DX
 	JLT take
 
@@ -254,6 +260,229 @@ next:
 	INCQ CX
 	CMPQ CX, BX
 	JLE grid
+
+	VZEROUPPER
+	RET
+
+// func qkx2Grids16(b *qkx2Lanes)
+//
+// qkx2Grids8 on all 16 lanes at once (AVX-512F and DQ): the same
+// operations, with compare results in mask registers.
+TEXT ·qkx2Grids16(SB), NOSPLIT, $0-8
+	MOVQ b+0(FP), DI
+	MOVQ NBYTES_(DI), DX
+	MOVQ NSTEP_(DI), BX
+	MOVL USEMAD_(DI), SI
+
+	MOVL $0x4B400000, AX // 12582912.0 = 1.5·2^23
+	MOVL AX, X1
+	VPBROADCASTD X1, Z1
+	MOVL $0x007FFFFF, AX
+	MOVL AX, X2
+	VPBROADCASTD X2, Z2
+	MOVL $0x00400000, AX
+	MOVL AX, X3
+	VPBROADCASTD X3, Z3
+	MOVL NMAX_(DI), AX
+	MOVL AX, X4
+	VPBROADCASTD X4, Z4
+	VPXORD Z5, Z5, Z5
+	VPTERNLOGD $0xFF, Z16, Z16, Z16
+	VPSRLD $1, Z16, Z16 // 0x7FFFFFFF: clears the sign
+
+	// The plain fit.
+	VMOVUPS X_(DI), Z6   // mn
+	VMOVAPS Z6, Z7       // mx
+	VMOVUPS W_(DI), Z8   // sumW
+	VMULPS X_(DI), Z8, Z9 // sumX
+	MOVQ $64, R8
+	CMPQ R8, DX
+	JGE ranged16
+
+rangeloop16:
+	VMOVUPS X_(DI)(R8*1), Z10
+	VCMPPS $0x11, Z6, Z10, K1 // x < mn
+	VBLENDMPS Z10, Z6, K1, Z6
+	VCMPPS $0x1E, Z7, Z10, K1 // x > mx
+	VBLENDMPS Z10, Z7, K1, Z7
+	VMOVUPS W_(DI)(R8*1), Z12
+	VADDPS Z12, Z8, Z8
+	VMULPS Z10, Z12, Z13
+	VADDPS Z13, Z9, Z9
+	ADDQ $64, R8
+	CMPQ R8, DX
+	JLT rangeloop16
+
+ranged16:
+	VCMPPS $0x1E, Z5, Z6, K1 // mn > 0: mn = 0
+	VBLENDMPS Z5, Z6, K1, Z6
+	VMOVUPS Z6, MN_(DI)
+	VMOVUPS Z7, MX_(DI)
+	VMOVUPS Z8, SUMW_(DI)
+	VMOVUPS Z9, SUMX_(DI)
+	VCMPPS $0x04, Z6, Z7, K7 // mx != mn (NEQ_UQ): active, kept in K7
+	VPMOVM2D K7, Z11
+	VMOVDQU32 Z11, ACTIVE_(DI)
+	VCVTDQ2PS Z4, Z12 // float32(nmax)
+	VSUBPS Z6, Z7, Z13
+	VDIVPS Z13, Z12, Z0 // iscale = nmax / (mx - mn)
+	MOVL $0x3F800000, AX // 1.0
+	MOVL AX, X14
+	VPBROADCASTD X14, Z14
+	VDIVPS Z0, Z14, Z14 // scale = 1 / iscale
+	VMOVUPS Z14, SCALE_(DI)
+	VPXORD Z15, Z15, Z15 // best
+	XORQ R8, R8
+
+plain16:
+	VMOVUPS X_(DI)(R8*1), Z10
+	VSUBPS Z6, Z10, Z10
+	VMOVUPS Z10, XM_(DI)(R8*1)
+	VMULPS Z0, Z10, Z10
+	VADDPS Z1, Z10, Z10
+	VPANDD Z2, Z10, Z10
+	VPSUBD Z3, Z10, Z10
+	VPMINSD Z4, Z10, Z10
+	VPMAXSD Z5, Z10, Z10
+	VMOVDQU32 Z10, L_(DI)(R8*1)
+	VCVTDQ2PS Z10, Z10
+	VMULPS Z14, Z10, Z10
+	VADDPS Z6, Z10, Z10
+	VSUBPS X_(DI)(R8*1), Z10, Z10
+	VMULPS Z10, Z10, Z11
+	VPANDD Z16, Z10, Z10
+	TESTL SI, SI
+	JNZ plainmad16
+	VMOVAPS Z11, Z10
+
+plainmad16:
+	VMULPS W_(DI)(R8*1), Z10, Z10
+	VADDPS Z10, Z15, Z15
+	ADDQ $64, R8
+	CMPQ R8, DX
+	JLT plain16
+	VMOVUPS Z15, BEST_(DI)
+
+	XORQ CX, CX
+
+grid16:
+	VMOVUPS MX_(DI), Z9
+	VSUBPS MN_(DI), Z9, Z9
+	VBROADCASTSS NUM_(DI)(CX*4), Z0
+	VDIVPS Z9, Z0, Z0
+
+	VPXORD Z6, Z6, Z6 // sumL
+	VPXORD Z7, Z7, Z7 // sumL2
+	VPXORD Z8, Z8, Z8 // sumXL
+	XORQ R8, R8
+
+levels16:
+	VMULPS XM_(DI)(R8*1), Z0, Z9
+	VADDPS Z1, Z9, Z9
+	VPANDD Z2, Z9, Z9
+	VPSUBD Z3, Z9, Z9
+	VPMINSD Z4, Z9, Z9
+	VPMAXSD Z5, Z9, Z9
+	VMOVDQU32 Z9, CUR_(DI)(R8*1)
+	VCVTDQ2PS Z9, Z10
+	VMULPS W_(DI)(R8*1), Z10, Z11 // wl = w·l
+	VADDPS Z11, Z6, Z6
+	VMULPS Z10, Z11, Z12
+	VADDPS Z12, Z7, Z7
+	VMULPS X_(DI)(R8*1), Z11, Z13
+	VADDPS Z13, Z8, Z8
+	ADDQ $64, R8
+	CMPQ R8, DX
+	JLT levels16
+
+	// D, and the mask D > 0 in K2
+	VMOVUPS SUMW_(DI), Z14
+	VMULPS Z7, Z14, Z9
+	VMULPS Z6, Z6, Z10
+	VSUBPS Z10, Z9, Z9
+	VCMPPS $0x1E, Z5, Z9, K2
+	// scale' in Z10
+	VMULPS Z8, Z14, Z10
+	VMOVUPS SUMX_(DI), Z13
+	VMULPS Z6, Z13, Z11
+	VSUBPS Z11, Z10, Z10
+	VDIVPS Z9, Z10, Z10
+	// min' in Z11
+	VMULPS Z13, Z7, Z11
+	VMULPS Z8, Z6, Z12
+	VSUBPS Z12, Z11, Z11
+	VDIVPS Z9, Z11, Z11
+	// min' > 0: min' = 0, scale' = sumXL / sumL2
+	VCMPPS $0x1E, Z5, Z11, K3
+	VDIVPS Z7, Z8, Z13
+	VBLENDMPS Z13, Z10, K3, Z10
+	VBLENDMPS Z5, Z11, K3, Z11
+
+	VPXORD Z6, Z6, Z6 // err
+	XORQ R8, R8
+	TESTL SI, SI
+	JNZ madloop16
+
+sq16:
+	VCVTDQ2PS CUR_(DI)(R8*1), Z12
+	VMULPS Z10, Z12, Z12
+	VADDPS Z11, Z12, Z12
+	VSUBPS X_(DI)(R8*1), Z12, Z12
+	VMULPS Z12, Z12, Z12
+	VMULPS W_(DI)(R8*1), Z12, Z12
+	VADDPS Z12, Z6, Z6
+	ADDQ $64, R8
+	CMPQ R8, DX
+	JLT sq16
+	JMP pick16
+
+madloop16:
+	VCVTDQ2PS CUR_(DI)(R8*1), Z12
+	VMULPS Z10, Z12, Z12
+	VADDPS Z11, Z12, Z12
+	VSUBPS X_(DI)(R8*1), Z12, Z12
+	VPANDD Z16, Z12, Z12
+	VMULPS W_(DI)(R8*1), Z12, Z12
+	VADDPS Z12, Z6, Z6
+	ADDQ $64, R8
+	CMPQ R8, DX
+	JLT madloop16
+
+pick16:
+	// take = active && D > 0 && err < best
+	VCMPPS $0x11, BEST_(DI), Z6, K1 // err < best (LT_OQ)
+	KANDW K2, K1, K1
+	KANDW K7, K1, K1
+	KORTESTW K1, K1
+	JEQ next16
+
+	VMOVUPS BEST_(DI), Z13
+	VBLENDMPS Z6, Z13, K1, Z13
+	VMOVUPS Z13, BEST_(DI)
+	VMOVUPS SCALE_(DI), Z13
+	VBLENDMPS Z10, Z13, K1, Z13
+	VMOVUPS Z13, SCALE_(DI)
+	VMOVUPS MN_(DI), Z13
+	VBLENDMPS Z11, Z13, K1, Z13
+	VMOVUPS Z13, MN_(DI)
+
+	XORQ R8, R8
+
+take16:
+	VMOVDQU32 L_(DI)(R8*1), Z9
+	VPBLENDMD CUR_(DI)(R8*1), Z9, K1, Z9
+	VMOVDQU32 Z9, L_(DI)(R8*1)
+	VMOVUPS X_(DI)(R8*1), Z9
+	VSUBPS Z13, Z9, Z9
+	VMOVUPS Z9, XM_(DI)(R8*1)
+	ADDQ $64, R8
+	CMPQ R8, DX
+	JLT take16
+
+next16:
+	INCQ CX
+	CMPQ CX, BX
+	JLE grid16
 
 	VZEROUPPER
 	RET

@@ -2,8 +2,11 @@
 
 package quant
 
-var haveQkx2Lanes = false
+var (
+	haveQkx2Lanes = false
+	haveLanes16   = false
+)
 
-func qkx2Grids(*qkx2Lanes) { panic("quant: qkx2Grids without AVX2") }
-
-func qxSearch(*qxLanes) { panic("quant: qxSearch without AVX2") }
+func qkx2Grids8(*qkx2Lanes, int) { panic("quant: qkx2Grids8 without AVX2") }
+func qkx2Grids16(*qkx2Lanes)     { panic("quant: qkx2Grids16 without AVX-512") }
+func qxSearch(*qxLanes)          { panic("quant: qxSearch without AVX2") }
