@@ -474,8 +474,8 @@ func (c *converter) convertRow(wk *convWorker, o int, raw, dst []byte) error {
 
 // fitsF16 reports whether v stays finite in IEEE half (or was not finite
 // to begin with): the largest half is 65504, and rounding to nearest even
-// sends 65520 and above to infinity.
+// sends 65520 (0x477FF000) and above to infinity.
 func fitsF16(v float32) bool {
-	a := math.Abs(float64(v))
-	return a < 65520 || math.IsInf(a, 0) || math.IsNaN(a)
+	a := math.Float32bits(v) &^ (1 << 31)
+	return a < 0x477FF000 || a >= 0x7F800000
 }

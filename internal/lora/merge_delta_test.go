@@ -54,3 +54,19 @@ func TestAddDeltaPathsAgree(t *testing.T) {
 		}
 	}
 }
+
+// TestFitsF16 pins the overflow threshold: 65519.99 rounds to 65504, 65520
+// rounds (to even) to infinity.
+func TestFitsF16(t *testing.T) {
+	for _, c := range []struct {
+		v    float32
+		want bool
+	}{
+		{0, true}, {65504, true}, {math.Nextafter32(65520, 0), true}, {65520, false},
+		{-65520, false}, {1e30, false}, {float32(math.Inf(1)), true}, {float32(math.NaN()), true},
+	} {
+		if got := fitsF16(c.v); got != c.want {
+			t.Errorf("fitsF16(%g) = %v, want %v", c.v, got, c.want)
+		}
+	}
+}

@@ -284,13 +284,15 @@ func quantQ2_K(dst []byte, x []float32) {
 	var mins, scales [16]float32
 	const q4scale = 15
 	var maxScale, maxMin float32
+	var b *qkx2Lanes
 	if haveQkx2Lanes {
-		var weights [256]float32
-		for i, v := range x[:256] {
-			weights[i] = abs32(v)
+		b = new(qkx2Lanes) // on the stack: it does not escape
+		for j := range 16 {
+			for l, v := range x[16*j : 16*j+16] {
+				b.w[l][j] = abs32(v)
+			}
 		}
-		var b qkx2Lanes
-		b.fit(16, 16, 3, x[:256], weights[:], L[:], scales[:], mins[:], -0.5, 0.1, 15, true)
+		b.fit(16, 16, 3, x[:256], scales[:], mins[:], -0.5, 0.1, 15, true)
 	} else {
 		var weights [16]float32
 		var Laux [16]uint8
@@ -332,7 +334,10 @@ func quantQ2_K(dst []byte, x []float32) {
 	d, dmin := half(dst[80:]), half(dst[82:])
 	for j := range 16 {
 		dj := d * float32(sc[j]&0x0f)
-		if dj == 0 {
+		if dj == 0 { // the fit's levels stand
+			if b != nil {
+				b.levels(j, L[16*j:16*j+16])
+			}
 			continue
 		}
 		dm := float32(dmin * float32(sc[j]>>4))
@@ -439,10 +444,11 @@ func quantScalesMinsK(dst []byte, scales, mins *[8]float32, maxScale, maxMin flo
 
 // fitK fits the sub-blocks of 32 of one or two Q4_K/Q5_K blocks in x
 // (256 or 512 values) with weights rms(sub-block) + |x|, as ggml does
-// without an importance matrix. Two blocks fill the 16 SIMD lanes.
-func fitK(x []float32, nmax int, rmin, rdelta float32, nstep int, L []uint8, scales, mins []float32) {
+// without an importance matrix. Two blocks fill the 16 SIMD lanes. With b
+// (the SIMD search) the levels stay in b; without, they go to L.
+func fitK(b *qkx2Lanes, x []float32, nmax int, rmin, rdelta float32, nstep int, L []uint8, scales, mins []float32) {
 	groups := len(x) / 32
-	var weights [512]float32
+	var weights [32]float32
 	for j := range groups {
 		sub := x[32*j : 32*j+32]
 		var sumX2 float32
@@ -450,18 +456,20 @@ func fitK(x []float32, nmax int, rmin, rdelta float32, nstep int, L []uint8, sca
 			sumX2 += float32(v * v)
 		}
 		avX := sqrt32(sumX2 / 32)
-		for l, v := range sub {
-			weights[32*j+l] = avX + abs32(v)
+		if b != nil {
+			for l, v := range sub {
+				b.w[l][j] = avX + abs32(v)
+			}
+			continue
 		}
+		for l, v := range sub {
+			weights[l] = avX + abs32(v)
+		}
+		var Laux [32]uint8
+		scales[j] = makeQkx2Quants(32, nmax, sub, weights[:], L[32*j:], Laux[:], &mins[j], rmin, rdelta, nstep, false)
 	}
-	if haveQkx2Lanes {
-		var b qkx2Lanes
-		b.fit(groups, 32, nmax, x, weights[:], L, scales, mins, rmin, rdelta, nstep, false)
-		return
-	}
-	var Laux [32]uint8
-	for j := range groups {
-		scales[j] = makeQkx2Quants(32, nmax, x[32*j:], weights[32*j:], L[32*j:], Laux[:], &mins[j], rmin, rdelta, nstep, false)
+	if b != nil {
+		b.fit(groups, 32, nmax, x, scales, mins, rmin, rdelta, nstep, false)
 	}
 }
 
@@ -472,7 +480,11 @@ func fitK(x []float32, nmax int, rmin, rdelta float32, nstep int, L []uint8, sca
 func quantKBlocks(dst []byte, x []float32, size, nmax int, rmin, rdelta float32, nstep int, pack func(dst []byte, L []uint8)) {
 	var L [512]uint8
 	var scales, mins [16]float32
-	fitK(x, nmax, rmin, rdelta, nstep, L[:len(x)], scales[:len(x)/32], mins[:len(x)/32])
+	var b *qkx2Lanes
+	if haveQkx2Lanes {
+		b = new(qkx2Lanes) // on the stack: it does not escape
+	}
+	fitK(b, x, nmax, rmin, rdelta, nstep, L[:len(x)], scales[:len(x)/32], mins[:len(x)/32])
 	for k := range len(x) / 256 {
 		sc := (*[8]float32)(scales[8*k:])
 		mn := (*[8]float32)(mins[8*k:])
@@ -487,18 +499,23 @@ func quantKBlocks(dst []byte, x []float32, size, nmax int, rmin, rdelta float32,
 		}
 		d, Lb := dst[size*k:size*(k+1)], L[256*k:256*(k+1)]
 		quantScalesMinsK(d, sc, mn, maxScale, maxMin)
-		requantK(d, x[256*k:256*(k+1)], int32(nmax), Lb)
+		requantK(d, x[256*k:256*(k+1)], int32(nmax), Lb, b, 8*k)
 		pack(d, Lb)
 	}
 }
 
 // requantK rounds every element against the scales and mins as stored.
-func requantK(dst []byte, x []float32, nmax int32, L []uint8) {
+// A sub-block whose stored scale is 0 keeps the fit's levels, from b's
+// lanes lane0+j when the SIMD search ran.
+func requantK(dst []byte, x []float32, nmax int32, L []uint8, b *qkx2Lanes, lane0 int) {
 	d, dmin := half(dst[0:]), half(dst[2:])
 	for j := range 8 {
 		sc, m := scaleMinK4(j, dst[4:16])
 		dj := d * float32(sc)
 		if dj == 0 {
+			if b != nil {
+				b.levels(lane0+j, L[32*j:32*j+32])
+			}
 			continue
 		}
 		dm := float32(dmin * float32(m))

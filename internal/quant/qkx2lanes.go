@@ -32,21 +32,25 @@ type qkx2Lanes struct {
 	useMad                          int32
 }
 
-// fit fits the groups x[j*n:(j+1)*n], j < groups ≤ 16, with weights[j*n:],
-// as makeQkx2Quants does each: their levels go to L[j*n:], their scales to
-// scales[j] and their -min to mins[j]. nstep must be at least 1.
-func (b *qkx2Lanes) fit(groups, n, nmax int, x, weights []float32, L []uint8, scales, mins []float32,
+// fit fits the groups x[j*n:(j+1)*n], j < groups ≤ 16, as makeQkx2Quants
+// does each, with the weights the caller put in b.w (element i of group j
+// at b.w[i][j]; lanes from groups on are never read back): their scales go
+// to scales[j] and their -min to mins[j]. Their levels stay in b until
+// levels asks for them: the quantizers recompute every level against the
+// stored scales anyway, except in a sub-block whose stored scale is 0.
+// nstep must be at least 1.
+func (b *qkx2Lanes) fit(groups, n, nmax int, x []float32, scales, mins []float32,
 	rmin, rdelta float32, nstep int, useMad bool) {
-	x, weights, L = x[:groups*n], weights[:groups*n], L[:groups*n]
-	for j := range 16 {
-		if j >= groups { // a flat lane, never read back
-			for i := range n {
-				b.x[i][j], b.w[i][j] = 0, 0
-			}
-			continue
+	x = x[:groups*n]
+	for j := range groups {
+		xs := x[j*n : j*n+n]
+		for i, v := range xs {
+			b.x[i&31][j] = v
 		}
+	}
+	for j := groups; j < 16; j++ { // flat lanes
 		for i := range n {
-			b.x[i][j], b.w[i][j] = x[j*n+i], weights[j*n+i]
+			b.x[i][j] = 0
 		}
 	}
 	for is := 0; is <= nstep; is++ {
@@ -68,14 +72,20 @@ func (b *qkx2Lanes) fit(groups, n, nmax int, x, weights []float32, L []uint8, sc
 	}
 	for j := range groups {
 		mins[j] = -b.mn[j]
+		scales[j] = b.scale[j]
 		if b.active[j] == 0 { // every x equal
 			scales[j] = 0
-			clear(L[j*n : (j+1)*n])
-			continue
 		}
-		scales[j] = b.scale[j]
-		for i := range n {
-			L[j*n+i] = uint8(b.L[i][j])
-		}
+	}
+}
+
+// levels writes group j's levels (n of them) to L.
+func (b *qkx2Lanes) levels(j int, L []uint8) {
+	if b.active[j] == 0 {
+		clear(L)
+		return
+	}
+	for i := range L {
+		L[i] = uint8(b.L[i&31][j])
 	}
 }
