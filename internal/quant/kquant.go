@@ -519,6 +519,10 @@ func requantK(dst []byte, x []float32, nmax int32, L []uint8, b *qkx2Lanes, lane
 			continue
 		}
 		dm := float32(dmin * float32(m))
+		if haveQkx2Lanes {
+			requantSub32(&x[32*j], &L[32*j], dm, dj, nmax)
+			continue
+		}
 		for ii := range 32 {
 			l := nearestInt((x[32*j+ii] + dm) / dj)
 			L[32*j+ii] = uint8(max(0, min(nmax, l)))

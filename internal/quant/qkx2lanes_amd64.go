@@ -25,3 +25,9 @@ func qkx2Grids16(b *qkx2Lanes)
 //
 //go:noescape
 func qxSearch(b *qxLanes)
+
+// requantSub32 is requantK's rounding of one sub-block of 32
+// (requant_amd64.s, AVX2).
+//
+//go:noescape
+func requantSub32(x *float32, L *uint8, dm, dj float32, nmax int32)
