@@ -195,8 +195,8 @@ func qkx2Start(nmax int, x, weights []float32, L []uint8, useMad bool) qkx2Fit {
 // that start with it (C computes w*l*l as (w*l)*l, so the value is the
 // same), and a grid that rounds every element to the same levels as the
 // grid before it is skipped, since its refit and error are the same numbers
-// and could not be strictly better. (qkx2Lanes runs the same search on 8
-// groups at once, one per SIMD lane.)
+// and could not be strictly better. (qkx2Lanes runs the same search on up
+// to 16 groups at once, one per SIMD lane.)
 func makeQkx2Quants(n, nmax int, x, weights []float32, L, Laux []uint8, theMin *float32,
 	rmin, rdelta float32, nstep int, useMad bool) float32 {
 	x, weights, L, Laux = x[:n], weights[:n], L[:n], Laux[:n]

@@ -21,7 +21,7 @@ func TestQkx2LanesEqualScalar(t *testing.T) {
 	}
 	x := stressData(2001)
 	r := newRand(7)
-	for range 256 * 255 {
+	for range 256 * 256 { // 12 + 2001 + 256 blocks: odd
 		x = append(x, float32(r.NormFloat64()*0.02))
 	}
 	has16 := *quant.HaveLanes16
