@@ -48,9 +48,13 @@ type Adapter struct {
 	Files   []string
 	Sidecar string  // absolute path of adapter.yaml or adapter.yml; "" if none
 	Arch    string  // GGUF: general.architecture; PEFT: "" (PEFT files don't say)
-	Rank    int     // the same for every pair
+	Rank    int     // the largest pair rank (PEFT's rank_pattern gives modules their own)
 	Alpha   float64 // PEFT: lora_alpha; GGUF: adapter.lora.alpha
 	Pairs   []Pair  // sorted by Layer, then Module
+	// Full are modules saved whole (PEFT's modules_to_save), sorted by
+	// Module: a merge puts them in place of the base's tensors, which a
+	// LoRA adapter in Ollama cannot do.
+	Full []FullWeight
 	// checked is what Detect saw of each file; every later read opens the
 	// file through open, which refuses anything else (a FIFO or a link
 	// swapped in after validation).
@@ -96,17 +100,20 @@ func openPlain(path string) (*os.File, int64, error) {
 	return fh, st.Size(), nil
 }
 
-// Pair is one adapted linear layer: a LoRA A/B pair.
+// Pair is one adapted linear layer (or the token embedding): a LoRA A/B
+// pair.
 type Pair struct {
-	Layer int
+	Layer int // -1 for embed_tokens, which is in no layer
 	// Module is the PEFT module name (q_proj, k_proj, v_proj, o_proj,
 	// gate_proj, up_proj, down_proj; qkv_proj and gate_up_proj for phi3).
 	// GGUF names are mapped to these; names with no mapping are kept as
 	// they are and refused by CheckBase.
 	Module string
-	// In and Out are the delta's input and output widths: in PEFT terms A
-	// is [Rank, In] and B is [Out, Rank].
-	In, Out int
+	// Rank is this pair's r; In and Out are the delta's input and output
+	// widths: in PEFT terms A is [Rank, In] and B is [Out, Rank]. For
+	// embed_tokens (lora_embedding_A/B) In is the vocabulary and Out the
+	// hidden width.
+	Rank, In, Out int
 	// DType is the storage type of A ("F32", "F16" or "BF16"); B may
 	// differ, so readers should take each tensor's own type from the file.
 	DType string
@@ -115,11 +122,33 @@ type Pair struct {
 	A, B string
 }
 
+// FullWeight is a module PEFT saved whole (modules_to_save): lm_head or
+// embed_tokens, both [vocab, hidden] in Hugging Face order.
+type FullWeight struct {
+	Module     string // "lm_head" or "embed_tokens"
+	Name       string // the tensor's name in adapter_model.safetensors
+	Rows, Cols int    // [vocab, hidden]
+	DType      string
+}
+
+// NativeBlocker says why the adapter cannot be an Ollama adapter layer, or
+// "" when it can: llama.cpp adds B·A to base tensors and never replaces one.
+func (a *Adapter) NativeBlocker() string {
+	if len(a.Full) == 0 {
+		return ""
+	}
+	names := make([]string, len(a.Full))
+	for i, f := range a.Full {
+		names[i] = f.Module
+	}
+	return fmt.Sprintf("the adapter replaces whole tensors (modules_to_save: %s), which an Ollama LoRA adapter cannot do; only a merge can", strings.Join(names, ", "))
+}
+
 // label names the pair the way a person would look for it, without the
 // PEFT wrapper prefix: "layers.1.self_attn.k_proj" or "blk.1.attn_k".
 func (p Pair) label() string {
 	s := p.A
-	for _, suf := range []string{peftSuffixA, ggufSuffixA} {
+	for _, suf := range []string{peftSuffixA, peftEmbedA, ggufSuffixA} {
 		s = strings.TrimSuffix(s, suf)
 	}
 	if i := strings.Index(s, "layers."); i >= 0 && (i == 0 || s[i-1] == '.') {
