@@ -2,8 +2,8 @@ package lora
 
 import (
 	"bytes"
-	"errors"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"regexp"
