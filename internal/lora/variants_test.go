@@ -29,7 +29,7 @@ func variantFixtures() []struct {
 		a    testfixture.LoRA
 	}{
 		{"RankPattern", false, testfixture.LoRA{Base: b, Seed: 1, Rank: 4, Alpha: 16, Targets: all,
-			RankPattern: []testfixture.Pattern{{Key: "k_proj", Layer: -1, Module: "k_proj", Value: 2}, {Key: `model\.layers\.1\.mlp\.down_proj`, Layer: 1, Module: "down_proj", Value: 8}},
+			RankPattern:  []testfixture.Pattern{{Key: "k_proj", Layer: -1, Module: "k_proj", Value: 2}, {Key: `model\.layers\.1\.mlp\.down_proj`, Layer: 1, Module: "down_proj", Value: 8}},
 			AlphaPattern: []testfixture.Pattern{{Key: "layers.0.self_attn.q_proj", Layer: 0, Module: "q_proj", Value: 4}}}},
 		{"RankPatternFirstKeyWins", false, testfixture.LoRA{Base: b, Seed: 2, Targets: []string{"q_proj", "v_proj"},
 			RankPattern: []testfixture.Pattern{{Key: "layers.1.self_attn.q_proj", Layer: 1, Module: "q_proj", Value: 6}, {Key: "q_proj", Layer: -1, Module: "q_proj", Value: 2}}}},
