@@ -29,19 +29,24 @@ import (
 const tmpPrefix = "adapterd-tmp-"
 
 // chooseStrategy resolves auto and checks that the chosen strategy can work
-// on this server and base: native needs a server that still creates
-// adapters and a base that Ollama runs on llama.cpp. reason says why, for
-// people (dry runs).
-func (r *Reconciler) chooseStrategy(ctx context.Context, res *spec.Resolved, arch string) (s spec.Strategy, reason string, err error) {
+// on this server, base and adapter: native needs a server that still
+// creates adapters, a base that Ollama runs on llama.cpp, and an adapter
+// that only adds B·A (a.NativeBlocker). reason says why, for people (dry
+// runs).
+func (r *Reconciler) chooseStrategy(ctx context.Context, res *spec.Resolved, arch string, a *lora.Adapter) (s spec.Strategy, reason string, err error) {
 	version, adapters, err := r.srv.capabilities(ctx)
 	if err != nil {
 		return "", "", err
 	}
 	goEngine := goEngineArchs[arch]
+	blocker := a.NativeBlocker()
 	switch res.Strategy {
 	case spec.StrategyMerge:
 		return spec.StrategyMerge, "strategy: merge was asked for", nil
 	case spec.StrategyNative:
+		if blocker != "" {
+			return "", "", &terminalError{&spec.Error{File: a.Files[len(a.Files)-1], Msg: blocker + "; set strategy: merge (or auto)"}}
+		}
 		if goEngine {
 			return "", "", terminalf("base %s is %s, which Ollama runs on its Go engine, and that engine cannot load LoRA adapters (the model would be created but fail when used); set strategy: merge (or auto)", res.Base, arch)
 		}
@@ -51,6 +56,8 @@ func (r *Reconciler) chooseStrategy(ctx context.Context, res *spec.Resolved, arc
 		return spec.StrategyNative, "strategy: native was asked for", nil
 	}
 	switch {
+	case blocker != "":
+		return spec.StrategyMerge, "auto: " + blocker, nil
 	case goEngine:
 		return spec.StrategyMerge, fmt.Sprintf("auto: base %s is %s, which Ollama runs on its Go engine, and that engine cannot load LoRA", res.Base, arch), nil
 	case !adapters:

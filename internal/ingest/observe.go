@@ -119,7 +119,7 @@ func (r *Reconciler) observe(ctx context.Context, key string) (*observed, error)
 	if err != nil {
 		return o, err
 	}
-	if o.Strategy, _, err = r.chooseStrategy(ctx, res, o.Base.Info.Arch); err != nil {
+	if o.Strategy, _, err = r.chooseStrategy(ctx, res, o.Base.Info.Arch, f.Adapter); err != nil {
 		return o, err
 	}
 	r.waitPrepared(ctx, key)

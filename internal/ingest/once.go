@@ -114,7 +114,7 @@ func CreateOnce(ctx context.Context, c *api.Client, f *Folder, opts OnceOptions)
 		return nil, err
 	}
 	out.BaseDigest, out.BaseArch = o.BaseDigest, o.Base.Info.Arch
-	if o.Strategy, out.StrategyReason, err = r.chooseStrategy(ctx, res, o.Base.Info.Arch); err != nil {
+	if o.Strategy, out.StrategyReason, err = r.chooseStrategy(ctx, res, o.Base.Info.Arch, f.Adapter); err != nil {
 		return nil, err
 	}
 	out.Strategy = o.Strategy
