@@ -196,3 +196,106 @@ func TestAdapterVariantsRefused(t *testing.T) {
 		t.Errorf("%d creates for refused folders, want 0", n)
 	}
 }
+
+// TestPathSelectsACheckpoint: path: in the sidecar picks a trainer
+// checkpoint; native and merge generate like its reference; new weights
+// written into that checkpoint, and a path: moved to another one, are seen
+// by the watcher (resync is an hour) and re-create the model; a path: that
+// leaves the folder is refused.
+func TestPathSelectsACheckpoint(t *testing.T) {
+	s := ollamatest.Get(t, ollamatest.V024)
+	prompts := referencePrompts()
+	b := testfixture.TinyLlama()
+	baseName := "path-llama:base"
+	basePath := importBase(t, s, b, baseName)
+	h := newHarness(t, s, func(c *spec.Config) { c.Defaults.Base = baseName })
+	reference := func(a testfixture.LoRA, name string) []string {
+		ref := filepath.Join(t.TempDir(), "reference.gguf")
+		if err := testfixture.WriteReferenceMerge(basePath, a, ref); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.ImportGGUF(context.Background(), name, ref); err != nil {
+			t.Fatal(err)
+		}
+		return greedyAll(t, s, name, prompts)
+	}
+	cp500 := testfixture.LoRA{Base: b, Seed: 1401, Targets: allTargets()}
+	cp1000 := testfixture.LoRA{Base: b, Seed: 1402, Targets: allTargets()}
+	retrained := testfixture.LoRA{Base: b, Seed: 1403, Targets: allTargets()}
+	want500, want1000, wantRetrained := reference(cp500, "path-500:reference"), reference(cp1000, "path-1000:reference"), reference(retrained, "path-retrained:reference")
+	if matches(want500, want1000) == len(prompts) || matches(want500, wantRetrained) == len(prompts) {
+		t.Fatal("the checkpoints generate alike; the test would prove nothing")
+	}
+	check := func(key string, want []string, what string) status.Status {
+		t.Helper()
+		var st status.Status
+		h.waitFor(key+" "+what, func() bool {
+			st, _ = h.status(key)
+			return st.State == status.Ready && matches(greedyAll(t, s, st.Model, prompts), want) == len(prompts)
+		})
+		return st
+	}
+	for _, strategy := range []string{"native", "merge"} {
+		key := "output-dir-" + strategy
+		dir := h.folder(key, func(dir string) error {
+			if err := cp500.WritePEFT(filepath.Join(dir, "checkpoint-500")); err != nil {
+				return err
+			}
+			if err := cp1000.WritePEFT(filepath.Join(dir, "checkpoint-1000")); err != nil {
+				return err
+			}
+			return sidecar(dir, "model: path-"+key+"\nstrategy: "+strategy+"\npath: checkpoint-500\n")
+		})
+		first := check(key, want500, "generating like checkpoint-500")
+		if first.Strategy != strategy {
+			t.Errorf("%s: strategy %q", key, first.Strategy)
+		}
+		// New weights in the checkpoint the sidecar names.
+		if err := retrained.WritePEFT(filepath.Join(dir, "checkpoint-500")); err != nil {
+			t.Fatal(err)
+		}
+		second := check(key, wantRetrained, "re-created from the new weights in checkpoint-500")
+		if second.Digest == first.Digest {
+			t.Errorf("%s: digest unchanged after new weights", key)
+		}
+		// The sidecar moves to the other checkpoint.
+		if err := sidecar(dir, "model: path-"+key+"\nstrategy: "+strategy+"\npath: checkpoint-1000\n"); err != nil {
+			t.Fatal(err)
+		}
+		check(key, want1000, "re-created from checkpoint-1000")
+	}
+
+	outside := filepath.Join(t.TempDir(), "outside")
+	if err := cp500.WritePEFT(outside); err != nil {
+		t.Fatal(err)
+	}
+	mark := s.Mark()
+	refused := []struct {
+		key   string
+		write func(string) error
+		file  string
+		want  string
+	}{
+		{"path-dotdot", func(dir string) error { return sidecar(dir, "path: ../outside\n") }, "adapter.yaml", `has a ".." part`},
+		{"path-absolute", func(dir string) error { return sidecar(dir, "path: "+outside+"\n") }, "adapter.yaml", "is an absolute path"},
+		{"path-symlink", func(dir string) error {
+			if err := os.Symlink(outside, filepath.Join(dir, "checkpoint-1")); err != nil {
+				return err
+			}
+			return sidecar(dir, "path: checkpoint-1\n")
+		}, "adapter.yaml", "goes through the symlink"},
+		{"path-missing", func(dir string) error { return sidecar(dir, "path: checkpoint-7\n") }, "adapter.yaml", `"checkpoint-7" does not exist`},
+	}
+	for _, c := range refused {
+		h.folder(c.key, c.write)
+	}
+	for _, c := range refused {
+		st := h.waitState(c.key, status.Invalid)
+		if !strings.HasPrefix(st.Error, filepath.Join(h.drop, c.key, c.file)) || !strings.Contains(st.Error, c.want) || strings.ContainsAny(st.Error, "\r\n") {
+			t.Errorf("%s: error %q, want one line naming %s with %q", c.key, st.Error, c.file, c.want)
+		}
+	}
+	if n := s.Count(mark, "POST", "/api/create"); n != 0 {
+		t.Errorf("%d creates for refused paths, want 0", n)
+	}
+}

@@ -68,7 +68,7 @@ type openFunc func(path string) (*os.File, int64, error)
 // files Detect validated.
 func (a *Adapter) Weights(base BaseInfo) (*Weights, error) {
 	if a.Format == FormatPEFT {
-		return readPEFT(a.Open, a.Dir, base)
+		return readPEFT(a.Open, filepath.Dir(a.Files[0]), base)
 	}
 	return readGGUF(a.Open, a.Files[0])
 }
@@ -217,21 +217,38 @@ func printable(s string) string {
 // need Ollama. Every error is one line that names the file and the fix;
 // IsIncomplete tells a half-copied file from a bad one.
 func Detect(dir string) (*Adapter, error) {
+	return DetectIn(dir, "")
+}
+
+// DetectIn is Detect for a folder whose sidecar names a subfolder (path:
+// checkpoint-500): the sidecar is read from dir, the adapter files from
+// dir/sub. sub must pass spec.CheckSubfolder, and every part of it must be a
+// real folder, not a symlink, so that nothing outside dir is ever read; the
+// files in it follow the same rules as at the top.
+func DetectIn(dir, sub string) (*Adapter, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, adapterErr(dir, "cannot resolve the folder path: %s", osErrText(err))
 	}
 	dir = abs
-	entries, err := os.ReadDir(dir)
+	sidecar, err := FindSidecar(dir)
 	if err != nil {
-		return nil, adapterErr(dir, "cannot read the adapter folder: %s", osErrText(err))
+		return nil, err
 	}
-	var sidecars, ggufs []string
+	files := dir
+	if sub != "" {
+		if files, err = subfolder(dir, sub, sidecar); err != nil {
+			return nil, err
+		}
+	}
+	entries, err := os.ReadDir(files)
+	if err != nil {
+		return nil, adapterErr(files, "cannot read the adapter folder: %s", osErrText(err))
+	}
+	var ggufs []string
 	var hasConfig, hasModel, hasPickle bool
 	for _, e := range entries { // sorted by name
 		switch name := e.Name(); {
-		case name == adapterSidecarYAML, name == adapterSidecarYML:
-			sidecars = append(sidecars, name)
 		case name == adapterConfigFile:
 			hasConfig = true
 		case name == adapterModelFile:
@@ -244,10 +261,7 @@ func Detect(dir string) (*Adapter, error) {
 			ggufs = append(ggufs, name)
 		}
 	}
-	join := func(name string) string { return filepath.Join(dir, name) }
-	if len(sidecars) > 1 {
-		return nil, adapterErr(join(adapterSidecarYML), "both adapter.yaml and adapter.yml exist; keep only one of them")
-	}
+	join := func(name string) string { return filepath.Join(files, name) }
 	peft := hasConfig || hasModel
 	pickleHint := ""
 	if hasPickle {
@@ -262,20 +276,16 @@ func Detect(dir string) (*Adapter, error) {
 		return nil, adapterErr(join(adapterModelFile), "missing: a PEFT adapter needs adapter_model.safetensors next to adapter_config.json: copy it in%s", pickleHint)
 	case hasModel && !hasConfig:
 		return nil, adapterErr(join(adapterConfigFile), "missing: a PEFT adapter needs adapter_config.json next to adapter_model.safetensors: copy it in")
+	case !peft && len(ggufs) == 0 && sub != "":
+		return nil, adapterErr(files, "no adapter found in the folder that path: %s names: point path: at the folder holding adapter_config.json + adapter_model.safetensors, or one GGUF LoRA%s", spec.Quote(sub), pickleHint)
 	case !peft && len(ggufs) == 0:
 		if cp := newestCheckpoint(dir); cp != "" {
-			return nil, adapterErr(dir, "no adapter at the top of the folder, only trainer checkpoints; the newest is %s: publish it by copying its adapter_config.json and adapter_model.safetensors to the top of the folder (or drop that checkpoint folder itself)", cp)
+			return nil, adapterErr(dir, "no adapter at the top of the folder, only trainer checkpoints; the newest is %s: publish it with path: %s in adapter.yaml, or copy its adapter_config.json and adapter_model.safetensors to the top of the folder", cp, cp)
 		}
 		return nil, adapterErr(dir, "no adapter found: add adapter_config.json + adapter_model.safetensors, or one GGUF LoRA%s", pickleHint)
 	}
 
-	a := &Adapter{Dir: dir}
-	if len(sidecars) == 1 {
-		a.Sidecar = join(sidecars[0])
-		if _, err := checkAdapterFile(dir, a.Sidecar); err != nil {
-			return nil, err
-		}
-	}
+	a := &Adapter{Dir: dir, Sidecar: sidecar}
 	if peft {
 		a.Format = FormatPEFT
 		a.Files = []string{join(adapterConfigFile), join(adapterModelFile)}
@@ -301,6 +311,63 @@ func Detect(dir string) (*Adapter, error) {
 	}
 	sortPairs(a.Pairs)
 	return a, nil
+}
+
+// FindSidecar returns the absolute path of dir's adapter.yaml or
+// adapter.yml, or "" when it has none. Both at once is an error, and so is
+// one adapterd must not read (a symlink out of the folder, a FIFO).
+func FindSidecar(dir string) (string, error) {
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return "", adapterErr(dir, "cannot resolve the folder path: %s", osErrText(err))
+	}
+	var found []string
+	for _, name := range []string{adapterSidecarYAML, adapterSidecarYML} {
+		if _, err := os.Lstat(filepath.Join(dir, name)); err == nil {
+			found = append(found, filepath.Join(dir, name))
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return "", adapterErr(filepath.Join(dir, name), "cannot read: %s", osErrText(err))
+		}
+	}
+	switch len(found) {
+	case 0:
+		return "", nil
+	case 2:
+		return "", adapterErr(found[1], "both adapter.yaml and adapter.yml exist; keep only one of them")
+	}
+	if _, err := checkAdapterFile(dir, found[0]); err != nil {
+		return "", err
+	}
+	return found[0], nil
+}
+
+// subfolder resolves path: sub inside dir, one part at a time with Lstat,
+// so a symlink anywhere in it is refused rather than followed out of the
+// folder. Errors name the sidecar that set path:.
+func subfolder(dir, sub, sidecar string) (string, error) {
+	file := sidecar
+	if file == "" {
+		file = filepath.Join(dir, adapterSidecarYAML)
+	}
+	if msg := spec.CheckSubfolder(sub); msg != "" {
+		return "", adapterErr(file, "path: %s", msg)
+	}
+	cur := dir
+	for _, part := range strings.Split(sub, "/") {
+		cur = filepath.Join(cur, part)
+		fi, err := os.Lstat(cur)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			return "", adapterErr(file, "path: %s does not exist in the adapter folder (%s is missing): fix path:, or copy the checkpoint in", spec.Quote(sub), cur)
+		case err != nil:
+			return "", adapterErr(file, "path: %s cannot be read (%s): make it a folder adapterd can read", spec.Quote(sub), osErrText(err))
+		case fi.Mode()&fs.ModeSymlink != 0:
+			return "", adapterErr(file, "path: %s goes through the symlink %s, which adapterd never follows: point path: at a real folder inside the adapter folder", spec.Quote(sub), cur)
+		case !fi.IsDir():
+			return "", adapterErr(file, "path: %s is not a folder (%s is %s): point path: at the folder holding the adapter files", spec.Quote(sub), cur, describeMode(fi.Mode()))
+		}
+	}
+	return cur, nil
 }
 
 // checkAdapterFile refuses what adapterd must not read: a symlink leaving the
@@ -356,6 +423,8 @@ func openAdapterFile(path string, want fs.FileInfo) (*os.File, int64, error) {
 
 func describeMode(m fs.FileMode) string {
 	switch {
+	case m.IsRegular():
+		return "a file"
 	case m.IsDir():
 		return "a directory"
 	case m&fs.ModeNamedPipe != 0:
