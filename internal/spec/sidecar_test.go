@@ -1,8 +1,8 @@
 package spec
 
 import (
-	"strconv"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 )
