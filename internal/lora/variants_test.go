@@ -5,6 +5,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/adapterd/adapterd/internal/gguf"
@@ -273,5 +274,77 @@ func TestTargetModulesFollowPEFT(t *testing.T) {
 				t.Errorf("selects %s: %v, want %v", c.module, got, c.want)
 			}
 		})
+	}
+}
+
+// TestFullWeightsIntoAQuantizedBase: a replaced tensor is written back in
+// the base tensor's own type (or F16 with quantize: f16), like a merged one.
+func TestFullWeightsIntoAQuantizedBase(t *testing.T) {
+	b := testfixture.TinyLlama()
+	basePath := filepath.Join(t.TempDir(), "q8.gguf")
+	if err := testfixture.WriteQuantizedGGUF(b, basePath, gguf.TypeQ8_0); err != nil {
+		t.Fatal(err)
+	}
+	bf, err := gguf.ReadFile(basePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fx := testfixture.LoRA{Base: b, Seed: 21, Targets: []string{"v_proj"}, ModulesToSave: []string{"lm_head", "embed_tokens"}, DType: tensor.BF16}
+	a, err := lora.Detect(writeVariant(t, fx, false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := a.Weights(baseInfo(t, bf))
+	if err != nil {
+		t.Fatal(err)
+	}
+	full, err := fx.FullWeights()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []struct {
+		name string
+		q    lora.Quantize
+		want gguf.TensorType
+		tol  float64
+	}{{"base", lora.Quantize{}, gguf.TypeQ8_0, 0.02}, {"f16", lora.QuantizeF16, gguf.TypeF16, 1e-3}} {
+		t.Run(q.name, func(t *testing.T) {
+			out := filepath.Join(t.TempDir(), "merged.gguf")
+			mf, err := os.Create(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fh, _ := os.Open(basePath)
+			defer fh.Close()
+			if _, err := lora.MergeWith(mf, fh, bf, w, lora.MergeOptions{Quantize: q.q}); err != nil {
+				t.Fatal(err)
+			}
+			mf.Close()
+			got, err := gguf.ReadFile(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, f := range full {
+				name := map[string]string{"lm_head": "output.weight", "embed_tokens": "token_embd.weight"}[f.Module]
+				ti, _ := got.Tensor(name)
+				if ti.Type != q.want {
+					t.Errorf("%s is %s, want %s", name, ti.Type, q.want)
+				}
+				v := tensor64(t, out, got, name)
+				worst := 0.0
+				for i := range v {
+					worst = max(worst, math.Abs(v[i]-float64(f.Data[i])))
+				}
+				if worst > q.tol {
+					t.Errorf("%s differs from the saved full weight by up to %g", name, worst)
+				}
+			}
+		})
+	}
+	// A base with tied embeddings has no output.weight to replace.
+	tied := baseInfo(t, bf)
+	delete(tied.Tensors, "output.weight")
+	if _, err := a.Weights(tied); err == nil || !strings.Contains(err.Error(), "ties lm_head to its token embedding") {
+		t.Errorf("tied base: err %v", err)
 	}
 }
