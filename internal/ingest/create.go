@@ -172,15 +172,19 @@ func (r *Reconciler) request(ctx context.Context, o *observed) (*api.CreateReque
 // nativeRequest uploads the adapter as one GGUF LoRA and asks Ollama to
 // apply it to the base. PEFT files are converted by adapterd first: Ollama's
 // own PEFT conversion permutes the wrong side of llama q/k deltas, and
-// knows only llama and gemma2.
+// knows only llama and gemma2. A GGUF LoRA in F16, BF16 or Q8_0 is written
+// out in F32 too (lora.Adapter.NativeAsIs says why).
 func (r *Reconciler) nativeRequest(ctx context.Context, key string, res *spec.Resolved, a *lora.Adapter,
 	digests map[string]string, base *baseDetails) (*api.CreateRequest, error) {
 	path, digest := a.Files[0], digests[a.Files[0]]
 	open := func() (*os.File, int64, error) { return a.Open(path) }
-	if a.Format == lora.FormatPEFT {
-		info, err := r.srv.loraBaseInfo(ctx, res.Base, base.Info)
-		if err != nil {
-			return nil, err
+	if !a.NativeAsIs() {
+		var info lora.BaseInfo
+		if a.Format == lora.FormatPEFT {
+			var err error
+			if info, err = r.srv.loraBaseInfo(ctx, res.Base, base.Info); err != nil {
+				return nil, err
+			}
 		}
 		ad, err := a.Weights(info)
 		if err != nil {

@@ -119,12 +119,18 @@ func (a *Adapter) readGGUF(info fs.FileInfo) error {
 	}
 	sort.Strings(stems)
 	rank := 0
+	a.ggufF32 = true
 	seen := map[[2]string]bool{}
 	for _, stem := range stems {
 		h := byStem[stem]
 		switch {
 		case h.b == nil:
 			return adapterErr(path, "tensor %s has no matching %s: %s", quoteTensor(h.a.Name), quoteTensor(stem+ggufSuffixB), ggufFix)
+		case h.a == nil:
+		default:
+			a.ggufF32 = a.ggufF32 && h.a.Type == gguf.TypeF32 && h.b.Type == gguf.TypeF32
+		}
+		switch {
 		case h.a == nil:
 			return adapterErr(path, "tensor %s has no matching %s: %s", quoteTensor(h.b.Name), quoteTensor(stem+ggufSuffixA), ggufFix)
 		}

@@ -106,6 +106,9 @@ func TestVariantsMergeLikeTheReference(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			if got, want := a.NativeAsIs(), v.gguf && v.a.GGUFType == gguf.TypeF32; got != want {
+				t.Errorf("NativeAsIs() = %v, want %v", got, want)
+			}
 			if blocker := a.NativeBlocker(); (blocker != "") != (len(v.a.ModulesToSave) > 0) {
 				t.Errorf("NativeBlocker() = %q with modules_to_save %v", blocker, v.a.ModulesToSave)
 			}
