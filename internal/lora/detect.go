@@ -150,7 +150,8 @@ func (a *Adapter) NativeBlocker() string {
 // NativeAsIs reports whether the adapter file can be an Ollama adapter
 // layer byte for byte: a GGUF LoRA in F32. llama.cpp multiplies a LoRA
 // tensor with the activations converted to that tensor's vec_dot type
-// (F16, BF16, or Q8_0 for a Q8_0 tensor), so an F16, BF16 or Q8_0 LoRA
+// (F16, BF16, or Q8_0 for a Q8_0 tensor: type_traits_cpu in ggml-cpu.c, as
+// vendored by Ollama 0.24.0), so an F16, BF16 or Q8_0 LoRA
 // computes its delta from rounded activations; measured on Ollama 0.24.0
 // that changed 1 to 14 of 24 greedy generations of the tiny test model.
 // Everything else (PEFT files, such GGUFs) is written out as an F32 GGUF
