@@ -201,5 +201,8 @@ func (c *Client) Fetch(ctx context.Context, r Request, dir string) (*Source, err
 			return nil, err
 		}
 	}
+	// Only now that the snapshot holds every file does the revision's name
+	// lead to it, so an offline fetch by that name finds them all.
+	c.recordRef(r.Repo, rev, commit)
 	return src, nil
 }

@@ -11,15 +11,15 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"time"
 )
 
 var (
-	sha256RE = regexp.MustCompile(`^[0-9a-f]{64}$`)
-	sha1RE   = regexp.MustCompile(`^[0-9a-f]{40}$`)
+	sha256RE       = regexp.MustCompile(`^[0-9a-f]{64}$`)
+	sha1RE         = regexp.MustCompile(`^[0-9a-f]{40}$`)
+	sha256OrSHA1RE = regexp.MustCompile(`^([0-9a-f]{40}|[0-9a-f]{64})$`)
 )
 
 // digest hashes a file as it streams, the way its ETag was made: an LFS
@@ -53,49 +53,151 @@ func newDigest(etag string, size int64) (*digest, error) {
 // maxAttempts bounds how often a download that breaks off is resumed.
 const maxAttempts = 4
 
-// Download fetches one file that Stat described into dst, atomically: the
-// bytes stream into a temp file beside dst while they are hashed, and only
-// a file of the right size and hash is renamed to dst. A connection that
-// drops is resumed with Range; a server that ignores Range (200 instead of
-// 206) starts the file over. Memory stays bounded by the copy buffer.
+// Download fetches one file that Stat described into dst, atomically, as a
+// plain file. With a cache (CacheDir), the bytes go into the cache's blob
+// first, as huggingface_hub would put them there (blobs/<etag>, linked
+// from snapshots/<commit>/<path>), and dst is copied from it; a cache that
+// cannot be written is skipped with a log line. Without one, they stream
+// into a temp file beside dst. Either way they are hashed as they arrive
+// and kept only if size and hash match. A connection that drops is resumed
+// with Range; a server that ignores Range (200 instead of 206) starts the
+// file over. Memory stays bounded by the copy buffer.
 func (c *Client) Download(ctx context.Context, repo, commit, path string, info FileInfo, dst string) error {
 	what := requestDesc{repo: repo, revision: commit, file: path}
-	d, err := newDigest(info.ETag, info.Size)
-	if err != nil {
+	if _, err := newDigest(info.ETag, info.Size); err != nil {
 		return fmt.Errorf("%s: %v", what, err)
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".part-*")
-	if err != nil {
-		return err
+	if rc := c.openCache(repo); rc != nil {
+		done, err := c.downloadToCache(ctx, rc, repo, commit, path, info, dst, what)
+		rc.close()
+		if done {
+			return err
+		}
 	}
-	defer func() {
-		tmp.Close()
-		os.Remove(tmp.Name()) // no-op after the rename
-	}()
+	d, _ := newDigest(info.ETag, info.Size)
+	return writeAtomic(dst, func(tmp *os.File) error {
+		return c.stream(ctx, repo, commit, path, info, tmp, 0, d, what)
+	})
+}
+
+// downloadToCache downloads into the cache's partial blob (resuming one
+// that a broken download left, by either client), renames it to the blob
+// once verified, links the snapshot to it, and copies it to dst. done is
+// false when the cache could not be used before any byte was fetched, or
+// could not be written while fetching: then the caller downloads directly.
+func (c *Client) downloadToCache(ctx context.Context, rc *repoCache, repo, commit, path string, info FileInfo, dst string, what requestDesc) (done bool, err error) {
+	log := c.logger()
+	p, have, err := rc.begin(info.ETag)
+	if err != nil {
+		log.Warn("hub cache cannot be written; downloading without it", "dir", c.CacheDir, "file", path, "err", err)
+		return false, nil
+	}
+	defer p.close()
+	for {
+		d, _ := newDigest(info.ETag, info.Size)
+		if have > info.Size {
+			have = 0 // not a prefix of this file: start over
+		}
+		if have > 0 {
+			// The bytes a broken download left count only once hashed.
+			if _, err := io.Copy(d, io.NewSectionReader(p.f, 0, have)); err != nil {
+				have = 0
+				d, _ = newDigest(info.ETag, info.Size)
+			}
+		}
+		if err := p.f.Truncate(have); err != nil {
+			log.Warn("hub cache cannot be written; downloading without it", "dir", c.CacheDir, "file", path, "err", err)
+			p.discard()
+			return false, nil
+		}
+		if _, err := p.f.Seek(have, io.SeekStart); err != nil {
+			p.discard()
+			return false, nil
+		}
+		err = c.stream(ctx, repo, commit, path, info, p.f, have, d, what)
+		var we *writeError
+		switch {
+		case err == nil:
+		case errors.Is(err, errHashMismatch) && have > 0:
+			// The partial was not a prefix of this file after all.
+			have = 0
+			continue
+		case errors.Is(err, errHashMismatch):
+			p.discard() // never a wrong blob, not even a partial one
+			return true, err
+		case errors.As(err, &we):
+			log.Warn("hub cache cannot be written; downloading without it", "dir", c.CacheDir, "file", path, "err", we.err)
+			p.discard()
+			return false, nil
+		default:
+			return true, err // the partial stays, to be resumed
+		}
+		break
+	}
+	if err := p.commit(); err != nil {
+		log.Warn("cannot keep a download in the hub cache", "dir", c.CacheDir, "file", path, "err", err)
+		p.discard()
+	} else if err := rc.link(commit, path, info.ETag); err != nil {
+		log.Warn("cannot link a cached file into its snapshot", "dir", c.CacheDir, "file", path, "err", err)
+	}
+	// The drop dir gets a plain file of its own, never a link (drop-dir
+	// readers refuse links, hard ones too): a copy from the open handle,
+	// which holds exactly the bytes that were hashed. Between two files
+	// of one filesystem io.Copy is copy_file_range, done in the kernel.
+	return true, writeAtomic(dst, func(tmp *os.File) error {
+		_, err := io.Copy(tmp, io.NewSectionReader(p.f, 0, info.Size))
+		return err
+	})
+}
+
+// writeError is a failure to write the local file, as opposed to one of
+// the download: a cache that fills up is skipped, a broken connection is
+// not.
+type writeError struct{ err error }
+
+func (e *writeError) Error() string { return e.err.Error() }
+
+// fileWriter tags the errors of writes to f as writeErrors.
+type fileWriter struct{ f *os.File }
+
+func (w fileWriter) Write(b []byte) (int, error) {
+	n, err := w.f.Write(b)
+	if err != nil {
+		err = &writeError{err}
+	}
+	return n, err
+}
+
+// stream downloads the file into f, which holds its first got bytes
+// already (hashed into d), and checks the whole against info: size, then
+// hash. A size or hash mismatch is an error wrapping errHashMismatch.
+func (c *Client) stream(ctx context.Context, repo, commit, path string, info FileInfo, f *os.File, got int64, d *digest, what requestDesc) error {
 	u := info.Location
 	if u == "" {
 		u = c.resolveURL(repo, commit, path)
 	}
-	var got int64
-	for attempt := 1; ; attempt++ {
-		var w io.Writer = tmp
+	// A partial that is whole already (a crash before the rename) needs
+	// no request: a Range past the end would be refused.
+	for attempt := 1; got < info.Size; attempt++ {
+		var w io.Writer = fileWriter{f}
 		if c.Progress != nil {
-			w = &progressWriter{w: tmp, done: got, total: info.Size, report: func(n, total int64) { c.Progress(path, n, total) }}
+			w = &progressWriter{w: w, done: got, total: info.Size, report: func(n, total int64) { c.Progress(path, n, total) }}
 		}
-		n, restart, err := c.fetchRange(ctx, u, got, info.Size, w, tmp, d, what)
+		n, restart, err := c.fetchRange(ctx, u, got, info.Size, w, f, d, what)
 		if restart {
 			got = 0 // the server sent the whole file again
 		}
 		got += n
 		var se *StatusError
-		if errors.As(err, &se) || ctx.Err() != nil {
+		var we *writeError
+		if errors.As(err, &se) || errors.As(err, &we) || ctx.Err() != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
 			return err
 		}
 		if got > info.Size {
-			return fmt.Errorf("%s: the server sent more than the %d bytes the hub announced; nothing was kept", what, info.Size)
+			return fmt.Errorf("%s: the server sent more than the %d bytes the hub announced; nothing was kept: %w", what, info.Size, errHashMismatch)
 		}
 		if got == info.Size {
 			break
@@ -114,19 +216,9 @@ func (c *Client) Download(ctx context.Context, repo, commit, path string, info F
 		}
 	}
 	if sum := hex.EncodeToString(d.Sum(nil)); sum != info.ETag {
-		return fmt.Errorf("%s: %s is %s but the hub says %s; the bytes are corrupt or were changed, nothing was kept", what, d.kind, sum, info.ETag)
+		return fmt.Errorf("%s: %s is %s but the hub says %s; the bytes are corrupt or were changed, nothing was kept: %w", what, d.kind, sum, info.ETag, errHashMismatch)
 	}
-	// Readable by the daemon's user, which may not be the one fetching.
-	if err := tmp.Chmod(0o644); err != nil {
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), dst)
+	return nil
 }
 
 // fetchRange GETs u from byte offset on and appends the body to f and d.
@@ -154,10 +246,10 @@ func (c *Client) fetchRange(ctx context.Context, u string, offset, size int64, w
 		if offset > 0 {
 			restart = true
 			if err := f.Truncate(0); err != nil {
-				return 0, false, err
+				return 0, false, &writeError{err}
 			}
 			if _, err := f.Seek(0, io.SeekStart); err != nil {
-				return 0, false, err
+				return 0, false, &writeError{err}
 			}
 			d.reset()
 		}

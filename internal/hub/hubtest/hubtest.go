@@ -62,6 +62,7 @@ type Server struct {
 	cdnAuth   []string         // Authorization headers the CDN received
 	cdnHits   int
 	treePages int
+	served    int64 // bytes of file content sent, by the hub and the CDN
 	commitN   int
 }
 
@@ -164,6 +165,14 @@ func (s *Server) Gets(repo, file string) int {
 	return s.gets[repo+"/"+file]
 }
 
+// BytesServed is how many bytes of file content the hub and the CDN have
+// sent so far (bodies of GETs of the files, not listings or headers).
+func (s *Server) BytesServed() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.served
+}
+
 // TreePages is how many tree listing pages were served.
 func (s *Server) TreePages() int {
 	s.mu.Lock()
@@ -259,6 +268,8 @@ func (s *Server) serveHub(w http.ResponseWriter, r *http.Request) {
 		s.serveRevision(w, r, p[2]+"/"+p[3], strings.Join(p[5:], "/"))
 	case len(p) >= 6 && p[0] == "api" && p[1] == "models" && p[4] == "tree" && r.Method == http.MethodGet:
 		s.serveTree(w, r, p[2]+"/"+p[3], p[5], strings.Join(p[6:], "/"))
+	case len(p) >= 5 && p[0] == "api" && p[1] == "models" && p[4] == "paths-info" && r.Method == http.MethodPost:
+		s.servePathsInfo(w, r, p[2]+"/"+p[3], strings.Join(p[5:], "/"))
 	case len(p) >= 5 && p[2] == "resolve" && (r.Method == http.MethodGet || r.Method == http.MethodHead):
 		s.serveResolve(w, r, p[0]+"/"+p[1], p[3], strings.Join(p[4:], "/"))
 	default:
@@ -361,6 +372,56 @@ func (s *Server) serveTree(w http.ResponseWriter, r *http.Request, name, rev, di
 	json.NewEncoder(w).Encode(entries[start:end])
 }
 
+// servePathsInfo answers POST /api/models/{repo}/paths-info/{rev}, which
+// the JS client's downloadFileToCacheDir asks for a file's etag and last
+// commit: {"paths": [...], "expand": bool} in, one entry per path found
+// out.
+func (s *Server) servePathsInfo(w http.ResponseWriter, r *http.Request, name, rev string) {
+	repo, ok := s.access(w, r, name, false)
+	if !ok {
+		return
+	}
+	commit, files, ok := s.resolveRev(w, repo, rev)
+	if !ok {
+		return
+	}
+	var req struct {
+		Paths  []string `json:"paths"`
+		Expand bool     `json:"expand"`
+	}
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&req); err != nil {
+		hubError(w, http.StatusBadRequest, "", "bad paths-info request: "+err.Error())
+		return
+	}
+	type lastCommit struct {
+		ID    string `json:"id"`
+		Title string `json:"title"`
+		Date  string `json:"date"`
+	}
+	type entry struct {
+		treeEntry
+		LastCommit *lastCommit `json:"lastCommit,omitempty"`
+	}
+	out := []entry{}
+	for _, p := range req.Paths {
+		b, ok := files[p]
+		if !ok {
+			continue
+		}
+		e := entry{treeEntry: treeEntry{Type: "file", Oid: GitBlobSHA1(b), Size: int64(len(b)), Path: p}}
+		if s.isLFS(b) {
+			e.Oid = GitBlobSHA1(pointer(b))
+			e.LFS = &lfsInfo{Oid: SHA256(b), Size: int64(len(b)), PointerSize: len(pointer(b))}
+		}
+		if req.Expand {
+			e.LastCommit = &lastCommit{ID: commit, Title: "fake commit", Date: "2026-01-01T00:00:00.000Z"}
+		}
+		out = append(out, e)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(out)
+}
+
 // pointer is the git-lfs pointer file that stands in the repo for b.
 func pointer(b []byte) []byte {
 	return []byte(fmt.Sprintf("version https://git-lfs.github.com/spec/v1\noid sha256:%s\nsize %d\n", SHA256(b), len(b)))
@@ -439,6 +500,7 @@ func (s *Server) serveBytes(w http.ResponseWriter, r *http.Request, key string, 
 		w.Header().Set("Content-Length", strconv.Itoa(len(b)))
 		return
 	}
+	w = &countingWriter{ResponseWriter: w, s: s}
 	s.mu.Lock()
 	fault := s.faults[key]
 	s.gets[key]++
@@ -461,3 +523,19 @@ func (s *Server) serveBytes(w http.ResponseWriter, r *http.Request, key string, 
 	}
 	http.ServeContent(w, r, path.Base(key), time.Time{}, bytes.NewReader(b))
 }
+
+// countingWriter adds the body bytes it passes on to the server's count.
+type countingWriter struct {
+	http.ResponseWriter
+	s *Server
+}
+
+func (c *countingWriter) Write(b []byte) (int, error) {
+	n, err := c.ResponseWriter.Write(b)
+	c.s.mu.Lock()
+	c.s.served += int64(n)
+	c.s.mu.Unlock()
+	return n, err
+}
+
+func (c *countingWriter) Flush() { c.ResponseWriter.(http.Flusher).Flush() }
