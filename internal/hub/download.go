@@ -144,10 +144,7 @@ func (c *Client) downloadToCache(ctx context.Context, rc *repoCache, repo, commi
 	// readers refuse links, hard ones too): a copy from the open handle,
 	// which holds exactly the bytes that were hashed. Between two files
 	// of one filesystem io.Copy is copy_file_range, done in the kernel.
-	return true, writeAtomic(dst, func(tmp *os.File) error {
-		_, err := io.Copy(tmp, io.NewSectionReader(p.f, 0, info.Size))
-		return err
-	})
+	return true, writeAtomic(dst, func(tmp *os.File) error { return copyFile(tmp, p.f, info.Size) })
 }
 
 // writeError is a failure to write the local file, as opposed to one of
@@ -158,7 +155,7 @@ type writeError struct{ err error }
 func (e *writeError) Error() string { return e.err.Error() }
 
 // fileWriter tags the errors of writes to f as writeErrors.
-type fileWriter struct{ f *os.File }
+type fileWriter struct{ f io.Writer }
 
 func (w fileWriter) Write(b []byte) (int, error) {
 	n, err := w.f.Write(b)
@@ -179,7 +176,7 @@ func (c *Client) stream(ctx context.Context, repo, commit, path string, info Fil
 	// A partial that is whole already (a crash before the rename) needs
 	// no request: a Range past the end would be refused.
 	for attempt := 1; got < info.Size; attempt++ {
-		var w io.Writer = fileWriter{f}
+		var w io.Writer = fileWriter{&flushingFile{f: f}}
 		if c.Progress != nil {
 			w = &progressWriter{w: w, done: got, total: info.Size, report: func(n, total int64) { c.Progress(path, n, total) }}
 		}
@@ -262,7 +259,7 @@ func (c *Client) fetchRange(ctx context.Context, u string, offset, size int64, w
 	if pw, ok := w.(*progressWriter); ok && restart {
 		pw.done = 0
 	}
-	n, err := io.Copy(io.MultiWriter(w, d), io.LimitReader(resp.Body, size-offset+1))
+	n, err := copyHashed(w, d, io.LimitReader(resp.Body, size-offset+1))
 	return n, restart, err
 }
 
