@@ -25,8 +25,8 @@ import (
 // 1.1), and the bytes the hub served for a second fetch with the filled
 // cache (must be 0). Two more references, in the same rounds: curl piped
 // through openssl dgst -sha256 (a download that is verified, as adapterd's
-// is), and
-// adapterd without a cache (one copy of the bytes, one fsync, not two).
+// is), and adapterd without a cache (one copy of the bytes, one fsync, not
+// two).
 //
 //	go test -run '^$' -bench BenchmarkFetchVsCurl -benchtime 1x ./internal/hub/
 func BenchmarkFetchVsCurl(b *testing.B) {

@@ -69,28 +69,14 @@ func copyHashed(w io.Writer, h hash.Hash, src io.Reader) (int64, error) {
 	return n, err
 }
 
-// flushingFile is a file being written that starts the kernel's writeback
-// of what was written after each writebackStep.
-type flushingFile struct {
-	f     *os.File
-	since int64
-}
-
-func (w *flushingFile) Write(b []byte) (int, error) {
-	n, err := w.f.Write(b)
-	w.since += int64(n)
-	if w.since >= writebackStep {
-		startWriteback(w.f)
-		w.since = 0
-	}
-	return n, err
-}
-
-// copyFile copies size bytes of src from its start to dst: in the kernel
-// (copy_file_range) where both are files of one filesystem, in steps that
-// start each step's writeback.
+// copyFile copies the first size bytes of src to the start of dst, leaving
+// both files' offsets at size: in the kernel (copy_file_range) where both are files of
+// one filesystem, in steps that start each step's writeback.
 func copyFile(dst, src *os.File, size int64) error {
 	if _, err := src.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	if _, err := dst.Seek(0, io.SeekStart); err != nil {
 		return err
 	}
 	var off int64

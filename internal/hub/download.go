@@ -54,121 +54,137 @@ func newDigest(etag string, size int64) (*digest, error) {
 const maxAttempts = 4
 
 // Download fetches one file that Stat described into dst, atomically, as a
-// plain file. With a cache (CacheDir), the bytes go into the cache's blob
-// first, as huggingface_hub would put them there (blobs/<etag>, linked
-// from snapshots/<commit>/<path>), and dst is copied from it; a cache that
-// cannot be written is skipped with a log line. Without one, they stream
-// into a temp file beside dst. Either way they are hashed as they arrive
-// and kept only if size and hash match. A connection that drops is resumed
-// with Range; a server that ignores Range (200 instead of 206) starts the
-// file over. Memory stays bounded by the copy buffer.
+// plain file. With a cache (CacheDir), the bytes also go into the cache's
+// blob, as huggingface_hub would put them there (blobs/<etag>, linked from
+// snapshots/<commit>/<path>); a cache that cannot be written is skipped
+// with a log line. The bytes are hashed as they arrive, and kept only if
+// size and hash match. A connection that drops is resumed with Range; a
+// server that ignores Range (200 instead of 206) starts the file over.
+// Memory stays bounded by the copy buffers.
 func (c *Client) Download(ctx context.Context, repo, commit, path string, info FileInfo, dst string) error {
 	what := requestDesc{repo: repo, revision: commit, file: path}
 	if _, err := newDigest(info.ETag, info.Size); err != nil {
 		return fmt.Errorf("%s: %v", what, err)
 	}
 	if rc := c.openCache(repo); rc != nil {
-		done, err := c.downloadToCache(ctx, rc, repo, commit, path, info, dst, what)
+		err := c.downloadToCache(ctx, rc, repo, commit, path, info, dst, what)
 		rc.close()
-		if done {
+		if !errors.Is(err, errSkipCache) {
 			return err
 		}
 	}
 	d, _ := newDigest(info.ETag, info.Size)
 	return writeAtomic(dst, func(tmp *os.File) error {
-		return c.stream(ctx, repo, commit, path, info, tmp, 0, d, what)
+		return c.stream(ctx, repo, commit, path, info, 0, d, what, tmp)
 	})
 }
 
+// errSkipCache: the cache could not be written; download without it.
+var errSkipCache = errors.New("hub cache skipped")
+
 // downloadToCache downloads into the cache's partial blob (resuming one
-// that a broken download left, by either client), renames it to the blob
-// once verified, links the snapshot to it, and copies it to dst. done is
-// false when the cache could not be used before any byte was fetched, or
-// could not be written while fetching: then the caller downloads directly.
-func (c *Client) downloadToCache(ctx context.Context, rc *repoCache, repo, commit, path string, info FileInfo, dst string, what requestDesc) (done bool, err error) {
+// that a broken download left, by either client) and into dst's temp file
+// at once, so the second copy costs no time of its own; the blob is renamed
+// into place once verified and synced, and linked from the snapshot.
+// errSkipCache means the cache could not be used, before any byte was
+// fetched or while writing it: then the caller downloads directly.
+func (c *Client) downloadToCache(ctx context.Context, rc *repoCache, repo, commit, path string, info FileInfo, dst string, what requestDesc) error {
 	log := c.logger()
 	p, have, err := rc.begin(info.ETag)
 	if err != nil {
 		log.Warn("hub cache cannot be written; downloading without it", "dir", c.CacheDir, "file", path, "err", err)
-		return false, nil
+		return errSkipCache
 	}
 	defer p.close()
-	for {
-		d, _ := newDigest(info.ETag, info.Size)
-		if have > info.Size {
-			have = 0 // not a prefix of this file: start over
-		}
-		if have > 0 {
-			// The bytes a broken download left count only once hashed.
-			if _, err := io.Copy(d, io.NewSectionReader(p.f, 0, have)); err != nil {
-				have = 0
-				d, _ = newDigest(info.ETag, info.Size)
+	return writeAtomic(dst, func(tmp *os.File) error {
+		for {
+			d, _ := newDigest(info.ETag, info.Size)
+			if have > info.Size {
+				have = 0 // not a prefix of this file: start over
 			}
+			if have > 0 {
+				// The bytes a broken download left count only once hashed.
+				if _, err := io.Copy(d, io.NewSectionReader(p.f, 0, have)); err != nil {
+					have = 0
+					d, _ = newDigest(info.ETag, info.Size)
+				}
+			}
+			if err := p.f.Truncate(have); err != nil {
+				log.Warn("hub cache cannot be written; downloading without it", "dir", c.CacheDir, "file", path, "err", err)
+				p.discard()
+				return errSkipCache
+			}
+			if err := tmp.Truncate(0); err != nil {
+				return err
+			}
+			if err := copyFile(tmp, p.f, have); err != nil { // leaves both at have
+				return err
+			}
+			err := c.stream(ctx, repo, commit, path, info, have, d, what, p.f, tmp)
+			var we *writeError
+			switch {
+			case err == nil:
+			case errors.Is(err, errHashMismatch) && have > 0:
+				// The partial was not a prefix of this file after all.
+				have = 0
+				continue
+			case errors.Is(err, errHashMismatch):
+				p.discard() // never a wrong blob, not even a partial one
+				return err
+			case errors.As(err, &we) && we.f == p.f:
+				log.Warn("hub cache cannot be written; downloading without it", "dir", c.CacheDir, "file", path, "err", we.err)
+				p.discard()
+				return errSkipCache
+			default:
+				return err // the partial stays, to be resumed
+			}
+			break
 		}
-		if err := p.f.Truncate(have); err != nil {
-			log.Warn("hub cache cannot be written; downloading without it", "dir", c.CacheDir, "file", path, "err", err)
+		if err := p.commit(); err != nil {
+			log.Warn("cannot keep a download in the hub cache", "dir", c.CacheDir, "file", path, "err", err)
 			p.discard()
-			return false, nil
+		} else if err := rc.link(commit, path, info.ETag); err != nil {
+			log.Warn("cannot link a cached file into its snapshot", "dir", c.CacheDir, "file", path, "err", err)
 		}
-		if _, err := p.f.Seek(have, io.SeekStart); err != nil {
-			p.discard()
-			return false, nil
-		}
-		err = c.stream(ctx, repo, commit, path, info, p.f, have, d, what)
-		var we *writeError
-		switch {
-		case err == nil:
-		case errors.Is(err, errHashMismatch) && have > 0:
-			// The partial was not a prefix of this file after all.
-			have = 0
-			continue
-		case errors.Is(err, errHashMismatch):
-			p.discard() // never a wrong blob, not even a partial one
-			return true, err
-		case errors.As(err, &we):
-			log.Warn("hub cache cannot be written; downloading without it", "dir", c.CacheDir, "file", path, "err", we.err)
-			p.discard()
-			return false, nil
-		default:
-			return true, err // the partial stays, to be resumed
-		}
-		break
-	}
-	if err := p.commit(); err != nil {
-		log.Warn("cannot keep a download in the hub cache", "dir", c.CacheDir, "file", path, "err", err)
-		p.discard()
-	} else if err := rc.link(commit, path, info.ETag); err != nil {
-		log.Warn("cannot link a cached file into its snapshot", "dir", c.CacheDir, "file", path, "err", err)
-	}
-	// The drop dir gets a plain file of its own, never a link (drop-dir
-	// readers refuse links, hard ones too): a copy from the open handle,
-	// which holds exactly the bytes that were hashed. Between two files
-	// of one filesystem io.Copy is copy_file_range, done in the kernel.
-	return true, writeAtomic(dst, func(tmp *os.File) error { return copyFile(tmp, p.f, info.Size) })
+		return nil
+	})
 }
 
-// writeError is a failure to write the local file, as opposed to one of
-// the download: a cache that fills up is skipped, a broken connection is
-// not.
-type writeError struct{ err error }
+// writeError is a failure to write a local file, as opposed to one of the
+// download: a cache that fills up is skipped, a broken connection is not.
+type writeError struct {
+	f   *os.File
+	err error
+}
 
 func (e *writeError) Error() string { return e.err.Error() }
 
-// fileWriter tags the errors of writes to f as writeErrors.
-type fileWriter struct{ f io.Writer }
+// fileWriter writes to f, starting the kernel's writeback after each
+// writebackStep, so the fsync before the rename finds little left to do;
+// its errors are writeErrors naming f.
+type fileWriter struct {
+	f     *os.File
+	since int64
+}
 
-func (w fileWriter) Write(b []byte) (int, error) {
+func (w *fileWriter) Write(b []byte) (int, error) {
 	n, err := w.f.Write(b)
+	w.since += int64(n)
+	if w.since >= writebackStep {
+		startWriteback(w.f)
+		w.since = 0
+	}
 	if err != nil {
-		err = &writeError{err}
+		err = &writeError{w.f, err}
 	}
 	return n, err
 }
 
-// stream downloads the file into f, which holds its first got bytes
-// already (hashed into d), and checks the whole against info: size, then
-// hash. A size or hash mismatch is an error wrapping errHashMismatch.
-func (c *Client) stream(ctx context.Context, repo, commit, path string, info FileInfo, f *os.File, got int64, d *digest, what requestDesc) error {
+// stream downloads the file into files (each the same bytes), which hold
+// its first got bytes already (hashed into d), and checks the whole against
+// info: size, then hash. A size or hash mismatch is an error wrapping
+// errHashMismatch.
+func (c *Client) stream(ctx context.Context, repo, commit, path string, info FileInfo, got int64, d *digest, what requestDesc, files ...*os.File) error {
 	u := info.Location
 	if u == "" {
 		u = c.resolveURL(repo, commit, path)
@@ -176,11 +192,15 @@ func (c *Client) stream(ctx context.Context, repo, commit, path string, info Fil
 	// A partial that is whole already (a crash before the rename) needs
 	// no request: a Range past the end would be refused.
 	for attempt := 1; got < info.Size; attempt++ {
-		var w io.Writer = fileWriter{&flushingFile{f: f}}
+		ws := make([]io.Writer, len(files))
+		for i, f := range files {
+			ws[i] = &fileWriter{f: f}
+		}
+		w := io.MultiWriter(ws...)
 		if c.Progress != nil {
 			w = &progressWriter{w: w, done: got, total: info.Size, report: func(n, total int64) { c.Progress(path, n, total) }}
 		}
-		n, restart, err := c.fetchRange(ctx, u, got, info.Size, w, f, d, what)
+		n, restart, err := c.fetchRange(ctx, u, got, info.Size, w, files, d, what)
 		if restart {
 			got = 0 // the server sent the whole file again
 		}
@@ -218,11 +238,12 @@ func (c *Client) stream(ctx context.Context, repo, commit, path string, info Fil
 	return nil
 }
 
-// fetchRange GETs u from byte offset on and appends the body to f and d.
+// fetchRange GETs u from byte offset on and appends the body to w (files)
+// and d.
 // It reads at most one byte past what is missing of size, to notice a
 // server that sends too much. It reports the bytes written and whether the
 // server restarted the file (then f and d were reset first).
-func (c *Client) fetchRange(ctx context.Context, u string, offset, size int64, w io.Writer, f *os.File, d *digest, what requestDesc) (int64, bool, error) {
+func (c *Client) fetchRange(ctx context.Context, u string, offset, size int64, w io.Writer, files []*os.File, d *digest, what requestDesc) (int64, bool, error) {
 	req, err := c.newRequest(ctx, http.MethodGet, u)
 	if err != nil {
 		return 0, false, err
@@ -242,11 +263,13 @@ func (c *Client) fetchRange(ctx context.Context, u string, offset, size int64, w
 	case resp.StatusCode == http.StatusOK:
 		if offset > 0 {
 			restart = true
-			if err := f.Truncate(0); err != nil {
-				return 0, false, &writeError{err}
-			}
-			if _, err := f.Seek(0, io.SeekStart); err != nil {
-				return 0, false, &writeError{err}
+			for _, f := range files {
+				if err := f.Truncate(0); err != nil {
+					return 0, false, &writeError{f, err}
+				}
+				if _, err := f.Seek(0, io.SeekStart); err != nil {
+					return 0, false, &writeError{f, err}
+				}
 			}
 			d.reset()
 		}

@@ -63,7 +63,7 @@ type Server struct {
 	cdnAuth   []string         // Authorization headers the CDN received
 	cdnHits   int
 	treePages int
-	served    int64 // bytes of file content sent, by the hub and the CDN
+	served    int64                 // bytes of file content sent, by the hub and the CDN
 	sums      map[[2]uintptr]string // sliceID -> SHA256 of committed files
 	commitN   int
 }
