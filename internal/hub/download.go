@@ -196,11 +196,10 @@ func (c *Client) stream(ctx context.Context, repo, commit, path string, info Fil
 		for i, f := range files {
 			ws[i] = &fileWriter{f: f}
 		}
-		w := io.MultiWriter(ws...)
 		if c.Progress != nil {
-			w = &progressWriter{w: w, done: got, total: info.Size, report: func(n, total int64) { c.Progress(path, n, total) }}
+			ws[0] = &progressWriter{w: ws[0], done: got, total: info.Size, report: func(n, total int64) { c.Progress(path, n, total) }}
 		}
-		n, restart, err := c.fetchRange(ctx, u, got, info.Size, w, files, d, what)
+		n, restart, err := c.fetchRange(ctx, u, got, info.Size, ws, files, d, what)
 		if restart {
 			got = 0 // the server sent the whole file again
 		}
@@ -238,12 +237,12 @@ func (c *Client) stream(ctx context.Context, repo, commit, path string, info Fil
 	return nil
 }
 
-// fetchRange GETs u from byte offset on and appends the body to w (files)
-// and d.
+// fetchRange GETs u from byte offset on and appends the body to each of ws
+// (writing files) and to d.
 // It reads at most one byte past what is missing of size, to notice a
 // server that sends too much. It reports the bytes written and whether the
 // server restarted the file (then f and d were reset first).
-func (c *Client) fetchRange(ctx context.Context, u string, offset, size int64, w io.Writer, files []*os.File, d *digest, what requestDesc) (int64, bool, error) {
+func (c *Client) fetchRange(ctx context.Context, u string, offset, size int64, ws []io.Writer, files []*os.File, d *digest, what requestDesc) (int64, bool, error) {
 	req, err := c.newRequest(ctx, http.MethodGet, u)
 	if err != nil {
 		return 0, false, err
@@ -279,10 +278,10 @@ func (c *Client) fetchRange(ctx context.Context, u string, offset, size int64, w
 	if restart {
 		offset = 0
 	}
-	if pw, ok := w.(*progressWriter); ok && restart {
+	if pw, ok := ws[0].(*progressWriter); ok && restart {
 		pw.done = 0
 	}
-	n, err := copyHashed(w, d, io.LimitReader(resp.Body, size-offset+1))
+	n, err := copyHashed(d, io.LimitReader(resp.Body, size-offset+1), ws...)
 	return n, restart, err
 }
 
