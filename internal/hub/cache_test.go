@@ -316,3 +316,43 @@ func TestLinksPlantedInASharedCacheLeadNoWriteOutside(t *testing.T) {
 		}
 	})
 }
+
+// TestBlobLockedByAnotherClientIsDownloadedBesideTheCache holds the lock
+// huggingface_hub takes while it downloads a blob (an flock on
+// .locks/models--org--name/<etag>.lock): adapterd neither waits for it nor
+// touches that blob's partial, and still fetches the file.
+func TestBlobLockedByAnotherClientIsDownloadedBesideTheCache(t *testing.T) {
+	s := hubtest.New(t)
+	files := peftFiles(t, 28)
+	weights := files["adapter_model.safetensors"]
+	s.Commit("org/locked", "main", files)
+	cache := t.TempDir()
+	locks := filepath.Join(cache, ".locks", "models--org--locked")
+	os.MkdirAll(locks, 0o755)
+	lock, err := os.Create(filepath.Join(locks, hubtest.SHA256(weights)+".lock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	blobs := filepath.Join(cache, "models--org--locked", "blobs")
+	os.MkdirAll(blobs, 0o755)
+	theirs := []byte("the other client's partial download")
+	os.WriteFile(filepath.Join(blobs, hubtest.SHA256(weights)+".incomplete"), theirs, 0o644)
+
+	dir := t.TempDir()
+	if _, err := cachedClient(s, cache).Fetch(context.Background(), hub.Request{Repo: "org/locked"}, dir); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(filepath.Join(dir, "adapter_model.safetensors")); !bytes.Equal(got, weights) {
+		t.Error("the weights differ from the hub's")
+	}
+	if got, _ := os.ReadFile(filepath.Join(blobs, hubtest.SHA256(weights)+".incomplete")); !bytes.Equal(got, theirs) {
+		t.Errorf("the locked partial was touched: %q", got)
+	}
+	if _, err := os.Stat(filepath.Join(blobs, hubtest.SHA256(weights))); err == nil {
+		t.Error("a blob was written under another client's lock")
+	}
+}

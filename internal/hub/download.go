@@ -91,6 +91,10 @@ var errSkipCache = errors.New("hub cache skipped")
 func (c *Client) downloadToCache(ctx context.Context, rc *repoCache, repo, commit, path string, info FileInfo, dst string, what requestDesc) error {
 	log := c.logger()
 	p, have, err := rc.begin(info.ETag)
+	if errors.Is(err, errBusy) {
+		log.Info("another process is downloading this file into the hub cache; downloading without it", "dir", c.CacheDir, "file", path)
+		return errSkipCache
+	}
 	if err != nil {
 		log.Warn("hub cache cannot be written; downloading without it", "dir", c.CacheDir, "file", path, "err", err)
 		return errSkipCache
