@@ -31,11 +31,13 @@ type Metrics struct {
 	serverInfo  *prometheus.GaugeVec
 	serverInfoM sync.Mutex
 
-	sourceListed *prometheus.GaugeVec
-	sourceUp     *prometheus.GaugeVec
-	sourceErrs   *prometheus.CounterVec
-	sourceBytes  *prometheus.CounterVec
-	sourceDirs   *prometheus.GaugeVec
+	sourceListed  *prometheus.GaugeVec
+	sourceUp      *prometheus.GaugeVec
+	sourceErrs    *prometheus.CounterVec
+	sourceBytes   *prometheus.CounterVec
+	sourceDirs    *prometheus.GaugeVec
+	sourceCommit  *prometheus.GaugeVec
+	sourceCommitM sync.Mutex // DeletePartialMatch and Set as one step
 }
 
 // NewRegistry returns a registry with the Go runtime and process
@@ -109,10 +111,14 @@ func New(reg prometheus.Registerer, states func() map[status.State]int) *Metrics
 			Name: "adapterd_source_folders",
 			Help: "Folders a source has mirrored into the drop directory.",
 		}, []string{"source"}),
+		sourceCommit: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "adapterd_source_commit_info",
+			Help: "The commit a hub source's revision resolved to at its last good check; always 1.",
+		}, []string{"source", "commit"}),
 	}
 	reg.MustRegister(
 		m.ingests, m.ingestTime, m.uploaded, m.hashed, m.ollamaErrs, m.lastResync, m.serverInfo, m.held,
-		m.sourceListed, m.sourceUp, m.sourceErrs, m.sourceBytes, m.sourceDirs,
+		m.sourceListed, m.sourceUp, m.sourceErrs, m.sourceBytes, m.sourceDirs, m.sourceCommit,
 		stateCollector{states: states, desc: prometheus.NewDesc(
 			"adapterd_adapters",
 			"Adapter folders by state.",
@@ -220,6 +226,18 @@ func (m *Metrics) SourceDownloaded(source string, n int64) {
 	m.sourceBytes.WithLabelValues(source).Add(float64(n))
 }
 
+// SourceCommit records the commit a hub source resolved to, replacing the
+// one before.
+func (m *Metrics) SourceCommit(source, commit string) {
+	if m == nil {
+		return
+	}
+	m.sourceCommitM.Lock()
+	defer m.sourceCommitM.Unlock()
+	m.sourceCommit.DeletePartialMatch(prometheus.Labels{"source": source})
+	m.sourceCommit.WithLabelValues(source, commit).Set(1)
+}
+
 // SourceForget drops a source's series, after it left the config.
 func (m *Metrics) SourceForget(source string) {
 	if m == nil {
@@ -228,6 +246,7 @@ func (m *Metrics) SourceForget(source string) {
 	for _, v := range []interface{ DeleteLabelValues(...string) bool }{m.sourceListed, m.sourceUp, m.sourceErrs, m.sourceBytes, m.sourceDirs} {
 		v.DeleteLabelValues(source)
 	}
+	m.sourceCommit.DeletePartialMatch(prometheus.Labels{"source": source})
 }
 
 // stateCollector asks for the counts at scrape time rather than keeping a

@@ -23,4 +23,4 @@
 //   - Bytes are expensive: an object whose size and ETag match what was
 //     mirrored is copied from the local folder, never downloaded again, and
 //     the state file keeps that knowledge across restarts.
-package s3source
+package mirror

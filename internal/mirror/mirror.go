@@ -1,16 +1,12 @@
-package s3source
+package mirror
 
 import (
 	"context"
-	"crypto/md5"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -18,17 +14,13 @@ import (
 	"sync"
 	"time"
 
-	"github.com/minio/minio-go/v7"
-	"github.com/minio/minio-go/v7/pkg/credentials"
-
-	"github.com/adapterd/adapterd/internal/layout"
 	"github.com/adapterd/adapterd/internal/metrics"
 	"github.com/adapterd/adapterd/internal/spec"
 )
 
 // Options configures one mirror.
 type Options struct {
-	Source    spec.Source // Kind must be spec.SourceS3
+	Source    spec.Source
 	DropDir   string
 	StateDir  string
 	ReadyFile string
@@ -37,17 +29,26 @@ type Options struct {
 	// Transport, if set, carries every S3 request; tests count requests
 	// with it. nil uses minio-go's default.
 	Transport http.RoundTripper
+	// Getenv reads the hub's settings (HF_ENDPOINT, HF_TOKEN,
+	// HF_HUB_CACHE, ...); nil is os.Getenv.
+	Getenv func(string) string
 }
 
 // SourceStatus is what status and /v1/sources show of one source.
 type SourceStatus struct {
 	Source string `json:"source"`
-	// LastListing is the time of the last listing that succeeded; zero
-	// before the first.
-	LastListing time.Time `json:"last_listing,omitzero"`
-	// Error is the last poll's problem: the listing failed, an empty
-	// listing held removals, or a folder could not be mirrored. "" when
-	// the last poll did everything it had to.
+	Kind   string `json:"kind"` // s3 or hub
+	// LastCheck is the time of the last check of the source that
+	// answered: an S3 listing, or a hub revision resolved to its commit.
+	// Zero before the first.
+	LastCheck time.Time `json:"last_check,omitzero"`
+	// Commit is the commit the hub revision resolved to at the last good
+	// check (hub sources only).
+	Commit string `json:"commit,omitempty"`
+	// Error is the last poll's problem: the check failed, an empty
+	// listing held removals, a removal waits for a second look, or a
+	// folder could not be mirrored. "" when the last poll did everything
+	// it had to.
 	Error string `json:"error,omitempty"`
 	// Folders is how many folders this source has mirrored.
 	Folders int `json:"folders"`
@@ -56,88 +57,105 @@ type SourceStatus struct {
 	Waiting []string `json:"waiting,omitempty"`
 }
 
-// Mirror mirrors one S3 source into the drop directory.
+// remote is one protocol's side of a mirror: what the source offers now,
+// and how one folder's files get into a directory. Everything else
+// (ownership, the swap into place, removal, the guards, status) is the
+// Mirror's, the same for every protocol.
+type remote interface {
+	// check asks the source what it offers, by key. Its errors are one
+	// line that names the source and what to do; a *goneError is the
+	// source saying the thing was deleted, any other error an outage.
+	check(ctx context.Context) (map[string]offer, error)
+	// fetch writes the folder's files into dir. reuse copies a file from
+	// the folder in place when the record says it is unchanged and reports
+	// whether it did. It returns the files as fetched (the next fetch's
+	// record) and the bytes downloaded.
+	fetch(ctx context.Context, key string, f offer, dir string, reuse func(name string, obj object) bool) (map[string]object, int64, error)
+	// access fingerprints the endpoint and credentials, for gone answers;
+	// "" when the protocol has none.
+	access() string
+}
+
+// goneError is a source's answer that the thing it mirrors was deleted.
+type goneError struct{ err error }
+
+func (e *goneError) Error() string { return e.err.Error() }
+func (e *goneError) Unwrap() error { return e.err }
+
+// kind is what differs between protocols outside the remote itself.
+type kind struct {
+	label  string // "s3 source" or "hub source", for messages
+	tag    string // in the dot-names of the mirror's temporary folders
+	policy policy
+}
+
+// Mirror mirrors one source into the drop directory.
 type Mirror struct {
 	o         Options
-	s3        *spec.S3Source
+	r         remote
+	k         kind
 	name      string
-	client    *minio.Client
+	label     string // "s3 source s3://b/p/", for messages
 	statePath string
 	log       *slog.Logger
 
 	// Only Poll touches these; Poll runs on one goroutine at a time.
-	st   *state
-	last map[string]map[string]object // each key's relevant objects at the last poll
+	st     *state
+	last   map[string]string // each key's version at the last poll
+	absent map[string]int    // owned keys missing from the answer, and for how many polls
 
 	mu     sync.Mutex
 	status SourceStatus
 }
 
-// Credentials is the chain every S3 source uses, in order: the AWS
-// environment variables; the shared config and credentials files
-// (AWS_PROFILE, AWS_CONFIG_FILE, AWS_SHARED_CREDENTIALS_FILE, SSO profiles
-// and credential_process included); then web identity
-// (AWS_WEB_IDENTITY_TOKEN_FILE with AWS_ROLE_ARN), the ECS container
-// endpoint and the EC2 instance profile. With none of them, requests are
-// anonymous.
-func Credentials() *credentials.Credentials {
-	return credentials.NewChainCredentials([]credentials.Provider{
-		&credentials.EnvAWS{},
-		&credentials.FileAWSCredentials{},
-		&credentials.IAM{},
-	})
-}
-
-// newClient is the S3 client for a source's endpoint, addressing and the
-// standard credentials.
-func newClient(s3 *spec.S3Source, transport http.RoundTripper) (*minio.Client, error) {
-	host, secure := "s3.amazonaws.com", true
-	lookup := minio.BucketLookupAuto
-	if s3.Endpoint != "" {
-		u, err := url.Parse(s3.Endpoint)
-		if err != nil {
-			return nil, fmt.Errorf("endpoint %s: %v", s3.Endpoint, err)
-		}
-		host, secure = u.Host, u.Scheme == "https"
-		lookup = minio.BucketLookupDNS
-	}
-	if s3.PathStyle {
-		lookup = minio.BucketLookupPath
-	}
-	return minio.New(host, &minio.Options{
-		Creds:        Credentials(),
-		Secure:       secure,
-		Region:       s3.Region,
-		BucketLookup: lookup,
-		Transport:    transport,
-	})
-}
-
-// New makes a mirror; nothing is listed until Poll or Run.
+// New makes a mirror; nothing is asked of the source until Poll or Run.
 func New(o Options) (*Mirror, error) {
-	if o.Source.Kind != spec.SourceS3 || o.Source.S3 == nil {
-		return nil, fmt.Errorf("source %s is not an s3 source", o.Source.Name())
+	if o.Getenv == nil {
+		o.Getenv = os.Getenv
 	}
-	s3 := o.Source.S3
-	m := &Mirror{o: o, s3: s3, name: o.Source.Name(), log: o.Logger, last: map[string]map[string]object{}}
+	m := &Mirror{o: o, name: o.Source.Name(), log: o.Logger, last: map[string]string{}, absent: map[string]int{}}
 	if m.log == nil {
 		m.log = slog.New(slog.DiscardHandler)
 	}
-	m.status.Source = m.name
-
-	client, err := newClient(s3, o.Transport)
-	if err != nil {
-		return nil, fmt.Errorf("s3 source %s: %v; fix endpoint in the config", m.name, err)
+	var endpoint string
+	var err error
+	switch {
+	case o.Source.Kind == spec.SourceS3 && o.Source.S3 != nil:
+		m.k = s3Kind
+		m.r, err = newS3(o)
+		endpoint = o.Source.S3.Endpoint
+	case o.Source.Kind == spec.SourceHub && o.Source.Hub != nil:
+		m.k = hubKind
+		m.r, endpoint, err = newHub(o)
+	default:
+		return nil, fmt.Errorf("source %s has no kind this adapterd knows", m.name)
 	}
-	m.client = client
-
-	m.statePath = statePath(o.StateDir, m.name, s3.Endpoint)
-	if m.st, err = loadState(m.statePath, m.name, s3.Endpoint); err != nil {
+	m.label = m.k.label + " " + m.name
+	if err != nil {
+		return nil, fmt.Errorf("%s: %v", m.label, err)
+	}
+	m.status.Source, m.status.Kind = m.name, o.Source.Kind
+	m.statePath = stateFile(o.Source, o.StateDir)
+	if m.st, err = loadState(m.statePath, m.label, m.name, endpoint); err != nil {
 		return nil, err
 	}
 	m.status.Folders = len(m.st.Folders)
-	cleanLeftovers(o.DropDir, func(key string) bool { _, ok := m.st.Folders[key]; return ok })
+	cleanLeftovers(o.DropDir, m.k.tag, func(key string) bool { _, ok := m.st.Folders[key]; return ok })
 	return m, nil
+}
+
+// stateFile is the state file of src: S3 sources by URL and endpoint, hub
+// sources by their folder, so that a new revision or subfolder is the same
+// source moving on, not a new one.
+func stateFile(src spec.Source, stateDir string) string {
+	if src.Hub != nil {
+		return statePath(stateDir, "hubsource-", src.Hub.Key)
+	}
+	endpoint := ""
+	if src.S3 != nil {
+		endpoint = src.S3.Endpoint
+	}
+	return statePath(stateDir, "s3source-", src.Name(), endpoint)
 }
 
 // Name is the source's name in status, metrics and logs.
@@ -154,7 +172,7 @@ func (m *Mirror) Status() SourceStatus {
 
 // Run polls at once and then every interval until ctx is done.
 func (m *Mirror) Run(ctx context.Context) {
-	t := time.NewTicker(m.s3.Interval)
+	t := time.NewTicker(m.o.Source.Interval())
 	defer t.Stop()
 	for {
 		m.Poll(ctx)
@@ -171,38 +189,67 @@ var zeroTime time.Time
 // errEmptyListing is the lost-mount rule for buckets.
 var errEmptyListing = errors.New("lists no folders")
 
-// Poll lists the source once and brings the drop directory in line with
+// Poll asks the source once and brings the drop directory in line with
 // it: complete folders mirrored, gone folders removed. It returns the
-// poll's problem, which Status also shows. The shape is observe (list,
-// look at the drop dir), decide (pure, in plan.go), apply.
+// poll's problem, which Status also shows. The shape is observe (check the
+// source, look at the drop dir), decide (pure, in plan.go), apply.
 func (m *Mirror) Poll(ctx context.Context) error {
-	listing, err := m.list(ctx)
-	if err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		// A listing that fails is no evidence of anything: keep every
-		// folder and every record as they are.
-		err = fmt.Errorf("s3 source %s cannot be listed: %s; nothing is removed; check the endpoint, the bucket name and the credentials", m.name, oneLine(err))
-		m.report(time.Time{}, err, nil)
-		return err
+	offers, checkErr := m.r.check(ctx)
+	if checkErr != nil && ctx.Err() != nil {
+		return ctx.Err()
+	}
+	failed := checked
+	var g *goneError
+	switch {
+	case errors.As(checkErr, &g):
+		failed = gone
+	case checkErr != nil:
+		failed = outage
 	}
 	now := time.Now()
+	if failed == outage {
+		// An answer that fails is no evidence of anything: keep every
+		// folder and every record as they are.
+		m.absent = map[string]int{}
+		m.report(zeroTime, "", checkErr, nil)
+		return checkErr
+	}
 	if err := m.checkDropDir(); err != nil {
-		m.report(now, err, nil)
+		m.report(now, "", err, nil)
 		return err
 	}
-	owned := make(map[string]map[string]object, len(m.st.Folders))
-	local := map[string]bool{}
+	o := observation{failed: failed, sameAccess: m.st.Access == m.r.access(), offers: offers, last: m.last, absent: m.absent,
+		owned: map[string]string{}, local: map[string]bool{}, policy: m.k.policy}
 	for key, f := range m.st.Folders {
-		owned[key] = f.Files
-		local[key] = exists(filepath.Join(m.o.DropDir, key))
+		o.owned[key] = f.Version
+		o.local[key] = exists(filepath.Join(m.o.DropDir, key))
 	}
-	for key := range listing {
-		local[key] = exists(filepath.Join(m.o.DropDir, key))
+	commit := ""
+	for key, f := range offers {
+		o.local[key] = exists(filepath.Join(m.o.DropDir, key))
+		commit = f.Commit
 	}
-	p := decide(observation{listing: listing, last: m.last, owned: owned, local: local, readyFile: m.o.ReadyFile})
-	m.last = listing
+	p := decide(o)
+	if p.outage {
+		err := fmt.Errorf("%s; it fetched its folder with another endpoint or token, so nothing is removed", checkErr)
+		m.absent = map[string]int{}
+		m.report(zeroTime, "", err, nil)
+		return err
+	}
+	m.last = map[string]string{}
+	for key, f := range offers {
+		m.last[key] = f.Version
+	}
+	m.absent = map[string]int{}
+	for _, key := range p.pending {
+		m.absent[key] = o.absent[key] + 1
+	}
+	if failed == checked && m.st.Access != m.r.access() {
+		m.st.Access = m.r.access()
+		if err := m.st.save(m.statePath); err != nil {
+			m.log.Error("cannot write the state file", "source", m.name, "err", err)
+		}
+	}
 
 	if len(p.forget) > 0 {
 		for _, key := range p.forget {
@@ -213,17 +260,23 @@ func (m *Mirror) Poll(ctx context.Context) error {
 		}
 	}
 	if p.hold > 0 {
-		err = fmt.Errorf("s3 source %s %w, but it has %d mirrored folder(s) in drop_dir: an outage or a wrong prefix? nothing is removed; to retire them all, remove their folders from drop_dir by hand", m.name, errEmptyListing, p.hold)
-		m.report(now, err, nil)
+		err := fmt.Errorf("%s %w, but it has %d mirrored folder(s) in drop_dir: an outage or a wrong prefix? nothing is removed; to retire them all, remove their folders from drop_dir by hand", m.label, errEmptyListing, p.hold)
+		m.report(now, commit, err, nil)
 		return err
 	}
 
 	var problems []string
+	if failed == gone {
+		problems = append(problems, oneLine(checkErr))
+	}
 	for _, key := range p.clash {
 		problems = append(problems, fmt.Sprintf("folder %s is in drop_dir but was not made by this source; remove or rename one of them", key))
 	}
+	for _, key := range p.pending {
+		problems = append(problems, fmt.Sprintf("folder %s is no longer offered; it is removed if the next poll says so too", key))
+	}
 	for _, key := range p.mirror {
-		if err := m.mirror(ctx, key, listing[key]); err != nil {
+		if err := m.mirror(ctx, key, offers[key]); err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
@@ -235,10 +288,11 @@ func (m *Mirror) Poll(ctx context.Context) error {
 			problems = append(problems, fmt.Sprintf("folder %s: cannot remove it: %s", key, oneLine(err)))
 		}
 	}
+	var err error
 	if len(problems) > 0 {
-		err = fmt.Errorf("s3 source %s: %s", m.name, strings.Join(problems, "; "))
+		err = fmt.Errorf("%s: %s", m.label, strings.Join(problems, "; "))
 	}
-	m.report(now, err, p.waiting)
+	m.report(now, commit, err, p.waiting)
 	return err
 }
 
@@ -250,7 +304,7 @@ func (m *Mirror) Poll(ctx context.Context) error {
 func (m *Mirror) checkDropDir() error {
 	id, err := dirIdentity(m.o.DropDir)
 	if err != nil {
-		return fmt.Errorf("s3 source %s: drop_dir %s cannot be read (%v); nothing is mirrored or removed until it is back", m.name, m.o.DropDir, err)
+		return fmt.Errorf("%s: drop_dir %s cannot be read (%v); nothing is mirrored or removed until it is back", m.label, m.o.DropDir, err)
 	}
 	if m.st.DropDir != nil && *m.st.DropDir == id {
 		return nil
@@ -261,87 +315,38 @@ func (m *Mirror) checkDropDir() error {
 			kept = kept || exists(filepath.Join(m.o.DropDir, key))
 		}
 		if !kept {
-			return fmt.Errorf("s3 source %s: drop_dir %s is another directory than the one its %d folder(s) were mirrored into, and none of them is there: a failed mount? nothing is mirrored or removed; if the change is intended, remove %s", m.name, m.o.DropDir, len(m.st.Folders), m.statePath)
+			return fmt.Errorf("%s: drop_dir %s is another directory than the one its %d folder(s) were mirrored into, and none of them is there: a failed mount? nothing is mirrored or removed; if the change is intended, remove %s", m.label, m.o.DropDir, len(m.st.Folders), m.statePath)
 		}
 	}
 	m.st.DropDir = &id
 	if err := m.st.save(m.statePath); err != nil {
-		return fmt.Errorf("s3 source %s: cannot write the state file: %v; check that state_dir is writable", m.name, err)
+		return fmt.Errorf("%s: cannot write the state file: %v; check that state_dir is writable", m.label, err)
 	}
 	return nil
 }
 
-// list returns each folder's relevant top-level objects. A key is in the
-// result when it has any object under it, relevant or not.
-func (m *Mirror) list(ctx context.Context) (map[string]map[string]object, error) {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	out := map[string]map[string]object{}
-	for o := range m.client.ListObjects(ctx, m.s3.Bucket, minio.ListObjectsOptions{Prefix: m.s3.Prefix}) {
-		if o.Err != nil {
-			return nil, o.Err
-		}
-		key, ok := strings.CutPrefix(o.Key, m.s3.Prefix)
-		if !ok || !strings.HasSuffix(key, "/") {
-			continue // a file directly under the prefix is not a folder
-		}
-		key = strings.TrimSuffix(key, "/")
-		if layout.IsAdapterKey(key) {
-			out[key] = nil
-		}
-	}
-	for key := range out {
-		files := map[string]object{}
-		any := false
-		p := m.s3.Prefix + key + "/"
-		for o := range m.client.ListObjects(ctx, m.s3.Bucket, minio.ListObjectsOptions{Prefix: p}) {
-			if o.Err != nil {
-				return nil, o.Err
-			}
-			name := strings.TrimPrefix(o.Key, p)
-			if name == "" || strings.Contains(name, "/") {
-				any = any || name != ""
-				continue // the folder marker, or a subfolder: ignored as in a drop folder
-			}
-			any = true
-			if layout.IsRelevantFile(name, m.o.ReadyFile) {
-				files[name] = object{Size: o.Size, ETag: o.ETag}
-			}
-		}
-		if !any {
-			delete(out, key) // gone between the two listings
-			continue
-		}
-		out[key] = files
-	}
-	return out, nil
-}
-
-// mirror downloads one complete folder into a dot-folder and renames it into
-// place. Objects unchanged since the last mirror are copied locally.
-func (m *Mirror) mirror(ctx context.Context, key string, want map[string]object) error {
+// mirror fetches one complete folder into a dot-folder and renames it into
+// place. Files unchanged since the last mirror are copied locally.
+func (m *Mirror) mirror(ctx context.Context, key string, f offer) error {
 	dst := filepath.Join(m.o.DropDir, key)
 	rec, owned := m.st.Folders[key]
-	tmp, err := os.MkdirTemp(m.o.DropDir, tempName(key, partialTag))
+	tmp, err := os.MkdirTemp(m.o.DropDir, tempName(key, m.k.tag, partialTag))
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(tmp) // a no-op once renamed into place
-	var downloaded int64
-	for _, name := range sortedKeys(want) {
-		obj := want[name]
-		if owned {
-			if old, ok := rec.Files[name]; ok && old == obj && copyLocal(dst, tmp, name, obj.Size) == nil {
-				continue
-			}
+	reuse := func(name string, obj object) bool {
+		if !owned {
+			return false
 		}
-		if err := m.download(ctx, key, name, obj, filepath.Join(tmp, name)); err != nil {
-			m.o.Metrics.SourceDownloaded(m.name, downloaded)
-			return err
-		}
-		downloaded += obj.Size
+		old, ok := rec.Files[name]
+		return ok && old == obj && copyLocal(dst, tmp, name, obj.Size) == nil
 	}
+	files, downloaded, err := m.r.fetch(ctx, key, f, tmp, reuse)
 	m.o.Metrics.SourceDownloaded(m.name, downloaded)
+	if err != nil {
+		return err
+	}
 	replace := owned && exists(dst)
 	if replace {
 		carryStatusFile(dst, tmp)
@@ -350,14 +355,14 @@ func (m *Mirror) mirror(ctx context.Context, key string, want map[string]object)
 	if !owned {
 		// Record ownership before the folder appears: a crash between the
 		// two never leaves a folder this source made but does not know.
-		// The empty file list makes the next poll check it again.
-		m.st.Folders[key] = &folder{Files: map[string]object{}}
+		// The empty record makes the next poll check it again.
+		m.st.Folders[key] = &folder{Files: map[string]object{}, Version: filesVersion(nil)}
 		if err := m.st.save(m.statePath); err != nil {
 			delete(m.st.Folders, key)
 			return fmt.Errorf("cannot write the state file: %v; check that state_dir is writable", err)
 		}
 	}
-	if err := putInPlace(m.o.DropDir, key, tmp, dst, replace); err != nil {
+	if err := putInPlace(m.o.DropDir, key, m.k.tag, tmp, dst, replace); err != nil {
 		if !owned {
 			// Someone put a folder there since the poll looked: it is
 			// theirs, not ours.
@@ -367,54 +372,19 @@ func (m *Mirror) mirror(ctx context.Context, key string, want map[string]object)
 		return err
 	}
 	syncDir(m.o.DropDir)
-	m.st.Folders[key] = &folder{Files: want}
+	m.st.Folders[key] = &folder{Files: files, Version: f.Version}
 	if err := m.st.save(m.statePath); err != nil {
 		return fmt.Errorf("cannot write the state file: %v; check that state_dir is writable", err)
 	}
-	m.log.Info("source folder mirrored", "source", m.name, "key", key, "files", len(want), "downloaded_bytes", downloaded)
+	m.log.Info("source folder mirrored", "source", m.name, "key", key, "files", len(files), "downloaded_bytes", downloaded)
 	return nil
 }
 
-// download fetches one object into path and verifies it: the size always,
-// and the MD5 when the ETag is a plain MD5 (not multipart, not KMS).
-// The request carries If-Match, so an object replaced since the listing
-// fails here and is fetched on a later poll, never mixed.
-func (m *Mirror) download(ctx context.Context, key, name string, obj object, path string) error {
-	opts := minio.GetObjectOptions{}
-	if obj.ETag != "" {
-		if err := opts.SetMatchETag(obj.ETag); err != nil {
-			return err
-		}
-	}
-	r, err := m.client.GetObject(ctx, m.s3.Bucket, m.s3.Prefix+key+"/"+name, opts)
-	if err != nil {
-		return fmt.Errorf("%s: %v", name, err)
-	}
-	defer r.Close()
-	info, err := r.Stat()
-	if err != nil {
-		return fmt.Errorf("%s changed or went away since the listing (%v); it is fetched again on the next poll", name, err)
-	}
-	h := md5.New()
-	err = writeNew(path, func(w io.Writer) (int64, error) {
-		return io.Copy(io.MultiWriter(w, h), io.LimitReader(r, obj.Size+1))
-	}, obj.Size)
-	if err != nil {
-		return err
-	}
-	if isPlainMD5(obj.ETag) && !encrypted(info.Metadata) {
-		if got := hex.EncodeToString(h.Sum(nil)); !strings.EqualFold(got, obj.ETag) {
-			return fmt.Errorf("%s: downloaded bytes have MD5 %s, the ETag says %s; it is fetched again on the next poll", name, got, obj.ETag)
-		}
-	}
-	return nil
-}
-
-// remove deletes a folder this source mirrored, after its prefix vanished.
-// From here on the drop directory's rules apply: remove_grace, on_remove,
-// and the lost-mount guard.
+// remove deletes a folder this source mirrored, after the source stopped
+// offering it. From here on the drop directory's rules apply:
+// remove_grace, on_remove, and the lost-mount guard.
 func (m *Mirror) remove(key string) error {
-	if err := removeFolder(m.o.DropDir, key); err != nil {
+	if err := removeFolder(m.o.DropDir, key, m.k.tag); err != nil {
 		return err
 	}
 	delete(m.st.Folders, key)
@@ -427,21 +397,27 @@ func (m *Mirror) remove(key string) error {
 
 // report records a poll's outcome for Status, metrics and the log. The log
 // has one line per change, not one per poll.
-func (m *Mirror) report(listed time.Time, err error, waiting []string) {
+func (m *Mirror) report(checked time.Time, commit string, err error, waiting []string) {
 	msg := ""
 	if err != nil {
-		msg = err.Error()
+		msg = oneLine(err)
 	}
 	m.mu.Lock()
 	old := m.status.Error
-	if !listed.IsZero() {
-		m.status.LastListing = listed
+	if !checked.IsZero() {
+		m.status.LastCheck = checked
+	}
+	if commit != "" {
+		m.status.Commit = commit
 	}
 	m.status.Error = msg
 	m.status.Folders = len(m.st.Folders)
 	m.status.Waiting = waiting
 	m.mu.Unlock()
-	m.o.Metrics.SourcePolled(m.name, listed, err == nil, len(m.st.Folders))
+	m.o.Metrics.SourcePolled(m.name, checked, err == nil, len(m.st.Folders))
+	if commit != "" {
+		m.o.Metrics.SourceCommit(m.name, commit)
+	}
 	switch {
 	case msg != "" && msg != old:
 		m.log.Warn("source poll failed", "source", m.name, "err", msg)
@@ -453,22 +429,6 @@ func (m *Mirror) report(listed time.Time, err error, waiting []string) {
 func exists(path string) bool {
 	_, err := os.Lstat(path)
 	return !errors.Is(err, fs.ErrNotExist)
-}
-
-func isPlainMD5(etag string) bool {
-	if len(etag) != 32 {
-		return false
-	}
-	_, err := hex.DecodeString(etag)
-	return err == nil
-}
-
-// encrypted reports server-side encryption whose ETag is not the MD5 of
-// the bytes (SSE-KMS, SSE-C).
-func encrypted(h http.Header) bool {
-	return strings.EqualFold(h.Get("X-Amz-Server-Side-Encryption"), "aws:kms") ||
-		strings.EqualFold(h.Get("X-Amz-Server-Side-Encryption"), "aws:kms:dsse") ||
-		h.Get("X-Amz-Server-Side-Encryption-Customer-Algorithm") != ""
 }
 
 func oneLine(err error) string { return spec.OneLine(err.Error()) }
