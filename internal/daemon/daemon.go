@@ -176,9 +176,11 @@ func Run(ctx context.Context, o Options) error {
 				sources.get().Stop()
 				for _, src := range cfg.Sources {
 					m.SourceForget(src.Name())
-					if !slices.ContainsFunc(next.Sources, func(n spec.Source) bool { return reflect.DeepEqual(n, src) || sameSource(n, src) }) {
+					if !slices.ContainsFunc(next.Sources, func(n spec.Source) bool { return reflect.DeepEqual(n, src) || mirror.SameSource(n, src) }) {
 						// A source that left the config follows on_remove, as a
-						// removed folder does.
+						// removed folder does. An edited one (a new interval; for
+						// the hub a new revision, subfolder or sidecar) is the
+						// same source and keeps its folders.
 						removed, err := mirror.Retire(src, cfg.DropDir, cfg.StateDir)
 						if err != nil {
 							log.Error("cannot retire a removed source", "source", src.Name(), "err", err)
@@ -206,12 +208,6 @@ func Run(ctx context.Context, o Options) error {
 func sourcesChanged(old, next *spec.Config) bool {
 	return !reflect.DeepEqual(old.Sources, next.Sources) || old.DropDir != next.DropDir ||
 		old.StateDir != next.StateDir || old.ReadyFile != next.ReadyFile
-}
-
-// sameSource reports whether two config entries are the same source (its
-// interval may change without it leaving).
-func sameSource(a, b spec.Source) bool {
-	return a.Kind == b.Kind && a.Name() == b.Name() && a.S3 != nil && b.S3 != nil && a.S3.Endpoint == b.S3.Endpoint
 }
 
 // sourceSet is the running mirrors, swapped on reload.

@@ -78,7 +78,7 @@ func (r *hubRemote) check(ctx context.Context) (map[string]offer, error) {
 	if err != nil {
 		var se *hub.StatusError
 		if errors.As(err, &se) && (se.Code == "RepoNotFound" || se.Code == "" && se.Status == http.StatusNotFound) {
-			return nil, &goneError{fmt.Errorf("%s: %s", r.label, oneLine(err))}
+			return nil, &goneError{err}
 		}
 		return nil, fmt.Errorf("%s: %s; nothing is removed", r.label, oneLine(err))
 	}

@@ -64,7 +64,8 @@ type SourceStatus struct {
 type remote interface {
 	// check asks the source what it offers, by key. Its errors are one
 	// line that names the source and what to do; a *goneError is the
-	// source saying the thing was deleted, any other error an outage.
+	// source saying the thing was deleted (its text need not name the
+	// source), any other error an outage.
 	check(ctx context.Context) (map[string]offer, error)
 	// fetch writes the folder's files into dir. reuse copies a file from
 	// the folder in place when the record says it is unchanged and reports
@@ -231,7 +232,7 @@ func (m *Mirror) Poll(ctx context.Context) error {
 	}
 	p := decide(o)
 	if p.outage {
-		err := fmt.Errorf("%s; it fetched its folder with another endpoint or token, so nothing is removed", checkErr)
+		err := fmt.Errorf("%s: %s; it fetched its folder with another endpoint or token, so nothing is removed", m.label, oneLine(checkErr))
 		m.absent = map[string]int{}
 		m.report(zeroTime, "", err, nil)
 		return err
