@@ -93,15 +93,15 @@ func New(reg prometheus.Registerer, states func() map[status.State]int) *Metrics
 		}, []string{"version", "adapters"}),
 		sourceListed: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "adapterd_source_last_listing_timestamp_seconds",
-			Help: "Unix time of the last good listing of each source (sources: in the config).",
+			Help: "Unix time of the last check of each source (sources: in the config) that answered: an S3 listing, or a hub revision resolved.",
 		}, []string{"source"}),
 		sourceUp: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "adapterd_source_up",
-			Help: "1 when the last poll of the source listed it and mirrored every complete folder, 0 when it failed or held removals.",
+			Help: "1 when the last poll of the source reached it and mirrored every complete folder, 0 when it failed, held removals, or waits to see a deleted repo twice.",
 		}, []string{"source"}),
 		sourceErrs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "adapterd_source_errors_total",
-			Help: "Failed polls of a source: the listing failed, a folder could not be mirrored, or an empty listing held removals.",
+			Help: "Failed polls of a source: the check failed, a folder could not be mirrored, an empty listing held removals, or a deleted repo waits for its second look.",
 		}, []string{"source"}),
 		sourceBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "adapterd_source_downloaded_bytes_total",
@@ -198,8 +198,8 @@ func (m *Metrics) ServerInfo(version string, adapters bool) {
 	m.serverInfo.WithLabelValues(version, strconv.FormatBool(adapters)).Set(1)
 }
 
-// SourcePolled records one poll of a source: listed is the time of a good
-// listing (zero when the listing failed), ok whether the poll did all it
+// SourcePolled records one poll of a source: listed is the time of a check
+// that answered (zero when it failed), ok whether the poll did all it
 // had to, folders how many folders the source has mirrored.
 func (m *Metrics) SourcePolled(source string, listed time.Time, ok bool, folders int) {
 	if m == nil {

@@ -25,7 +25,7 @@ import (
 // through the same client, in the same run. Then each host restarts and
 // polls again: it must download nothing.
 //
-//	go test -run '^$' -bench BenchmarkFleetMirror -benchtime 1x ./internal/s3source/
+//	go test -run '^$' -bench BenchmarkFleetMirror -benchtime 1x ./internal/mirror/
 func BenchmarkFleetMirror(b *testing.B) {
 	if shared == nil {
 		b.Skip("needs the SeaweedFS test server")

@@ -54,6 +54,8 @@ func newHub(o Options) (*hubRemote, string, error) {
 	if client.CacheDir == "" && o.StateDir != "" {
 		client.CacheDir = filepath.Join(o.StateDir, "hub")
 	}
+	// HF_HUB_OFFLINE is for one-shot commands; a source exists to poll.
+	client.Offline = false
 	r := &hubRemote{h: o.Source.Hub, label: hubKind.label + " " + o.Source.Name(), client: client, got: map[string]int64{}}
 	client.Progress = func(path string, done, _ int64) { r.got[path] = done }
 	if o.Source.Hub.Sidecar != nil {
