@@ -8,9 +8,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/adapterd/adapterd/internal/ollamatest"
 	"github.com/adapterd/adapterd/internal/mirror"
 	"github.com/adapterd/adapterd/internal/mirror/s3test"
+	"github.com/adapterd/adapterd/internal/ollamatest"
 	"github.com/adapterd/adapterd/internal/spec"
 	"github.com/adapterd/adapterd/internal/status"
 	"github.com/adapterd/adapterd/internal/testfixture"

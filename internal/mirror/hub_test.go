@@ -273,9 +273,9 @@ func TestHubRepoDeletedUpstreamIsRemovedAtTheSecondNotFound(t *testing.T) {
 // cannot see removes nothing, however many polls it lasts, and says why.
 func TestHubOutageAndOtherCredentialsRemoveNothing(t *testing.T) {
 	for _, tc := range []struct {
-		name  string
+		name   string
 		break_ func(b *hubBed)
-		want  string
+		want   string
 	}{
 		{"hub stopped", func(b *hubBed) { b.hub.Hub.Close() }, "nothing is removed"},
 		{"token refused", func(b *hubBed) { b.env["HF_TOKEN"] = "hf_wrong" }, "nothing is removed"},
