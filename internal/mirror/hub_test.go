@@ -273,9 +273,9 @@ func TestHubRepoDeletedUpstreamIsRemovedAtTheSecondNotFound(t *testing.T) {
 // cannot see removes nothing, however many polls it lasts, and says why.
 func TestHubOutageAndOtherCredentialsRemoveNothing(t *testing.T) {
 	for _, tc := range []struct {
-		name   string
-		break_ func(b *hubBed)
-		want   string
+		name    string
+		breakIt func(b *hubBed)
+		want    string
 	}{
 		{"hub stopped", func(b *hubBed) { b.hub.Hub.Close() }, "nothing is removed"},
 		{"token refused", func(b *hubBed) { b.env["HF_TOKEN"] = "hf_wrong" }, "nothing is removed"},
@@ -287,7 +287,7 @@ func TestHubOutageAndOtherCredentialsRemoveNothing(t *testing.T) {
 			b.hub.SetRepo(hubRepo, true, false)
 			b.env["HF_TOKEN"] = b.hub.Token
 			b.pollOK(b.mirror())
-			tc.break_(b)
+			tc.breakIt(b)
 			m := b.mirror()
 			for range 3 {
 				err := b.poll(m)
