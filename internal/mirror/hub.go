@@ -8,9 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"os"
 	"path/filepath"
 	"slices"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
@@ -26,6 +26,10 @@ import (
 // having a bad minute: the folder goes only when two polls in a row say
 // so.
 var hubKind = kind{label: "hub source", tag: "hub", policy: policy{holdEmpty: false, goneAfter: 2}}
+
+// checkTimeout bounds one revision check, and the wait for any response's
+// headers.
+const checkTimeout = time.Minute
 
 // hubRemote resolves a hub revision each poll and fetches the adapter's
 // files when the commit changes.
@@ -56,6 +60,11 @@ func newHub(o Options) (*hubRemote, string, error) {
 	}
 	// HF_HUB_OFFLINE is for one-shot commands; a source exists to poll.
 	client.Offline = false
+	// A hub that accepts the connection and never answers is an outage
+	// like any other, not a poll that hangs for good.
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.ResponseHeaderTimeout = checkTimeout
+	client.HTTP.Transport = t
 	r := &hubRemote{h: o.Source.Hub, label: hubKind.label + " " + o.Source.Name(), client: client, got: map[string]int64{}}
 	client.Progress = func(path string, done, _ int64) { r.got[path] = done }
 	if o.Source.Hub.Sidecar != nil {
@@ -76,6 +85,8 @@ func (r *hubRemote) access() string {
 // commit and everything in the entry that shapes the folder, so a new
 // subfolder or sidecar is mirrored again even at the same commit.
 func (r *hubRemote) check(ctx context.Context) (map[string]offer, error) {
+	ctx, cancel := context.WithTimeout(ctx, checkTimeout)
+	defer cancel()
 	commit, err := r.client.ResolveRevision(ctx, r.h.Repo, r.h.Revision)
 	if err != nil {
 		var se *hub.StatusError
@@ -123,9 +134,6 @@ func (r *hubRemote) fetch(ctx context.Context, key string, f offer, dir string, 
 		return nil, downloaded, err
 	}
 	if err := safefile.WriteAtomic(filepath.Join(dir, layout.SourceFile), append(b, '\n'), 0o644); err != nil {
-		return nil, downloaded, err
-	}
-	if err := os.Chmod(dir, 0o755); err != nil {
 		return nil, downloaded, err
 	}
 	return files, downloaded, nil

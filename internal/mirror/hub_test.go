@@ -304,3 +304,45 @@ func TestHubOutageAndOtherCredentialsRemoveNothing(t *testing.T) {
 		})
 	}
 }
+
+// The daemon's Hugging Face cache is <state_dir>/hub, since the hardened
+// unit hides home directories; HF_HUB_CACHE moves it. Files found there
+// are copied, not fetched.
+func TestHubCacheIsInStateDirUnlessHFHubCacheSaysElsewhere(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		hfCache  func(b *hubBed) string // HF_HUB_CACHE; "" unset
+		cache    func(b *hubBed) string // where the files are cached
+		wantGets int
+	}{
+		{"state_dir/hub by default", func(*hubBed) string { return "" }, func(b *hubBed) string { return filepath.Join(b.state, "hub") }, 0},
+		{"HF_HUB_CACHE", func(b *hubBed) string { return filepath.Join(b.drop, "..", "hf") }, func(b *hubBed) string { return filepath.Join(b.drop, "..", "hf") }, 0},
+		{"HF_HUB_CACHE elsewhere: state_dir/hub is not read", func(b *hubBed) string { return filepath.Join(b.drop, "..", "hf") }, func(b *hubBed) string { return filepath.Join(b.state, "hub") }, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := newHubBed(t, &spec.HubSource{})
+			files := plus(adapterFiles(t, 1), map[string][]byte{"adapter.yaml": []byte("model: bot:v1\n")})
+			commit := b.hub.Commit(hubRepo, "main", files)
+			if d := tc.hfCache(b); d != "" {
+				b.env["HF_HUB_CACHE"] = d
+			}
+			snap := filepath.Join(tc.cache(b), "models--org--support-bot-lora", "snapshots", commit)
+			if err := os.MkdirAll(snap, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			for n, data := range files {
+				if err := os.WriteFile(filepath.Join(snap, n), data, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			b.pollOK(b.mirror())
+			if n := b.hub.Gets(hubRepo, layout.PEFTWeights); n != tc.wantGets {
+				t.Errorf("the weights were fetched %d times, want %d", n, tc.wantGets)
+			}
+			got, err := os.ReadFile(filepath.Join(b.drop, "support-bot", layout.PEFTWeights))
+			if err != nil || string(got) != string(files[layout.PEFTWeights]) {
+				t.Errorf("the folder does not hold the weights (%v)", err)
+			}
+		})
+	}
+}

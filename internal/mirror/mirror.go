@@ -336,6 +336,10 @@ func (m *Mirror) mirror(ctx context.Context, key string, f offer) error {
 		return err
 	}
 	defer os.RemoveAll(tmp) // a no-op once renamed into place
+	// MkdirTemp makes 0700; the folder is read like one a person copied in.
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		return err
+	}
 	reuse := func(name string, obj object) bool {
 		if !owned {
 			return false
