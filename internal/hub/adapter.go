@@ -127,6 +127,10 @@ func list(names []string) string {
 // against the hub's size and hash before it is kept; on an error, files
 // already fetched stay in dir and the caller discards dir.
 func (c *Client) Fetch(ctx context.Context, r Request, dir string) (*Source, error) {
+	return c.fetch(ctx, r, dir, nil)
+}
+
+func (c *Client) fetch(ctx context.Context, r Request, dir string, reuse Reuse) (*Source, error) {
 	if err := r.Check(); err != nil {
 		return nil, err
 	}
@@ -193,6 +197,9 @@ func (c *Client) Fetch(ctx context.Context, r Request, dir string) (*Source, err
 				}
 				return nil, fmt.Errorf("hub repo %s file %s is a full model, not a LoRA adapter (general.type is %s); nothing was downloaded: pick the adapter's *.gguf with --file", r.Repo, p, shown)
 			}
+		}
+		if reuse != nil && reuse(name, info, filepath.Join(dir, name)) {
+			continue
 		}
 		if c.fromCache(r.Repo, commit, p, info, filepath.Join(dir, name)) {
 			continue

@@ -151,6 +151,14 @@ func (s *Server) SetRepo(repo string, private, gated bool) {
 	s.repos[repo].Gated = gated
 }
 
+// DeleteRepo deletes repo, as its owner would on the website: from then on
+// the hub answers RepoNotFound for it.
+func (s *Server) DeleteRepo(repo string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.repos, repo)
+}
+
 // Fault makes file (a path in repo) misbehave when its bytes are fetched.
 func (s *Server) Fault(repo, file string, f Fault) {
 	s.mu.Lock()
