@@ -103,7 +103,7 @@ func copyVerified(src string, info FileInfo, dst string) bool {
 		return false
 	}
 	return writeAtomic(dst, func(tmp *os.File) error {
-		n, err := io.Copy(io.MultiWriter(tmp, d), io.LimitReader(f, info.Size+1))
+		n, err := copyHashed(&fileWriter{f: tmp}, d, io.LimitReader(f, info.Size+1))
 		if err != nil {
 			return err
 		}
