@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -59,6 +60,8 @@ func cmdFetchAdapter(ctx context.Context, args []string, env Env) error {
 		return err
 	}
 	client.Progress = terminalProgress(env.Stderr)
+	// A cache that cannot be written is skipped, and said so once per file.
+	client.Logger = slog.New(slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	if *drop != "" {
 		sidecar, err := sidecarFromFlags(createArgs, env)
 		if err != nil {

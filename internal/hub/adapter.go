@@ -208,5 +208,8 @@ func (c *Client) fetch(ctx context.Context, r Request, dir string, reuse Reuse) 
 			return nil, err
 		}
 	}
+	// Only now that the snapshot holds every file does the revision's name
+	// lead to it, so an offline fetch by that name finds them all.
+	c.recordRef(r.Repo, rev, commit)
 	return src, nil
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"os"
@@ -31,6 +32,9 @@ type Client struct {
 	CacheDir string
 	// Offline (HF_HUB_OFFLINE) reads the cache only: no request at all.
 	Offline bool
+	// Logger hears what is skipped without failing the fetch, such as a
+	// cache that cannot be written; nil discards it.
+	Logger *slog.Logger
 	// Progress, when set, is told the bytes of path downloaded so far, as
 	// they arrive.
 	Progress func(path string, done, total int64)

@@ -189,7 +189,7 @@ func (r *Reconciler) nativeRequest(ctx context.Context, key string, res *spec.Re
 	if err := r.keepArtifact(open); err != nil {
 		return nil, err
 	}
-	n, err := blob.UploadWatched(ctx, r.srv.c, digest, open, r.report("upload"))
+	n, err := blob.UploadWatched(ctx, r.srv.c, digest, open, r.report(key, "upload"))
 	if err != nil {
 		return nil, err
 	}
@@ -232,7 +232,7 @@ func (r *Reconciler) mergeRequest(ctx context.Context, key string, res *spec.Res
 		return nil, &terminalError{err}
 	}
 	tmp, digest, err := r.writeTemp(key, "merged.gguf", func(w io.Writer) error {
-		cw := &ctxWriter{ctx: ctx, w: w, total: st.Size(), report: r.report("merge")}
+		cw := &ctxWriter{ctx: ctx, w: w, total: st.Size(), report: r.report(key, "merge")}
 		_, err := lora.MergeWith(cw, bf, gf, ad, lora.MergeOptions{Quantize: q})
 		return err
 	})
@@ -246,7 +246,7 @@ func (r *Reconciler) mergeRequest(ctx context.Context, key string, res *spec.Res
 	if err := r.keepArtifact(blob.OpenPath(tmp)); err != nil {
 		return nil, err
 	}
-	n, err := blob.UploadWatched(ctx, r.srv.c, digest, blob.OpenPath(tmp), r.report("upload merged model"))
+	n, err := blob.UploadWatched(ctx, r.srv.c, digest, blob.OpenPath(tmp), r.report(key, "upload merged model"))
 	if err != nil {
 		return nil, err
 	}
@@ -340,15 +340,6 @@ func (c *ctxWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// report returns the progress callback for a step of a one-shot create,
-// or nil in the daemon.
-func (r *Reconciler) report(step string) func(done, total int64) {
-	if r.progress == nil {
-		return nil
-	}
-	return func(done, total int64) { r.progress(step, done, total) }
-}
-
 // createDirect creates the model straight under its name: one request, as
 // `ollama create` makes. Ollama writes a model's manifest last, in one step,
 // so the name never holds a half-made model. The ownership record, naming
@@ -362,6 +353,7 @@ func (r *Reconciler) createDirect(ctx context.Context, j createJob) error {
 	}
 	if err == nil {
 		j.req.Model = j.name
+		r.beginStep(j.key, "create")
 		if err = r.srv.create(ctx, j.req); err != nil && ctx.Err() == nil {
 			r.dropPending(j.name) // Ollama answered: nothing landed
 		}
@@ -406,6 +398,7 @@ func (r *Reconciler) createVerified(ctx context.Context, j createJob) error {
 	answered := false
 	defer func() { r.dropTemp(tmp, answered) }()
 	j.req.Model = tmp
+	r.beginStep(j.key, "create")
 	r.srv.mutate.Lock()
 	err := r.srv.create(ctx, j.req)
 	r.srv.mutate.Unlock()
@@ -413,6 +406,7 @@ func (r *Reconciler) createVerified(ctx context.Context, j createJob) error {
 	if err != nil {
 		return err
 	}
+	r.beginStep(j.key, "verify")
 	if err := r.verify(ctx, tmp); err != nil {
 		return terminalf("verify: the new model cannot generate (%v); if the base runs on Ollama's Go engine set strategy: merge", err)
 	}

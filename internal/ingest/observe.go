@@ -239,7 +239,7 @@ func (r *Reconciler) fileDigest(a *lora.Adapter, p string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	d, err := blob.Digest(blob.Watch(io.TeeReader(fh, chk), fi.Size(), r.report("hash "+filepath.Base(p))))
+	d, err := blob.Digest(blob.Watch(io.TeeReader(fh, chk), fi.Size(), r.report("", "hash "+filepath.Base(p))))
 	if err != nil {
 		return "", err
 	}

@@ -60,6 +60,8 @@ func newHub(o Options) (*hubRemote, string, error) {
 	}
 	// HF_HUB_OFFLINE is for one-shot commands; a source exists to poll.
 	client.Offline = false
+	// A cache that cannot be written is skipped, and the log says so.
+	client.Logger = o.Logger
 	// A hub that accepts the connection and never answers is an outage
 	// like any other, not a poll that hangs for good.
 	t := http.DefaultTransport.(*http.Transport).Clone()
