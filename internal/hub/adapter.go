@@ -42,11 +42,11 @@ func (r Request) Check() error {
 	if r.Subfolder != "" {
 		clean := path.Clean(r.Subfolder)
 		if path.IsAbs(r.Subfolder) || clean == ".." || strings.HasPrefix(clean, "../") {
-			return fmt.Errorf("--subfolder %q leaves the repo; give a folder inside it, like checkpoint-500", r.Subfolder)
+			return fmt.Errorf("subfolder %q leaves the repo; give a folder inside it, like checkpoint-500", r.Subfolder)
 		}
 	}
 	if r.File != "" && (strings.Contains(r.File, "/") || r.File == "." || r.File == "..") {
-		return fmt.Errorf("--file %q must be a file name inside the adapter folder; use --subfolder for the folder", r.File)
+		return fmt.Errorf("--file %q must be a file name inside the adapter folder; give the folder as the subfolder", r.File)
 	}
 	return nil
 }
@@ -96,9 +96,9 @@ func Select(names []string, file string, where string) ([]string, error) {
 		}
 		if len(weights) > 0 {
 			sort.Strings(weights)
-			return nil, fmt.Errorf("%s holds full model weights (%s), not a LoRA adapter; nothing was downloaded: give the adapter's repo, or --subfolder where its %s is", where, list(weights), layout.PEFTConfig)
+			return nil, fmt.Errorf("%s holds full model weights (%s), not a LoRA adapter; nothing was downloaded: give the adapter's repo, or the subfolder where its %s is", where, list(weights), layout.PEFTConfig)
 		}
-		return nil, fmt.Errorf("%s has no adapter (%s and %s, or one *.gguf LoRA; files: %s); check the repo, --revision and --subfolder", where, layout.PEFTConfig, layout.PEFTWeights, list(names))
+		return nil, fmt.Errorf("%s has no adapter (%s and %s, or one *.gguf LoRA; files: %s); check the repo, the revision and the subfolder", where, layout.PEFTConfig, layout.PEFTWeights, list(names))
 	}
 	for _, s := range layout.Sidecars {
 		if has[s] {

@@ -384,7 +384,7 @@ func (c *Client) fetchOffline(r Request, rev, sub, dir string) (*Source, error) 
 	if !commitRE.MatchString(rev) {
 		clean := filepath.Clean(filepath.FromSlash(rev))
 		if strings.HasPrefix(clean, "..") || filepath.IsAbs(clean) {
-			return nil, fmt.Errorf("--revision %q is not a branch, tag or commit", rev)
+			return nil, fmt.Errorf("revision %q is not a branch, tag or commit", rev)
 		}
 		b, err := os.ReadFile(filepath.Join(repoDir, "refs", clean))
 		if err != nil {

@@ -360,9 +360,9 @@ func (c *Client) statusError(resp *http.Response, what requestDesc) error {
 	case code == "RepoNotFound":
 		hint = "repo not found: check the name (org/name); a private repo needs HF_TOKEN"
 	case code == "RevisionNotFound":
-		hint = "revision not found: check --revision (a branch, tag or commit)"
+		hint = "revision not found: check the revision (a branch, tag or commit)"
 	case code == "EntryNotFound":
-		hint = "file not found at this revision: check --subfolder and --file"
+		hint = "file not found at this revision: check the subfolder and the file"
 	case code == "DisabledRepo":
 		hint = "the repo is disabled on the hub"
 	case resp.StatusCode == http.StatusUnauthorized:
@@ -370,7 +370,7 @@ func (c *Client) statusError(resp *http.Response, what requestDesc) error {
 	case resp.StatusCode == http.StatusForbidden:
 		hint = "forbidden: " + tokenHint + "; a gated repo also needs its conditions accepted on the website"
 	case resp.StatusCode == http.StatusNotFound:
-		hint = "not found: check the repo name and --revision"
+		hint = "not found: check the repo name and the revision"
 	case resp.StatusCode == http.StatusTooManyRequests:
 		hint = "rate limited: try again later, or set HF_TOKEN"
 	default:
