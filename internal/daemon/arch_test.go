@@ -178,4 +178,53 @@ func TestQwen3NativeIsRefused(t *testing.T) {
 	}
 }
 
-var _ = slices.Contains[[]string]
+// An adapter with a LoRA on lm_head. PEFT applies it to the output
+// projection only, so on a base that ties that projection to the token
+// embedding (Llama 3.2 1B-style) the exact model has its own output.weight =
+// token_embd + scale·B·A, the embedding unchanged: merge builds that, and
+// auto picks merge. Native is refused up front with the reason: the GGUF
+// LoRA would name output.weight, which the base does not have. On a base
+// with its own output.weight both strategies apply it.
+func TestLMHeadAdapter(t *testing.T) {
+	s := ollamatest.Get(t, ollamatest.V024)
+	targets := []string{"q_proj", "v_proj", testfixture.LMHead}
+	t.Run("tied", func(t *testing.T) {
+		c := refCase{name: "head-tied", base: testfixture.TinyLlama3(), strategies: []string{"auto", "merge"}, want: []string{"merge", "merge"}}
+		c.lora = testfixture.LoRA{Base: c.base, Seed: 2201, Targets: targets}
+		c.run(t, s)
+		sh, err := s.Client.Show(context.Background(), &api.ShowRequest{Model: "head-tied-merge", Verbose: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, tt := range sh.Tensors {
+			names = append(names, tt.Name)
+		}
+		if !slices.Contains(names, "output.weight") || !slices.Contains(names, "token_embd.weight") {
+			t.Errorf("merged tied model has tensors %v, want output.weight next to token_embd.weight", names)
+		}
+
+		h := newHarness(t, s, func(cfg *spec.Config) { cfg.Defaults.Base = "head-tied:bare" })
+		mark := s.Mark()
+		h.folder("head-native", func(dir string) error {
+			if err := c.lora.WritePEFT(dir); err != nil {
+				return err
+			}
+			return sidecar(dir, "model: head-native\nstrategy: native\n")
+		})
+		st := h.waitState("head-native", status.Invalid)
+		for _, want := range []string{"lm_head", "output.weight", "strategy: merge"} {
+			if !strings.Contains(st.Error, want) {
+				t.Errorf("native refusal %q does not say %q", st.Error, want)
+			}
+		}
+		if n := s.Count(mark, "POST", "/api/create"); n != 0 {
+			t.Errorf("%d creates for a refused native adapter", n)
+		}
+	})
+	t.Run("untied", func(t *testing.T) {
+		c := refCase{name: "head-untied", base: testfixture.TinyMistral(), strategies: []string{"native", "merge"}}
+		c.lora = testfixture.LoRA{Base: c.base, Seed: 2202, Targets: targets}
+		c.run(t, s)
+	})
+}

@@ -30,6 +30,10 @@ var goEngineArchs = map[string]bool{
 type baseDetails struct {
 	Info lora.BaseInfo
 	Show *api.ShowResponse
+	// tied says whether the base ties its output projection to the token
+	// embedding; nil until an adapter on lm_head asks (tiedOutput).
+	// Guarded by server.mu.
+	tied *bool
 }
 
 func (s *server) base(ctx context.Context, name, digest string) (*baseDetails, error) {
