@@ -222,6 +222,15 @@ func TestLMHeadAdapter(t *testing.T) {
 			t.Errorf("%d creates for a refused native adapter", n)
 		}
 	})
+	// Qwen 3's small models are tied too, and run on the Go engine, which
+	// also prefers output.weight to the embedding when a model has one.
+	t.Run("tied-go-engine", func(t *testing.T) {
+		b := testfixture.TinyQwen3()
+		b.Tied = true
+		c := refCase{name: "head-tied-qwen3", base: b, strategies: []string{"auto"}, want: []string{"merge"}}
+		c.lora = testfixture.LoRA{Base: b, Seed: 2203, Targets: targets}
+		c.run(t, s)
+	})
 	t.Run("untied", func(t *testing.T) {
 		c := refCase{name: "head-untied", base: testfixture.TinyMistral(), strategies: []string{"native", "merge"}}
 		c.lora = testfixture.LoRA{Base: c.base, Seed: 2202, Targets: targets}
