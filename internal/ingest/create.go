@@ -30,9 +30,10 @@ const tmpPrefix = "adapterd-tmp-"
 
 // chooseStrategy resolves auto and checks that the chosen strategy can work
 // on this server and base: native needs a server that still creates
-// adapters and a base that Ollama runs on llama.cpp. reason says why, for
-// people (dry runs).
-func (r *Reconciler) chooseStrategy(ctx context.Context, res *spec.Resolved, arch string) (s spec.Strategy, reason string, err error) {
+// adapters, a base that Ollama runs on llama.cpp, and, for an adapter on
+// lm_head, a base with its own output weight (tiedHead false; see
+// lora/output.go). reason says why, for people (dry runs).
+func (r *Reconciler) chooseStrategy(ctx context.Context, res *spec.Resolved, arch string, tiedHead bool) (s spec.Strategy, reason string, err error) {
 	version, adapters, err := r.srv.capabilities(ctx)
 	if err != nil {
 		return "", "", err
@@ -45,6 +46,9 @@ func (r *Reconciler) chooseStrategy(ctx context.Context, res *spec.Resolved, arc
 		if goEngine {
 			return "", "", terminalf("base %s is %s, which Ollama runs on its Go engine, and that engine cannot load LoRA adapters (the model would be created but fail when used); set strategy: merge (or auto)", res.Base, arch)
 		}
+		if tiedHead {
+			return "", "", terminalf("%s", tiedHeadNative(res.Base))
+		}
 		if !adapters {
 			return "", "", terminalf("Ollama %s no longer creates LoRA adapter models; set strategy: merge (or auto)", version)
 		}
@@ -53,6 +57,8 @@ func (r *Reconciler) chooseStrategy(ctx context.Context, res *spec.Resolved, arc
 	switch {
 	case goEngine:
 		return spec.StrategyMerge, fmt.Sprintf("auto: base %s is %s, which Ollama runs on its Go engine, and that engine cannot load LoRA", res.Base, arch), nil
+	case tiedHead:
+		return spec.StrategyMerge, fmt.Sprintf("auto: the adapter adapts lm_head and base %s ties it to the token embedding; merging gives the model its own output weight", res.Base), nil
 	case !adapters:
 		return spec.StrategyMerge, fmt.Sprintf("auto: Ollama %s no longer creates adapter models (0.34 removed it)", version), nil
 	}

@@ -119,7 +119,11 @@ func (r *Reconciler) observe(ctx context.Context, key string) (*observed, error)
 	if err != nil {
 		return o, err
 	}
-	if o.Strategy, _, err = r.chooseStrategy(ctx, res, o.Base.Info.Arch); err != nil {
+	tied, err := r.srv.tiedOutput(ctx, res.Base, o.Base, f.Adapter)
+	if err != nil {
+		return o, err
+	}
+	if o.Strategy, _, err = r.chooseStrategy(ctx, res, o.Base.Info.Arch, tied); err != nil {
 		return o, err
 	}
 	r.waitPrepared(ctx, key)

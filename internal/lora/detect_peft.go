@@ -327,6 +327,9 @@ func peftPairs(path string, ts []safetensors.Tensor, rank int) ([]Pair, error) {
 			return nil, adapterErr(path, "tensor %s does not start with %q as PEFT's save_pretrained writes it: re-save the adapter with model.save_pretrained(dir)", quoteTensor(h.a.Name), peftPrefix)
 		}
 		layer, module, ok := peftLayerModule(strings.TrimPrefix(stem, peftPrefix))
+		if !ok && strings.TrimPrefix(stem, peftPrefix) == outputModule { // output.go
+			layer, module, ok = -1, outputModule, true
+		}
 		if !ok {
 			return nil, adapterErr(path, "tensor %s is not in a transformer layer (no layers.N in its name); only the layers' linear modules can be adapted: retrain with target_modules such as q_proj, v_proj", quoteTensor(h.a.Name))
 		}

@@ -60,35 +60,63 @@ type Pair struct {
 
 // PEFTName is the safetensors name of the pair's A (ab="A") or B tensor.
 func (p Pair) PEFTName(ab string) string {
+	if p.Layer < 0 {
+		return fmt.Sprintf("base_model.model.%s.lora_%s.weight", p.Module.PEFT, ab)
+	}
 	return fmt.Sprintf("base_model.model.model.layers.%d.%s.%s.lora_%s.weight", p.Layer, p.Module.Parent, p.Module.PEFT, ab)
 }
 
 // GGUFName is the GGUF LoRA name of the pair's A (ab="a") or B tensor.
 func (p Pair) GGUFName(ab string) string {
-	return fmt.Sprintf("blk.%d.%s.weight.lora_%s", p.Layer, p.Module.GGUF, ab)
+	return p.Tensor() + ".lora_" + ab
+}
+
+// Tensor is the name of the base weight the pair adapts.
+func (p Pair) Tensor() string {
+	if p.Layer < 0 {
+		return p.Module.GGUF + ".weight"
+	}
+	return fmt.Sprintf("blk.%d.%s.weight", p.Layer, p.Module.GGUF)
 }
 
 // Pairs returns the adapter's weights exactly as stored: values are rounded
-// through DType, so a reference computed from them matches the files.
+// through DType, so a reference computed from them matches the files. A
+// target LMHead is one pair with Layer -1, after the blocks' pairs.
 func (a LoRA) Pairs() ([]Pair, error) {
 	a = a.withDefaults()
 	r := rand.New(rand.NewPCG(a.Seed, 0x6c6f7261))
 	var out []Pair
+	add := func(layer int, name string) error {
+		m, ok := a.Base.Module(name)
+		if !ok {
+			return fmt.Errorf("unknown target module %q", name)
+		}
+		p := Pair{Layer: layer, Module: m}
+		var err error
+		if p.A, err = a.rounded(gaussian(a.Std)(r, a.Rank*m.In)); err != nil {
+			return err
+		}
+		if p.B, err = a.rounded(gaussian(a.Std)(r, m.Out*a.Rank)); err != nil {
+			return err
+		}
+		out = append(out, p)
+		return nil
+	}
 	for l := 0; l < a.Base.Layers; l++ {
 		for _, name := range a.Targets {
-			m, ok := a.Base.Module(name)
-			if !ok {
-				return nil, fmt.Errorf("unknown target module %q", name)
+			if name == LMHead {
+				continue
 			}
-			p := Pair{Layer: l, Module: m}
-			var err error
-			if p.A, err = a.rounded(gaussian(a.Std)(r, a.Rank*m.In)); err != nil {
+			if err := add(l, name); err != nil {
 				return nil, err
 			}
-			if p.B, err = a.rounded(gaussian(a.Std)(r, m.Out*a.Rank)); err != nil {
+		}
+	}
+	for _, name := range a.Targets {
+		if name == LMHead {
+			if err := add(-1, name); err != nil {
 				return nil, err
 			}
-			out = append(out, p)
 		}
 	}
 	return out, nil
