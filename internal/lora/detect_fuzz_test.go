@@ -65,7 +65,7 @@ func checkDetect(t *testing.T, files map[string][]byte) {
 		t.Fatalf("accepted an insane adapter: %+v", a)
 	}
 	for _, p := range a.Pairs {
-		if p.In < 1 || p.Out < 1 || p.Rank < 1 || p.Rank > a.Rank || (p.Layer < 0) != (p.Module == "embed_tokens") || p.Module == "" ||
+		if p.In < 1 || p.Out < 1 || p.Rank < 1 || p.Rank > a.Rank || (p.Layer < 0) != (p.Module == "embed_tokens" || p.Module == "lm_head") || p.Module == "" ||
 			(a.Format == lora.FormatPEFT && !lora.FloatDTypes[p.DType]) || p.DType == "" {
 			t.Fatalf("accepted an insane pair: %+v", p)
 		}

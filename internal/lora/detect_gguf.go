@@ -31,6 +31,7 @@ var ggufModules = map[string]string{
 	"ffn_gate":    "gate_proj",
 	"ffn_up":      "up_proj",
 	"ffn_down":    "down_proj",
+	outputStem:    outputModule,
 }
 
 // ggufModule maps a GGUF tensor name to a PEFT module name. phi3 has no
@@ -152,6 +153,9 @@ func (a *Adapter) readGGUF(info fs.FileInfo) error {
 			continue
 		}
 		layer, name, ok := ggufLayerName(stem)
+		if !ok && stem == outputStem { // output.go
+			layer, name, ok = -1, outputStem, true
+		}
 		if !ok {
 			return adapterErr(path, "tensor %s is not in a transformer layer (blk.N.<name>); only the layers' linear modules can be adapted: %s, with only linear layers in target_modules", quoteTensor(h.a.Name), ggufFix)
 		}

@@ -225,14 +225,17 @@ func peftPairs(path string, ts []safetensors.Tensor, cfg *peftSettings) ([]Pair,
 		} else {
 			var ok bool
 			layer, module, ok = peftLayerModule(key)
+			if !ok && key == outputModule { // output.go
+				layer, module, ok = -1, outputModule, true
+			}
 			if !ok {
-				return nil, nil, adapterErr(path, "tensor %s is not in a transformer layer (no layers.N in its name); only the layers' linear modules and embed_tokens can be adapted: retrain with target_modules such as q_proj, v_proj", quoteTensor(h.a.Name))
+				return nil, nil, adapterErr(path, "tensor %s is not in a transformer layer (no layers.N in its name); only the layers' linear modules, lm_head and embed_tokens can be adapted: retrain with target_modules such as q_proj, v_proj", quoteTensor(h.a.Name))
 			}
 			if layer > maxAdapterWidth {
 				return nil, nil, adapterErr(path, "tensor %s names layer %d, which no model has", quoteTensor(h.a.Name), layer)
 			}
 		}
-		if err := cfg.checkTargeted(path, h.a.Name, key, !h.embed); err != nil {
+		if err := cfg.checkTargeted(path, h.a.Name, key, !h.embed && module != outputModule); err != nil {
 			return nil, nil, err
 		}
 		for _, t := range []*safetensors.Tensor{h.a, h.b} {

@@ -48,6 +48,10 @@
 //   - qwen2, qwen3, gemma, gemma2, gemma3 and phi3 keep Hugging Face row
 //     order. phi3 keeps q/k/v fused (qkv_proj → attn_qkv) and gate/up fused
 //     (gate_up_proj → ffn_up).
+//   - lm_head maps to output.weight. On a base that ties the output
+//     projection to the token embedding (no output.weight), the merge adds
+//     output.weight = token_embd + delta and keeps token_embd, as PEFT
+//     adapts the projection only (output.go).
 //   - A GGUF LoRA names tensors "<weight>.lora_a" (ne=[in, r]) and
 //     "<weight>.lora_b" (ne=[r, out]); llama.cpp scales by
 //     adapter.lora.alpha / r, or by 1 when alpha is 0.

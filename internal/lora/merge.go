@@ -119,6 +119,7 @@ func MergeWith(w io.Writer, base io.ReaderAt, baseFile *gguf.File, a *Weights, o
 	if baseFile == nil || a == nil || base == nil {
 		return st, fmt.Errorf("merge: missing base or adapter")
 	}
+	baseFile = untieOutput(baseFile, a) // output.go
 	baseArch := baseFile.Architecture()
 	if a.Arch != "" && baseArch != "" && a.Arch != baseArch {
 		return st, fmt.Errorf("merge: the adapter is for architecture %q but the base model is %q", a.Arch, baseArch)

@@ -66,6 +66,10 @@ func parsePEFTName(name string) (peftName, bool) {
 	}
 	p.module = module
 	flat := strings.ReplaceAll(module, "language_model.", "")
+	if flat == outputModule { // output.go
+		p.layer, p.key = -1, outputModule
+		return p, true
+	}
 	after, ok := strings.CutPrefix(flat, "model.layers.")
 	if !ok {
 		return p, false
@@ -144,7 +148,7 @@ func readPEFT(open openFunc, dir string, base BaseInfo) (*Weights, error) {
 		if !ok {
 			return fail("tensor %q is not a LoRA weight of a module adapterd can map onto a %s base (model.layers.N.{%s}.lora_A/lora_B.weight)", t.Name, base.Arch, rule.moduleList())
 		}
-		target := fmt.Sprintf("blk.%d.%s.weight", pn.layer, stem)
+		target := targetTensor(pn.layer, stem)
 		p := byTarget[target]
 		if p == nil {
 			p = &pending{target: target, stem: stem}
@@ -186,7 +190,7 @@ func readPEFT(open openFunc, dir string, base BaseInfo) (*Weights, error) {
 		if tb.Shape[1] != rank || rank < 1 || in < 1 || out < 1 {
 			return fail("%s: lora_A is %v and lora_B is %v; want [r, in] and [out, r]", p.target, ta.Shape, tb.Shape)
 		}
-		shape, ok := base.Tensors[p.target]
+		shape, ok := base.tensorShape(p.target)
 		if !ok {
 			return fail("%s targets %s, which the %s base model does not have (wrong base model?)", p.a.t.Name, p.target, base.Arch)
 		}

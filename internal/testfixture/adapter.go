@@ -108,18 +108,26 @@ type Pair struct {
 
 // PEFTName is the safetensors name of the pair's A (ab="A") or B tensor.
 func (p Pair) PEFTName(ab string) string {
-	if p.Layer < 0 {
+	if p.Module.PEFT == "embed_tokens" {
 		return "base_model.model.model.embed_tokens.lora_embedding_" + ab
+	}
+	if p.Layer < 0 {
+		return fmt.Sprintf("base_model.model.%s.lora_%s.weight", p.Module.PEFT, ab)
 	}
 	return fmt.Sprintf("base_model.model.model.layers.%d.%s.%s.lora_%s.weight", p.Layer, p.Module.Parent, p.Module.PEFT, ab)
 }
 
 // GGUFName is the GGUF LoRA name of the pair's A (ab="a") or B tensor.
 func (p Pair) GGUFName(ab string) string {
+	return p.Tensor() + ".lora_" + ab
+}
+
+// Tensor is the name of the base weight the pair adapts.
+func (p Pair) Tensor() string {
 	if p.Layer < 0 {
-		return "token_embd.weight.lora_" + ab
+		return p.Module.GGUF + ".weight"
 	}
-	return fmt.Sprintf("blk.%d.%s.weight.lora_%s", p.Layer, p.Module.GGUF, ab)
+	return fmt.Sprintf("blk.%d.%s.weight", p.Layer, p.Module.GGUF)
 }
 
 // embedModule is embed_tokens as a Module: A is [r, vocab], B [hidden, r].
@@ -127,10 +135,7 @@ func (a LoRA) embedModule() Module {
 	return Module{PEFT: "embed_tokens", GGUF: "token_embd", In: a.vocab(), Out: a.Base.Embd}
 }
 
-func (a LoRA) vocab() int {
-	tokens, _, _ := Vocab()
-	return len(tokens)
-}
+func (a LoRA) vocab() int { return a.Base.VocabSize() }
 
 // patternValue is the value of the first pattern meant for (layer, module).
 func patternValue(ps []Pattern, layer int, module string) (float64, bool) {
@@ -158,30 +163,47 @@ func (a LoRA) pairRankScale(layer int, module string) (int, float64) {
 
 // Pairs returns the adapter's weights exactly as stored: values are rounded
 // through DType (and GGUFType), so a reference computed from them matches
-// the files.
+// the files. A target LMHead is one pair with Layer -1, after the blocks'
+// pairs; an Embedding pair (Layer -1, module embed_tokens) comes last.
 func (a LoRA) Pairs() ([]Pair, error) {
 	a = a.withDefaults()
 	r := rand.New(rand.NewPCG(a.Seed, 0x6c6f7261))
 	var out []Pair
+	add := func(layer int, name string) error {
+		m, ok := a.Base.Module(name)
+		if !ok {
+			return fmt.Errorf("unknown target module %q", name)
+		}
+		p := Pair{Layer: layer, Module: m}
+		p.Rank, p.Scale = a.pairRankScale(layer, name)
+		var err error
+		if p.A, err = a.rounded(gaussian(a.Std)(r, p.Rank*m.In), m.In); err != nil {
+			return err
+		}
+		if p.B, err = a.rounded(gaussian(a.Std)(r, m.Out*p.Rank), p.Rank); err != nil {
+			return err
+		}
+		out = append(out, p)
+		return nil
+	}
 	for l := 0; l < a.Base.Layers; l++ {
 		if a.Layers != nil && !slices.Contains(a.Layers, l) {
 			continue
 		}
 		for _, name := range a.Targets {
-			m, ok := a.Base.Module(name)
-			if !ok {
-				return nil, fmt.Errorf("unknown target module %q", name)
+			if name == LMHead {
+				continue
 			}
-			p := Pair{Layer: l, Module: m}
-			p.Rank, p.Scale = a.pairRankScale(l, name)
-			var err error
-			if p.A, err = a.rounded(gaussian(a.Std)(r, p.Rank*m.In), m.In); err != nil {
+			if err := add(l, name); err != nil {
 				return nil, err
 			}
-			if p.B, err = a.rounded(gaussian(a.Std)(r, m.Out*p.Rank), p.Rank); err != nil {
+		}
+	}
+	for _, name := range a.Targets {
+		if name == LMHead {
+			if err := add(-1, name); err != nil {
 				return nil, err
 			}
-			out = append(out, p)
 		}
 	}
 	if a.Embedding {
@@ -452,7 +474,7 @@ func (a LoRA) WriteGGUF(path string) error {
 		return nil
 	}
 	for _, p := range pairs {
-		if p.Layer < 0 {
+		if p.Module.PEFT == "embed_tokens" {
 			if err := add(p.GGUFName("a"), p.Rank, p.Module.In, transpose32(p.A, p.Rank, p.Module.In)); err != nil {
 				return err
 			}

@@ -38,7 +38,7 @@ func WriteReferenceMerge(basePath string, a LoRA, out string) error {
 				d[o*m.In+i] = p.Scale * sum
 			}
 		}
-		if p.Layer < 0 {
+		if m.PEFT == "embed_tokens" {
 			// PEFT's Embedding.get_delta_weight is (B·A)ᵀ: row t (a
 			// token) of token_embd gains column t of B·A.
 			deltas["token_embd.weight"] = transpose64(d, m.Out, m.In)
@@ -47,7 +47,7 @@ func WriteReferenceMerge(basePath string, a LoRA, out string) error {
 		if n := a.Base.ropeHeads(m.PEFT); n > 0 {
 			d = ropePermute(d, m.Out, m.In, n)
 		}
-		deltas[fmt.Sprintf("blk.%d.%s.weight", p.Layer, m.GGUF)] = d
+		deltas[p.Tensor()] = d
 	}
 	full, err := a.FullWeights()
 	if err != nil {
@@ -72,13 +72,34 @@ func WriteReferenceMerge(basePath string, a LoRA, out string) error {
 	if err != nil {
 		return err
 	}
+	// PEFT's lm_head LoRA adapts the output projection only. On a tied base
+	// that projection is the embedding, so the adapted model gets its own
+	// output.weight, the embedding plus the delta, and the embedding stays.
+	tensors := f.Tensors
+	if _, ok := deltas["output.weight"]; ok {
+		if _, has := f.Tensor("output.weight"); !has {
+			te, ok := f.Tensor("token_embd.weight")
+			if !ok {
+				return fmt.Errorf("base has neither output.weight nor token_embd.weight")
+			}
+			out := te
+			out.Name = "output.weight"
+			tensors = append(append([]gguf.Tensor{}, tensors...), out)
+		}
+	}
 	return writeFileAtomic(out, func(w *os.File) error {
-		gw, err := gguf.NewWriter(w, f.KV, f.Tensors)
+		gw, err := gguf.NewWriter(w, f.KV, tensors)
 		if err != nil {
 			return err
 		}
-		for _, t := range f.Tensors {
-			sec, err := f.Section(in, t)
+		for _, t := range tensors {
+			src := t
+			if t.Name == "output.weight" {
+				if _, has := f.Tensor("output.weight"); !has {
+					src, _ = f.Tensor("token_embd.weight")
+				}
+			}
+			sec, err := f.Section(in, src)
 			if err != nil {
 				return err
 			}
