@@ -283,7 +283,7 @@ func keepRestartOnly(old, next *spec.Config, log *slog.Logger) *spec.Config {
 // startWatch runs a watcher that feeds rec until ctx is done.
 func startWatch(ctx context.Context, cfg *spec.Config, rec *ingest.Reconciler, log *slog.Logger) <-chan struct{} {
 	w := watch.New(watch.Options{Dir: cfg.DropDir, Settle: cfg.Settle, Resync: cfg.Resync, ReadyFile: cfg.ReadyFile, Logger: log,
-		OnChange: rec.Touch})
+		OnChange: rec.Touch, Subfolder: ingest.AdapterSubfolder})
 	events := make(chan watch.Event, 64)
 	done := make(chan struct{})
 	go func() {

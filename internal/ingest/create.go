@@ -29,20 +29,25 @@ import (
 const tmpPrefix = "adapterd-tmp-"
 
 // chooseStrategy resolves auto and checks that the chosen strategy can work
-// on this server and base: native needs a server that still creates
-// adapters, a base that Ollama runs on llama.cpp, and, for an adapter on
-// lm_head, a base with its own output weight (tiedHead false; see
-// lora/output.go). reason says why, for people (dry runs).
-func (r *Reconciler) chooseStrategy(ctx context.Context, res *spec.Resolved, arch string, tiedHead bool) (s spec.Strategy, reason string, err error) {
+// on this server, base and adapter: native needs a server that still
+// creates adapters, a base that Ollama runs on llama.cpp, an adapter that
+// only adds B·A (a.NativeBlocker), and, for an adapter on lm_head, a base
+// with its own output weight (tiedHead false; see lora/output.go). reason
+// says why, for people (dry runs).
+func (r *Reconciler) chooseStrategy(ctx context.Context, res *spec.Resolved, arch string, a *lora.Adapter, tiedHead bool) (s spec.Strategy, reason string, err error) {
 	version, adapters, err := r.srv.capabilities(ctx)
 	if err != nil {
 		return "", "", err
 	}
 	goEngine := goEngineArchs[arch]
+	blocker := a.NativeBlocker()
 	switch res.Strategy {
 	case spec.StrategyMerge:
 		return spec.StrategyMerge, "strategy: merge was asked for", nil
 	case spec.StrategyNative:
+		if blocker != "" {
+			return "", "", &terminalError{&spec.Error{File: a.Files[len(a.Files)-1], Msg: blocker + "; set strategy: merge (or auto)"}}
+		}
 		if goEngine {
 			return "", "", terminalf("base %s is %s, which Ollama runs on its Go engine, and that engine cannot load LoRA adapters (the model would be created but fail when used); set strategy: merge (or auto)", res.Base, arch)
 		}
@@ -55,6 +60,8 @@ func (r *Reconciler) chooseStrategy(ctx context.Context, res *spec.Resolved, arc
 		return spec.StrategyNative, "strategy: native was asked for", nil
 	}
 	switch {
+	case blocker != "":
+		return spec.StrategyMerge, "auto: " + blocker, nil
 	case goEngine:
 		return spec.StrategyMerge, fmt.Sprintf("auto: base %s is %s, which Ollama runs on its Go engine, and that engine cannot load LoRA", res.Base, arch), nil
 	case tiedHead:
@@ -171,15 +178,19 @@ func (r *Reconciler) request(ctx context.Context, o *observed) (*api.CreateReque
 // nativeRequest uploads the adapter as one GGUF LoRA and asks Ollama to
 // apply it to the base. PEFT files are converted by adapterd first: Ollama's
 // own PEFT conversion permutes the wrong side of llama q/k deltas, and
-// knows only llama and gemma2.
+// knows only llama and gemma2. A GGUF LoRA in F16, BF16 or Q8_0 is written
+// out in F32 too (lora.Adapter.NativeAsIs says why).
 func (r *Reconciler) nativeRequest(ctx context.Context, key string, res *spec.Resolved, a *lora.Adapter,
 	digests map[string]string, base *baseDetails) (*api.CreateRequest, error) {
 	path, digest := a.Files[0], digests[a.Files[0]]
 	open := func() (*os.File, int64, error) { return a.Open(path) }
-	if a.Format == lora.FormatPEFT {
-		info, err := r.srv.loraBaseInfo(ctx, res.Base, base.Info)
-		if err != nil {
-			return nil, err
+	if !a.NativeAsIs() {
+		var info lora.BaseInfo
+		if a.Format == lora.FormatPEFT {
+			var err error
+			if info, err = r.srv.loraBaseInfo(ctx, res.Base, base.Info); err != nil {
+				return nil, err
+			}
 		}
 		ad, err := a.Weights(info)
 		if err != nil {

@@ -123,7 +123,7 @@ func (r *Reconciler) observe(ctx context.Context, key string) (*observed, error)
 	if err != nil {
 		return o, err
 	}
-	if o.Strategy, _, err = r.chooseStrategy(ctx, res, o.Base.Info.Arch, tied); err != nil {
+	if o.Strategy, _, err = r.chooseStrategy(ctx, res, o.Base.Info.Arch, f.Adapter, tied); err != nil {
 		return o, err
 	}
 	r.waitPrepared(ctx, key)

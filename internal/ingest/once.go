@@ -118,7 +118,7 @@ func CreateOnce(ctx context.Context, c *api.Client, f *Folder, opts OnceOptions)
 	if err != nil {
 		return nil, err
 	}
-	if o.Strategy, out.StrategyReason, err = r.chooseStrategy(ctx, res, o.Base.Info.Arch, tied); err != nil {
+	if o.Strategy, out.StrategyReason, err = r.chooseStrategy(ctx, res, o.Base.Info.Arch, f.Adapter, tied); err != nil {
 		return nil, err
 	}
 	out.Strategy = o.Strategy

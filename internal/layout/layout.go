@@ -58,6 +58,12 @@ func IsRelevantFile(name, readyFile string) bool {
 	return IsGGUF(name)
 }
 
+// IsAdapterFile reports whether name is one of the files an adapter is
+// made of: the PEFT pair or a GGUF.
+func IsAdapterFile(name string) bool {
+	return name == PEFTConfig || name == PEFTWeights || IsGGUF(name)
+}
+
 // IsGGUF reports whether name has the GGUF suffix, in any case.
 func IsGGUF(name string) bool {
 	return strings.HasSuffix(strings.ToLower(name), GGUFSuffix)

@@ -19,6 +19,9 @@ type Weights struct {
 	Alpha  float64
 	Rank   int     // the adapter's r (PEFT) or its largest pair rank (GGUF)
 	Deltas []Delta // sorted by Target (plain string order)
+	// Replace are base tensors replaced whole (PEFT's modules_to_save);
+	// only Merge applies them, WriteGGUF refuses them.
+	Replace []Replacement
 }
 
 // Pair is one adapted weight.
