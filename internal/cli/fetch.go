@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -59,6 +60,8 @@ func cmdFetchAdapter(ctx context.Context, args []string, env Env) error {
 		return err
 	}
 	client.Progress = terminalProgress(env.Stderr)
+	// A cache that cannot be written is skipped, and said so once per file.
+	client.Logger = slog.New(slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	if *drop != "" {
 		sidecar, err := sidecarFromFlags(createArgs, env)
 		if err != nil {
@@ -212,9 +215,8 @@ func fetchInto(ctx context.Context, client *hub.Client, req hub.Request, dir str
 	return src, nil
 }
 
-// dropKey is the folder name for repo: key if given, else the repo's last
-// path part with anything but letters, digits, '.', '_' and '-' made '-',
-// and without the leading '.' or '_' that would make the daemon ignore it.
+// dropKey is the folder name for repo: key if given, else
+// layout.KeyFromRepo's.
 func dropKey(repo, key string) (string, error) {
 	if key != "" {
 		if !layout.IsAdapterKey(key) || key == ".." {
@@ -222,15 +224,8 @@ func dropKey(repo, key string) (string, error) {
 		}
 		return key, nil
 	}
-	name := repo[strings.LastIndex(repo, "/")+1:]
-	k := strings.Map(func(r rune) rune {
-		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-' {
-			return r
-		}
-		return '-'
-	}, name)
-	k = strings.TrimLeft(k, "._")
-	if !layout.IsAdapterKey(k) {
+	k, ok := layout.KeyFromRepo(repo)
+	if !ok {
 		return "", fmt.Errorf("cannot make a folder name from repo %q; pass --key", repo)
 	}
 	return k, nil

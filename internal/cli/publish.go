@@ -7,7 +7,7 @@ import (
 	"strings"
 
 	"github.com/adapterd/adapterd/internal/ingest"
-	"github.com/adapterd/adapterd/internal/s3source"
+	"github.com/adapterd/adapterd/internal/mirror"
 	"github.com/adapterd/adapterd/internal/spec"
 )
 
@@ -77,7 +77,7 @@ func cmdPublish(ctx context.Context, args []string, env Env) error {
 	if f.Adapter.Sidecar != "" {
 		files = append(files, f.Adapter.Sidecar)
 	}
-	n, err := s3source.Publish(ctx, dest, key, files, marker, nil)
+	n, err := mirror.Publish(ctx, dest, key, files, marker, nil)
 	if err != nil {
 		return codedError{ingest.ExitOllama, err}
 	}

@@ -10,7 +10,7 @@ import (
 
 	"github.com/minio/minio-go/v7"
 
-	"github.com/adapterd/adapterd/internal/s3source/s3test"
+	"github.com/adapterd/adapterd/internal/mirror/s3test"
 )
 
 func objects(t *testing.T, s *s3test.Server, prefix string) []string {

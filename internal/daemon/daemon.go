@@ -22,7 +22,7 @@ import (
 	"github.com/adapterd/adapterd/internal/httpapi"
 	"github.com/adapterd/adapterd/internal/ingest"
 	"github.com/adapterd/adapterd/internal/metrics"
-	"github.com/adapterd/adapterd/internal/s3source"
+	"github.com/adapterd/adapterd/internal/mirror"
 	"github.com/adapterd/adapterd/internal/spec"
 	"github.com/adapterd/adapterd/internal/status"
 	"github.com/adapterd/adapterd/internal/watch"
@@ -92,8 +92,8 @@ func Run(ctx context.Context, o Options) error {
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	srcOpts := s3source.Options{Logger: log, Metrics: m}
-	sources := &sourceSet{s: s3source.Start(ctx, cfg, srcOpts)}
+	srcOpts := mirror.Options{Logger: log, Metrics: m}
+	sources := &sourceSet{s: mirror.Start(ctx, cfg, srcOpts)}
 	defer func() { sources.get().Stop() }()
 	var wg sync.WaitGroup
 	if ln != nil {
@@ -176,10 +176,12 @@ func Run(ctx context.Context, o Options) error {
 				sources.get().Stop()
 				for _, src := range cfg.Sources {
 					m.SourceForget(src.Name())
-					if !slices.ContainsFunc(next.Sources, func(n spec.Source) bool { return reflect.DeepEqual(n, src) || sameSource(n, src) }) {
+					if !slices.ContainsFunc(next.Sources, func(n spec.Source) bool { return reflect.DeepEqual(n, src) || mirror.SameSource(n, src) }) {
 						// A source that left the config follows on_remove, as a
-						// removed folder does.
-						removed, err := s3source.Retire(src, cfg.DropDir, cfg.StateDir)
+						// removed folder does. An edited one (a new interval; for
+						// the hub a new revision, subfolder or sidecar) is the
+						// same source and keeps its folders.
+						removed, err := mirror.Retire(src, cfg.DropDir, cfg.StateDir)
 						if err != nil {
 							log.Error("cannot retire a removed source", "source", src.Name(), "err", err)
 						} else if len(removed) > 0 {
@@ -187,7 +189,7 @@ func Run(ctx context.Context, o Options) error {
 						}
 					}
 				}
-				sources.set(s3source.Start(ctx, next, srcOpts))
+				sources.set(mirror.Start(ctx, next, srcOpts))
 			}
 			cfg = next
 			rec.SetConfig(ctx, cfg)
@@ -208,25 +210,19 @@ func sourcesChanged(old, next *spec.Config) bool {
 		old.StateDir != next.StateDir || old.ReadyFile != next.ReadyFile
 }
 
-// sameSource reports whether two config entries are the same source (its
-// interval may change without it leaving).
-func sameSource(a, b spec.Source) bool {
-	return a.Kind == b.Kind && a.Name() == b.Name() && a.S3 != nil && b.S3 != nil && a.S3.Endpoint == b.S3.Endpoint
-}
-
 // sourceSet is the running mirrors, swapped on reload.
 type sourceSet struct {
 	mu sync.Mutex
-	s  *s3source.Set
+	s  *mirror.Set
 }
 
-func (s *sourceSet) get() *s3source.Set {
+func (s *sourceSet) get() *mirror.Set {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.s
 }
 
-func (s *sourceSet) set(n *s3source.Set) {
+func (s *sourceSet) set(n *mirror.Set) {
 	s.mu.Lock()
 	s.s = n
 	s.mu.Unlock()
@@ -258,7 +254,7 @@ func (w withSources) Warning() string {
 func (w withSources) SourcesStatus() any {
 	list := w.sources.get().Status()
 	if list == nil {
-		list = []s3source.SourceStatus{}
+		list = []mirror.SourceStatus{}
 	}
 	return list
 }
@@ -287,7 +283,7 @@ func keepRestartOnly(old, next *spec.Config, log *slog.Logger) *spec.Config {
 // startWatch runs a watcher that feeds rec until ctx is done.
 func startWatch(ctx context.Context, cfg *spec.Config, rec *ingest.Reconciler, log *slog.Logger) <-chan struct{} {
 	w := watch.New(watch.Options{Dir: cfg.DropDir, Settle: cfg.Settle, Resync: cfg.Resync, ReadyFile: cfg.ReadyFile, Logger: log,
-		OnChange: rec.Touch})
+		OnChange: rec.Touch, Subfolder: ingest.AdapterSubfolder})
 	events := make(chan watch.Event, 64)
 	done := make(chan struct{})
 	go func() {

@@ -8,18 +8,18 @@ import (
 	"testing"
 	"time"
 
+	"github.com/adapterd/adapterd/internal/mirror"
+	"github.com/adapterd/adapterd/internal/mirror/s3test"
 	"github.com/adapterd/adapterd/internal/ollamatest"
-	"github.com/adapterd/adapterd/internal/s3source"
-	"github.com/adapterd/adapterd/internal/s3source/s3test"
 	"github.com/adapterd/adapterd/internal/spec"
 	"github.com/adapterd/adapterd/internal/status"
 	"github.com/adapterd/adapterd/internal/testfixture"
 )
 
 // sources reads the daemon's /v1/sources.
-func (h *harness) sources() []s3source.SourceStatus {
+func (h *harness) sources() []mirror.SourceStatus {
 	h.t.Helper()
-	var list []s3source.SourceStatus
+	var list []mirror.SourceStatus
 	if err := json.Unmarshal([]byte(h.get("/v1/sources")), &list); err != nil {
 		h.t.Fatal(err)
 	}
@@ -66,7 +66,7 @@ func TestS3FolderBecomesReadyLikeADroppedOne(t *testing.T) {
 		t.Errorf("the model from S3 generates like the base: %q", got)
 	}
 	list := h.sources()
-	if len(list) != 1 || list[0].Source != "s3://fleet/hosts/" || list[0].Error != "" || list[0].Folders != 2 || list[0].LastListing.IsZero() {
+	if len(list) != 1 || list[0].Source != "s3://fleet/hosts/" || list[0].Error != "" || list[0].Folders != 2 || list[0].LastCheck.IsZero() {
 		t.Fatalf("/v1/sources: %+v", list)
 	}
 	if m := h.get("/metrics"); !strings.Contains(m, `adapterd_source_up{source="s3://fleet/hosts/"} 1`) {
@@ -205,7 +205,7 @@ func TestS3FleetOfTwoConverges(t *testing.T) {
 		}
 		// What `adapterd publish` does: files first, the marker last.
 		files, _ := filepath.Glob(filepath.Join(dir, "*"))
-		if _, err := s3source.Publish(t.Context(), source[0].S3, key, files, "READY", nil); err != nil {
+		if _, err := mirror.Publish(t.Context(), source[0].S3, key, files, "READY", nil); err != nil {
 			t.Fatal(err)
 		}
 	}

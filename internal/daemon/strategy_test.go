@@ -76,59 +76,41 @@ func allTargets() []string {
 // base (RoPE-permuted q/k) and a qwen2 base (no permutation), adapterd's own
 // GGUF LoRA (native) and its merged model (merge) generate token for token
 // like a reference model built mathematically from the same PEFT weights.
+// Each runs on the bare base and on a library-shaped one (TEMPLATE, SYSTEM,
+// PARAMETER stop, LICENSE and MESSAGE layers, and for qwen2 the byte-level
+// BPE vocabulary its library models have; TestArchitecturesMatchTheReference
+// covers the other families, library-shaped).
 func TestNativeAndMergeMatchTheReference(t *testing.T) {
 	s := ollamatest.Get(t, ollamatest.V024)
-	prompts := referencePrompts()
-	for _, b := range []testfixture.Base{testfixture.TinyLlama(), testfixture.TinyQwen2()} {
-		t.Run(b.Arch, func(t *testing.T) {
-			baseName := "ref-" + b.Arch + ":base"
-			basePath := importBase(t, s, b, baseName)
-			a := testfixture.LoRA{Base: b, Seed: 1001, Targets: allTargets()}
-			ref := filepath.Join(t.TempDir(), "reference.gguf")
-			if err := testfixture.WriteReferenceMerge(basePath, a, ref); err != nil {
-				t.Fatal(err)
+	qwen2BPE := testfixture.TinyQwen2()
+	qwen2BPE.Tokenizer = testfixture.TokenizerQwen2
+	for _, c := range []refCase{
+		{name: "ref-llama", base: testfixture.TinyLlama()},
+		{name: "ref-qwen2", base: testfixture.TinyQwen2()},
+		{name: "ref-llama-lib", base: testfixture.TinyLlama(), library: true},
+		{name: "ref-qwen2-lib", base: qwen2BPE, library: true},
+	} {
+		t.Run(strings.TrimPrefix(c.name, "ref-"), func(t *testing.T) {
+			c.strategies = []string{"native", "merge"}
+			c.lora = testfixture.LoRA{Base: c.base, Seed: 1001, Targets: allTargets()}
+			c.run(t, s)
+			if c.library {
+				return
 			}
-			if err := s.ImportGGUF(context.Background(), "ref-"+b.Arch+":reference", ref); err != nil {
-				t.Fatal(err)
-			}
-			want := greedyAll(t, s, "ref-"+b.Arch+":reference", prompts)
-			if got := greedyAll(t, s, baseName, prompts); matches(got, want) == len(prompts) {
-				t.Fatal("the adapter does not change any generation; the comparison would prove nothing")
-			}
-
-			h := newHarness(t, s, func(c *spec.Config) { c.Defaults.Base = baseName })
-			for _, strategy := range []string{"native", "merge"} {
-				h.folder(strategy, func(dir string) error {
-					if err := a.WritePEFT(dir); err != nil {
-						return err
-					}
-					return sidecar(dir, fmt.Sprintf("model: %s-%s\nstrategy: %s\n", b.Arch, strategy, strategy))
-				})
-			}
-			for _, strategy := range []string{"native", "merge"} {
-				st := h.waitState(strategy, status.Ready)
-				if st.Strategy != strategy {
-					t.Errorf("%s folder used strategy %q", strategy, st.Strategy)
-				}
-				got := greedyAll(t, s, st.Model, prompts)
-				if n := matches(got, want); n != len(prompts) {
-					t.Errorf("%s on %s: %d of %d prompts token-identical to the reference", strategy, b.Arch, n, len(prompts))
-				} else {
-					t.Logf("%s on %s: %d of %d prompts token-identical to the reference", strategy, b.Arch, n, len(prompts))
-				}
-			}
-
 			// For the record: Ollama's own server-side PEFT conversion.
+			b := c.base
 			dir := t.TempDir()
-			if err := a.WritePEFT(dir); err != nil {
+			if err := c.lora.WritePEFT(dir); err != nil {
 				t.Fatal(err)
 			}
-			err := s.CreateWithAdapter(context.Background(), "ollama-conv-"+b.Arch, baseName,
+			err := s.CreateWithAdapter(context.Background(), "ollama-conv-"+b.Arch, c.name+":bare",
 				filepath.Join(dir, "adapter_config.json"), filepath.Join(dir, "adapter_model.safetensors"))
 			if err != nil {
 				t.Logf("Ollama's own PEFT conversion on %s: refused: %v", b.Arch, err)
 				return
 			}
+			prompts := referencePrompts()
+			want := greedyAll(t, s, c.name+":reference-bare", prompts)
 			got := greedyAll(t, s, "ollama-conv-"+b.Arch, prompts)
 			t.Logf("Ollama's own PEFT conversion on %s: %d of %d prompts match the reference", b.Arch, matches(got, want), len(prompts))
 		})

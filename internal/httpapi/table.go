@@ -13,15 +13,41 @@ import (
 
 // WriteTable writes list as a table with the columns KEY MODEL STATE
 // STRATEGY AGE ERROR. AGE is now minus Updated, in the largest whole unit.
+// An ingest's progress follows its state: "ingesting merge 41% 120 MB/290
+// MB".
 func WriteTable(w io.Writer, list []status.Status, now time.Time) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "KEY\tMODEL\tSTATE\tSTRATEGY\tAGE\tERROR")
 	for _, s := range list {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n",
-			cell(s.Key), cell(s.Model), cell(string(s.State)), cell(s.Strategy),
+			cell(s.Key), cell(s.Model), cell(stateCell(s)), cell(s.Strategy),
 			age(s.Updated, now), cell(s.Error))
 	}
 	return tw.Flush()
+}
+
+// stateCell is the state, and for an ingest its step and how far it is.
+func stateCell(s status.Status) string {
+	p := s.Progress
+	if p == nil || p.Step == "" {
+		return string(s.State)
+	}
+	out := string(s.State) + " " + p.Step
+	if p.BytesTotal > 0 {
+		pct := min(100, p.BytesDone*100/p.BytesTotal)
+		out += fmt.Sprintf(" %d%% %s/%s", pct, megabytes(p.BytesDone), megabytes(p.BytesTotal))
+	}
+	return out
+}
+
+// megabytes shows n bytes in decimal megabytes, as disk sizes are written:
+// whole from 10 MB on, one decimal below.
+func megabytes(n int64) string {
+	mb := float64(n) / 1e6
+	if mb >= 10 {
+		return fmt.Sprintf("%.0f MB", mb)
+	}
+	return fmt.Sprintf("%.1f MB", mb)
 }
 
 // cell makes a value safe for one tabwriter cell on a terminal. Keys are

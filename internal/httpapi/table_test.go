@@ -13,16 +13,25 @@ func TestWriteTable(t *testing.T) {
 		{Key: "alpha", State: status.Ready, Model: "alpha:latest", Strategy: "native", Updated: t0.Add(-5 * time.Second)},
 		{Key: "beta", State: status.Invalid, Model: "beta:latest", Error: "adapter.yaml line 3: unknown key \"sytem\"", Updated: t0.Add(-3 * time.Hour)},
 		{Key: "evil\x1b[2J\tkey", State: status.Waiting, Error: "two\nlines"},
+		{Key: "gamma", State: status.Ingesting, Model: "gamma:latest", Strategy: "merge", Updated: t0.Add(-time.Minute),
+			Progress: &status.Progress{Step: "merge", BytesDone: 120e6, BytesTotal: 290e6, Started: t0.Add(-10 * time.Second)}},
+		{Key: "delta", State: status.Ingesting, Model: "delta:latest", Strategy: "native", Updated: t0.Add(-2 * time.Second),
+			Progress: &status.Progress{Step: "upload", BytesDone: 1_500_000, BytesTotal: 4_000_000}},
+		{Key: "eps", State: status.Ingesting, Model: "eps:latest", Strategy: "native", Updated: t0,
+			Progress: &status.Progress{Step: "create"}},
 	}
 	var b strings.Builder
 	if err := WriteTable(&b, list, t0); err != nil {
 		t.Fatal(err)
 	}
 	want := "" +
-		"KEY           MODEL         STATE    STRATEGY  AGE  ERROR\n" +
-		"alpha         alpha:latest  ready    native    5s   -\n" +
-		"beta          beta:latest   invalid  -         3h   adapter.yaml line 3: unknown key \"sytem\"\n" +
-		"evil?[2J key  -             waiting  -         -    two lines\n"
+		"KEY           MODEL         STATE                               STRATEGY  AGE  ERROR\n" +
+		"alpha         alpha:latest  ready                               native    5s   -\n" +
+		"beta          beta:latest   invalid                             -         3h   adapter.yaml line 3: unknown key \"sytem\"\n" +
+		"evil?[2J key  -             waiting                             -         -    two lines\n" +
+		"gamma         gamma:latest  ingesting merge 41% 120 MB/290 MB   merge     1m   -\n" +
+		"delta         delta:latest  ingesting upload 37% 1.5 MB/4.0 MB  native    2s   -\n" +
+		"eps           eps:latest    ingesting create                    native    0s   -\n"
 	if got := b.String(); got != want {
 		t.Errorf("table:\n%s\nwant:\n%s", got, want)
 	}

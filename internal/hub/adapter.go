@@ -42,11 +42,11 @@ func (r Request) Check() error {
 	if r.Subfolder != "" {
 		clean := path.Clean(r.Subfolder)
 		if path.IsAbs(r.Subfolder) || clean == ".." || strings.HasPrefix(clean, "../") {
-			return fmt.Errorf("--subfolder %q leaves the repo; give a folder inside it, like checkpoint-500", r.Subfolder)
+			return fmt.Errorf("subfolder %q leaves the repo; give a folder inside it, like checkpoint-500", r.Subfolder)
 		}
 	}
 	if r.File != "" && (strings.Contains(r.File, "/") || r.File == "." || r.File == "..") {
-		return fmt.Errorf("--file %q must be a file name inside the adapter folder; use --subfolder for the folder", r.File)
+		return fmt.Errorf("--file %q must be a file name inside the adapter folder; give the folder as the subfolder", r.File)
 	}
 	return nil
 }
@@ -96,9 +96,9 @@ func Select(names []string, file string, where string) ([]string, error) {
 		}
 		if len(weights) > 0 {
 			sort.Strings(weights)
-			return nil, fmt.Errorf("%s holds full model weights (%s), not a LoRA adapter; nothing was downloaded: give the adapter's repo, or --subfolder where its %s is", where, list(weights), layout.PEFTConfig)
+			return nil, fmt.Errorf("%s holds full model weights (%s), not a LoRA adapter; nothing was downloaded: give the adapter's repo, or the subfolder where its %s is", where, list(weights), layout.PEFTConfig)
 		}
-		return nil, fmt.Errorf("%s has no adapter (%s and %s, or one *.gguf LoRA; files: %s); check the repo, --revision and --subfolder", where, layout.PEFTConfig, layout.PEFTWeights, list(names))
+		return nil, fmt.Errorf("%s has no adapter (%s and %s, or one *.gguf LoRA; files: %s); check the repo, the revision and the subfolder", where, layout.PEFTConfig, layout.PEFTWeights, list(names))
 	}
 	for _, s := range layout.Sidecars {
 		if has[s] {
@@ -127,6 +127,10 @@ func list(names []string) string {
 // against the hub's size and hash before it is kept; on an error, files
 // already fetched stay in dir and the caller discards dir.
 func (c *Client) Fetch(ctx context.Context, r Request, dir string) (*Source, error) {
+	return c.fetch(ctx, r, dir, nil)
+}
+
+func (c *Client) fetch(ctx context.Context, r Request, dir string, reuse Reuse) (*Source, error) {
 	if err := r.Check(); err != nil {
 		return nil, err
 	}
@@ -194,6 +198,9 @@ func (c *Client) Fetch(ctx context.Context, r Request, dir string) (*Source, err
 				return nil, fmt.Errorf("hub repo %s file %s is a full model, not a LoRA adapter (general.type is %s); nothing was downloaded: pick the adapter's *.gguf with --file", r.Repo, p, shown)
 			}
 		}
+		if reuse != nil && reuse(name, info, filepath.Join(dir, name)) {
+			continue
+		}
 		if c.fromCache(r.Repo, commit, p, info, filepath.Join(dir, name)) {
 			continue
 		}
@@ -201,5 +208,8 @@ func (c *Client) Fetch(ctx context.Context, r Request, dir string) (*Source, err
 			return nil, err
 		}
 	}
+	// Only now that the snapshot holds every file does the revision's name
+	// lead to it, so an offline fetch by that name finds them all.
+	c.recordRef(r.Repo, rev, commit)
 	return src, nil
 }

@@ -2,9 +2,13 @@ package hub
 
 import (
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"log/slog"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 
@@ -40,16 +44,52 @@ func hfHome(getenv func(string) string) string {
 	return filepath.Join(base, "huggingface")
 }
 
-// fromCache copies a file that a huggingface_hub user already downloaded
-// (models--org--name/snapshots/<commit>/<path>) to dst, if its size and
-// hash match what the hub says now. Anything else, a missing file, a
-// mismatch or an error, reports false, and the file is downloaded instead:
-// the cache is only ever a shortcut.
-func (c *Client) fromCache(repo, commit, path string, info FileInfo, dst string) bool {
+// repoFolder is the folder huggingface_hub keeps a model repo in, relative
+// to the cache: models--org--name.
+func repoFolder(repo string) string {
+	return "models--" + strings.ReplaceAll(repo, "/", "--")
+}
+
+// repoCacheDir is where huggingface_hub caches repo.
+func (c *Client) repoCacheDir(repo string) string {
+	return filepath.Join(c.CacheDir, repoFolder(repo))
+}
+
+// fromCache copies a file the cache already holds to dst, if its size and
+// hash match what the hub says now: first the snapshot's entry
+// (snapshots/<commit>/<path>, what huggingface_hub reads), then the blob
+// itself (blobs/<etag>), which another commit of the repo may have brought;
+// then the snapshot gets its link, as huggingface_hub does. Anything else,
+// a missing file, a mismatch or an error, reports false, and the file is
+// downloaded instead: the cache is only ever a shortcut.
+func (c *Client) fromCache(repo, commit, p string, info FileInfo, dst string) bool {
 	if c.CacheDir == "" {
 		return false
 	}
-	src := filepath.Join(c.repoCacheDir(repo), "snapshots", commit, filepath.FromSlash(path))
+	repoDir := c.repoCacheDir(repo)
+	if copyVerified(filepath.Join(repoDir, "snapshots", commit, filepath.FromSlash(p)), info, dst) {
+		return true
+	}
+	if !etagRE.MatchString(info.ETag) || !copyVerified(filepath.Join(repoDir, "blobs", info.ETag), info, dst) {
+		return false
+	}
+	if rc := c.openCache(repo); rc != nil {
+		if err := rc.link(commit, p, info.ETag); err != nil {
+			c.logger().Warn("cannot link a cached file into its snapshot", "dir", c.CacheDir, "file", p, "err", err)
+		}
+		rc.close()
+	}
+	return true
+}
+
+// etagRE is an ETag that can name a blob: a sha256 or a git sha1, nothing
+// that could be a path.
+var etagRE = sha256OrSHA1RE
+
+// copyVerified copies src to dst (atomically) if it has info's size and
+// hash. src is read through links, wherever they lead: only bytes that hash
+// to what the hub says are ever kept.
+func copyVerified(src string, info FileInfo, dst string) bool {
 	f, err := os.Open(src)
 	if err != nil {
 		return false
@@ -62,27 +102,274 @@ func (c *Client) fromCache(repo, commit, path string, info FileInfo, dst string)
 	if err != nil {
 		return false
 	}
+	return writeAtomic(dst, func(tmp *os.File) error {
+		n, err := copyHashed(&fileWriter{f: tmp}, d, io.LimitReader(f, info.Size+1))
+		if err != nil {
+			return err
+		}
+		if n != info.Size || hex.EncodeToString(d.Sum(nil)) != info.ETag {
+			return errHashMismatch
+		}
+		return nil
+	}) == nil
+}
+
+// writeAtomic makes dst a plain file with what write puts in a temp file
+// beside it: 0644 (the daemon's user may not be the one fetching), synced,
+// then renamed. On an error nothing is left.
+func writeAtomic(dst string, write func(*os.File) error) error {
 	tmp, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".part-*")
 	if err != nil {
-		return false
+		return err
 	}
 	defer func() {
 		tmp.Close()
 		os.Remove(tmp.Name()) // no-op after the rename
 	}()
-	n, err := io.Copy(io.MultiWriter(tmp, d), io.LimitReader(f, info.Size+1))
-	if err != nil || n != info.Size || hex.EncodeToString(d.Sum(nil)) != info.ETag {
-		return false
+	if err := write(tmp); err != nil {
+		return err
 	}
-	if tmp.Chmod(0o644) != nil || tmp.Sync() != nil || tmp.Close() != nil {
-		return false
+	if err := tmp.Chmod(0o644); err != nil {
+		return err
 	}
-	return os.Rename(tmp.Name(), dst) == nil
+	if err := tmp.Sync(); err != nil {
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), dst)
 }
 
-// repoCacheDir is where huggingface_hub caches repo.
-func (c *Client) repoCacheDir(repo string) string {
-	return filepath.Join(c.CacheDir, "models--"+strings.ReplaceAll(repo, "/", "--"))
+var errHashMismatch = errors.New("hash mismatch")
+
+// repoCache is one repo's folder in the Hugging Face cache, open for
+// writing. The cache may be shared with a user (HF_HUB_CACHE), so every
+// write goes through an os.Root on the cache folder: a link planted in it
+// can lead a write to another place inside the cache, never outside. Files
+// are made under temporary names and renamed, so a link at a final name
+// is replaced, not written through; a blob is renamed into place only
+// after its hash matched.
+type repoCache struct {
+	root *os.Root
+	dir  string // repoFolder(repo), relative to root
+	log  *slog.Logger
+}
+
+// openCache opens repo's cache folder for writing, creating the cache as
+// huggingface_hub would. A cache that cannot be written (read-only,
+// another user's) gives nil and a log line: the fetch goes on without it.
+func (c *Client) openCache(repo string) *repoCache {
+	if c.CacheDir == "" {
+		return nil
+	}
+	log := c.logger()
+	if err := os.MkdirAll(c.CacheDir, 0o755); err != nil {
+		log.Warn("hub cache cannot be written; downloading without it", "dir", c.CacheDir, "err", err)
+		return nil
+	}
+	root, err := os.OpenRoot(c.CacheDir)
+	if err != nil {
+		log.Warn("hub cache cannot be written; downloading without it", "dir", c.CacheDir, "err", err)
+		return nil
+	}
+	rc := &repoCache{root: root, dir: repoFolder(repo), log: log}
+	// refs must exist even when no ref is written: the JS client's
+	// scanCacheDir refuses a repo folder without it.
+	for _, d := range []string{"blobs", "snapshots", "refs"} {
+		if err := root.MkdirAll(path.Join(rc.dir, d), 0o755); err != nil {
+			log.Warn("hub cache cannot be written; downloading without it", "dir", c.CacheDir, "err", err)
+			root.Close()
+			return nil
+		}
+	}
+	return rc
+}
+
+func (rc *repoCache) close() { rc.root.Close() }
+
+// blob is where the file with etag is kept.
+func (rc *repoCache) blob(etag string) string { return path.Join(rc.dir, "blobs", etag) }
+
+// partial is a blob being downloaded: blobs/<etag>.incomplete, as
+// huggingface_hub names it, so either client resumes what the other left,
+// held under the same lock file huggingface_hub takes
+// (.locks/models--org--name/<etag>.lock), so they never write it at once.
+type partial struct {
+	rc   *repoCache
+	name string // relative to the cache root
+	etag string
+	f    *os.File
+	lock *os.File
+}
+
+// errBusy: another process is downloading the same blob right now.
+var errBusy = errors.New("another process is downloading this file into the cache")
+
+// begin opens blob etag's partial download for appending, creating it if
+// there is none, and reports how many bytes it holds already.
+func (rc *repoCache) begin(etag string) (*partial, int64, error) {
+	locks := path.Join(".locks", rc.dir)
+	if err := rc.root.MkdirAll(locks, 0o755); err != nil {
+		return nil, 0, err
+	}
+	lock, err := rc.root.OpenFile(path.Join(locks, etag+".lock"), os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, 0, err
+	}
+	if ok, err := tryLock(lock); err != nil || !ok {
+		lock.Close()
+		if err == nil {
+			err = errBusy
+		}
+		return nil, 0, err
+	}
+	p := &partial{rc: rc, name: rc.blob(etag) + ".incomplete", etag: etag, lock: lock}
+	// A partial someone left is resumed only if it is a plain file of our
+	// own (not a link, not another name of some file); otherwise it is
+	// replaced by a new one.
+	if fi, err := rc.root.Lstat(p.name); err == nil {
+		f, err := rc.root.OpenFile(p.name, os.O_RDWR, 0)
+		if err == nil {
+			if ofi, err := f.Stat(); err == nil && ofi.Mode().IsRegular() && os.SameFile(fi, ofi) && linkCount(ofi) == 1 {
+				n, err := f.Seek(0, io.SeekEnd)
+				if err == nil {
+					p.f = f
+					return p, n, nil
+				}
+			}
+			f.Close()
+		}
+		if err := rc.root.Remove(p.name); err != nil {
+			p.unlock()
+			return nil, 0, err
+		}
+	}
+	f, err := rc.root.OpenFile(p.name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		p.unlock()
+		return nil, 0, err
+	}
+	p.f = f
+	return p, 0, nil
+}
+
+// commit makes the verified partial the blob: synced first, so a crash
+// never leaves a blob whose bytes are not the ones its name promises.
+func (p *partial) commit() error {
+	if err := p.f.Chmod(0o644); err != nil {
+		return err
+	}
+	if err := p.f.Sync(); err != nil {
+		return err
+	}
+	return p.rc.root.Rename(p.name, p.rc.blob(p.etag))
+}
+
+// discard removes the partial: its bytes did not hash to the etag.
+func (p *partial) discard() { p.rc.root.Remove(p.name) }
+
+func (p *partial) unlock() {
+	if p.lock != nil {
+		p.lock.Close() // closing the lock file releases the lock
+		p.lock = nil
+	}
+}
+
+// close ends the download, keeping the partial (if not committed or
+// discarded) for the next one to resume.
+func (p *partial) close() {
+	if p.f != nil {
+		p.f.Close()
+	}
+	p.unlock()
+}
+
+// link points snapshots/<commit>/<p> at the blob, as a relative link
+// (../../blobs/<etag>, one more ../ per folder of p), so the cache can be
+// moved. An existing entry is replaced atomically by a rename.
+func (rc *repoCache) link(commit, p, etag string) error {
+	if !commitRE.MatchString(commit) || !etagRE.MatchString(etag) || !filepath.IsLocal(p) {
+		return fmt.Errorf("not a cache entry: commit %q file %q etag %q", commit, p, etag)
+	}
+	pointer := path.Join(rc.dir, "snapshots", commit, p)
+	target, err := filepath.Rel(path.Dir(pointer), rc.blob(etag))
+	if err != nil {
+		return err
+	}
+	target = filepath.ToSlash(target)
+	if got, err := rc.root.Readlink(pointer); err == nil && got == target {
+		return nil
+	}
+	if err := rc.root.MkdirAll(path.Dir(pointer), 0o755); err != nil {
+		return err
+	}
+	tmp := pointer + ".adapterd-link"
+	rc.root.Remove(tmp)
+	if err := rc.root.Symlink(target, tmp); err != nil {
+		return err
+	}
+	if err := rc.root.Rename(tmp, pointer); err != nil {
+		rc.root.Remove(tmp)
+		return err
+	}
+	return nil
+}
+
+// setRef records that revision (a branch or tag) is at commit, in
+// refs/<revision>, holding the commit without a newline as huggingface_hub
+// writes it. A revision that is a commit has no ref.
+func (rc *repoCache) setRef(revision, commit string) error {
+	if commitRE.MatchString(revision) || !commitRE.MatchString(commit) {
+		return nil
+	}
+	if !filepath.IsLocal(revision) || strings.Contains(revision, `\`) {
+		return fmt.Errorf("revision %q cannot name a file under refs", revision)
+	}
+	ref := path.Join(rc.dir, "refs", revision)
+	if b, err := rc.root.ReadFile(ref); err == nil && string(b) == commit {
+		return nil
+	}
+	if err := rc.root.MkdirAll(path.Dir(ref), 0o755); err != nil {
+		return err
+	}
+	tmp := ref + ".adapterd-tmp"
+	rc.root.Remove(tmp)
+	f, err := rc.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteString(commit)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = rc.root.Rename(tmp, ref)
+	}
+	if err != nil {
+		rc.root.Remove(tmp)
+	}
+	return err
+}
+
+// recordRef writes refs/<revision> after a fetch, so HF_HUB_OFFLINE and
+// huggingface_hub find the commit by the name it was fetched by.
+func (c *Client) recordRef(repo, revision, commit string) {
+	rc := c.openCache(repo)
+	if rc == nil {
+		return
+	}
+	defer rc.close()
+	if err := rc.setRef(revision, commit); err != nil {
+		c.logger().Warn("cannot record the revision in the hub cache", "dir", c.CacheDir, "revision", revision, "err", err)
+	}
+}
+
+func (c *Client) logger() *slog.Logger {
+	if c.Logger != nil {
+		return c.Logger
+	}
+	return slog.New(slog.DiscardHandler)
 }
 
 // fetchOffline is Fetch with HF_HUB_OFFLINE set: the revision comes from
@@ -97,13 +384,16 @@ func (c *Client) fetchOffline(r Request, rev, sub, dir string) (*Source, error) 
 	if !commitRE.MatchString(rev) {
 		clean := filepath.Clean(filepath.FromSlash(rev))
 		if strings.HasPrefix(clean, "..") || filepath.IsAbs(clean) {
-			return nil, fmt.Errorf("--revision %q is not a branch, tag or commit", rev)
+			return nil, fmt.Errorf("revision %q is not a branch, tag or commit", rev)
 		}
 		b, err := os.ReadFile(filepath.Join(repoDir, "refs", clean))
 		if err != nil {
 			return nil, fmt.Errorf("HF_HUB_OFFLINE is set and hub repo %s revision %s is not in the cache at %s; unset HF_HUB_OFFLINE to download it", r.Repo, rev, c.CacheDir)
 		}
 		commit = strings.TrimSpace(string(b))
+		if !commitRE.MatchString(commit) {
+			return nil, fmt.Errorf("HF_HUB_OFFLINE is set and the cache's %s holds no commit; delete it, or unset HF_HUB_OFFLINE to download hub repo %s", filepath.Join(repoDir, "refs", clean), r.Repo)
+		}
 	}
 	snap := filepath.Join(repoDir, "snapshots", commit, filepath.FromSlash(sub))
 	ents, err := os.ReadDir(snap)
@@ -144,7 +434,7 @@ func (c *Client) fetchOffline(r Request, rev, sub, dir string) (*Source, error) 
 		if sub != "" {
 			rel = sub + "/" + name
 		}
-		if !c.fromCache(r.Repo, commit, rel, info, filepath.Join(dir, name)) {
+		if !copyVerified(filepath.Join(repoDir, "snapshots", commit, filepath.FromSlash(rel)), info, filepath.Join(dir, name)) {
 			return nil, fmt.Errorf("cached file %s does not match its blob's hash; delete it from the cache, or unset HF_HUB_OFFLINE to download it", p)
 		}
 	}
@@ -161,3 +451,6 @@ func localGGUFKind(path string) (string, bool) {
 	head, _ := io.ReadAll(io.LimitReader(f, peekSize))
 	return ggufGeneralType(head)
 }
+
+// linkCount is a file's number of hard links (1 where unknown).
+func linkCount(fi fs.FileInfo) uint64 { return nlink(fi) }

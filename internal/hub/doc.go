@@ -21,7 +21,17 @@
 // server that ignores Range starts the file over. Only the adapter's own
 // files are fetched (Select); a repo that holds only full model weights is
 // refused, and a GGUF is read from its header first, because GGUF repos
-// mostly hold full models in several quantizations. A file a Python user
-// already has in the huggingface_hub cache is copied from there, after the
-// same checks; the cache is read, never written.
+// mostly hold full models in several quantizations.
+//
+// The Hugging Face cache (HF_HUB_CACHE; the daemon's own under state_dir)
+// is shared with Python tools both ways, in huggingface_hub's layout:
+// blobs/<etag>, snapshots/<commit>/<path> as relative links to them, and
+// refs/<branch or tag> holding the commit. A file already there is copied
+// from it after the same checks; a download lands there first
+// (blobs/<etag>.incomplete under huggingface_hub's lock file, resumable by
+// either client, renamed only once its hash matched and it was synced), and
+// the caller's folder gets a plain copy, never a link. Writes go through an
+// os.Root, so a link planted in a shared cache never leads one outside it,
+// and a cache that cannot be written is skipped with a log line: it is only
+// ever a shortcut, never a reason for a fetch to fail.
 package hub

@@ -11,15 +11,15 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"time"
 )
 
 var (
-	sha256RE = regexp.MustCompile(`^[0-9a-f]{64}$`)
-	sha1RE   = regexp.MustCompile(`^[0-9a-f]{40}$`)
+	sha256RE       = regexp.MustCompile(`^[0-9a-f]{64}$`)
+	sha1RE         = regexp.MustCompile(`^[0-9a-f]{40}$`)
+	sha256OrSHA1RE = regexp.MustCompile(`^([0-9a-f]{40}|[0-9a-f]{64})$`)
 )
 
 // digest hashes a file as it streams, the way its ETag was made: an LFS
@@ -53,49 +53,166 @@ func newDigest(etag string, size int64) (*digest, error) {
 // maxAttempts bounds how often a download that breaks off is resumed.
 const maxAttempts = 4
 
-// Download fetches one file that Stat described into dst, atomically: the
-// bytes stream into a temp file beside dst while they are hashed, and only
-// a file of the right size and hash is renamed to dst. A connection that
-// drops is resumed with Range; a server that ignores Range (200 instead of
-// 206) starts the file over. Memory stays bounded by the copy buffer.
+// Download fetches one file that Stat described into dst, atomically, as a
+// plain file. With a cache (CacheDir), the bytes also go into the cache's
+// blob, as huggingface_hub would put them there (blobs/<etag>, linked from
+// snapshots/<commit>/<path>); a cache that cannot be written is skipped
+// with a log line. The bytes are hashed as they arrive, and kept only if
+// size and hash match. A connection that drops is resumed with Range; a
+// server that ignores Range (200 instead of 206) starts the file over.
+// Memory stays bounded by the copy buffers.
 func (c *Client) Download(ctx context.Context, repo, commit, path string, info FileInfo, dst string) error {
 	what := requestDesc{repo: repo, revision: commit, file: path}
-	d, err := newDigest(info.ETag, info.Size)
-	if err != nil {
+	if _, err := newDigest(info.ETag, info.Size); err != nil {
 		return fmt.Errorf("%s: %v", what, err)
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".part-*")
-	if err != nil {
-		return err
+	if rc := c.openCache(repo); rc != nil {
+		err := c.downloadToCache(ctx, rc, repo, commit, path, info, dst, what)
+		rc.close()
+		if !errors.Is(err, errSkipCache) {
+			return err
+		}
 	}
-	defer func() {
-		tmp.Close()
-		os.Remove(tmp.Name()) // no-op after the rename
-	}()
+	d, _ := newDigest(info.ETag, info.Size)
+	return writeAtomic(dst, func(tmp *os.File) error {
+		return c.stream(ctx, repo, commit, path, info, tmp, 0, d, what)
+	})
+}
+
+// errSkipCache: the cache could not be written; download without it.
+var errSkipCache = errors.New("hub cache skipped")
+
+// downloadToCache downloads into the cache's partial blob (resuming one
+// that a broken download left, by either client), renames it into place
+// once verified and synced, links the snapshot to it, and copies it to
+// dst. The copy is copy_file_range from the open blob, which holds exactly
+// the bytes that were hashed: on XFS and btrfs it shares the blocks, on
+// ext4 the kernel copies them (measured against writing both files while
+// downloading: 1.22 s against 1.36 s median for 256 MiB on ext4, the same
+// run). errSkipCache means the cache could not be used, before any byte
+// was fetched or while writing it: then the caller downloads directly.
+func (c *Client) downloadToCache(ctx context.Context, rc *repoCache, repo, commit, path string, info FileInfo, dst string, what requestDesc) error {
+	log := c.logger()
+	p, have, err := rc.begin(info.ETag)
+	if errors.Is(err, errBusy) {
+		log.Info("another process is downloading this file into the hub cache; downloading without it", "dir", c.CacheDir, "file", path)
+		return errSkipCache
+	}
+	if err != nil {
+		log.Warn("hub cache cannot be written; downloading without it", "dir", c.CacheDir, "file", path, "err", err)
+		return errSkipCache
+	}
+	defer p.close()
+	for {
+		d, _ := newDigest(info.ETag, info.Size)
+		if have > info.Size {
+			have = 0 // not a prefix of this file: start over
+		}
+		if have > 0 {
+			// The bytes a broken download left count only once hashed.
+			if _, err := io.Copy(d, io.NewSectionReader(p.f, 0, have)); err != nil {
+				have = 0
+				d, _ = newDigest(info.ETag, info.Size)
+			}
+		}
+		if err := p.f.Truncate(have); err != nil {
+			log.Warn("hub cache cannot be written; downloading without it", "dir", c.CacheDir, "file", path, "err", err)
+			p.discard()
+			return errSkipCache
+		}
+		if _, err := p.f.Seek(have, io.SeekStart); err != nil {
+			p.discard()
+			return errSkipCache
+		}
+		err := c.stream(ctx, repo, commit, path, info, p.f, have, d, what)
+		var we *writeError
+		switch {
+		case err == nil:
+		case errors.Is(err, errHashMismatch) && have > 0:
+			// The partial was not a prefix of this file after all.
+			have = 0
+			continue
+		case errors.Is(err, errHashMismatch):
+			p.discard() // never a wrong blob, not even a partial one
+			return err
+		case errors.As(err, &we):
+			log.Warn("hub cache cannot be written; downloading without it", "dir", c.CacheDir, "file", path, "err", we.err)
+			p.discard()
+			return errSkipCache
+		default:
+			return err // the partial stays, to be resumed
+		}
+		break
+	}
+	if err := p.commit(); err != nil {
+		log.Warn("cannot keep a download in the hub cache", "dir", c.CacheDir, "file", path, "err", err)
+		p.discard()
+	} else if err := rc.link(commit, path, info.ETag); err != nil {
+		log.Warn("cannot link a cached file into its snapshot", "dir", c.CacheDir, "file", path, "err", err)
+	}
+	// The folder gets a plain file of its own, never a link (drop-dir
+	// readers refuse links, hard ones too).
+	return writeAtomic(dst, func(tmp *os.File) error { return copyFile(tmp, p.f, info.Size) })
+}
+
+// writeError is a failure to write the local file, as opposed to one of
+// the download: a cache that fills up is skipped, a broken connection is
+// not.
+type writeError struct{ err error }
+
+func (e *writeError) Error() string { return e.err.Error() }
+
+// fileWriter writes to f, starting the kernel's writeback after each
+// writebackStep, so the fsync before the rename finds little left to do;
+// its errors are writeErrors.
+type fileWriter struct {
+	f     *os.File
+	since int64
+}
+
+func (w *fileWriter) Write(b []byte) (int, error) {
+	n, err := w.f.Write(b)
+	w.since += int64(n)
+	if w.since >= writebackStep {
+		startWriteback(w.f)
+		w.since = 0
+	}
+	if err != nil {
+		err = &writeError{err}
+	}
+	return n, err
+}
+
+// stream downloads the file into f, which holds its first got bytes
+// already (hashed into d), and checks the whole against info: size, then
+// hash. A size or hash mismatch is an error wrapping errHashMismatch.
+func (c *Client) stream(ctx context.Context, repo, commit, path string, info FileInfo, f *os.File, got int64, d *digest, what requestDesc) error {
 	u := info.Location
 	if u == "" {
 		u = c.resolveURL(repo, commit, path)
 	}
-	var got int64
-	for attempt := 1; ; attempt++ {
-		var w io.Writer = tmp
+	// A partial that is whole already (a crash before the rename) needs
+	// no request: a Range past the end would be refused.
+	for attempt := 1; got < info.Size; attempt++ {
+		var w io.Writer = &fileWriter{f: f}
 		if c.Progress != nil {
-			w = &progressWriter{w: tmp, done: got, total: info.Size, report: func(n, total int64) { c.Progress(path, n, total) }}
+			w = &progressWriter{w: w, done: got, total: info.Size, report: func(n, total int64) { c.Progress(path, n, total) }}
 		}
-		n, restart, err := c.fetchRange(ctx, u, got, info.Size, w, tmp, d, what)
+		n, restart, err := c.fetchRange(ctx, u, got, info.Size, w, f, d, what)
 		if restart {
 			got = 0 // the server sent the whole file again
 		}
 		got += n
 		var se *StatusError
-		if errors.As(err, &se) || ctx.Err() != nil {
+		var we *writeError
+		if errors.As(err, &se) || errors.As(err, &we) || ctx.Err() != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
 			return err
 		}
 		if got > info.Size {
-			return fmt.Errorf("%s: the server sent more than the %d bytes the hub announced; nothing was kept", what, info.Size)
+			return fmt.Errorf("%s: the server sent more than the %d bytes the hub announced; nothing was kept: %w", what, info.Size, errHashMismatch)
 		}
 		if got == info.Size {
 			break
@@ -114,22 +231,13 @@ func (c *Client) Download(ctx context.Context, repo, commit, path string, info F
 		}
 	}
 	if sum := hex.EncodeToString(d.Sum(nil)); sum != info.ETag {
-		return fmt.Errorf("%s: %s is %s but the hub says %s; the bytes are corrupt or were changed, nothing was kept", what, d.kind, sum, info.ETag)
+		return fmt.Errorf("%s: %s is %s but the hub says %s; the bytes are corrupt or were changed, nothing was kept: %w", what, d.kind, sum, info.ETag, errHashMismatch)
 	}
-	// Readable by the daemon's user, which may not be the one fetching.
-	if err := tmp.Chmod(0o644); err != nil {
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), dst)
+	return nil
 }
 
-// fetchRange GETs u from byte offset on and appends the body to f and d.
+// fetchRange GETs u from byte offset on and appends the body to w (which
+// writes f) and to d.
 // It reads at most one byte past what is missing of size, to notice a
 // server that sends too much. It reports the bytes written and whether the
 // server restarted the file (then f and d were reset first).
@@ -154,10 +262,10 @@ func (c *Client) fetchRange(ctx context.Context, u string, offset, size int64, w
 		if offset > 0 {
 			restart = true
 			if err := f.Truncate(0); err != nil {
-				return 0, false, err
+				return 0, false, &writeError{err}
 			}
 			if _, err := f.Seek(0, io.SeekStart); err != nil {
-				return 0, false, err
+				return 0, false, &writeError{err}
 			}
 			d.reset()
 		}
@@ -170,7 +278,7 @@ func (c *Client) fetchRange(ctx context.Context, u string, offset, size int64, w
 	if pw, ok := w.(*progressWriter); ok && restart {
 		pw.done = 0
 	}
-	n, err := io.Copy(io.MultiWriter(w, d), io.LimitReader(resp.Body, size-offset+1))
+	n, err := copyHashed(w, d, io.LimitReader(resp.Body, size-offset+1))
 	return n, restart, err
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"os"
@@ -31,6 +32,9 @@ type Client struct {
 	CacheDir string
 	// Offline (HF_HUB_OFFLINE) reads the cache only: no request at all.
 	Offline bool
+	// Logger hears what is skipped without failing the fetch, such as a
+	// cache that cannot be written; nil discards it.
+	Logger *slog.Logger
 	// Progress, when set, is told the bytes of path downloaded so far, as
 	// they arrive.
 	Progress func(path string, done, total int64)
@@ -356,9 +360,9 @@ func (c *Client) statusError(resp *http.Response, what requestDesc) error {
 	case code == "RepoNotFound":
 		hint = "repo not found: check the name (org/name); a private repo needs HF_TOKEN"
 	case code == "RevisionNotFound":
-		hint = "revision not found: check --revision (a branch, tag or commit)"
+		hint = "revision not found: check the revision (a branch, tag or commit)"
 	case code == "EntryNotFound":
-		hint = "file not found at this revision: check --subfolder and --file"
+		hint = "file not found at this revision: check the subfolder and the file"
 	case code == "DisabledRepo":
 		hint = "the repo is disabled on the hub"
 	case resp.StatusCode == http.StatusUnauthorized:
@@ -366,7 +370,7 @@ func (c *Client) statusError(resp *http.Response, what requestDesc) error {
 	case resp.StatusCode == http.StatusForbidden:
 		hint = "forbidden: " + tokenHint + "; a gated repo also needs its conditions accepted on the website"
 	case resp.StatusCode == http.StatusNotFound:
-		hint = "not found: check the repo name and --revision"
+		hint = "not found: check the repo name and the revision"
 	case resp.StatusCode == http.StatusTooManyRequests:
 		hint = "rate limited: try again later, or set HF_TOKEN"
 	default:

@@ -464,10 +464,10 @@ func TestHubErrorsSayWhatToDo(t *testing.T) {
 		{"private without token", "", hub.Request{Repo: "org/private"}, 401, []string{"org/private", "HF_TOKEN"}},
 		{"wrong token", "hf_wrong", hub.Request{Repo: "org/public"}, 401, []string{"org/public", "was refused", "HF_TOKEN"}},
 		{"missing repo", "", hub.Request{Repo: "org/nope"}, 401, []string{"org/nope", "check the name"}},
-		{"missing revision", "", hub.Request{Repo: "org/public", Revision: "v9"}, 404, []string{"org/public", "v9", "--revision"}},
+		{"missing revision", "", hub.Request{Repo: "org/public", Revision: "v9"}, 404, []string{"org/public", "v9", "revision"}},
 		{"gated without token", "", hub.Request{Repo: "org/gated"}, 401, []string{"org/gated", "gated", "accept", "HF_TOKEN"}},
 		{"gated not accepted", s.Token, hub.Request{Repo: "org/gated"}, 403, []string{"org/gated", "gated", "accept"}},
-		{"missing subfolder", "", hub.Request{Repo: "org/public", Subfolder: "nope"}, 404, []string{"org/public", "--subfolder"}},
+		{"missing subfolder", "", hub.Request{Repo: "org/public", Subfolder: "nope"}, 404, []string{"org/public", "subfolder"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := client(s, tc.token).Fetch(ctx, tc.req, t.TempDir())

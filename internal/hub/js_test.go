@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/adapterd/adapterd/internal/hub"
 	"github.com/adapterd/adapterd/internal/hub/hubtest"
 )
 
@@ -174,5 +175,115 @@ func TestFakeHubServesTheOfficialJSClient(t *testing.T) {
 	}
 	if r, code := runJS(t, node, s.URL(), s.GateToken, "org/gated-lora", "main", t.TempDir(), "adapter_model.safetensors"); code != 0 {
 		t.Errorf("JS client on the gated repo with an accepted token: %s", r.Error)
+	}
+}
+
+// runJSCache runs testdata/jscache.mjs and decodes its last line of output
+// (the client logs "Downloading ..." on stdout before it).
+func runJSCache(t *testing.T, node string, v any, args ...string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, node, append([]string{"jscache.mjs"}, args...)...)
+	cmd.Dir = "testdata"
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	stdout, err := cmd.Output()
+	lines := strings.Split(strings.TrimSpace(string(stdout)), "\n")
+	last := lines[len(lines)-1]
+	if err != nil {
+		t.Fatalf("jscache.mjs %s: %v: %s %s", args[0], err, last, stderr.String())
+	}
+	if err := json.Unmarshal([]byte(last), v); err != nil {
+		t.Fatalf("jscache.mjs printed %q: %v", stdout, err)
+	}
+}
+
+// TestOfficialJSClientAcceptsTheCacheAdapterdWrites has adapterd fetch into
+// a cache, then the official JS client read it: scanCacheDir sees the repo,
+// the commit with its ref and each file's blob and size, with no warning;
+// downloadFileToCacheDir at that commit answers from the cache without a
+// single byte from the hub. The other way round, a file the JS client
+// downloaded into a cache is not fetched again by adapterd.
+func TestOfficialJSClientAcceptsTheCacheAdapterdWrites(t *testing.T) {
+	node := jsClient(t)
+	s := hubtest.New(t)
+	s.LFSThreshold = 1024
+	files := peftFiles(t, 31)
+	commit := s.Commit("org/shared-cache", "main", files)
+	cache := t.TempDir()
+	c := client(s, "")
+	c.CacheDir = cache
+	if _, err := c.Fetch(context.Background(), hub.Request{Repo: "org/shared-cache"}, t.TempDir()); err != nil {
+		t.Fatal(err)
+	}
+
+	var scan struct {
+		Warnings []string
+		Repos    []struct {
+			ID        struct{ Name, Type string }
+			Revisions []struct {
+				CommitOid string
+				Refs      []string
+				Files     []struct {
+					Path, BlobPath string
+					Size           int64
+				}
+			}
+		}
+	}
+	runJSCache(t, node, &scan, "scan", cache)
+	if len(scan.Warnings) != 0 {
+		t.Errorf("scanCacheDir warns about adapterd's cache: %q", scan.Warnings)
+	}
+	if len(scan.Repos) != 1 || scan.Repos[0].ID.Name != "org/shared-cache" || scan.Repos[0].ID.Type != "model" {
+		t.Fatalf("scanCacheDir sees repos %+v, want model org/shared-cache", scan.Repos)
+	}
+	revs := scan.Repos[0].Revisions
+	if len(revs) != 1 || revs[0].CommitOid != commit || strings.Join(revs[0].Refs, ",") != "main" {
+		t.Fatalf("scanCacheDir sees revisions %+v, want %s with ref main", revs, commit)
+	}
+	seen := map[string]bool{}
+	for _, f := range revs[0].Files {
+		name := filepath.Base(f.Path)
+		b, ok := files[name]
+		seen[name] = true
+		if !ok || f.Size != int64(len(b)) || filepath.Base(f.BlobPath) != etagOf(s, b) {
+			t.Errorf("scanCacheDir: %s is blob %s of %d bytes; want %s of %d", name, filepath.Base(f.BlobPath), f.Size, etagOf(s, b), len(b))
+		}
+	}
+	if len(seen) != len(files) {
+		t.Errorf("scanCacheDir sees files %v, want %v", seen, keys(files))
+	}
+
+	served := s.BytesServed()
+	var dl struct{ Paths []string }
+	runJSCache(t, node, &dl, "download", s.URL(), cache, "org/shared-cache", commit, "adapter_model.safetensors", "adapter_config.json")
+	if n := s.BytesServed() - served; n != 0 {
+		t.Errorf("the JS client downloaded %d bytes of files adapterd had cached", n)
+	}
+	for i, name := range []string{"adapter_model.safetensors", "adapter_config.json"} {
+		if got, err := os.ReadFile(dl.Paths[i]); err != nil || !bytes.Equal(got, files[name]) {
+			t.Errorf("the JS client's %s (%s) differs: %v", name, dl.Paths[i], err)
+		}
+	}
+
+	// The other way: the JS client fills a cache, adapterd reads it.
+	jsCache := t.TempDir()
+	commit2 := s.Commit("org/js-cached", "main", files)
+	runJSCache(t, node, &dl, "download", s.URL(), jsCache, "org/js-cached", commit2, "adapter_model.safetensors", "adapter_config.json")
+	served = s.BytesServed()
+	c.CacheDir = jsCache
+	dir := t.TempDir()
+	if _, err := c.Fetch(context.Background(), hub.Request{Repo: "org/js-cached"}, dir); err != nil {
+		t.Fatal(err)
+	}
+	if n := s.BytesServed() - served; n != 0 {
+		t.Errorf("adapterd downloaded %d bytes of files the JS client had cached", n)
+	}
+	for name, b := range files {
+		if got, _ := os.ReadFile(filepath.Join(dir, name)); !bytes.Equal(got, b) {
+			t.Errorf("%s from the JS client's cache differs", name)
+		}
 	}
 }

@@ -19,10 +19,15 @@ import (
 
 // goEngineArchs are the architectures Ollama runs on its own Go engine,
 // which cannot load LoRA adapters: a native adapter model on such a base is
-// created without error and then fails when used (shared/OLLAMA.md).
+// created without error and then fails when used (shared/OLLAMA.md). The
+// list is v0.24.0's OllamaEngineRequired (fs/ggml/ggml.go).
 var goEngineArchs = map[string]bool{
-	"gemma3": true, "gemma3n": true, "qwen3": true, "qwen3moe": true, "mistral3": true,
-	"llama4": true, "gptoss": true, "gpt-oss": true, "deepseek2": true,
+	"gemma3": true, "gemma3n": true, "gemma4": true, "qwen3": true, "qwen3moe": true,
+	"qwen35": true, "qwen35moe": true, "qwen3next": true, "qwen3vl": true, "qwen3vlmoe": true, "qwen25vl": true,
+	"mistral3": true, "llama4": true, "mllama": true, "gptoss": true, "gpt-oss": true,
+	"deepseek2": true, "deepseekocr": true, "olmo3": true, "laguna": true, "lfm2": true, "lfm2moe": true,
+	"glm4moelite": true, "glmocr": true, "nemotron_h": true, "nemotron_h_moe": true, "nemotron_h_omni": true,
+	"bert": true, "nomic-bert": true,
 }
 
 // baseDetails is what adapterd needs to know of a base model, cached per
@@ -30,6 +35,10 @@ var goEngineArchs = map[string]bool{
 type baseDetails struct {
 	Info lora.BaseInfo
 	Show *api.ShowResponse
+	// tied says whether the base ties its output projection to the token
+	// embedding; nil until an adapter on lm_head asks (tiedOutput).
+	// Guarded by server.mu.
+	tied *bool
 }
 
 func (s *server) base(ctx context.Context, name, digest string) (*baseDetails, error) {

@@ -85,6 +85,9 @@ type Reconciler struct {
 	// progress hears about long steps of a one-shot create; nil in the
 	// daemon.
 	progress Progress
+	// steps: each ingesting key's current long step (progress.go); a key
+	// has one only while its state is ingesting.
+	steps map[string]*step
 }
 
 // New returns a Reconciler. Call Start to run its workers.
@@ -307,6 +310,9 @@ func (r *Reconciler) Adapters() []status.Status {
 	defer r.mu.Unlock()
 	out := make([]status.Status, 0, len(r.statuses))
 	for _, s := range r.statuses {
+		if s.State == status.Ingesting {
+			s.Progress = r.progressOf(s.Key)
+		}
 		out = append(out, s)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })

@@ -29,21 +29,30 @@ import (
 const tmpPrefix = "adapterd-tmp-"
 
 // chooseStrategy resolves auto and checks that the chosen strategy can work
-// on this server and base: native needs a server that still creates
-// adapters and a base that Ollama runs on llama.cpp. reason says why, for
-// people (dry runs).
-func (r *Reconciler) chooseStrategy(ctx context.Context, res *spec.Resolved, arch string) (s spec.Strategy, reason string, err error) {
+// on this server, base and adapter: native needs a server that still
+// creates adapters, a base that Ollama runs on llama.cpp, an adapter that
+// only adds B·A (a.NativeBlocker), and, for an adapter on lm_head, a base
+// with its own output weight (tiedHead false; see lora/output.go). reason
+// says why, for people (dry runs).
+func (r *Reconciler) chooseStrategy(ctx context.Context, res *spec.Resolved, arch string, a *lora.Adapter, tiedHead bool) (s spec.Strategy, reason string, err error) {
 	version, adapters, err := r.srv.capabilities(ctx)
 	if err != nil {
 		return "", "", err
 	}
 	goEngine := goEngineArchs[arch]
+	blocker := a.NativeBlocker()
 	switch res.Strategy {
 	case spec.StrategyMerge:
 		return spec.StrategyMerge, "strategy: merge was asked for", nil
 	case spec.StrategyNative:
+		if blocker != "" {
+			return "", "", &terminalError{&spec.Error{File: a.Files[len(a.Files)-1], Msg: blocker + "; set strategy: merge (or auto)"}}
+		}
 		if goEngine {
 			return "", "", terminalf("base %s is %s, which Ollama runs on its Go engine, and that engine cannot load LoRA adapters (the model would be created but fail when used); set strategy: merge (or auto)", res.Base, arch)
+		}
+		if tiedHead {
+			return "", "", terminalf("%s", tiedHeadNative(res.Base))
 		}
 		if !adapters {
 			return "", "", terminalf("Ollama %s no longer creates LoRA adapter models; set strategy: merge (or auto)", version)
@@ -51,8 +60,12 @@ func (r *Reconciler) chooseStrategy(ctx context.Context, res *spec.Resolved, arc
 		return spec.StrategyNative, "strategy: native was asked for", nil
 	}
 	switch {
+	case blocker != "":
+		return spec.StrategyMerge, "auto: " + blocker, nil
 	case goEngine:
 		return spec.StrategyMerge, fmt.Sprintf("auto: base %s is %s, which Ollama runs on its Go engine, and that engine cannot load LoRA", res.Base, arch), nil
+	case tiedHead:
+		return spec.StrategyMerge, fmt.Sprintf("auto: the adapter adapts lm_head and base %s ties it to the token embedding; merging gives the model its own output weight", res.Base), nil
 	case !adapters:
 		return spec.StrategyMerge, fmt.Sprintf("auto: Ollama %s no longer creates adapter models (0.34 removed it)", version), nil
 	}
@@ -165,15 +178,19 @@ func (r *Reconciler) request(ctx context.Context, o *observed) (*api.CreateReque
 // nativeRequest uploads the adapter as one GGUF LoRA and asks Ollama to
 // apply it to the base. PEFT files are converted by adapterd first: Ollama's
 // own PEFT conversion permutes the wrong side of llama q/k deltas, and
-// knows only llama and gemma2.
+// knows only llama and gemma2. A GGUF LoRA in F16, BF16 or Q8_0 is written
+// out in F32 too (lora.Adapter.NativeAsIs says why).
 func (r *Reconciler) nativeRequest(ctx context.Context, key string, res *spec.Resolved, a *lora.Adapter,
 	digests map[string]string, base *baseDetails) (*api.CreateRequest, error) {
 	path, digest := a.Files[0], digests[a.Files[0]]
 	open := func() (*os.File, int64, error) { return a.Open(path) }
-	if a.Format == lora.FormatPEFT {
-		info, err := r.srv.loraBaseInfo(ctx, res.Base, base.Info)
-		if err != nil {
-			return nil, err
+	if !a.NativeAsIs() {
+		var info lora.BaseInfo
+		if a.Format == lora.FormatPEFT {
+			var err error
+			if info, err = r.srv.loraBaseInfo(ctx, res.Base, base.Info); err != nil {
+				return nil, err
+			}
 		}
 		ad, err := a.Weights(info)
 		if err != nil {
@@ -189,7 +206,7 @@ func (r *Reconciler) nativeRequest(ctx context.Context, key string, res *spec.Re
 	if err := r.keepArtifact(open); err != nil {
 		return nil, err
 	}
-	n, err := blob.UploadWatched(ctx, r.srv.c, digest, open, r.report("upload"))
+	n, err := blob.UploadWatched(ctx, r.srv.c, digest, open, r.report(key, "upload"))
 	if err != nil {
 		return nil, err
 	}
@@ -232,7 +249,7 @@ func (r *Reconciler) mergeRequest(ctx context.Context, key string, res *spec.Res
 		return nil, &terminalError{err}
 	}
 	tmp, digest, err := r.writeTemp(key, "merged.gguf", func(w io.Writer) error {
-		cw := &ctxWriter{ctx: ctx, w: w, total: st.Size(), report: r.report("merge")}
+		cw := &ctxWriter{ctx: ctx, w: w, total: st.Size(), report: r.report(key, "merge")}
 		_, err := lora.MergeWith(cw, bf, gf, ad, lora.MergeOptions{Quantize: q})
 		return err
 	})
@@ -246,7 +263,7 @@ func (r *Reconciler) mergeRequest(ctx context.Context, key string, res *spec.Res
 	if err := r.keepArtifact(blob.OpenPath(tmp)); err != nil {
 		return nil, err
 	}
-	n, err := blob.UploadWatched(ctx, r.srv.c, digest, blob.OpenPath(tmp), r.report("upload merged model"))
+	n, err := blob.UploadWatched(ctx, r.srv.c, digest, blob.OpenPath(tmp), r.report(key, "upload merged model"))
 	if err != nil {
 		return nil, err
 	}
@@ -340,15 +357,6 @@ func (c *ctxWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// report returns the progress callback for a step of a one-shot create,
-// or nil in the daemon.
-func (r *Reconciler) report(step string) func(done, total int64) {
-	if r.progress == nil {
-		return nil
-	}
-	return func(done, total int64) { r.progress(step, done, total) }
-}
-
 // createDirect creates the model straight under its name: one request, as
 // `ollama create` makes. Ollama writes a model's manifest last, in one step,
 // so the name never holds a half-made model. The ownership record, naming
@@ -362,6 +370,7 @@ func (r *Reconciler) createDirect(ctx context.Context, j createJob) error {
 	}
 	if err == nil {
 		j.req.Model = j.name
+		r.beginStep(j.key, "create")
 		if err = r.srv.create(ctx, j.req); err != nil && ctx.Err() == nil {
 			r.dropPending(j.name) // Ollama answered: nothing landed
 		}
@@ -406,6 +415,7 @@ func (r *Reconciler) createVerified(ctx context.Context, j createJob) error {
 	answered := false
 	defer func() { r.dropTemp(tmp, answered) }()
 	j.req.Model = tmp
+	r.beginStep(j.key, "create")
 	r.srv.mutate.Lock()
 	err := r.srv.create(ctx, j.req)
 	r.srv.mutate.Unlock()
@@ -413,6 +423,7 @@ func (r *Reconciler) createVerified(ctx context.Context, j createJob) error {
 	if err != nil {
 		return err
 	}
+	r.beginStep(j.key, "verify")
 	if err := r.verify(ctx, tmp); err != nil {
 		return terminalf("verify: the new model cannot generate (%v); if the base runs on Ollama's Go engine set strategy: merge", err)
 	}

@@ -31,23 +31,46 @@ func LoadFolder(dir string, d spec.Defaults) (*Folder, error) {
 // the daemon would make of the same folder with those keys in its sidecar.
 func LoadFolderWith(dir string, d spec.Defaults, flags *spec.Sidecar) (*Folder, error) {
 	f := &Folder{Key: filepath.Base(dir), Dir: dir, SidecarFile: filepath.Join(dir, layout.SidecarYAML)}
-	a, err := lora.Detect(dir)
+	// The sidecar first: its path: says where the adapter files are.
+	side, err := lora.FindSidecar(dir)
 	if err != nil {
 		return nil, err
 	}
-	f.Adapter = a
 	var sc *spec.Sidecar
-	if a.Sidecar != "" {
-		f.SidecarFile = a.Sidecar
-		if sc, err = spec.ReadSidecarFile(a.Sidecar); err != nil {
+	if side != "" {
+		f.SidecarFile = side
+		if sc, err = spec.ReadSidecarFile(side); err != nil {
 			return nil, err
 		}
 	}
 	if flags != nil {
 		sc = sc.Overlay(flags)
 	}
+	sub := ""
+	if sc != nil {
+		sub = sc.Path
+	}
+	if f.Adapter, err = lora.DetectIn(dir, sub); err != nil {
+		return nil, err
+	}
 	if f.Resolved, err = spec.Resolve(f.Key, d, sc, f.SidecarFile); err != nil {
 		return nil, err
 	}
 	return f, nil
+}
+
+// AdapterSubfolder is the subfolder the sidecar in dir points at with
+// path:, or "" (none, or a sidecar that does not parse: reading the folder
+// reports that). The watcher and the folder scan use it to see changes to
+// the files a folder's model is made from.
+func AdapterSubfolder(dir string) string {
+	side, err := lora.FindSidecar(dir)
+	if err != nil || side == "" {
+		return ""
+	}
+	sc, err := spec.ReadSidecarFile(side)
+	if err != nil || spec.CheckSubfolder(sc.Path) != "" {
+		return ""
+	}
+	return sc.Path
 }

@@ -119,7 +119,11 @@ func (r *Reconciler) observe(ctx context.Context, key string) (*observed, error)
 	if err != nil {
 		return o, err
 	}
-	if o.Strategy, _, err = r.chooseStrategy(ctx, res, o.Base.Info.Arch); err != nil {
+	tied, err := r.srv.tiedOutput(ctx, res.Base, o.Base, f.Adapter)
+	if err != nil {
+		return o, err
+	}
+	if o.Strategy, _, err = r.chooseStrategy(ctx, res, o.Base.Info.Arch, f.Adapter, tied); err != nil {
 		return o, err
 	}
 	r.waitPrepared(ctx, key)
@@ -239,7 +243,7 @@ func (r *Reconciler) fileDigest(a *lora.Adapter, p string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	d, err := blob.Digest(blob.Watch(io.TeeReader(fh, chk), fi.Size(), r.report("hash "+filepath.Base(p))))
+	d, err := blob.Digest(blob.Watch(io.TeeReader(fh, chk), fi.Size(), r.report("", "hash "+filepath.Base(p))))
 	if err != nil {
 		return "", err
 	}

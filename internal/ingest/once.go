@@ -114,7 +114,11 @@ func CreateOnce(ctx context.Context, c *api.Client, f *Folder, opts OnceOptions)
 		return nil, err
 	}
 	out.BaseDigest, out.BaseArch = o.BaseDigest, o.Base.Info.Arch
-	if o.Strategy, out.StrategyReason, err = r.chooseStrategy(ctx, res, o.Base.Info.Arch); err != nil {
+	tied, err := r.srv.tiedOutput(ctx, res.Base, o.Base, f.Adapter)
+	if err != nil {
+		return nil, err
+	}
+	if o.Strategy, out.StrategyReason, err = r.chooseStrategy(ctx, res, o.Base.Info.Arch, f.Adapter, tied); err != nil {
 		return nil, err
 	}
 	out.Strategy = o.Strategy

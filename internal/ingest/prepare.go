@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/adapterd/adapterd/internal/blob"
-	"github.com/adapterd/adapterd/internal/lora"
 	"github.com/adapterd/adapterd/internal/spec"
 )
 
@@ -65,8 +64,8 @@ func (r *Reconciler) prepare(key string) {
 	}
 	a := f.Adapter
 	digests, err := r.fileDigests(a)
-	if err != nil || a.Format != lora.FormatGGUF {
-		return
+	if err != nil || !a.NativeAsIs() {
+		return // only an F32 GGUF LoRA is uploaded as it is
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer cancel()

@@ -46,32 +46,19 @@ func (s snapshot) has(name string) bool {
 }
 
 // scanFolder lists dir's top-level relevant files without following
-// symlinks, so a link's target is never stat'ed before validation.
+// symlinks, so a link's target is never stat'ed before validation, and
+// those of the subfolder its sidecar's path: names, as "sub/name".
 func scanFolder(dir, readyFile string) (snapshot, error) {
-	entries, err := os.ReadDir(dir)
-	if err != nil {
+	var s snapshot
+	if err := s.add(dir, "", readyFile); err != nil {
 		return snapshot{}, err
 	}
-	var s snapshot
-	for _, e := range entries {
-		if !layout.IsRelevantFile(e.Name(), readyFile) {
-			continue
-		}
-		fi, err := os.Lstat(filepath.Join(dir, e.Name()))
-		if err != nil {
-			if os.IsNotExist(err) {
-				continue
-			}
+	if sub := AdapterSubfolder(dir); sub != "" {
+		// A subfolder that is missing or not a folder is reported by
+		// reading the folder; here it just has no files.
+		if err := s.add(filepath.Join(dir, filepath.FromSlash(sub)), sub+"/", ""); err != nil && !os.IsNotExist(err) {
 			return snapshot{}, err
 		}
-		f := fileInfo{Name: e.Name(), Size: fi.Size(), MtimeNs: fi.ModTime().UnixNano()}
-		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-			f.Inode = st.Ino
-		}
-		if fi.ModTime().After(s.Newest) {
-			s.Newest = fi.ModTime()
-		}
-		s.Files = append(s.Files, f)
 	}
 	sort.Slice(s.Files, func(i, j int) bool { return s.Files[i].Name < s.Files[j].Name })
 	// An empty folder is quiet only once the folder itself has been: a job
@@ -83,6 +70,37 @@ func scanFolder(dir, readyFile string) (snapshot, error) {
 		}
 	}
 	return s, nil
+}
+
+// add appends the relevant files of dir, named prefix+name. In a path:
+// subfolder (prefix not empty) only adapter files count: its sidecar or
+// ready file would be someone else's.
+func (s *snapshot) add(dir, prefix, readyFile string) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if !layout.IsRelevantFile(e.Name(), readyFile) || (prefix != "" && !layout.IsAdapterFile(e.Name())) {
+			continue
+		}
+		fi, err := os.Lstat(filepath.Join(dir, e.Name()))
+		if err != nil {
+			if os.IsNotExist(err) {
+				continue
+			}
+			return err
+		}
+		f := fileInfo{Name: prefix + e.Name(), Size: fi.Size(), MtimeNs: fi.ModTime().UnixNano()}
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			f.Inode = st.Ino
+		}
+		if fi.ModTime().After(s.Newest) {
+			s.Newest = fi.ModTime()
+		}
+		s.Files = append(s.Files, f)
+	}
+	return nil
 }
 
 // stampOf returns a file's identity for the digest cache.

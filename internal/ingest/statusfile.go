@@ -24,7 +24,11 @@ func (r *Reconciler) setStatus(s status.Status) {
 		return
 	}
 	s.Updated = time.Now().UTC().Truncate(time.Second)
+	s.Progress = nil // served from r.steps, never stored or written
 	r.statuses[s.Key] = s
+	if !had || old.State != s.State {
+		delete(r.steps, s.Key) // a new state: whatever step ran is over
+	}
 	r.mu.Unlock()
 
 	attrs := []any{"key", s.Key, "state", s.State, "model", s.Model}
@@ -107,6 +111,7 @@ func (r *Reconciler) dropStatus(key string) {
 	delete(r.statusWritten, key)
 	delete(r.failures, key)
 	delete(r.incomplete, key)
+	delete(r.steps, key)
 	r.mu.Unlock()
 	if had {
 		r.log.Info("adapter folder removed", "key", key)

@@ -58,7 +58,30 @@ func IsRelevantFile(name, readyFile string) bool {
 	return IsGGUF(name)
 }
 
+// IsAdapterFile reports whether name is one of the files an adapter is
+// made of: the PEFT pair or a GGUF.
+func IsAdapterFile(name string) bool {
+	return name == PEFTConfig || name == PEFTWeights || IsGGUF(name)
+}
+
 // IsGGUF reports whether name has the GGUF suffix, in any case.
 func IsGGUF(name string) bool {
 	return strings.HasSuffix(strings.ToLower(name), GGUFSuffix)
+}
+
+// KeyFromRepo is the folder name a hub repo gets in the drop directory when
+// no key is given: the repo's last path part, with anything but letters,
+// digits, '.', '_' and '-' made '-', and without the leading '.' or '_'
+// that would make the daemon ignore it. ok is false when nothing usable is
+// left.
+func KeyFromRepo(repo string) (key string, ok bool) {
+	name := repo[strings.LastIndex(repo, "/")+1:]
+	k := strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-' {
+			return r
+		}
+		return '-'
+	}, name)
+	k = strings.TrimLeft(k, "._")
+	return k, IsAdapterKey(k)
 }

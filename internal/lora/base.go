@@ -23,6 +23,7 @@ type BaseInfo struct {
 	Embd    int                 // embedding_length
 	FF      int                 // feed_forward_length; 0 when the model does not say
 	HeadDim int                 // attention.key_length, else Embd/Heads
+	Vocab   int                 // vocab_size; 0 when the model does not say
 	Tensors map[string][]uint64 // name -> ggml shape ([in, out] for a weight)
 }
 
@@ -62,6 +63,7 @@ func BaseInfoFromModelInfo(mi map[string]any) (BaseInfo, error) {
 		{"attention.head_count_kv", false, &b.KVHeads},
 		{"feed_forward_length", false, &b.FF},
 		{"attention.key_length", false, &b.HeadDim},
+		{"vocab_size", false, &b.Vocab},
 	} {
 		if *f.dst, err = get(f.key, f.required); err != nil {
 			return BaseInfo{}, err
@@ -134,7 +136,7 @@ func adapterFamily(arch string) string {
 }
 
 // adapterModules are the modules CheckBase knows the widths of.
-const adapterModules = "q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj (and phi3's qkv_proj, gate_up_proj)"
+const adapterModules = "q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj, lm_head, embed_tokens (and phi3's qkv_proj, gate_up_proj)"
 
 // expectedWidths is a module's input and output width on base b.
 func expectedWidths(module string, b BaseInfo) (in, out int, ok bool) {
@@ -154,6 +156,8 @@ func expectedWidths(module string, b BaseInfo) (in, out int, ok bool) {
 		return b.Embd, 2 * b.FF, true
 	case "down_proj":
 		return b.FF, b.Embd, true
+	case outputModule:
+		return b.Embd, b.Vocab, true
 	}
 	return 0, 0, false
 }
@@ -171,10 +175,26 @@ func (a *Adapter) CheckBase(name string, b BaseInfo) error {
 	if a.Arch != "" && adapterFamily(a.Arch) != adapterFamily(b.Arch) {
 		return adapterErr(file, "adapter is for architecture %s but base %s is %s: %s", spec.Quote(a.Arch), spec.Quote(name), spec.Quote(b.Arch), fix)
 	}
+	for _, f := range a.Full {
+		if f.Cols != b.Embd {
+			return adapterErr(file, "the full %s weight %s is [%d, %d] but base %s (%s) has hidden width %d: %s", f.Module, quoteTensor(f.Name), f.Rows, f.Cols, spec.Quote(name), b.Arch, b.Embd, fix)
+		}
+	}
 	for _, p := range a.Pairs {
+		if p.Module == "embed_tokens" {
+			// The vocabulary size is checked against the base's tensor
+			// when the weights are read.
+			if p.Out != b.Embd {
+				return adapterErr(file, "%s has hidden width %d but base %s (%s) has %d: %s", p.label(), p.Out, spec.Quote(name), b.Arch, b.Embd, fix)
+			}
+			continue
+		}
 		in, out, ok := expectedWidths(p.Module, b)
 		if !ok {
 			return adapterErr(file, "%s: module %s is not supported: adapterd can apply LoRA to %s only: retrain with target_modules among these", p.label(), spec.Quote(p.Module), adapterModules)
+		}
+		if p.Module == outputModule && out == 0 {
+			out = p.Out // model_info does not give the vocabulary size; the merge checks the tensor
 		}
 		if p.Layer >= b.Layers {
 			return adapterErr(file, "%s is for layer %d but base %s (%s) has %d layers: %s", p.label(), p.Layer, spec.Quote(name), b.Arch, b.Layers, fix)

@@ -48,9 +48,16 @@ type Adapter struct {
 	Files   []string
 	Sidecar string  // absolute path of adapter.yaml or adapter.yml; "" if none
 	Arch    string  // GGUF: general.architecture; PEFT: "" (PEFT files don't say)
-	Rank    int     // the same for every pair
+	Rank    int     // the largest pair rank (PEFT's rank_pattern gives modules their own)
 	Alpha   float64 // PEFT: lora_alpha; GGUF: adapter.lora.alpha
 	Pairs   []Pair  // sorted by Layer, then Module
+	// Full are modules saved whole (PEFT's modules_to_save), sorted by
+	// Module: a merge puts them in place of the base's tensors, which a
+	// LoRA adapter in Ollama cannot do.
+	Full []FullWeight
+	// ggufF32: a GGUF LoRA whose tensors are all F32, which Ollama can
+	// take as it is (see NativeAsIs).
+	ggufF32 bool
 	// checked is what Detect saw of each file; every later read opens the
 	// file through open, which refuses anything else (a FIFO or a link
 	// swapped in after validation).
@@ -64,7 +71,7 @@ type openFunc func(path string) (*os.File, int64, error)
 // files Detect validated.
 func (a *Adapter) Weights(base BaseInfo) (*Weights, error) {
 	if a.Format == FormatPEFT {
-		return readPEFT(a.Open, a.Dir, base)
+		return readPEFT(a.Open, filepath.Dir(a.Files[0]), base)
 	}
 	return readGGUF(a.Open, a.Files[0])
 }
@@ -96,17 +103,20 @@ func openPlain(path string) (*os.File, int64, error) {
 	return fh, st.Size(), nil
 }
 
-// Pair is one adapted linear layer: a LoRA A/B pair.
+// Pair is one adapted linear layer (or the token embedding): a LoRA A/B
+// pair.
 type Pair struct {
-	Layer int
+	Layer int // -1 for embed_tokens, which is in no layer
 	// Module is the PEFT module name (q_proj, k_proj, v_proj, o_proj,
 	// gate_proj, up_proj, down_proj; qkv_proj and gate_up_proj for phi3).
 	// GGUF names are mapped to these; names with no mapping are kept as
 	// they are and refused by CheckBase.
 	Module string
-	// In and Out are the delta's input and output widths: in PEFT terms A
-	// is [Rank, In] and B is [Out, Rank].
-	In, Out int
+	// Rank is this pair's r; In and Out are the delta's input and output
+	// widths: in PEFT terms A is [Rank, In] and B is [Out, Rank]. For
+	// embed_tokens (lora_embedding_A/B) In is the vocabulary and Out the
+	// hidden width.
+	Rank, In, Out int
 	// DType is the storage type of A ("F32", "F16" or "BF16"); B may
 	// differ, so readers should take each tensor's own type from the file.
 	DType string
@@ -115,11 +125,44 @@ type Pair struct {
 	A, B string
 }
 
+// FullWeight is a module PEFT saved whole (modules_to_save): lm_head or
+// embed_tokens, both [vocab, hidden] in Hugging Face order.
+type FullWeight struct {
+	Module     string // "lm_head" or "embed_tokens"
+	Name       string // the tensor's name in adapter_model.safetensors
+	Rows, Cols int    // [vocab, hidden]
+	DType      string
+}
+
+// NativeBlocker says why the adapter cannot be an Ollama adapter layer, or
+// "" when it can: llama.cpp adds B·A to base tensors and never replaces one.
+func (a *Adapter) NativeBlocker() string {
+	if len(a.Full) == 0 {
+		return ""
+	}
+	names := make([]string, len(a.Full))
+	for i, f := range a.Full {
+		names[i] = f.Module
+	}
+	return fmt.Sprintf("the adapter replaces whole tensors (modules_to_save: %s), which an Ollama LoRA adapter cannot do; only a merge can", strings.Join(names, ", "))
+}
+
+// NativeAsIs reports whether the adapter file can be an Ollama adapter
+// layer byte for byte: a GGUF LoRA in F32. llama.cpp multiplies a LoRA
+// tensor with the activations converted to that tensor's vec_dot type
+// (F16, BF16, or Q8_0 for a Q8_0 tensor: type_traits_cpu in ggml-cpu.c, as
+// vendored by Ollama 0.24.0), so an F16, BF16 or Q8_0 LoRA
+// computes its delta from rounded activations; measured on Ollama 0.24.0
+// that changed 1 to 14 of 24 greedy generations of the tiny test model.
+// Everything else (PEFT files, such GGUFs) is written out as an F32 GGUF
+// LoRA first (Weights.WriteGGUF).
+func (a *Adapter) NativeAsIs() bool { return a.Format == FormatGGUF && a.ggufF32 }
+
 // label names the pair the way a person would look for it, without the
 // PEFT wrapper prefix: "layers.1.self_attn.k_proj" or "blk.1.attn_k".
 func (p Pair) label() string {
 	s := p.A
-	for _, suf := range []string{peftSuffixA, ggufSuffixA} {
+	for _, suf := range []string{peftSuffixA, peftEmbedA, ggufSuffixA} {
 		s = strings.TrimSuffix(s, suf)
 	}
 	if i := strings.Index(s, "layers."); i >= 0 && (i == 0 || s[i-1] == '.') {
@@ -188,21 +231,38 @@ func printable(s string) string {
 // need Ollama. Every error is one line that names the file and the fix;
 // IsIncomplete tells a half-copied file from a bad one.
 func Detect(dir string) (*Adapter, error) {
+	return DetectIn(dir, "")
+}
+
+// DetectIn is Detect for a folder whose sidecar names a subfolder (path:
+// checkpoint-500): the sidecar is read from dir, the adapter files from
+// dir/sub. sub must pass spec.CheckSubfolder, and every part of it must be a
+// real folder, not a symlink, so that nothing outside dir is ever read; the
+// files in it follow the same rules as at the top.
+func DetectIn(dir, sub string) (*Adapter, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, adapterErr(dir, "cannot resolve the folder path: %s", osErrText(err))
 	}
 	dir = abs
-	entries, err := os.ReadDir(dir)
+	sidecar, err := FindSidecar(dir)
 	if err != nil {
-		return nil, adapterErr(dir, "cannot read the adapter folder: %s", osErrText(err))
+		return nil, err
 	}
-	var sidecars, ggufs []string
+	files := dir
+	if sub != "" {
+		if files, err = subfolder(dir, sub, sidecar); err != nil {
+			return nil, err
+		}
+	}
+	entries, err := os.ReadDir(files)
+	if err != nil {
+		return nil, adapterErr(files, "cannot read the adapter folder: %s", osErrText(err))
+	}
+	var ggufs []string
 	var hasConfig, hasModel, hasPickle bool
 	for _, e := range entries { // sorted by name
 		switch name := e.Name(); {
-		case name == adapterSidecarYAML, name == adapterSidecarYML:
-			sidecars = append(sidecars, name)
 		case name == adapterConfigFile:
 			hasConfig = true
 		case name == adapterModelFile:
@@ -215,10 +275,7 @@ func Detect(dir string) (*Adapter, error) {
 			ggufs = append(ggufs, name)
 		}
 	}
-	join := func(name string) string { return filepath.Join(dir, name) }
-	if len(sidecars) > 1 {
-		return nil, adapterErr(join(adapterSidecarYML), "both adapter.yaml and adapter.yml exist; keep only one of them")
-	}
+	join := func(name string) string { return filepath.Join(files, name) }
 	peft := hasConfig || hasModel
 	pickleHint := ""
 	if hasPickle {
@@ -233,20 +290,16 @@ func Detect(dir string) (*Adapter, error) {
 		return nil, adapterErr(join(adapterModelFile), "missing: a PEFT adapter needs adapter_model.safetensors next to adapter_config.json: copy it in%s", pickleHint)
 	case hasModel && !hasConfig:
 		return nil, adapterErr(join(adapterConfigFile), "missing: a PEFT adapter needs adapter_config.json next to adapter_model.safetensors: copy it in")
+	case !peft && len(ggufs) == 0 && sub != "":
+		return nil, adapterErr(files, "no adapter found in the folder that path: %s names: point path: at the folder holding adapter_config.json + adapter_model.safetensors, or one GGUF LoRA%s", spec.Quote(sub), pickleHint)
 	case !peft && len(ggufs) == 0:
 		if cp := newestCheckpoint(dir); cp != "" {
-			return nil, adapterErr(dir, "no adapter at the top of the folder, only trainer checkpoints; the newest is %s: publish it by copying its adapter_config.json and adapter_model.safetensors to the top of the folder (or drop that checkpoint folder itself)", cp)
+			return nil, adapterErr(dir, "no adapter at the top of the folder, only trainer checkpoints; the newest is %s: publish it with path: %s in adapter.yaml, or copy its adapter_config.json and adapter_model.safetensors to the top of the folder", cp, cp)
 		}
 		return nil, adapterErr(dir, "no adapter found: add adapter_config.json + adapter_model.safetensors, or one GGUF LoRA%s", pickleHint)
 	}
 
-	a := &Adapter{Dir: dir}
-	if len(sidecars) == 1 {
-		a.Sidecar = join(sidecars[0])
-		if _, err := checkAdapterFile(dir, a.Sidecar); err != nil {
-			return nil, err
-		}
-	}
+	a := &Adapter{Dir: dir, Sidecar: sidecar}
 	if peft {
 		a.Format = FormatPEFT
 		a.Files = []string{join(adapterConfigFile), join(adapterModelFile)}
@@ -272,6 +325,63 @@ func Detect(dir string) (*Adapter, error) {
 	}
 	sortPairs(a.Pairs)
 	return a, nil
+}
+
+// FindSidecar returns the absolute path of dir's adapter.yaml or
+// adapter.yml, or "" when it has none. Both at once is an error, and so is
+// one adapterd must not read (a symlink out of the folder, a FIFO).
+func FindSidecar(dir string) (string, error) {
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return "", adapterErr(dir, "cannot resolve the folder path: %s", osErrText(err))
+	}
+	var found []string
+	for _, name := range []string{adapterSidecarYAML, adapterSidecarYML} {
+		if _, err := os.Lstat(filepath.Join(dir, name)); err == nil {
+			found = append(found, filepath.Join(dir, name))
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return "", adapterErr(filepath.Join(dir, name), "cannot read: %s", osErrText(err))
+		}
+	}
+	switch len(found) {
+	case 0:
+		return "", nil
+	case 2:
+		return "", adapterErr(found[1], "both adapter.yaml and adapter.yml exist; keep only one of them")
+	}
+	if _, err := checkAdapterFile(dir, found[0]); err != nil {
+		return "", err
+	}
+	return found[0], nil
+}
+
+// subfolder resolves path: sub inside dir, one part at a time with Lstat,
+// so a symlink anywhere in it is refused rather than followed out of the
+// folder. Errors name the sidecar that set path:.
+func subfolder(dir, sub, sidecar string) (string, error) {
+	file := sidecar
+	if file == "" {
+		file = filepath.Join(dir, adapterSidecarYAML)
+	}
+	if msg := spec.CheckSubfolder(sub); msg != "" {
+		return "", adapterErr(file, "path: %s", msg)
+	}
+	cur := dir
+	for _, part := range strings.Split(sub, "/") {
+		cur = filepath.Join(cur, part)
+		fi, err := os.Lstat(cur)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			return "", adapterErr(file, "path: %s does not exist in the adapter folder (%s is missing): fix path:, or copy the checkpoint in", spec.Quote(sub), cur)
+		case err != nil:
+			return "", adapterErr(file, "path: %s cannot be read (%s): make it a folder adapterd can read", spec.Quote(sub), osErrText(err))
+		case fi.Mode()&fs.ModeSymlink != 0:
+			return "", adapterErr(file, "path: %s goes through the symlink %s, which adapterd never follows: point path: at a real folder inside the adapter folder", spec.Quote(sub), cur)
+		case !fi.IsDir():
+			return "", adapterErr(file, "path: %s is not a folder (%s is %s): point path: at the folder holding the adapter files", spec.Quote(sub), cur, describeMode(fi.Mode()))
+		}
+	}
+	return cur, nil
 }
 
 // checkAdapterFile refuses what adapterd must not read: a symlink leaving the
@@ -327,6 +437,8 @@ func openAdapterFile(path string, want fs.FileInfo) (*os.File, int64, error) {
 
 func describeMode(m fs.FileMode) string {
 	switch {
+	case m.IsRegular():
+		return "a file"
 	case m.IsDir():
 		return "a directory"
 	case m&fs.ModeNamedPipe != 0:

@@ -9,6 +9,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/adapterd/adapterd/internal/gguf"
 	"github.com/adapterd/adapterd/internal/lora"
 	"github.com/adapterd/adapterd/internal/spec"
 	"github.com/adapterd/adapterd/internal/testfixture"
@@ -60,12 +61,18 @@ func checkDetect(t *testing.T, files map[string][]byte) {
 		}
 		return
 	}
-	if a.Rank < 1 || a.Rank > lora.MaxAdapterRank || !(a.Alpha > 0) || len(a.Pairs) == 0 {
+	if a.Rank < 0 || a.Rank > lora.MaxAdapterRank || !(a.Alpha > 0) || len(a.Pairs)+len(a.Full) == 0 || (len(a.Pairs) > 0) != (a.Rank > 0) {
 		t.Fatalf("accepted an insane adapter: %+v", a)
 	}
 	for _, p := range a.Pairs {
-		if p.In < 1 || p.Out < 1 || p.Layer < 0 || p.Module == "" || !lora.FloatDTypes[p.DType] {
+		if p.In < 1 || p.Out < 1 || p.Rank < 1 || p.Rank > a.Rank || (p.Layer < 0) != (p.Module == "embed_tokens" || p.Module == "lm_head") || p.Module == "" ||
+			(a.Format == lora.FormatPEFT && !lora.FloatDTypes[p.DType]) || p.DType == "" {
 			t.Fatalf("accepted an insane pair: %+v", p)
+		}
+	}
+	for _, w := range a.Full {
+		if w.Rows < 1 || w.Cols < 1 || !lora.FloatDTypes[w.DType] || (w.Module != "lm_head" && w.Module != "embed_tokens") {
+			t.Fatalf("accepted an insane full weight: %+v", w)
 		}
 	}
 }
@@ -77,6 +84,12 @@ func FuzzDetectPEFTConfig(f *testing.F) {
 	f.Add(configWith(map[string]any{"r": raw("1e400")}))
 	f.Add(configWith(map[string]any{"modules_to_save": []string{"lm_head"}, "rank_pattern": map[string]int{"x": 1}}))
 	f.Add([]byte(`{"peft_type":"LORA","r":4,"lora_alpha":8}`))
+	f.Add(configWith(map[string]any{"target_modules": `.*\.(q|down)_proj`, "layers_to_transform": []int{0, 1}, "layers_pattern": "layers"}))
+	f.Add(configWith(map[string]any{"target_modules": "all-linear", "layers_to_transform": 1, "layers_pattern": []string{"h", "layers"}}))
+	f.Add(configWith(map[string]any{"target_modules": "(?<=x)y", "rank_pattern": raw(`{"q_proj": 2, "layers\\.0\\..*": 4.0}`), "alpha_pattern": raw(`{"(": 3}`)}))
+	f.Add(configWith(map[string]any{"fan_in_fan_out": true, "use_rslora": true, "quantization_config": map[string]any{"load_in_4bit": true}}))
+	f.Add(configWith(map[string]any{"peft_type": "LOHA"}))
+	f.Add(configWith(map[string]any{"modules_to_save": []string{"embed_tokens", "model.lm_head"}}))
 	f.Add([]byte("{\n\"r\": 4,\n\"lora_alpha\": 8,\n"))
 	f.Add([]byte(`{"peft_type":"LORA","r":4,"lora_alpha":8,"x":"\u2028"}` + "\xff"))
 	f.Add([]byte(""))
@@ -99,8 +112,20 @@ func FuzzDetectSafetensors(f *testing.F) {
 	small[0] = byte(len(small) - 8)
 	small = append(small, make([]byte, 16)...)
 	f.Add(small)
+	// Embedding LoRA and full weights, under a config that asks for them.
+	dir := f.TempDir()
+	if err := (testfixture.LoRA{Base: testfixture.TinyLlama(), Rank: 1, Targets: []string{"q_proj"}, Embedding: true, ModulesToSave: []string{"lm_head"}, StateDictNames: true}).WritePEFT(dir); err != nil {
+		f.Fatal(err)
+	}
+	special, err := os.ReadFile(filepath.Join(dir, "adapter_model.safetensors"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(special)
+	specialConfig := configWith(map[string]any{"r": 1, "target_modules": []string{"q_proj", "embed_tokens"}, "modules_to_save": []string{"lm_head", "embed_tokens"}})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		checkDetect(t, map[string][]byte{"adapter_config.json": config, "adapter_model.safetensors": data})
+		checkDetect(t, map[string][]byte{"adapter_config.json": specialConfig, "adapter_model.safetensors": data})
 	})
 }
 
@@ -116,6 +141,17 @@ func FuzzDetectGGUF(f *testing.F) {
 	}
 	f.Add(lora)
 	f.Add(lora[:len(lora)/2])
+	// convert_lora_to_gguf.py --outtype q8_0, with base-model metadata and
+	// a token embedding LoRA.
+	q8 := filepath.Join(dir, "q8.gguf")
+	if err := (testfixture.LoRA{Base: testfixture.TinyLlama(), Rank: 32, Targets: []string{"v_proj"}, Embedding: true, GGUFType: gguf.TypeQ8_0, BaseModelMeta: true}).WriteGGUF(q8); err != nil {
+		f.Fatal(err)
+	}
+	if data, err := os.ReadFile(q8); err != nil {
+		f.Fatal(err)
+	} else {
+		f.Add(data)
+	}
 	f.Add([]byte("GGUF"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		checkDetect(t, map[string][]byte{"lora.gguf": data})

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/adapterd/adapterd/internal/gguf"
+	"github.com/adapterd/adapterd/internal/quant"
 	"github.com/adapterd/adapterd/internal/spec"
 )
 
@@ -30,6 +31,7 @@ var ggufModules = map[string]string{
 	"ffn_gate":    "gate_proj",
 	"ffn_up":      "up_proj",
 	"ffn_down":    "down_proj",
+	outputStem:    outputModule,
 }
 
 // ggufModule maps a GGUF tensor name to a PEFT module name. phi3 has no
@@ -118,6 +120,7 @@ func (a *Adapter) readGGUF(info fs.FileInfo) error {
 	}
 	sort.Strings(stems)
 	rank := 0
+	a.ggufF32 = true
 	seen := map[[2]string]bool{}
 	for _, stem := range stems {
 		h := byStem[stem]
@@ -125,15 +128,42 @@ func (a *Adapter) readGGUF(info fs.FileInfo) error {
 		case h.b == nil:
 			return adapterErr(path, "tensor %s has no matching %s: %s", quoteTensor(h.a.Name), quoteTensor(stem+ggufSuffixB), ggufFix)
 		case h.a == nil:
+		default:
+			a.ggufF32 = a.ggufF32 && h.a.Type == gguf.TypeF32 && h.b.Type == gguf.TypeF32
+		}
+		switch {
+		case h.a == nil:
 			return adapterErr(path, "tensor %s has no matching %s: %s", quoteTensor(h.b.Name), quoteTensor(stem+ggufSuffixA), ggufFix)
 		}
+		if stem == "token_embd" {
+			// llama.cpp's layout for the embedding: lora_a ne=[r, vocab],
+			// lora_b ne=[r, hidden] (see tokenEmbd).
+			if len(h.a.Shape) != 2 || len(h.b.Shape) != 2 || h.a.Shape[0] != h.b.Shape[0] || h.a.Shape[0] > maxAdapterRank || h.a.Shape[1] > maxAdapterWidth || h.b.Shape[1] > maxAdapterWidth {
+				return adapterErr(path, "tensors %s %v and %s %v do not form a token embedding LoRA (want lora_a [r, vocab] and lora_b [r, hidden] in ggml order): %s",
+					quoteTensor(h.a.Name), h.a.Shape, quoteTensor(h.b.Name), h.b.Shape, ggufFix)
+			}
+			for _, t := range []*gguf.Tensor{h.a, h.b} {
+				if !ggufFloatTypes[t.Type] && !quant.CanDequantize(t.Type) {
+					return adapterErr(path, "tensor %s is %s, which adapterd cannot read: re-convert with convert_lora_to_gguf.py --outtype f16 (or q8_0)", quoteTensor(t.Name), t.Type)
+				}
+			}
+			r := int(h.a.Shape[0])
+			rank = max(rank, r)
+			a.Pairs = append(a.Pairs, Pair{Layer: -1, Module: "embed_tokens", Rank: r, In: int(h.a.Shape[1]), Out: int(h.b.Shape[1]), DType: h.a.Type.String(), A: h.a.Name, B: h.b.Name})
+			continue
+		}
 		layer, name, ok := ggufLayerName(stem)
+		if !ok && stem == outputStem { // output.go
+			layer, name, ok = -1, outputStem, true
+		}
 		if !ok {
 			return adapterErr(path, "tensor %s is not in a transformer layer (blk.N.<name>); only the layers' linear modules can be adapted: %s, with only linear layers in target_modules", quoteTensor(h.a.Name), ggufFix)
 		}
 		for _, t := range []*gguf.Tensor{h.a, h.b} {
-			if !ggufFloatTypes[t.Type] {
-				return adapterErr(path, "tensor %s is %s; quantized LoRA tensors are not supported: re-convert with convert_lora_to_gguf.py --outtype f16", quoteTensor(t.Name), t.Type)
+			// convert_lora_to_gguf.py --outtype q8_0 writes Q8_0; llama.cpp
+			// multiplies with any type, and a merge dequantizes.
+			if !ggufFloatTypes[t.Type] && !quant.CanDequantize(t.Type) {
+				return adapterErr(path, "tensor %s is %s, which adapterd cannot read: re-convert with convert_lora_to_gguf.py --outtype f16 (or q8_0)", quoteTensor(t.Name), t.Type)
 			}
 		}
 		// ggml order: lora_a is ne=[in, r], lora_b is ne=[r, out].
@@ -145,20 +175,16 @@ func (a *Adapter) readGGUF(info fs.FileInfo) error {
 		if r > maxAdapterRank || in > maxAdapterWidth || out > maxAdapterWidth {
 			return adapterErr(path, "tensors %s %v and %s %v have impossible sizes: %s", quoteTensor(h.a.Name), h.a.Shape, quoteTensor(h.b.Name), h.b.Shape, ggufFix)
 		}
-		// One rank for the whole adapter keeps alpha/r a single scale,
-		// which is what the PEFT side guarantees too.
-		if rank == 0 {
-			rank = int(r)
-		} else if int(r) != rank {
-			return adapterErr(path, "tensor %s has rank %d but other tensors have rank %d; adapters with per-module ranks are not supported: retrain without rank_pattern", quoteTensor(h.a.Name), r, rank)
-		}
+		// Each pair has its own rank, as llama.cpp scales each by
+		// alpha/ne[0] of its lora_b (what PEFT's rank_pattern converts to).
+		rank = max(rank, int(r))
 		module := ggufModule(arch, name)
 		key := [2]string{strconv.Itoa(layer), module}
 		if seen[key] {
 			return adapterErr(path, "two tensor pairs adapt %s of layer %d (the second is %s): %s", module, layer, quoteTensor(h.a.Name), ggufFix)
 		}
 		seen[key] = true
-		a.Pairs = append(a.Pairs, Pair{Layer: layer, Module: module, In: int(in), Out: int(out), DType: h.a.Type.String(), A: h.a.Name, B: h.b.Name})
+		a.Pairs = append(a.Pairs, Pair{Layer: layer, Module: module, Rank: int(r), In: int(in), Out: int(out), DType: h.a.Type.String(), A: h.a.Name, B: h.b.Name})
 	}
 	a.Arch, a.Rank, a.Alpha = arch, rank, alpha
 	return nil

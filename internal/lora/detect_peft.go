@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"math"
 	"sort"
 	"strconv"
 	"strings"
@@ -44,7 +43,7 @@ func (a *Adapter) readPEFT(cfgInfo, modelInfo fs.FileInfo) error {
 	if err != nil {
 		return err
 	}
-	rank, alpha, err := parsePEFTConfig(cfgPath, data)
+	cfg, err := parsePEFTConfig(cfgPath, data)
 	if err != nil {
 		return err
 	}
@@ -60,11 +59,14 @@ func (a *Adapter) readPEFT(cfgInfo, modelInfo fs.FileInfo) error {
 		}
 		return adapterErr(modelPath, "not a valid safetensors file (%v): re-save the adapter with model.save_pretrained(dir)", err)
 	}
-	pairs, err := peftPairs(modelPath, st.Tensors, rank)
+	pairs, full, err := peftPairs(modelPath, st.Tensors, cfg)
 	if err != nil {
 		return err
 	}
-	a.Rank, a.Alpha, a.Pairs = rank, float64(alpha), pairs
+	a.Rank, a.Alpha, a.Pairs, a.Full = 0, cfg.alpha, pairs, full
+	for _, p := range pairs {
+		a.Rank = max(a.Rank, p.Rank)
+	}
 	return nil
 }
 
@@ -85,136 +87,6 @@ func readAdapterConfig(path string, fi fs.FileInfo) ([]byte, error) {
 		return nil, &causedError{adapterErr(path, "grew while adapterd read it; still copying? if not, check what writes to this folder"), errAdapterChanged}
 	}
 	return data, nil
-}
-
-// parsePEFTConfig checks adapter_config.json and returns r and lora_alpha.
-// adapterd converts PEFT files itself and never hands them to Ollama, so
-// what Ollama's converter would reject (a float lora_alpha, rsLoRA, an
-// alpha_pattern) is fine: Adapter.Weights applies them. Unknown keys are
-// fine too; PEFT writes dozens that do not change the weights' meaning.
-func parsePEFTConfig(path string, data []byte) (rank int, alpha float64, err error) {
-	fail := func(format string, args ...any) (int, float64, error) {
-		return 0, 0, adapterErr(path, format, args...)
-	}
-	if bytes.HasPrefix(data, []byte("\xef\xbb\xbf")) {
-		return fail("starts with a byte order mark (BOM), which Ollama's JSON parser rejects: save the file as UTF-8 without BOM")
-	}
-	var m map[string]json.RawMessage
-	if err := json.Unmarshal(data, &m); err != nil {
-		var se *json.SyntaxError
-		var te *json.UnmarshalTypeError
-		switch {
-		case errors.As(err, &se) && se.Offset >= int64(len(data)):
-			// A JSON text cut short is what a copy in progress looks like,
-			// like a truncated safetensors file.
-			return 0, 0, &causedError{&spec.Error{File: path, Line: jsonLine(data, int64(len(data))), Msg: "the JSON ends early: still copying? if not, fix the file"}, errConfigEndsEarly}
-		case errors.As(err, &se):
-			line, col := jsonPosition(data, se.Offset)
-			return 0, 0, &spec.Error{File: path, Line: line, Msg: printable(fmt.Sprintf("not valid JSON at column %d (byte %d): %v: fix the syntax", col, se.Offset, se))}
-		case errors.As(err, &te):
-			return fail("must be a JSON object as PEFT writes it, found a JSON %s: put the adapter's own adapter_config.json here", te.Value)
-		}
-		return fail("not valid JSON: %v: fix the syntax", err)
-	}
-	if m == nil {
-		return fail("must be a JSON object as PEFT writes it, found null: put the adapter's own adapter_config.json here")
-	}
-
-	raw, ok := m["peft_type"]
-	var pt string
-	switch {
-	case !ok || jsonNull(raw):
-		return fail(`peft_type is missing, so this is not a PEFT config: save the adapter with PEFT's model.save_pretrained(dir), which writes "peft_type": "LORA"`)
-	case json.Unmarshal(raw, &pt) != nil:
-		return fail(`peft_type is %s; it must be the string "LORA"`, jsonShow(raw))
-	case !strings.EqualFold(pt, "LORA"):
-		return fail(`peft_type is %s; only LoRA adapters (peft_type "LORA") are supported: train with PEFT's LoraConfig`, spec.Quote(pt))
-	}
-
-	// Each of these changes what the weights mean in a way Ollama ignores,
-	// so the created model would not behave like the trained adapter.
-	refusals := []struct{ key, msg string }{
-		{"use_dora", "use_dora is true; DoRA adapters are not supported by Ollama: retrain with use_dora=False"},
-		{"fan_in_fan_out", "fan_in_fan_out is true (Conv1D weights, as in GPT-2); Ollama needs lora_A as [r, in] and lora_B as [out, r]: this layout is not supported"},
-		{"lora_bias", "lora_bias is true; LoRA biases are not supported by Ollama: retrain with lora_bias=False"},
-	}
-	for _, r := range refusals {
-		on, err := jsonBoolField(m, r.key)
-		if err != nil {
-			return fail("%v", err)
-		}
-		if on {
-			return fail("%s", r.msg)
-		}
-	}
-	if raw, ok := m["bias"]; ok && !jsonNull(raw) {
-		var b string
-		if json.Unmarshal(raw, &b) != nil {
-			return fail(`bias is %s; it must be a string such as "none"`, jsonShow(raw))
-		}
-		if b != "none" {
-			return fail(`bias is %s; trained biases are full weights that an adapter can't carry into Ollama: retrain with bias="none"`, spec.Quote(b))
-		}
-	}
-	if raw, ok := m["modules_to_save"]; ok && !jsonNull(raw) {
-		var mods []json.RawMessage
-		if json.Unmarshal(raw, &mods) != nil {
-			return fail("modules_to_save is %s; it must be a list of module names or null", jsonShow(raw))
-		}
-		if len(mods) > 0 {
-			return fail("modules_to_save is %s; those modules are saved as full weights, which an adapter can't carry into Ollama: retrain without modules_to_save", jsonShow(raw))
-		}
-	}
-	// alpha_pattern only changes the scale, which the conversion applies
-	// per module; rank_pattern changes the tensors' shapes, which every
-	// check here assumes are one r.
-	for _, key := range []string{"rank_pattern"} {
-		raw, ok := m[key]
-		if !ok || jsonNull(raw) {
-			continue
-		}
-		var pat map[string]json.RawMessage
-		if json.Unmarshal(raw, &pat) != nil {
-			return fail("%s is %s; it must be an object", key, jsonShow(raw))
-		}
-		if len(pat) > 0 {
-			return fail("%s is %s; adapterd needs one r and one lora_alpha for every module: retrain without %s", key, jsonShow(raw), key)
-		}
-	}
-
-	// Ollama never reads r, so a whole number written as 8.0 is fine; the
-	// tensors are checked against it.
-	raw, ok = m["r"]
-	if !ok || jsonNull(raw) {
-		return fail("r is missing; set it to the adapter's LoRA rank, the first dimension of each lora_A tensor")
-	}
-	lit, isNum := jsonNumber(raw)
-	if !isNum {
-		return fail("r is %s; it must be a number: the LoRA rank", jsonShow(raw))
-	}
-	if f, err := strconv.ParseFloat(lit, 64); err != nil || f != math.Trunc(f) || f < 1 || f > maxAdapterRank {
-		return fail("r is %s; it must be a whole number from 1 to %d: set it to the LoRA rank", shortNum(lit), maxAdapterRank)
-	} else {
-		rank = int(f)
-	}
-
-	raw, ok = m["lora_alpha"]
-	if !ok || jsonNull(raw) {
-		return fail("lora_alpha is missing; set it to the value the adapter was trained with (PEFT's default is 8)")
-	}
-	lit, isNum = jsonNumber(raw)
-	if !isNum {
-		var s string
-		if json.Unmarshal(raw, &s) == nil {
-			return fail("lora_alpha is the string %s; it must be a number: write it without quotes", spec.Quote(s))
-		}
-		return fail("lora_alpha is %s; it must be a number: set it to the value the adapter was trained with", jsonShow(raw))
-	}
-	alpha, err = strconv.ParseFloat(lit, 64)
-	if err != nil || math.IsInf(alpha, 0) || math.IsNaN(alpha) || alpha <= 0 || alpha > math.MaxUint32 {
-		return fail("lora_alpha is %s; it must be a positive number up to %d: set it to the value the adapter was trained with", shortNum(lit), uint32(math.MaxUint32))
-	}
-	return rank, alpha, nil
 }
 
 func jsonNull(raw json.RawMessage) bool { return string(bytes.TrimSpace(raw)) == "null" }
@@ -277,27 +149,41 @@ func jsonPosition(data []byte, offset int64) (line, col int) {
 	return line, col
 }
 
-// peftPairs groups the safetensors tensors into LoRA pairs. Names must be
-// what PEFT's save_pretrained writes, because that is what Ollama's
-// converter rewrites into GGUF names; anything else is refused by name so the
-// user knows which module to drop from training.
-func peftPairs(path string, ts []safetensors.Tensor, rank int) ([]Pair, error) {
-	type half struct{ a, b *safetensors.Tensor }
+// peftPairs groups the safetensors tensors into LoRA pairs and full
+// weights. Names must be what PEFT's save_pretrained writes; anything else
+// is refused by name so the user knows which module to drop from training.
+// Each tensor must be one the config says was trained (target_modules,
+// layers_to_transform, modules_to_save), with the rank it says
+// (r, rank_pattern): the tensors tell what was trained, and the config must
+// agree, or the two files are not one adapter.
+func peftPairs(path string, ts []safetensors.Tensor, cfg *peftSettings) ([]Pair, []FullWeight, error) {
+	type half struct {
+		a, b  *safetensors.Tensor
+		embed bool // lora_embedding_A/B
+	}
 	byStem := map[string]*half{}
+	var full []FullWeight
 	for i := range ts {
 		t := &ts[i]
-		stem, isA := strings.CutSuffix(t.Name, peftSuffixA)
-		ok := isA
+		stem, isA, embed, ok := peftLoRAName(t.Name)
 		if !ok {
-			stem, ok = strings.CutSuffix(t.Name, peftSuffixB)
-		}
-		if !ok {
-			return nil, adapterErr(path, "tensor %s %s", quoteTensor(t.Name), peftNameProblem(t.Name))
+			fw, isFull, err := peftFullWeight(path, t, cfg)
+			if err != nil {
+				return nil, nil, err
+			}
+			if !isFull {
+				return nil, nil, adapterErr(path, "tensor %s %s", quoteTensor(t.Name), peftNameProblem(t.Name))
+			}
+			full = append(full, fw)
+			continue
 		}
 		h := byStem[stem]
 		if h == nil {
-			h = &half{}
+			h = &half{embed: embed}
 			byStem[stem] = h
+		}
+		if h.embed != embed {
+			return nil, nil, adapterErr(path, "tensor %s mixes lora_A/lora_B and lora_embedding_A/B names for one module: re-save the adapter with model.save_pretrained(dir)", quoteTensor(t.Name))
 		}
 		if isA {
 			h.a = t
@@ -305,8 +191,8 @@ func peftPairs(path string, ts []safetensors.Tensor, rank int) ([]Pair, error) {
 			h.b = t
 		}
 	}
-	if len(byStem) == 0 {
-		return nil, adapterErr(path, "holds no LoRA tensors: save the trained adapter with model.save_pretrained(dir)")
+	if len(byStem) == 0 && len(full) == 0 {
+		return nil, nil, adapterErr(path, "holds no LoRA tensors: save the trained adapter with model.save_pretrained(dir)")
 	}
 	stems := make([]string, 0, len(byStem))
 	for s := range byStem {
@@ -317,48 +203,137 @@ func peftPairs(path string, ts []safetensors.Tensor, rank int) ([]Pair, error) {
 	pairs := make([]Pair, 0, len(stems))
 	for _, stem := range stems {
 		h := byStem[stem]
+		sufA, sufB := peftSuffixA, peftSuffixB
+		if h.embed {
+			sufA, sufB = peftEmbedA, peftEmbedB
+		}
 		switch {
 		case h.b == nil:
-			return nil, adapterErr(path, "tensor %s has no matching %s: re-save the adapter with model.save_pretrained(dir)", quoteTensor(h.a.Name), quoteTensor(stem+peftSuffixB))
+			return nil, nil, adapterErr(path, "tensor %s has no matching %s: re-save the adapter with model.save_pretrained(dir)", quoteTensor(h.a.Name), quoteTensor(stem+sufB))
 		case h.a == nil:
-			return nil, adapterErr(path, "tensor %s has no matching %s: re-save the adapter with model.save_pretrained(dir)", quoteTensor(h.b.Name), quoteTensor(stem+peftSuffixA))
+			return nil, nil, adapterErr(path, "tensor %s has no matching %s: re-save the adapter with model.save_pretrained(dir)", quoteTensor(h.b.Name), quoteTensor(stem+sufA))
 		}
 		if !strings.HasPrefix(stem, peftPrefix) {
-			return nil, adapterErr(path, "tensor %s does not start with %q as PEFT's save_pretrained writes it: re-save the adapter with model.save_pretrained(dir)", quoteTensor(h.a.Name), peftPrefix)
+			return nil, nil, adapterErr(path, "tensor %s does not start with %q as PEFT's save_pretrained writes it: re-save the adapter with model.save_pretrained(dir)", quoteTensor(h.a.Name), peftPrefix)
 		}
-		layer, module, ok := peftLayerModule(strings.TrimPrefix(stem, peftPrefix))
-		if !ok {
-			return nil, adapterErr(path, "tensor %s is not in a transformer layer (no layers.N in its name); only the layers' linear modules can be adapted: retrain with target_modules such as q_proj, v_proj", quoteTensor(h.a.Name))
+		key := strings.TrimPrefix(stem, peftPrefix)
+		layer, module := -1, lastDotPart(key)
+		if h.embed {
+			if module != "embed_tokens" {
+				return nil, nil, adapterErr(path, "tensor %s is a LoRA on the embedding %s; adapterd applies embedding LoRA to embed_tokens only: retrain without %s in target_modules", quoteTensor(h.a.Name), spec.Quote(module), module)
+			}
+		} else {
+			var ok bool
+			layer, module, ok = peftLayerModule(key)
+			if !ok && key == outputModule { // output.go
+				layer, module, ok = -1, outputModule, true
+			}
+			if !ok {
+				return nil, nil, adapterErr(path, "tensor %s is not in a transformer layer (no layers.N in its name); only the layers' linear modules, lm_head and embed_tokens can be adapted: retrain with target_modules such as q_proj, v_proj", quoteTensor(h.a.Name))
+			}
+			if layer > maxAdapterWidth {
+				return nil, nil, adapterErr(path, "tensor %s names layer %d, which no model has", quoteTensor(h.a.Name), layer)
+			}
 		}
-		if layer > maxAdapterWidth {
-			return nil, adapterErr(path, "tensor %s names layer %d, which no model has", quoteTensor(h.a.Name), layer)
+		if err := cfg.checkTargeted(path, h.a.Name, key, !h.embed && module != outputModule); err != nil {
+			return nil, nil, err
 		}
 		for _, t := range []*safetensors.Tensor{h.a, h.b} {
 			if !floatDTypes[t.DType] {
-				return nil, adapterErr(path, "tensor %s is %s; %s", quoteTensor(t.Name), t.DType, quantizedFix)
+				return nil, nil, adapterErr(path, "tensor %s is %s; %s", quoteTensor(t.Name), t.DType, quantizedFix)
 			}
 		}
 		if len(h.a.Shape) != 2 || len(h.b.Shape) != 2 {
-			return nil, adapterErr(path, "tensors %s %v and %s %v must be 2-D: lora_A [r, in] and lora_B [out, r]: re-save the adapter with model.save_pretrained(dir)",
+			return nil, nil, adapterErr(path, "tensors %s %v and %s %v must be 2-D: lora_A [r, in] and lora_B [out, r]: re-save the adapter with model.save_pretrained(dir)",
 				quoteTensor(h.a.Name), h.a.Shape, quoteTensor(h.b.Name), h.b.Shape)
 		}
+		rank := cfg.rankFor(key)
 		if h.a.Shape[0] != int64(rank) || h.b.Shape[1] != int64(rank) {
-			return nil, adapterErr(path, "tensors %s %v and %s %v have rank %d and %d but adapter_config.json has r=%d: set r to the rank the adapter was trained with",
-				quoteTensor(h.a.Name), h.a.Shape, quoteTensor(h.b.Name), h.b.Shape, h.a.Shape[0], h.b.Shape[1], rank)
+			where := fmt.Sprintf("r=%d", rank)
+			if rank != cfg.rank {
+				where = fmt.Sprintf("rank_pattern gives %s r=%d", key, rank)
+			}
+			return nil, nil, adapterErr(path, "tensors %s %v and %s %v have rank %d and %d but adapter_config.json says %s: set r (or rank_pattern) to the rank the adapter was trained with",
+				quoteTensor(h.a.Name), h.a.Shape, quoteTensor(h.b.Name), h.b.Shape, h.a.Shape[0], h.b.Shape[1], where)
 		}
 		in, out := h.a.Shape[1], h.b.Shape[0]
 		if in < 1 || out < 1 || in > maxAdapterWidth || out > maxAdapterWidth {
-			return nil, adapterErr(path, "tensors %s %v and %s %v have impossible widths: re-save the adapter with model.save_pretrained(dir)",
+			return nil, nil, adapterErr(path, "tensors %s %v and %s %v have impossible widths: re-save the adapter with model.save_pretrained(dir)",
 				quoteTensor(h.a.Name), h.a.Shape, quoteTensor(h.b.Name), h.b.Shape)
 		}
-		key := [2]string{strconv.Itoa(layer), module}
-		if prev, dup := seen[key]; dup {
-			return nil, adapterErr(path, "tensors %s and %s both adapt %s of layer %d; adapterd supports one %s per layer", quoteTensor(prev), quoteTensor(h.a.Name), module, layer, module)
+		dup := [2]string{strconv.Itoa(layer), module}
+		if prev, ok := seen[dup]; ok {
+			return nil, nil, adapterErr(path, "tensors %s and %s both adapt %s of layer %d; adapterd supports one %s per layer", quoteTensor(prev), quoteTensor(h.a.Name), module, layer, module)
 		}
-		seen[key] = h.a.Name
-		pairs = append(pairs, Pair{Layer: layer, Module: module, In: int(in), Out: int(out), DType: h.a.DType, A: h.a.Name, B: h.b.Name})
+		seen[dup] = h.a.Name
+		pairs = append(pairs, Pair{Layer: layer, Module: module, Rank: rank, In: int(in), Out: int(out), DType: h.a.DType, A: h.a.Name, B: h.b.Name})
 	}
-	return pairs, nil
+	sort.Slice(full, func(i, j int) bool { return full[i].Module < full[j].Module })
+	for i := 1; i < len(full); i++ {
+		if full[i].Module == full[i-1].Module {
+			return nil, nil, adapterErr(path, "tensors %s and %s are both the full %s weight: re-save the adapter with model.save_pretrained(dir)", quoteTensor(full[i-1].Name), quoteTensor(full[i].Name), full[i].Module)
+		}
+	}
+	for _, f := range full {
+		if _, ok := seen[[2]string{"-1", f.Module}]; ok {
+			return nil, nil, adapterErr(path, "tensor %s replaces %s, which the adapter also adapts with LoRA: re-save the adapter with model.save_pretrained(dir)", quoteTensor(f.Name), f.Module)
+		}
+	}
+	return pairs, full, nil
+}
+
+const (
+	peftEmbedA = ".lora_embedding_A"
+	peftEmbedB = ".lora_embedding_B"
+)
+
+// peftLoRAName splits a LoRA tensor name into its module stem and side: a
+// linear layer's "<stem>.lora_A.weight", or an embedding's
+// "<stem>.lora_embedding_A" (a parameter, so PEFT saves it without .weight).
+func peftLoRAName(name string) (stem string, isA, embed, ok bool) {
+	for _, s := range []struct {
+		suf        string
+		isA, embed bool
+	}{{peftSuffixA, true, false}, {peftSuffixB, false, false}, {peftEmbedA, true, true}, {peftEmbedB, false, true}} {
+		if stem, ok := strings.CutSuffix(name, s.suf); ok {
+			return stem, s.isA, s.embed, true
+		}
+	}
+	return "", false, false, false
+}
+
+// peftFullWeight recognizes a module saved whole (modules_to_save): PEFT's
+// save_pretrained writes base_model.model.lm_head.weight and
+// base_model.model.model.embed_tokens.weight; a state dict saved by hand
+// has ".modules_to_save.default" before ".weight". isFull is false for any
+// other name.
+func peftFullWeight(path string, t *safetensors.Tensor, cfg *peftSettings) (fw FullWeight, isFull bool, err error) {
+	rest, ok := strings.CutPrefix(t.Name, peftPrefix)
+	if !ok {
+		return fw, false, nil
+	}
+	rest, ok = strings.CutSuffix(rest, ".weight")
+	if !ok {
+		return fw, false, nil
+	}
+	rest = strings.TrimSuffix(rest, ".modules_to_save.default")
+	module := lastDotPart(rest)
+	if _, ok := fullWeightModules[module]; !ok {
+		return fw, false, nil
+	}
+	listed := false
+	for _, m := range cfg.modulesToSave {
+		listed = listed || strings.HasSuffix(rest, m)
+	}
+	switch {
+	case !listed:
+		return fw, true, adapterErr(path, "tensor %s is a full %s weight, but modules_to_save in adapter_config.json does not name %s: copy both files from one save_pretrained", quoteTensor(t.Name), module, module)
+	case !floatDTypes[t.DType]:
+		return fw, true, adapterErr(path, "tensor %s is %s; %s", quoteTensor(t.Name), t.DType, quantizedFix)
+	case len(t.Shape) != 2 || t.Shape[0] < 1 || t.Shape[1] < 1 || t.Shape[0] > maxAdapterWidth || t.Shape[1] > maxAdapterWidth:
+		return fw, true, adapterErr(path, "tensor %s has shape %v; a full %s weight is [vocab, hidden]: re-save the adapter with model.save_pretrained(dir)", quoteTensor(t.Name), t.Shape, module)
+	}
+	return FullWeight{Module: module, Name: t.Name, Rows: int(t.Shape[0]), Cols: int(t.Shape[1]), DType: t.DType}, true, nil
 }
 
 // peftLayerModule finds "layers.N" in a tensor stem and the module name (the
@@ -389,9 +364,9 @@ func peftNameProblem(name string) string {
 	case lora && strings.HasSuffix(name, ".weight"):
 		return "has an adapter name in it (such as .lora_A.default.weight); PEFT's model.save_pretrained(dir) leaves it out: save with that instead of saving the state dict yourself"
 	case strings.Contains(name, "lora_embedding_"):
-		return "is a LoRA on embeddings, which Ollama does not support: retrain without embed_tokens in target_modules"
+		return "is an embedding LoRA not saved as PEFT's save_pretrained writes it (<module>.lora_embedding_A): save with that instead of saving the state dict yourself"
 	case strings.Contains(name, "lora_magnitude_vector"):
 		return "is a DoRA magnitude, which Ollama does not support: retrain with use_dora=False"
 	}
-	return "is not a LoRA A/B weight (full weights such as embed_tokens or lm_head can't be carried by an adapter): retrain without modules_to_save, and only linear layers in target_modules"
+	return "is not a LoRA A/B weight, nor a full lm_head or embed_tokens weight (modules_to_save): retrain with only linear layers and embed_tokens in target_modules, and only lm_head and embed_tokens in modules_to_save"
 }

@@ -135,7 +135,7 @@ func TestDetect_ValidPEFT(t *testing.T) {
 					in, out      int
 				}{{"down_proj", "mlp", 128, 64}, {"k_proj", "self_attn", 64, 32}, {"q_proj", "self_attn", 64, 64}} {
 					stem := fmt.Sprintf("base_model.model.model.layers.%d.%s.%s", l, m.parent, m.name)
-					want = append(want, lora.Pair{Layer: l, Module: m.name, In: m.in, Out: m.out, DType: dt, A: stem + ".lora_A.weight", B: stem + ".lora_B.weight"})
+					want = append(want, lora.Pair{Layer: l, Module: m.name, Rank: 2, In: m.in, Out: m.out, DType: dt, A: stem + ".lora_A.weight", B: stem + ".lora_B.weight"})
 				}
 			}
 			if !reflect.DeepEqual(got.Pairs, want) {
@@ -158,13 +158,13 @@ func TestDetect_ValidGGUF(t *testing.T) {
 		t.Fatalf("%d pairs, want 14", len(got.Pairs))
 	}
 	want := []lora.Pair{
-		{0, "down_proj", 128, 64, "F32", "blk.0.ffn_down.weight.lora_a", "blk.0.ffn_down.weight.lora_b"},
-		{0, "gate_proj", 64, 128, "F32", "blk.0.ffn_gate.weight.lora_a", "blk.0.ffn_gate.weight.lora_b"},
-		{0, "k_proj", 64, 32, "F32", "blk.0.attn_k.weight.lora_a", "blk.0.attn_k.weight.lora_b"},
-		{0, "o_proj", 64, 64, "F32", "blk.0.attn_output.weight.lora_a", "blk.0.attn_output.weight.lora_b"},
-		{0, "q_proj", 64, 64, "F32", "blk.0.attn_q.weight.lora_a", "blk.0.attn_q.weight.lora_b"},
-		{0, "up_proj", 64, 128, "F32", "blk.0.ffn_up.weight.lora_a", "blk.0.ffn_up.weight.lora_b"},
-		{0, "v_proj", 64, 32, "F32", "blk.0.attn_v.weight.lora_a", "blk.0.attn_v.weight.lora_b"},
+		{0, "down_proj", 4, 128, 64, "F32", "blk.0.ffn_down.weight.lora_a", "blk.0.ffn_down.weight.lora_b"},
+		{0, "gate_proj", 4, 64, 128, "F32", "blk.0.ffn_gate.weight.lora_a", "blk.0.ffn_gate.weight.lora_b"},
+		{0, "k_proj", 4, 64, 32, "F32", "blk.0.attn_k.weight.lora_a", "blk.0.attn_k.weight.lora_b"},
+		{0, "o_proj", 4, 64, 64, "F32", "blk.0.attn_output.weight.lora_a", "blk.0.attn_output.weight.lora_b"},
+		{0, "q_proj", 4, 64, 64, "F32", "blk.0.attn_q.weight.lora_a", "blk.0.attn_q.weight.lora_b"},
+		{0, "up_proj", 4, 64, 128, "F32", "blk.0.ffn_up.weight.lora_a", "blk.0.ffn_up.weight.lora_b"},
+		{0, "v_proj", 4, 64, 32, "F32", "blk.0.attn_v.weight.lora_a", "blk.0.attn_v.weight.lora_b"},
 	}
 	if !reflect.DeepEqual(got.Pairs[:7], want) {
 		t.Errorf("layer 0 pairs =\n%+v\nwant\n%+v", got.Pairs[:7], want)
@@ -335,7 +335,13 @@ func TestDetect_PEFTConfigRules(t *testing.T) {
 		{"BOM", append([]byte("\xef\xbb\xbf"), configWith(nil)...), 0, []string{"byte order mark", "without BOM"}},
 		{"NotAnObject", []byte(`[1,2]`), 0, []string{"must be a JSON object", "found a JSON array"}},
 		{"Null", []byte(`null`), 0, []string{"must be a JSON object", "found null"}},
-		{"PeftTypeIA3", configWith(map[string]any{"peft_type": "IA3"}), 0, []string{`peft_type is "IA3"`, "only LoRA adapters"}},
+		{"PeftTypeIA3", configWith(map[string]any{"peft_type": "IA3"}), 0, []string{`peft_type is "IA3"`, "LoRA only", "rescales activations", "merge_and_unload()", "retrain with LoraConfig"}},
+		{"PeftTypeLoHa", configWith(map[string]any{"peft_type": "LOHA"}), 0, []string{`peft_type is "LOHA"`, "Hadamard", "merge_and_unload()"}},
+		{"PeftTypeLoKr", configWith(map[string]any{"peft_type": "LOKR"}), 0, []string{`peft_type is "LOKR"`, "Kronecker"}},
+		{"PeftTypeAdaLoRA", configWith(map[string]any{"peft_type": "ADALORA"}), 0, []string{`peft_type is "ADALORA"`, "lora_E"}},
+		{"PeftTypePrefixTuning", configWith(map[string]any{"peft_type": "PREFIX_TUNING"}), 0, []string{`peft_type is "PREFIX_TUNING"`, "virtual tokens", "retrain with LoraConfig"}},
+		{"PeftTypePromptTuning", configWith(map[string]any{"peft_type": "PROMPT_TUNING"}), 0, []string{`peft_type is "PROMPT_TUNING"`, "virtual tokens"}},
+		{"PeftTypeUnknown", configWith(map[string]any{"peft_type": "SHINY_NEW"}), 0, []string{`peft_type is "SHINY_NEW"`, "LoRA only", "merge_and_unload()"}},
 		{"PeftTypeMissing", configWith(map[string]any{"peft_type": nil}), 0, []string{"peft_type is missing"}},
 		{"PeftTypeNotString", configWith(map[string]any{"peft_type": 3}), 0, []string{`peft_type is 3; it must be the string "LORA"`}},
 		{"RankZero", configWith(map[string]any{"r": 0}), 0, []string{"r is 0; it must be a whole number from 1 to 65536"}},
@@ -352,10 +358,15 @@ func TestDetect_PEFTConfigRules(t *testing.T) {
 		{"AlphaMissing", configWith(map[string]any{"lora_alpha": nil}), 0, []string{"lora_alpha is missing"}},
 		{"DoRA", configWith(map[string]any{"use_dora": true}), 0, []string{"use_dora is true", "DoRA", "use_dora=False"}},
 		{"DoRANotBool", configWith(map[string]any{"use_dora": "yes"}), 0, []string{`use_dora is "yes"; it must be true or false`}},
-		{"ModulesToSave", configWith(map[string]any{"modules_to_save": []string{"lm_head", "embed_tokens"}}), 0, []string{`modules_to_save is ["lm_head","embed_tokens"]`, "full weights", "retrain without modules_to_save"}},
+		{"ModulesToSaveScore", configWith(map[string]any{"modules_to_save": []string{"lm_head", "score"}}), 0, []string{`modules_to_save names "score"`, "only full lm_head and embed_tokens"}},
 		{"ModulesToSaveNotList", configWith(map[string]any{"modules_to_save": "lm_head"}), 0, []string{"must be a list"}},
-		{"FanInFanOut", configWith(map[string]any{"fan_in_fan_out": true}), 0, []string{"fan_in_fan_out is true"}},
-		{"RankPattern", configWith(map[string]any{"rank_pattern": map[string]int{"q_proj": 8}}), 0, []string{`rank_pattern is {"q_proj":8}`, "retrain without rank_pattern"}},
+		{"FanInFanOutNotBool", configWith(map[string]any{"fan_in_fan_out": "yes"}), 0, []string{`fan_in_fan_out is "yes"; it must be true or false`}},
+		{"RankPatternZero", configWith(map[string]any{"rank_pattern": map[string]int{"q_proj": 0}}), 0, []string{`rank_pattern["q_proj"] is 0`}},
+		{"RankPatternNotObject", configWith(map[string]any{"rank_pattern": []int{8}}), 0, []string{`rank_pattern is [8]; it must be an object`}},
+		{"AlphaPatternNegative", configWith(map[string]any{"alpha_pattern": map[string]any{"q_proj": -1}}), 0, []string{`alpha_pattern["q_proj"] is -1`}},
+		{"TargetModulesNumber", configWith(map[string]any{"target_modules": 3}), 0, []string{"target_modules is 3; it must be a list"}},
+		{"LayersToTransformString", configWith(map[string]any{"layers_to_transform": "0"}), 0, []string{`layers_to_transform is "0"`}},
+		{"LayersToTransformNegative", configWith(map[string]any{"layers_to_transform": []int{-1}}), 0, []string{"layers_to_transform is [-1]"}},
 		{"LoRABias", configWith(map[string]any{"lora_bias": true}), 0, []string{"lora_bias is true"}},
 		{"BiasAll", configWith(map[string]any{"bias": "all"}), 0, []string{`bias is "all"`, `bias="none"`}},
 		{"NewlinesInValuesStayOnOneLine", configWith(map[string]any{"peft_type": "IA3\nsecond line\u2028third"}), 0, []string{"peft_type is"}},
@@ -493,11 +504,13 @@ func TestDetect_SafetensorsRules(t *testing.T) {
 		{"QuantizedI8", dLoraPair(stem0, "I8", 4, 64, 64), []string{"is I8", "quantized/QLoRA leftovers", "save_pretrained"}},
 		{"QuantizedU8InB", append(good[:1:1], stTensor{stem0 + ".lora_B.weight", "U8", []int64{64, 4}}), []string{"lora_B.weight", "is U8", "quantized"}},
 		{"FP8", dLoraPair(stem0, "F8_E4M3", 4, 64, 64), []string{"is F8_E4M3"}},
-		{"EmbedTokensFullWeight", append(good, stTensor{"base_model.model.model.embed_tokens.weight", "F32", []int64{288, 64}}), []string{`"base_model.model.model.embed_tokens.weight"`, "not a LoRA A/B weight", "modules_to_save"}},
-		{"LMHeadLoRA", append(good, dLoraPair("base_model.model.lm_head", "F32", 4, 64, 288)...), []string{`"base_model.model.lm_head.lora_A.weight"`, "not in a transformer layer"}},
+		{"EmbedTokensFullWeightNotInConfig", append(good, stTensor{"base_model.model.model.embed_tokens.weight", "F32", []int64{288, 64}}), []string{`"base_model.model.model.embed_tokens.weight"`, "full embed_tokens weight", "modules_to_save", "does not name embed_tokens"}},
+		{"NormFullWeight", append(good, stTensor{"base_model.model.model.norm.weight", "F32", []int64{64}}), []string{`"base_model.model.model.norm.weight"`, "not a LoRA A/B weight"}},
+		{"NormLoRA", append(good, dLoraPair("base_model.model.model.norm", "F32", 4, 64, 64)...), []string{`"base_model.model.model.norm.lora_A.weight"`, "not in a transformer layer"}},
 		{"AdapterNameInTensorNames", []stTensor{{stem0 + ".lora_A.default.weight", "F32", []int64{4, 64}}, {stem0 + ".lora_B.default.weight", "F32", []int64{64, 4}}}, []string{"lora_A.default.weight", "adapter name", "save_pretrained"}},
 		{"LoRABias", append(good, stTensor{stem0 + ".lora_B.bias", "F32", []int64{64}}), []string{"lora_B.bias", "lora_bias=False"}},
-		{"EmbeddingLoRA", append(good, stTensor{"base_model.model.model.embed_tokens.lora_embedding_A", "F32", []int64{4, 288}}), []string{"lora_embedding_A", "embeddings"}},
+		{"EmbeddingLoRAWithoutB", append(good, stTensor{"base_model.model.model.embed_tokens.lora_embedding_A", "F32", []int64{4, 288}}), []string{"lora_embedding_A", "has no matching", "lora_embedding_B"}},
+		{"EmbeddingLoRAOnOtherModule", append(good, stTensor{"base_model.model.model.wte.lora_embedding_A", "F32", []int64{4, 288}}, stTensor{"base_model.model.model.wte.lora_embedding_B", "F32", []int64{64, 4}}), []string{"embedding LoRA", "embed_tokens only"}},
 		{"DoRAMagnitude", append(good, stTensor{stem0 + ".lora_magnitude_vector", "F32", []int64{64}}), []string{"DoRA"}},
 		{"MissingB", good[:1], []string{"lora_A.weight", "has no matching", "lora_B.weight"}},
 		{"MissingA", good[1:], []string{"lora_B.weight", "has no matching", "lora_A.weight"}},
@@ -676,13 +689,13 @@ func TestDetect_GGUFRules(t *testing.T) {
 		{"AlphaString", withKV(kv, "adapter.lora.alpha", "16"), good, []string{"adapter.lora.alpha is missing or not a number"}},
 		{"AlphaZero", withKV(kv, "adapter.lora.alpha", float32(0)), good, []string{"adapter.lora.alpha is 0"}},
 		{"ArchMissing", withKV(kv, "general.architecture", nil), good, []string{"general.architecture is missing"}},
-		{"Quantized", kv, ggufPair("blk.0.attn_q", gguf.TypeQ8_0, 32, 64, 64), []string{"is Q8_0", "quantized LoRA tensors", "--outtype f16"}},
+		{"UnreadableType", kv, ggufPair("blk.0.attn_q", gguf.TypeIQ2_XXS, 256, 256, 256), []string{"is IQ2_XXS", "cannot read", "--outtype f16"}},
 		{"MissingB", kv, good[:1], []string{"blk.0.attn_q.weight.lora_a", "has no matching", "lora_b"}},
 		{"MissingA", kv, good[1:], []string{"blk.0.attn_q.weight.lora_b", "has no matching", "lora_a"}},
 		{"NotLoRATensor", kv, append(good, gguf.Tensor{Name: "token_embd.weight", Shape: []uint64{64, 288}, Type: gguf.TypeF32}), []string{`"token_embd.weight" is not a LoRA weight`}},
-		{"OutputLoRA", kv, append(good, ggufPair("output", gguf.TypeF32, 4, 64, 288)...), []string{`"output.weight.lora_a" is not in a transformer layer`}},
+		{"OutputNormLoRA", kv, append(good, ggufPair("output_norm", gguf.TypeF32, 4, 64, 64)...), []string{`"output_norm.weight.lora_a" is not in a transformer layer`}},
 		{"RankMismatchInPair", kv, []gguf.Tensor{good[0], {Name: "blk.0.attn_q.weight.lora_b", Shape: []uint64{8, 64}, Type: gguf.TypeF32}}, []string{"do not form a LoRA pair"}},
-		{"MixedRanks", kv, append(good, ggufPair("blk.1.attn_q", gguf.TypeF32, 8, 64, 64)...), []string{"has rank 8 but other tensors have rank 4"}},
+		{"TokenEmbdWrongShape", kv, append(good, ggufPair("token_embd", gguf.TypeF32, 4, 64, 288)...), []string{"do not form a token embedding LoRA"}},
 		{"NoTensors", kv, nil, []string{"holds no LoRA tensors"}},
 	}
 	for _, tt := range tests {
@@ -722,8 +735,8 @@ func TestDetect_GGUFRules(t *testing.T) {
 			t.Fatal(err)
 		}
 		want := []lora.Pair{
-			{0, "v_proj", 64, 32, "F16", "blk.0.attn_v.weight.lora_a", "blk.0.attn_v.weight.lora_b"},
-			{1, "down_proj", 128, 64, "BF16", "blk.1.ffn_down.weight.lora_a", "blk.1.ffn_down.weight.lora_b"},
+			{0, "v_proj", 2, 64, 32, "F16", "blk.0.attn_v.weight.lora_a", "blk.0.attn_v.weight.lora_b"},
+			{1, "down_proj", 2, 128, 64, "BF16", "blk.1.ffn_down.weight.lora_a", "blk.1.ffn_down.weight.lora_b"},
 		}
 		if a.Rank != 2 || a.Alpha != 16 || !reflect.DeepEqual(a.Pairs, want) {
 			t.Errorf("adapter %+v", a)

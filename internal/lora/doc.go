@@ -26,7 +26,17 @@
 // convert_lora_to_gguf.py, llama-adapter.cpp) and Ollama's converters:
 //
 //   - PEFT stores lora_A as [r, in] and lora_B as [out, r]; the delta is
-//     (alpha/r)·B·A (alpha/√r with use_rslora), shape [out, in].
+//     (alpha/r)·B·A (alpha/√r with use_rslora), shape [out, in], with r and
+//     alpha per module after rank_pattern and alpha_pattern (PEFT's
+//     get_pattern_key). adapter_config.json is parsed once (peft_config.go);
+//     target_modules, layers_to_transform and modules_to_save are checked
+//     against the tensors, which say what was trained.
+//   - An embedding LoRA (lora_embedding_A [r, vocab], lora_embedding_B
+//     [hidden, r]) adds (B·A)ᵀ to token_embd; llama.cpp applies it by row
+//     lookup, with lora_a ne=[r, vocab] and lora_b ne=[r, hidden].
+//   - Full weights (modules_to_save: lm_head, embed_tokens) replace
+//     output.weight / token_embd.weight in a merge (merge_replace.go); an
+//     Ollama adapter can only add, so such an adapter is never native.
 //   - A GGUF weight with ggml shape [in, out] is out rows of in values, the
 //     same row-major layout as the Hugging Face [out, in] matrix, so the
 //     delta adds element for element, row for row.
@@ -38,6 +48,10 @@
 //   - qwen2, qwen3, gemma, gemma2, gemma3 and phi3 keep Hugging Face row
 //     order. phi3 keeps q/k/v fused (qkv_proj → attn_qkv) and gate/up fused
 //     (gate_up_proj → ffn_up).
+//   - lm_head maps to output.weight. On a base that ties the output
+//     projection to the token embedding (no output.weight), the merge adds
+//     output.weight = token_embd + delta and keeps token_embd, as PEFT
+//     adapts the projection only (output.go).
 //   - A GGUF LoRA names tensors "<weight>.lora_a" (ne=[in, r]) and
 //     "<weight>.lora_b" (ne=[r, out]); llama.cpp scales by
 //     adapter.lora.alpha / r, or by 1 when alpha is 0.

@@ -24,6 +24,13 @@ const (
 	suffixB = ".lora_b"
 )
 
+// tokenEmbd is the one tensor llama.cpp applies a LoRA to by row lookup
+// instead of a product (llm_graph_context::build_inp_embd): the delta of
+// token t is lora_b·(row t of lora_a), so lora_a is ne=[r, vocab] (row t:
+// token t's r coefficients, the Delta's B) and lora_b ne=[r, hidden] (the
+// Delta's A, transposed). llama-adapter.cpp checks exactly these shapes.
+const tokenEmbd = "token_embd.weight"
+
 // ReadGGUF reads a GGUF LoRA file.
 func ReadGGUF(path string) (*Weights, error) {
 	return readGGUF(openPlain, path)
@@ -81,9 +88,6 @@ func ReadGGUFFrom(r io.ReaderAt, size int64) (*Weights, error) {
 		} else {
 			return nil, fmt.Errorf("tensor %q is not a LoRA tensor (name must end in .lora_a or .lora_b)", t.Name)
 		}
-		if target == "token_embd.weight" {
-			return nil, fmt.Errorf("tensor %q: LoRA on the token embedding is not supported", t.Name)
-		}
 		p := byTarget[target]
 		if p == nil {
 			p = &ab{}
@@ -106,10 +110,17 @@ func ReadGGUFFrom(r io.ReaderAt, size int64) (*Weights, error) {
 			return nil, fmt.Errorf("%s has lora_a or lora_b but not both", target)
 		}
 		sa, sb := p.a.Shape, p.b.Shape
-		if len(sa) != 2 || len(sb) != 2 || sa[1] != sb[0] {
+		embd := target == tokenEmbd
+		switch {
+		case embd && (len(sa) != 2 || len(sb) != 2 || sa[0] != sb[0]):
+			return nil, fmt.Errorf("%s: lora_a ne=%v and lora_b ne=%v; want [r, vocab] and [r, hidden]", target, sa, sb)
+		case !embd && (len(sa) != 2 || len(sb) != 2 || sa[1] != sb[0]):
 			return nil, fmt.Errorf("%s: lora_a ne=%v and lora_b ne=%v; want [in, r] and [r, out]", target, sa, sb)
 		}
 		pr := Delta{Target: target, In: int(sa[0]), Rank: int(sa[1]), Out: int(sb[1])}
+		if embd {
+			pr = Delta{Target: target, In: int(sb[1]), Rank: int(sa[0]), Out: int(sa[1])}
+		}
 		pr.Scale = 1
 		if alpha != 0 {
 			pr.Scale = alpha / float64(pr.Rank)
@@ -119,6 +130,11 @@ func ReadGGUFFrom(r io.ReaderAt, size int64) (*Weights, error) {
 		}
 		if pr.B, err = readTensor(r, f, *p.b); err != nil {
 			return nil, err
+		}
+		if embd {
+			// See WriteGGUF: lora_a is the Delta's B, lora_b its A
+			// transposed.
+			pr.A, pr.B = transpose(pr.B, pr.In, pr.Rank), pr.A
 		}
 		ad.Rank = max(ad.Rank, pr.Rank)
 		ad.Deltas = append(ad.Deltas, pr)
@@ -156,6 +172,9 @@ func (a *Weights) WriteGGUF(w io.Writer) error {
 	if a.Arch == "" {
 		return fmt.Errorf("the adapter has no architecture; llama.cpp refuses a GGUF LoRA without one")
 	}
+	if len(a.Replace) > 0 {
+		return fmt.Errorf("the adapter replaces %s whole (modules_to_save), which a GGUF LoRA cannot express; merge it instead", a.Replace[0].Target)
+	}
 	if len(a.Deltas) == 0 {
 		return fmt.Errorf("the adapter has no pairs")
 	}
@@ -184,6 +203,12 @@ func (a *Weights) WriteGGUF(w io.Writer) error {
 			return fmt.Errorf("%s appears twice in the adapter", p.Target)
 		}
 		seen[p.Target] = true
+		if p.Target == tokenEmbd {
+			infos = append(infos,
+				gguf.Tensor{Name: p.Target + suffixA, Shape: []uint64{uint64(p.Rank), uint64(p.Out)}, Type: gguf.TypeF32},
+				gguf.Tensor{Name: p.Target + suffixB, Shape: []uint64{uint64(p.Rank), uint64(p.In)}, Type: gguf.TypeF32})
+			continue
+		}
 		infos = append(infos,
 			gguf.Tensor{Name: p.Target + suffixA, Shape: []uint64{uint64(p.In), uint64(p.Rank)}, Type: gguf.TypeF32},
 			gguf.Tensor{Name: p.Target + suffixB, Shape: []uint64{uint64(p.Rank), uint64(p.Out)}, Type: gguf.TypeF32})
@@ -207,11 +232,15 @@ func (a *Weights) WriteGGUF(w io.Writer) error {
 				return fmt.Errorf("%s: scale %v cannot be expressed with alpha %v", p.Target, p.Scale, alpha32)
 			}
 		}
-		buf = f32Bytes(buf, p.A, 1)
+		a, b := p.A, p.B
+		if p.Target == tokenEmbd {
+			a, b = p.B, transpose(p.A, p.Rank, p.In)
+		}
+		buf = f32Bytes(buf, a, 1)
 		if err := gw.WriteTensor(bytes.NewReader(buf)); err != nil {
 			return err
 		}
-		buf = f32Bytes(buf, p.B, fold)
+		buf = f32Bytes(buf, b, fold)
 		if err := gw.WriteTensor(bytes.NewReader(buf)); err != nil {
 			return err
 		}

@@ -205,7 +205,7 @@ func TestReadGGUF_Errors(t *testing.T) {
 		{"StrayTensor", loraKV("llama"), append(good[:2:2], gguf.Tensor{Name: "blk.0.attn_q.weight", Shape: []uint64{8, 8}}), `"blk.0.attn_q.weight" is not a LoRA tensor`},
 		{"HalfPair", loraKV("llama"), good[:1], "has lora_a or lora_b but not both"},
 		{"RankMismatch", loraKV("llama"), []gguf.Tensor{good[0], {Name: good[1].Name, Shape: []uint64{3, 8}}}, "lora_a ne=[8 2] and lora_b ne=[3 8]"},
-		{"TokenEmbd", loraKV("llama"), loraPair("token_embd.weight", 8, 2, 8), "token embedding is not supported"},
+		{"TokenEmbdNotEmbeddingLayout", loraKV("llama"), loraPair("token_embd.weight", 8, 2, 8), "want [r, vocab] and [r, hidden]"},
 		{"QuantizedUnsupported", loraKV("llama"), []gguf.Tensor{good[0], {Name: good[1].Name, Shape: []uint64{256, 8}, Type: gguf.TypeIQ4_XS}}, "cannot dequantize IQ4_XS"},
 	} {
 		t.Run(c.name, func(t *testing.T) {

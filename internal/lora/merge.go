@@ -117,6 +117,7 @@ func MergeWith(w io.Writer, base io.ReaderAt, baseFile *gguf.File, a *Weights, o
 	if baseFile == nil || a == nil || base == nil {
 		return st, fmt.Errorf("merge: missing base or adapter")
 	}
+	baseFile = untieOutput(baseFile, a) // output.go
 	baseArch := baseFile.Architecture()
 	if a.Arch != "" && baseArch != "" && a.Arch != baseArch {
 		return st, fmt.Errorf("merge: the adapter is for architecture %q but the base model is %q", a.Arch, baseArch)
@@ -135,7 +136,11 @@ func MergeWith(w io.Writer, base io.ReaderAt, baseFile *gguf.File, a *Weights, o
 		}
 		byTarget[p.Target] = p
 	}
-	if len(byTarget) == 0 {
+	repl, err := replacements(a, byTarget)
+	if err != nil {
+		return st, err
+	}
+	if len(byTarget) == 0 && len(repl) == 0 {
 		return st, fmt.Errorf("merge: the adapter has no pairs")
 	}
 	q := opt.Quantize
@@ -157,6 +162,13 @@ func MergeWith(w io.Writer, base io.ReaderAt, baseFile *gguf.File, a *Weights, o
 		end = max(end, baseFile.DataOffset+t.Offset+n)
 		out[i] = t
 		p := byTarget[t.Name]
+		rp := repl[t.Name]
+		if rp != nil {
+			found++
+			if err := rp.fits(t); err != nil {
+				return st, err
+			}
+		}
 		if p != nil {
 			found++
 			if len(t.Shape) != 2 || t.Shape[0] != uint64(p.In) || t.Shape[1] != uint64(p.Out) {
@@ -166,7 +178,7 @@ func MergeWith(w io.Writer, base io.ReaderAt, baseFile *gguf.File, a *Weights, o
 		switch {
 		case q.mode == preset:
 			out[i].Type = plan[i]
-		case p == nil:
+		case p == nil && rp == nil:
 		case q.mode == mergedF16:
 			if t.Type != gguf.TypeF32 {
 				out[i].Type = gguf.TypeF16
@@ -178,7 +190,7 @@ func MergeWith(w io.Writer, base io.ReaderAt, baseFile *gguf.File, a *Weights, o
 				out[i].Type = gguf.TypeQ8_0
 			}
 		}
-		if p == nil && out[i].Type == t.Type {
+		if p == nil && rp == nil && out[i].Type == t.Type {
 			continue
 		}
 		if !quant.CanDequantize(t.Type) {
@@ -191,7 +203,12 @@ func MergeWith(w io.Writer, base io.ReaderAt, baseFile *gguf.File, a *Weights, o
 			return st, fmt.Errorf("merge: %s: cannot be written as %s: %v", t.Name, out[i].Type, err)
 		}
 	}
-	if found != len(byTarget) {
+	if found != len(byTarget)+len(repl) {
+		for _, r := range a.Replace {
+			if _, ok := baseFile.Tensor(r.Target); !ok {
+				return st, fmt.Errorf("merge: the adapter replaces %s, which the %s base model does not have; wrong base model?", r.Target, baseArch)
+			}
+		}
 		for _, p := range a.Deltas {
 			if _, ok := baseFile.Tensor(p.Target); !ok {
 				return st, fmt.Errorf("merge: the adapter targets %s, which the %s base model does not have; wrong base model?", p.Target, baseArch)
@@ -228,8 +245,15 @@ func MergeWith(w io.Writer, base io.ReaderAt, baseFile *gguf.File, a *Weights, o
 		}
 		var src io.Reader = &exactReader{r: sec, left: sec.Size()}
 		p := byTarget[t.Name]
-		if p != nil || out[i].Type != t.Type {
-			c.reset(src, t, out[i].Type, p)
+		from := t
+		closeSrc := func() {}
+		if rp := repl[t.Name]; rp != nil {
+			if src, from, closeSrc, err = rp.source(t); err != nil {
+				return st, err
+			}
+		}
+		if p != nil || out[i].Type != from.Type || from.Type != t.Type {
+			c.reset(src, from, out[i].Type, p)
 			src = c
 			if p != nil {
 				st.Merged++
@@ -237,7 +261,9 @@ func MergeWith(w io.Writer, base io.ReaderAt, baseFile *gguf.File, a *Weights, o
 				st.Requantized++
 			}
 		}
-		if err := gw.WriteTensor(src); err != nil {
+		err = gw.WriteTensor(src)
+		closeSrc()
+		if err != nil {
 			if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, errShortRow) {
 				return st, fmt.Errorf("merge: base model is truncated: %v", err)
 			}

@@ -1,12 +1,9 @@
 package lora
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
-	"math"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -22,21 +19,7 @@ const (
 	maxPEFTConfig   = 1 << 20
 )
 
-// peftConfig is the part of adapter_config.json that changes what the
-// weights mean. Defaults are PEFT's LoraConfig defaults.
-type peftConfig struct {
-	PeftType     *string            `json:"peft_type"`
-	R            *float64           `json:"r"`
-	Alpha        *float64           `json:"lora_alpha"`
-	UseRSLoRA    bool               `json:"use_rslora"`
-	UseDoRA      bool               `json:"use_dora"`
-	FanInFanOut  bool               `json:"fan_in_fan_out"`
-	LoraBias     bool               `json:"lora_bias"`
-	RankPattern  map[string]float64 `json:"rank_pattern"`
-	AlphaPattern map[string]float64 `json:"alpha_pattern"`
-}
-
-func readPEFTConfig(open openFunc, path string) (*peftConfig, error) {
+func readPEFTSettings(open openFunc, path string) (*peftSettings, error) {
 	fh, _, err := open(path)
 	if err != nil {
 		return nil, err
@@ -49,70 +32,7 @@ func readPEFTConfig(open openFunc, path string) (*peftConfig, error) {
 	if len(data) > maxPEFTConfig {
 		return nil, fmt.Errorf("%s: larger than %d bytes; not a PEFT config", path, maxPEFTConfig)
 	}
-	var c peftConfig
-	if err := json.Unmarshal(data, &c); err != nil {
-		return nil, fmt.Errorf("%s: %v", path, err)
-	}
-	fail := func(format string, args ...any) (*peftConfig, error) {
-		return nil, fmt.Errorf("%s: "+format, append([]any{path}, args...)...)
-	}
-	switch {
-	case c.PeftType != nil && !strings.EqualFold(*c.PeftType, "LORA"):
-		return fail("peft_type is %q; only LORA adapters can be merged", *c.PeftType)
-	case c.UseDoRA:
-		return fail("use_dora is true; DoRA adapters are not plain LoRA and cannot be merged as B·A")
-	case c.FanInFanOut:
-		return fail("fan_in_fan_out is true (Conv1D layout); only [r, in]/[out, r] LoRA weights are supported")
-	case c.LoraBias:
-		return fail("lora_bias is true; LoRA biases are not supported")
-	}
-	if c.R == nil {
-		r := 8.0 // PEFT's default
-		c.R = &r
-	}
-	if c.Alpha == nil {
-		a := 8.0
-		c.Alpha = &a
-	}
-	if r := *c.R; r != math.Trunc(r) || r < 1 || r > 1<<20 {
-		return fail("r is %v; it must be a whole number ≥ 1", r)
-	}
-	if a := *c.Alpha; math.IsNaN(a) || math.IsInf(a, 0) {
-		return fail("lora_alpha is not a finite number")
-	}
-	for k, r := range c.RankPattern {
-		if r != math.Trunc(r) || r < 1 || r > 1<<20 {
-			return fail("rank_pattern[%q] is %v; it must be a whole number ≥ 1", k, r)
-		}
-	}
-	return &c, nil
-}
-
-// patternValue is PEFT's get_pattern_key: the first key (in sorted order, for
-// determinism) that matches the module path as a regular expression anchored
-// at a dot boundary, i.e. `(.*\.)?key$`.
-func patternValue(pat map[string]float64, module string) (float64, bool) {
-	if len(pat) == 0 {
-		return 0, false
-	}
-	keys := make([]string, 0, len(pat))
-	for k := range pat {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		re, err := regexp.Compile(`^(?:.*\.)?(?:` + k + `)$`)
-		if err != nil {
-			if module == k || strings.HasSuffix(module, "."+k) {
-				return pat[k], true
-			}
-			continue
-		}
-		if re.MatchString(module) {
-			return pat[k], true
-		}
-	}
-	return 0, false
+	return parsePEFTConfig(path, data)
 }
 
 // peftName is a parsed PEFT tensor name.
@@ -146,6 +66,10 @@ func parsePEFTName(name string) (peftName, bool) {
 	}
 	p.module = module
 	flat := strings.ReplaceAll(module, "language_model.", "")
+	if flat == outputModule { // output.go
+		p.layer, p.key = -1, outputModule
+		return p, true
+	}
 	after, ok := strings.CutPrefix(flat, "model.layers.")
 	if !ok {
 		return p, false
@@ -177,7 +101,7 @@ func readPEFT(open openFunc, dir string, base BaseInfo) (*Weights, error) {
 	if !ok {
 		return nil, fmt.Errorf("base architecture %q is not supported for PEFT adapters (supported: %s)", base.Arch, strings.Join(SupportedArchitectures(), ", "))
 	}
-	cfg, err := readPEFTConfig(open, filepath.Join(dir, peftConfigName))
+	cfg, err := readPEFTSettings(open, filepath.Join(dir, peftConfigName))
 	if err != nil {
 		return nil, err
 	}
@@ -206,7 +130,16 @@ func readPEFT(open openFunc, dir string, base BaseInfo) (*Weights, error) {
 		a, b   side
 	}
 	byTarget := map[string]*pending{}
+	var special []safetensors.Tensor // embedding LoRA and full weights
 	for _, t := range sf.Tensors {
+		if _, _, embed, ok := peftLoRAName(t.Name); embed && ok {
+			special = append(special, t)
+			continue
+		}
+		if _, isFull, _ := peftFullWeight(path, &t, cfg); isFull {
+			special = append(special, t)
+			continue
+		}
 		pn, ok := parsePEFTName(t.Name)
 		var stem string
 		if ok {
@@ -215,7 +148,7 @@ func readPEFT(open openFunc, dir string, base BaseInfo) (*Weights, error) {
 		if !ok {
 			return fail("tensor %q is not a LoRA weight of a module adapterd can map onto a %s base (model.layers.N.{%s}.lora_A/lora_B.weight)", t.Name, base.Arch, rule.moduleList())
 		}
-		target := fmt.Sprintf("blk.%d.%s.weight", pn.layer, stem)
+		target := targetTensor(pn.layer, stem)
 		p := byTarget[target]
 		if p == nil {
 			p = &pending{target: target, stem: stem}
@@ -230,7 +163,7 @@ func readPEFT(open openFunc, dir string, base BaseInfo) (*Weights, error) {
 		}
 		*h = side{name: pn, t: t, found: true}
 	}
-	if len(byTarget) == 0 {
+	if len(byTarget) == 0 && len(special) == 0 {
 		return fail("holds no LoRA tensors")
 	}
 
@@ -239,7 +172,7 @@ func readPEFT(open openFunc, dir string, base BaseInfo) (*Weights, error) {
 		targets = append(targets, t)
 	}
 	sort.Strings(targets)
-	ad := &Weights{Arch: base.Arch, Alpha: *cfg.Alpha, Rank: int(*cfg.R)}
+	ad := &Weights{Arch: base.Arch, Alpha: cfg.alpha, Rank: cfg.rank}
 	for _, target := range targets {
 		p := byTarget[target]
 		if !p.a.found || !p.b.found {
@@ -257,27 +190,21 @@ func readPEFT(open openFunc, dir string, base BaseInfo) (*Weights, error) {
 		if tb.Shape[1] != rank || rank < 1 || in < 1 || out < 1 {
 			return fail("%s: lora_A is %v and lora_B is %v; want [r, in] and [out, r]", p.target, ta.Shape, tb.Shape)
 		}
-		shape, ok := base.Tensors[p.target]
+		shape, ok := base.tensorShape(p.target)
 		if !ok {
 			return fail("%s targets %s, which the %s base model does not have (wrong base model?)", p.a.t.Name, p.target, base.Arch)
 		}
 		if len(shape) != 2 || shape[0] != uint64(in) || shape[1] != uint64(out) {
 			return fail("%s: adapter is in=%d out=%d but the base tensor %s has shape %v (ggml [in, out]); wrong base model?", p.a.name.module, in, out, p.target, shape)
 		}
-		wantR, alpha := *cfg.R, *cfg.Alpha
-		if v, ok := patternValue(cfg.RankPattern, p.a.name.module); ok {
-			wantR = v
+		key := p.a.name.module
+		if err := cfg.checkTargeted(path, ta.Name, key, true); err != nil {
+			return nil, err
 		}
-		if v, ok := patternValue(cfg.AlphaPattern, p.a.name.module); ok {
-			alpha = v
+		if want := cfg.rankFor(key); int64(want) != rank {
+			return fail("%s: lora_A has rank %d but adapter_config.json says r=%d", p.a.name.module, rank, want)
 		}
-		if float64(rank) != wantR {
-			return fail("%s: lora_A has rank %d but adapter_config.json says r=%v", p.a.name.module, rank, wantR)
-		}
-		scale := alpha / float64(rank)
-		if cfg.UseRSLoRA {
-			scale = alpha / math.Sqrt(float64(rank))
-		}
+		scale := cfg.scaleFor(key, int(rank))
 		pr := Delta{Target: p.target, Rank: int(rank), In: int(in), Out: int(out), Scale: scale}
 		if pr.A, err = readSafetensor(fh, sf, ta); err != nil {
 			return fail("%v", err)
@@ -296,6 +223,9 @@ func readPEFT(open openFunc, dir string, base BaseInfo) (*Weights, error) {
 			pr.B = PermuteRows(pr.B, pr.Out, pr.Rank, heads)
 		}
 		ad.Deltas = append(ad.Deltas, pr)
+	}
+	if err := readPEFTSpecial(open, path, fh, sf, special, cfg, base, ad); err != nil {
+		return nil, err
 	}
 	sortDeltas(ad.Deltas)
 	return ad, nil

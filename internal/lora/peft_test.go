@@ -306,10 +306,14 @@ func TestReadPEFT_Errors(t *testing.T) {
 			}
 			return d
 		}, oneLayer, "targets blk.1.attn_q.weight, which the llama base model does not have"},
-		{"UnknownModuleLMHead", func(t *testing.T) string {
-			d, _ := peftFile{tensors: with(map[string][2]int{"base_model.model.lm_head.lora_A.weight": {2, 64}, "base_model.model.lm_head.lora_B.weight": {288, 2}})}.write(t)
+		{"UnknownModuleOutsideTheBlocks", func(t *testing.T) string {
+			d, _ := peftFile{tensors: with(map[string][2]int{"base_model.model.model.norm.lora_A.weight": {2, 64}, "base_model.model.model.norm.lora_B.weight": {64, 2}})}.write(t)
 			return d
-		}, lbi, `tensor "base_model.model.lm_head.lora_A.weight" is not a LoRA weight`},
+		}, lbi, `tensor "base_model.model.model.norm.lora_A.weight" is not a LoRA weight`},
+		{"LMHeadWidthDiffers", func(t *testing.T) string {
+			d, _ := peftFile{tensors: with(map[string][2]int{"base_model.model.lm_head.lora_A.weight": {2, 64}, "base_model.model.lm_head.lora_B.weight": {300, 2}})}.write(t)
+			return d
+		}, lbi, "the base tensor output.weight has shape [64 288]"},
 		{"UnknownModuleFusedOnLlama", func(t *testing.T) string {
 			d, _ := peftFile{tensors: map[string][2]int{"base_model.model.model.layers.0.self_attn.qkv_proj.lora_A.weight": {2, 64}, "base_model.model.model.layers.0.self_attn.qkv_proj.lora_B.weight": {128, 2}}}.write(t)
 			return d

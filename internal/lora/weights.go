@@ -19,6 +19,9 @@ type Weights struct {
 	Alpha  float64
 	Rank   int     // the adapter's r (PEFT) or its largest pair rank (GGUF)
 	Deltas []Delta // sorted by Target (plain string order)
+	// Replace are base tensors replaced whole (PEFT's modules_to_save);
+	// only Merge applies them, WriteGGUF refuses them.
+	Replace []Replacement
 }
 
 // Pair is one adapted weight.
@@ -99,6 +102,7 @@ var standardModules = map[string]string{
 	"mlp.gate_proj":    "ffn_gate",
 	"mlp.up_proj":      "ffn_up",
 	"mlp.down_proj":    "ffn_down",
+	outputModule:       outputStem,
 }
 
 // phi3Modules: Phi-3 fuses q, k, v into qkv_proj and gate, up into
@@ -109,6 +113,7 @@ var phi3Modules = map[string]string{
 	"self_attn.o_proj":   "attn_output",
 	"mlp.gate_up_proj":   "ffn_up",
 	"mlp.down_proj":      "ffn_down",
+	outputModule:         outputStem,
 }
 
 // archRules lists the base architectures adapterd maps PEFT adapters onto.

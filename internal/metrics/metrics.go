@@ -31,11 +31,13 @@ type Metrics struct {
 	serverInfo  *prometheus.GaugeVec
 	serverInfoM sync.Mutex
 
-	sourceListed *prometheus.GaugeVec
-	sourceUp     *prometheus.GaugeVec
-	sourceErrs   *prometheus.CounterVec
-	sourceBytes  *prometheus.CounterVec
-	sourceDirs   *prometheus.GaugeVec
+	sourceListed  *prometheus.GaugeVec
+	sourceUp      *prometheus.GaugeVec
+	sourceErrs    *prometheus.CounterVec
+	sourceBytes   *prometheus.CounterVec
+	sourceDirs    *prometheus.GaugeVec
+	sourceCommit  *prometheus.GaugeVec
+	sourceCommitM sync.Mutex // DeletePartialMatch and Set as one step
 }
 
 // NewRegistry returns a registry with the Go runtime and process
@@ -91,15 +93,15 @@ func New(reg prometheus.Registerer, states func() map[status.State]int) *Metrics
 		}, []string{"version", "adapters"}),
 		sourceListed: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "adapterd_source_last_listing_timestamp_seconds",
-			Help: "Unix time of the last good listing of each source (sources: in the config).",
+			Help: "Unix time of the last check of each source (sources: in the config) that answered: an S3 listing, or a hub revision resolved.",
 		}, []string{"source"}),
 		sourceUp: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "adapterd_source_up",
-			Help: "1 when the last poll of the source listed it and mirrored every complete folder, 0 when it failed or held removals.",
+			Help: "1 when the last poll of the source reached it and mirrored every complete folder, 0 when it failed, held removals, or waits to see a deleted repo twice.",
 		}, []string{"source"}),
 		sourceErrs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "adapterd_source_errors_total",
-			Help: "Failed polls of a source: the listing failed, a folder could not be mirrored, or an empty listing held removals.",
+			Help: "Failed polls of a source: the check failed, a folder could not be mirrored, an empty listing held removals, or a deleted repo waits for its second look.",
 		}, []string{"source"}),
 		sourceBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "adapterd_source_downloaded_bytes_total",
@@ -109,10 +111,14 @@ func New(reg prometheus.Registerer, states func() map[status.State]int) *Metrics
 			Name: "adapterd_source_folders",
 			Help: "Folders a source has mirrored into the drop directory.",
 		}, []string{"source"}),
+		sourceCommit: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "adapterd_source_commit_info",
+			Help: "The commit a hub source's revision resolved to at its last good check; always 1.",
+		}, []string{"source", "commit"}),
 	}
 	reg.MustRegister(
 		m.ingests, m.ingestTime, m.uploaded, m.hashed, m.ollamaErrs, m.lastResync, m.serverInfo, m.held,
-		m.sourceListed, m.sourceUp, m.sourceErrs, m.sourceBytes, m.sourceDirs,
+		m.sourceListed, m.sourceUp, m.sourceErrs, m.sourceBytes, m.sourceDirs, m.sourceCommit,
 		stateCollector{states: states, desc: prometheus.NewDesc(
 			"adapterd_adapters",
 			"Adapter folders by state.",
@@ -192,8 +198,8 @@ func (m *Metrics) ServerInfo(version string, adapters bool) {
 	m.serverInfo.WithLabelValues(version, strconv.FormatBool(adapters)).Set(1)
 }
 
-// SourcePolled records one poll of a source: listed is the time of a good
-// listing (zero when the listing failed), ok whether the poll did all it
+// SourcePolled records one poll of a source: listed is the time of a check
+// that answered (zero when it failed), ok whether the poll did all it
 // had to, folders how many folders the source has mirrored.
 func (m *Metrics) SourcePolled(source string, listed time.Time, ok bool, folders int) {
 	if m == nil {
@@ -220,6 +226,18 @@ func (m *Metrics) SourceDownloaded(source string, n int64) {
 	m.sourceBytes.WithLabelValues(source).Add(float64(n))
 }
 
+// SourceCommit records the commit a hub source resolved to, replacing the
+// one before.
+func (m *Metrics) SourceCommit(source, commit string) {
+	if m == nil {
+		return
+	}
+	m.sourceCommitM.Lock()
+	defer m.sourceCommitM.Unlock()
+	m.sourceCommit.DeletePartialMatch(prometheus.Labels{"source": source})
+	m.sourceCommit.WithLabelValues(source, commit).Set(1)
+}
+
 // SourceForget drops a source's series, after it left the config.
 func (m *Metrics) SourceForget(source string) {
 	if m == nil {
@@ -228,6 +246,7 @@ func (m *Metrics) SourceForget(source string) {
 	for _, v := range []interface{ DeleteLabelValues(...string) bool }{m.sourceListed, m.sourceUp, m.sourceErrs, m.sourceBytes, m.sourceDirs} {
 		v.DeleteLabelValues(source)
 	}
+	m.sourceCommit.DeletePartialMatch(prometheus.Labels{"source": source})
 }
 
 // stateCollector asks for the counts at scrape time rather than keeping a

@@ -102,8 +102,10 @@ type Defaults struct {
 }
 
 var (
-	configKeys   = []string{"drop_dir", "state_dir", "ollama", "settle", "resync", "workers", "ready_file", "on_remove", "remove_grace", "strategy", "status_file", "listen", "log", "defaults", "sources"}
-	defaultsKeys = sidecarKeys[1:] // all but "model": one model name cannot be shared
+	configKeys = []string{"drop_dir", "state_dir", "ollama", "settle", "resync", "workers", "ready_file", "on_remove", "remove_grace", "strategy", "status_file", "listen", "log", "defaults", "sources"}
+	// All but "model" (one model name cannot be shared) and "path" (each
+	// folder's layout is its own).
+	defaultsKeys = []string{"base", "system", "template", "parameters", "messages", "license", "strategy", "quantize", "verify"}
 	ollamaKeys   = []string{"host", "models_dir"}
 	logKeys      = []string{"level", "format"}
 )

@@ -6,6 +6,7 @@ import (
 	"io"
 	"io/fs"
 	"maps"
+	"path/filepath"
 	"slices"
 	"strings"
 
@@ -79,9 +80,12 @@ type Sidecar struct {
 	Strategy   Strategy       `yaml:"strategy,omitempty" json:"strategy,omitempty"`
 	Quantize   string         `yaml:"quantize,omitempty" json:"quantize,omitempty"`
 	Verify     *bool          `yaml:"verify,omitempty" json:"verify,omitempty"`
+	// Path is the subfolder holding the adapter files (a trainer's
+	// checkpoint-500), relative to the folder; "" means the folder itself.
+	Path string `yaml:"path,omitempty" json:"path,omitempty"`
 }
 
-var sidecarKeys = []string{"model", "base", "system", "template", "parameters", "messages", "license", "strategy", "quantize", "verify"}
+var sidecarKeys = []string{"model", "base", "system", "template", "parameters", "messages", "license", "strategy", "quantize", "verify", "path"}
 
 // ReadSidecarFile reads and parses the sidecar at path. The file sits in a
 // folder other users write, so it is opened as every such file is (see
@@ -187,6 +191,13 @@ func (d *yamlDecoder) settings(n *yaml.Node, prefix string, known []string, s *S
 			var b bool
 			b, err = d.boolean(name, v)
 			s.Verify = &b
+		case "path":
+			if s.Path, err = d.str(name, v); err != nil {
+				return err
+			}
+			if msg := CheckSubfolder(s.Path); msg != "" {
+				return d.errf(v, "%s: %s", name, msg)
+			}
 		}
 		return err
 	})
@@ -229,6 +240,32 @@ func (d *yamlDecoder) messages(name string, v *yaml.Node) ([]Message, error) {
 	return out, nil
 }
 
+// CheckSubfolder checks a path: value: a relative path of plain names
+// inside the adapter folder, written with "/". It says what is wrong, or
+// returns "". That the folder exists, and is no symlink, is checked when
+// the adapter is read (lora.DetectIn), since it can change.
+func CheckSubfolder(p string) string {
+	if p == "" {
+		return ""
+	}
+	fix := "write the subfolder's name relative to the adapter folder, such as checkpoint-500"
+	switch {
+	case strings.HasPrefix(p, "/") || filepath.IsAbs(p):
+		return fmt.Sprintf("%s is an absolute path; the adapter must stay inside its folder: %s", Quote(p), fix)
+	case strings.ContainsAny(p, "\\\x00"):
+		return fmt.Sprintf("%s holds a backslash or NUL; %s", Quote(p), fix)
+	}
+	for _, part := range strings.Split(p, "/") {
+		switch part {
+		case "":
+			return fmt.Sprintf("%s has an empty part (a doubled or trailing /); %s", Quote(p), fix)
+		case ".", "..":
+			return fmt.Sprintf("%s has a %s part; the adapter must stay inside its folder: %s", Quote(p), Quote(part), fix)
+		}
+	}
+	return ""
+}
+
 // checkQuantize accepts what a merge can write: "" or "base" (each merged
 // tensor back in its base tensor's type), "f16", or a llama.cpp preset.
 // adapterd quantizes itself (package quant), so the list does not depend on
@@ -258,6 +295,9 @@ type Resolved struct {
 	Strategy   Strategy       `json:"strategy"` // never empty; auto when nobody set it
 	Quantize   string         `json:"quantize"` // kept with any strategy; only merge uses it
 	Verify     bool           `json:"verify"`
+	// Path: see Sidecar.Path. Left out of the JSON when empty, so that
+	// the digest of every folder without it stays what it was.
+	Path string `json:"path,omitempty"`
 }
 
 // Resolve applies the config defaults d to the sidecar s (nil when the folder
@@ -322,6 +362,10 @@ func Resolve(key string, d Defaults, s *Sidecar, sidecarFile string) (*Resolved,
 		r.License = slices.Clone(lic)
 	}
 
+	r.Path = s.Path
+	if msg := CheckSubfolder(r.Path); msg != "" {
+		return fail("path: %s", msg)
+	}
 	switch {
 	case s.Verify != nil:
 		r.Verify = *s.Verify
@@ -389,6 +433,7 @@ func (s *Sidecar) Overlay(top *Sidecar) *Sidecar {
 	set(&out.System, top.System)
 	set(&out.Template, top.Template)
 	set(&out.Quantize, top.Quantize)
+	set(&out.Path, top.Path)
 	if top.Strategy != "" {
 		out.Strategy = top.Strategy
 	}

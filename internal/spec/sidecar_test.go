@@ -2,6 +2,7 @@ package spec
 
 import (
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -67,8 +68,8 @@ func TestSidecar_EmptyFileIsEmptySidecar(t *testing.T) {
 func TestSidecar_UnknownKeyNamesLine(t *testing.T) {
 	_, err := ParseSidecar([]byte("base: llama3.2:3b\n\nmodle: foo\n"), sidecarFile)
 	wantError(t, err, sidecarFile, 3,
-		`unknown key "modle"; known keys are model, base, system, template, parameters, messages, license, strategy, quantize, verify`)
-	if got, want := err.Error(), `/drop/foo/adapter.yaml:3: unknown key "modle"; known keys are model, base, system, template, parameters, messages, license, strategy, quantize, verify`; got != want {
+		`unknown key "modle"; known keys are model, base, system, template, parameters, messages, license, strategy, quantize, verify, path`)
+	if got, want := err.Error(), `/drop/foo/adapter.yaml:3: unknown key "modle"; known keys are model, base, system, template, parameters, messages, license, strategy, quantize, verify, path`; got != want {
 		t.Errorf("got  %s\nwant %s", got, want)
 	}
 }
@@ -158,6 +159,13 @@ func TestSidecar_ErrorsNameFileLineAndFix(t *testing.T) {
 		{"duplicate key", "base: a\nsystem: x\nbase: b\n", 3, []string{`duplicate key "base" (first set on line 1)`, "remove one"}},
 		{"merge key", "x: &x {base: a}\n<<: *x\n", 1, []string{`unknown key "x"`}},
 		{"merge key alone", "<<: {base: a}\n", 1, []string{"merge keys", "write the keys out"}},
+		{"path absolute", "path: /etc\n", 1, []string{`path: "/etc" is an absolute path`, "stay inside its folder", "checkpoint-500"}},
+		{"path dotdot", "path: ../other/checkpoint-5\n", 1, []string{`has a ".." part`, "stay inside its folder"}},
+		{"path dotdot inside", "path: a/../../b\n", 1, []string{`has a ".." part`}},
+		{"path dot", "path: ./checkpoint-5\n", 1, []string{`has a "." part`}},
+		{"path trailing slash", "path: checkpoint-5/\n", 1, []string{"empty part"}},
+		{"path backslash", "path: 'a\\\\b'\n", 1, []string{"backslash"}},
+		{"path not text", "path: [a]\n", 1, []string{"path"}},
 		{"non-scalar key", "? [a]\n: b\n", 1, []string{"keys must be plain words"}},
 		{"model invalid", "model: Support Bot\n", 1, []string{"model: invalid model name", `not ' '`}},
 		{"model with empty tag", "model: \"foo:\"\n", 1, []string{"empty tag part"}},
@@ -393,4 +401,21 @@ func TestSidecar_OversizedFileIsRefused(t *testing.T) {
 	data := []byte("system: " + strings.Repeat("x", MaxFileSize) + "\n")
 	_, err := ParseSidecar(data, sidecarFile)
 	wantError(t, err, sidecarFile, 0, "more than the 1048576 allowed", "shorten it")
+}
+
+func TestSidecar_PathSelectsASubfolder(t *testing.T) {
+	for _, p := range []string{"checkpoint-500", "runs/7/checkpoint-500", ".hidden", "final model"} {
+		sc, err := ParseSidecar([]byte("path: "+strconv.Quote(p)+"\n"), "adapter.yaml")
+		if err != nil {
+			t.Fatalf("%q: %v", p, err)
+		}
+		r, err := Resolve("k", Defaults{Base: "b"}, sc, "adapter.yaml")
+		if err != nil || r.Path != p {
+			t.Fatalf("%q: resolved %+v, %v", p, r, err)
+		}
+	}
+	// Defaults cannot set it: each folder's layout is its own.
+	if _, err := ParseConfig([]byte("drop_dir: /d\ndefaults:\n  path: x\n"), "c.yaml"); err == nil || !strings.Contains(err.Error(), `unknown key "path"`) {
+		t.Errorf("defaults.path: err %v", err)
+	}
 }

@@ -34,6 +34,20 @@ type Status struct {
 	Digest   string    `json:"digest"`
 	Error    string    `json:"error"`
 	Updated  time.Time `json:"updated"`
+	// Progress is how far the current long step is, while State is
+	// ingesting; absent otherwise. It is served by GET /v1/adapters (and
+	// so adapterd status) only: the status file is written at state
+	// changes, not for every megabyte.
+	Progress *Progress `json:"progress,omitempty"`
+}
+
+// Progress is one long step of an ingest: its name, bytes done of bytes in
+// all, and when it started, so a client can work out rate and time left.
+type Progress struct {
+	Step       string    `json:"step"`        // hash, upload, merge, upload merged model, create, verify
+	BytesDone  int64     `json:"bytes_done"`  // bytes done in this step so far
+	BytesTotal int64     `json:"bytes_total"` // bytes in all; 0 when the step has no byte count (create, verify)
+	Started    time.Time `json:"started"`     // when this step started (UTC)
 }
 
 // FileName is the status file adapterd writes into each adapter folder.

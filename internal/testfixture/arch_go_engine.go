@@ -32,14 +32,18 @@ func TinyGemma3() Base {
 const gemma3SlidingWindow = 128
 
 // WriteArchGGUF writes b as an F32 GGUF file with the metadata keys and
-// tensor names that Ollama (v0.24.0) expects for b.Arch: "llama" and
-// "qwen2" as Base.WriteGGUF writes them (llama.cpp engine), "gemma3" as
-// Ollama's Go engine reads it (model/models/gemma3). Any other architecture
-// is an error.
+// tensor names that Ollama (v0.24.0) expects for b.Arch: "llama", "qwen2"
+// and "phi3" as llama.cpp reads them, "qwen3" and "gemma3" as Ollama's Go
+// engine reads them (model/models/qwen3, model/models/gemma3). Any other
+// architecture is an error.
 func WriteArchGGUF(b Base, path string) error {
 	switch b.Arch {
-	case "llama", "qwen2":
-		return b.WriteGGUF(path)
+	case "llama", "qwen2", "qwen3", "phi3":
+		if b.Embd%b.Heads != 0 || b.Heads%max(b.KVHeads, 1) != 0 {
+			return fmt.Errorf("testfixture: %s base with %d heads (%d kv) cannot split width %d", b.Arch, b.Heads, b.KVHeads, b.Embd)
+		}
+		v := vocabFor(b.Tokenizer)
+		return writeSpecs(path, b.archKV(v), b.tensors(len(v.tokens)), b.Seed)
 	case "gemma3":
 		return writeGemma3(b, path)
 	}

@@ -13,7 +13,7 @@ import (
 
 // Base describes a tiny base model.
 type Base struct {
-	Arch    string // "llama" or "qwen2"
+	Arch    string // GGUF architecture: "llama", "qwen2", "qwen3", "gemma3", "phi3"
 	Layers  int
 	Embd    int
 	Heads   int
@@ -21,6 +21,17 @@ type Base struct {
 	FF      int
 	Ctx     int
 	Seed    uint64
+	// Tokenizer is the vocabulary: TokenizerSPM (the default),
+	// TokenizerMistral, TokenizerLlama3 or TokenizerQwen2.
+	Tokenizer string
+	// Tied leaves out output.weight, so the engines project onto the
+	// vocabulary with token_embd (tied embeddings, as Llama 3.2 1B/3B and
+	// the small Qwen 3 models ship).
+	Tied bool
+	// RopeBase is rope.freq_base; 0 means 10000 (Llama 2's).
+	RopeBase float32
+	// Name is general.name; "" means "tiny-<arch>".
+	Name string
 }
 
 // TinyLlama is the llama base from shared/OLLAMA.md: F32, 2 layers, width 64,
@@ -49,8 +60,18 @@ type Module struct {
 	In, Out int
 }
 
-// Modules lists the linear layers of one block.
+// Modules lists the linear layers of one block. phi3 keeps q/k/v and
+// gate/up fused, as its checkpoints and GGUFs do (q, k, v rows and gate, up
+// rows in that order).
 func (b Base) Modules() []Module {
+	if b.Arch == "phi3" {
+		return []Module{
+			{"qkv_proj", "self_attn", "attn_qkv", b.Embd, b.Embd + 2*b.KVDim()},
+			{"o_proj", "self_attn", "attn_output", b.Embd, b.Embd},
+			{"gate_up_proj", "mlp", "ffn_up", b.Embd, 2 * b.FF},
+			{"down_proj", "mlp", "ffn_down", b.FF, b.Embd},
+		}
+	}
 	return []Module{
 		{"q_proj", "self_attn", "attn_q", b.Embd, b.Embd},
 		{"k_proj", "self_attn", "attn_k", b.Embd, b.KVDim()},
@@ -62,8 +83,16 @@ func (b Base) Modules() []Module {
 	}
 }
 
-// Module returns the module with the given PEFT name.
+// LMHead is the output projection, PEFT's "lm_head" (GGUF output.weight):
+// one per model, not per block.
+const LMHead = "lm_head"
+
+// Module returns the module with the given PEFT name; LMHead is the
+// output projection, from the embedding width to the vocabulary.
 func (b Base) Module(peft string) (Module, bool) {
+	if peft == LMHead {
+		return Module{PEFT: LMHead, GGUF: "output", In: b.Embd, Out: b.VocabSize()}, true
+	}
 	for _, m := range b.Modules() {
 		if m.PEFT == peft {
 			return m, true
@@ -123,11 +152,22 @@ func gaussian(std float64) func(r *rand.Rand, n int) []float32 {
 	}
 }
 
+// VocabSize is the number of tokens in b's vocabulary.
+func (b Base) VocabSize() int { return len(vocabFor(b.Tokenizer).tokens) }
+
+// tensors lists the tensors of the llama.cpp-engine architectures (llama,
+// qwen2, phi3) and of qwen3: llama's, plus qwen2's q/k/v biases and qwen3's
+// per-head q/k norms (RMS norms, weights used as they are, so ones are the
+// identity).
 func (b Base) tensors(vocab int) []tensorSpec {
+	hd := uint64(b.HeadDim())
 	return b.layout(vocab, func(p string, m Module) []tensorSpec {
 		var ts []tensorSpec
 		if b.Arch == "qwen2" && m.Parent == "self_attn" && m.PEFT != "o_proj" {
 			ts = append(ts, tensorSpec{p + m.GGUF + ".bias", []uint64{uint64(m.Out)}, gaussian(0.1)})
+		}
+		if b.Arch == "qwen3" && (m.PEFT == "q_proj" || m.PEFT == "k_proj") {
+			ts = append(ts, tensorSpec{p + m.GGUF + "_norm.weight", []uint64{hd}, ones})
 		}
 		if m.PEFT == "o_proj" {
 			ts = append(ts, tensorSpec{p + "ffn_norm.weight", []uint64{uint64(b.Embd)}, ones})
@@ -145,7 +185,15 @@ func (b Base) layout(vocab int, after func(prefix string, m Module) []tensorSpec
 	ts := []tensorSpec{
 		{"token_embd.weight", []uint64{e, uint64(vocab)}, gaussian(1)},
 		{"output_norm.weight", []uint64{e}, ones},
-		{"output.weight", []uint64{e, uint64(vocab)}, lin(b.Embd)},
+	}
+	if b.Tied {
+		// A tied model reads its logits off the embedding. Embeddings as
+		// large as the blocks' outputs would dominate the residual stream,
+		// and greedy decoding would echo the last prompt token; trained
+		// models have small embeddings next to their hidden states.
+		ts[0].fill = gaussian(tiedEmbeddingStd)
+	} else {
+		ts = append(ts, tensorSpec{"output.weight", []uint64{e, uint64(vocab)}, lin(b.Embd)})
 	}
 	for l := 0; l < b.Layers; l++ {
 		p := fmt.Sprintf("blk.%d.", l)
@@ -158,13 +206,28 @@ func (b Base) layout(vocab int, after func(prefix string, m Module) []tensorSpec
 	return ts
 }
 
-// WriteGGUF writes the base model as an F32 GGUF file.
-func (b Base) WriteGGUF(path string) error {
-	tokens, scores, types := Vocab()
+// tiedEmbeddingStd is the standard deviation of a tied base's embedding.
+const tiedEmbeddingStd = 0.1
+
+// WriteGGUF writes the base model as an F32 GGUF file; it is
+// WriteArchGGUF(b, path).
+func (b Base) WriteGGUF(path string) error { return WriteArchGGUF(b, path) }
+
+// archKV is the metadata of the llama.cpp-engine architectures and qwen3, in
+// the keys convert_hf_to_gguf.py writes and the engines read.
+func (b Base) archKV(v vocabulary) []gguf.KV {
 	a := b.Arch
+	name := b.Name
+	if name == "" {
+		name = "tiny-" + a
+	}
+	rope := b.RopeBase
+	if rope == 0 {
+		rope = 10000
+	}
 	kv := []gguf.KV{
 		{Key: "general.architecture", Value: a},
-		{Key: "general.name", Value: "tiny-" + a},
+		{Key: "general.name", Value: name},
 		{Key: "general.file_type", Value: uint32(0)},
 		{Key: a + ".context_length", Value: uint32(b.Ctx)},
 		{Key: a + ".embedding_length", Value: uint32(b.Embd)},
@@ -173,19 +236,22 @@ func (b Base) WriteGGUF(path string) error {
 		{Key: a + ".attention.head_count", Value: uint32(b.Heads)},
 		{Key: a + ".attention.head_count_kv", Value: uint32(b.KVHeads)},
 		{Key: a + ".attention.layer_norm_rms_epsilon", Value: float32(1e-5)},
-		{Key: a + ".rope.freq_base", Value: float32(10000)},
+		{Key: a + ".rope.freq_base", Value: rope},
 		{Key: a + ".rope.dimension_count", Value: uint32(b.HeadDim())},
-		{Key: "tokenizer.ggml.model", Value: "llama"},
-		{Key: "tokenizer.ggml.tokens", Value: tokens},
-		{Key: "tokenizer.ggml.scores", Value: scores},
-		{Key: "tokenizer.ggml.token_type", Value: types},
-		{Key: "tokenizer.ggml.bos_token_id", Value: uint32(1)},
-		{Key: "tokenizer.ggml.eos_token_id", Value: uint32(2)},
-		{Key: "tokenizer.ggml.unknown_token_id", Value: uint32(0)},
-		{Key: "tokenizer.ggml.add_bos_token", Value: true},
-		{Key: "tokenizer.ggml.add_eos_token", Value: false},
 	}
-	return writeSpecs(path, kv, b.tensors(len(tokens)), b.Seed)
+	switch a {
+	case "qwen3":
+		// Real Qwen 3 heads are not Embd/Heads wide, so its GGUFs say.
+		kv = append(kv,
+			gguf.KV{Key: a + ".attention.key_length", Value: uint32(b.HeadDim())},
+			gguf.KV{Key: a + ".attention.value_length", Value: uint32(b.HeadDim())})
+	case "phi3":
+		kv = append(kv, gguf.KV{Key: a + ".rope.scaling.original_context_length", Value: uint32(b.Ctx)})
+	}
+	if b.Tokenizer != TokenizerSPM {
+		kv = append(kv, gguf.KV{Key: a + ".vocab_size", Value: uint32(len(v.tokens))})
+	}
+	return append(kv, v.kv()...)
 }
 
 // writeFileAtomic writes path through a temp file in the same folder, so a

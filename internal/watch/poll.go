@@ -60,8 +60,10 @@ func kindOf(m fs.FileMode) entryKind {
 	return kindOther
 }
 
-// takeSnapshot stats the adapter folders of dir and their relevant files.
-func takeSnapshot(dir, readyFile string) (snapshot, error) {
+// takeSnapshot stats the adapter folders of dir and their relevant files,
+// and the adapter files of each folder's path: subfolder (subfolder may be
+// nil).
+func takeSnapshot(dir, readyFile string, subfolder func(string) string) (snapshot, error) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, err
@@ -84,7 +86,13 @@ func takeSnapshot(dir, readyFile string) (snapshot, error) {
 			}
 			snap[name] = folderStamp{link: target}
 		case kindDir:
-			snap[name] = stampFolder(path, readyFile)
+			st := stampFolder(path, readyFile)
+			if subfolder != nil {
+				if sub := subfolder(path); sub != "" {
+					st.addSub(filepath.Join(path, filepath.FromSlash(sub)), sub+"/")
+				}
+			}
+			snap[name] = st
 		}
 	}
 	return snap, nil
@@ -116,6 +124,31 @@ func stampFolder(path, readyFile string) folderStamp {
 		st.files[name] = fileStamp{size: fi.Size(), mtime: fi.ModTime(), isDir: fi.IsDir()}
 	}
 	return st
+}
+
+// addSub adds the adapter files of a path: subfolder, named prefix+name.
+// It is never followed through a symlink.
+func (st *folderStamp) addSub(dir, prefix string) {
+	if fi, err := os.Lstat(dir); err != nil || !fi.IsDir() {
+		return
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if !layout.IsAdapterFile(e.Name()) {
+			continue
+		}
+		if st.files == nil {
+			st.files = make(map[string]fileStamp)
+		}
+		fi, err := os.Lstat(filepath.Join(dir, e.Name()))
+		if err != nil {
+			continue
+		}
+		st.files[prefix+e.Name()] = fileStamp{size: fi.Size(), mtime: fi.ModTime(), isDir: fi.IsDir()}
+	}
 }
 
 // changedKeys returns the keys added, removed or changed from prev to cur,

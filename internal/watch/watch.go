@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -41,6 +42,10 @@ type Options struct {
 	// happens, before settle; it must not block. adapterd uses it to hash
 	// and upload complete files while a folder settles.
 	OnChange func(key string)
+	// Subfolder, if set, returns the subfolder (relative, with "/") that
+	// an adapter folder's sidecar names with path:, or "". Its adapter
+	// files are then watched too, the one nested folder that is.
+	Subfolder func(folder string) string
 }
 
 // Event tells the consumer what to reconcile.
@@ -196,6 +201,11 @@ type runner struct {
 	dirInfo fs.FileInfo     // the drop dir we watch, to notice it being replaced
 	watched map[string]bool // adapter folders with a watch
 	known   map[string]bool // adapter entries (folders and symlinks) in the drop dir
+	// subs holds each key's path: subfolder ("" for none) and subOwner
+	// the key of each watched subfolder (absolute); kept in step by
+	// syncSub.
+	subs     map[string]string
+	subOwner map[string]string
 
 	// poll mode (also used while waiting for a missing drop dir)
 	poll *time.Ticker
@@ -235,6 +245,7 @@ func (r *runner) startFsnotify(markAll bool) {
 	r.prev = nil
 	r.fw, r.dirInfo = fw, fi
 	r.watched, r.known = make(map[string]bool), make(map[string]bool)
+	r.subs, r.subOwner = make(map[string]string), make(map[string]string)
 	r.w.polling.Store(false)
 	if r.missing {
 		r.missing = false
@@ -283,7 +294,7 @@ func (r *runner) startPoll() {
 		r.poll = time.NewTicker(r.w.opts.PollInterval)
 		r.log.Debug("polling drop dir", "poll_interval", r.w.opts.PollInterval)
 	}
-	snap, err := takeSnapshot(r.dir, r.w.opts.ReadyFile)
+	snap, err := takeSnapshot(r.dir, r.w.opts.ReadyFile, r.w.opts.Subfolder)
 	if err != nil {
 		r.dirUnavailable(err)
 	}
@@ -300,7 +311,7 @@ func (r *runner) stopPoll() {
 func (r *runner) closeWatcher() {
 	if r.fw != nil {
 		r.fw.Close()
-		r.fw, r.dirInfo, r.watched, r.known = nil, nil, nil, nil
+		r.fw, r.dirInfo, r.watched, r.known, r.subs, r.subOwner = nil, nil, nil, nil, nil, nil
 	}
 }
 
@@ -338,7 +349,7 @@ func (r *runner) pollTick() {
 			}
 		}
 	}
-	cur, err := takeSnapshot(r.dir, r.w.opts.ReadyFile)
+	cur, err := takeSnapshot(r.dir, r.w.opts.ReadyFile, r.w.opts.Subfolder)
 	if err != nil {
 		r.dirUnavailable(err)
 	} else if r.missing {
@@ -355,6 +366,9 @@ func (r *runner) pollTick() {
 func (r *runner) resyncTick() {
 	if r.fw != nil {
 		r.reconcileWatches()
+		for key := range r.watched {
+			r.syncSub(key)
+		}
 	}
 	r.deb.resync()
 }
@@ -442,9 +456,27 @@ func (r *runner) handle(ev fsnotify.Event) {
 	case parent == r.dir:
 		r.rootEvent(base, ev.Op)
 	case filepath.Dir(parent) == r.dir:
-		// A file inside an adapter folder. Nested folders are not watched,
-		// so deeper paths never arrive here.
-		if key := filepath.Base(parent); layout.IsAdapterKey(key) && layout.IsRelevantFile(base, r.w.opts.ReadyFile) {
+		// A file inside an adapter folder. Nested folders are not watched
+		// (but for a path: subfolder, below).
+		key := filepath.Base(parent)
+		if !layout.IsAdapterKey(key) {
+			return
+		}
+		sub := r.subs[key]
+		switch {
+		case base == layout.SidecarYAML || base == layout.SidecarYML:
+			// path: may have changed.
+			r.syncSub(key)
+			r.deb.mark(key)
+		case layout.IsRelevantFile(base, r.w.opts.ReadyFile):
+			r.deb.mark(key)
+		case sub != "" && base == strings.Split(sub, "/")[0]:
+			// The subfolder (or its first part) appeared or went.
+			r.syncSub(key)
+			r.deb.mark(key)
+		}
+	default:
+		if key, ok := r.subOwner[parent]; ok && layout.IsAdapterFile(base) {
 			r.deb.mark(key)
 		}
 	}
@@ -512,6 +544,7 @@ func (r *runner) addFolderWatch(name string) {
 	switch {
 	case err == nil:
 		r.watched[name] = true
+		r.syncSub(name)
 	case errors.Is(err, fs.ErrNotExist), errors.Is(err, syscall.ENOTDIR):
 		r.log.Debug("adapter folder gone before it could be watched", "key", name)
 	case errors.Is(err, fs.ErrPermission):
@@ -529,6 +562,53 @@ func (r *runner) unwatch(name string) {
 	}
 	delete(r.watched, name)
 	_ = r.fw.Remove(filepath.Join(r.dir, name))
+	r.dropSub(name)
+}
+
+// syncSub makes the watch on key's path: subfolder match its sidecar. A
+// subfolder that does not exist yet, or is a symlink (never followed), is
+// not watched; the event that creates it, or the resync, tries again.
+func (r *runner) syncSub(key string) {
+	if r.fw == nil || r.w.opts.Subfolder == nil {
+		return
+	}
+	folder := filepath.Join(r.dir, key)
+	sub := r.w.opts.Subfolder(folder)
+	abs := ""
+	if sub != "" {
+		abs = filepath.Join(folder, filepath.FromSlash(sub))
+		if fi, err := os.Lstat(abs); err != nil || !fi.IsDir() {
+			abs = ""
+		}
+	}
+	if old := r.subs[key]; old != "" && r.subOwner[filepath.Join(folder, filepath.FromSlash(old))] == key {
+		if filepath.Join(folder, filepath.FromSlash(old)) == abs {
+			return
+		}
+		r.dropSub(key)
+	}
+	r.subs[key] = sub
+	if abs == "" {
+		return
+	}
+	if err := r.fw.Add(abs); err != nil {
+		r.log.Debug("cannot watch adapter subfolder", "key", key, "err", err)
+		return
+	}
+	r.subOwner[abs] = key
+}
+
+func (r *runner) dropSub(key string) {
+	if r.fw == nil {
+		return
+	}
+	for abs, k := range r.subOwner {
+		if k == key {
+			_ = r.fw.Remove(abs)
+			delete(r.subOwner, abs)
+		}
+	}
+	delete(r.subs, key)
 }
 
 // forget drops everything known about an entry of the drop dir.

@@ -1,4 +1,4 @@
-package s3source
+package mirror
 
 import (
 	"errors"

@@ -1,6 +1,6 @@
 //go:build !linux
 
-package s3source
+package mirror
 
 func renameNoReplace(from, to string) error { return renameNoReplaceFallback(from, to) }
 

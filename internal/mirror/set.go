@@ -1,4 +1,4 @@
-package s3source
+package mirror
 
 import (
 	"context"
@@ -11,7 +11,8 @@ import (
 	"github.com/adapterd/adapterd/internal/spec"
 )
 
-// Set runs one mirror per s3 source in a config, each on its own goroutine.
+// Set runs one mirror per source in a config, of every kind, each on its
+// own goroutine.
 type Set struct {
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
@@ -19,16 +20,13 @@ type Set struct {
 	broken  []SourceStatus // sources that could not start, with why
 }
 
-// Start starts a mirror for every s3 source in cfg. A source that cannot
-// start (a damaged state file) is reported in Status and logged; the others
-// run.
+// Start starts a mirror for every source in cfg. A source that cannot
+// start (a damaged state file, a bad HF_ENDPOINT) is reported in Status
+// and logged; the others run.
 func Start(ctx context.Context, cfg *spec.Config, o Options) *Set {
 	ctx, cancel := context.WithCancel(ctx)
 	s := &Set{cancel: cancel}
 	for _, src := range cfg.Sources {
-		if src.Kind != spec.SourceS3 {
-			continue
-		}
 		mo := o
 		mo.Source, mo.DropDir, mo.StateDir, mo.ReadyFile = src, cfg.DropDir, cfg.StateDir, cfg.ReadyFile
 		m, err := New(mo)
@@ -37,7 +35,7 @@ func Start(ctx context.Context, cfg *spec.Config, o Options) *Set {
 				o.Logger.Error("source cannot start", "source", src.Name(), "err", err)
 			}
 			o.Metrics.SourcePolled(src.Name(), zeroTime, false, 0)
-			s.broken = append(s.broken, SourceStatus{Source: src.Name(), Error: spec.OneLine(err.Error())})
+			s.broken = append(s.broken, SourceStatus{Source: src.Name(), Kind: src.Kind, Error: spec.OneLine(err.Error())})
 			continue
 		}
 		s.mirrors = append(s.mirrors, m)
@@ -74,24 +72,48 @@ func (s *Set) Status() []SourceStatus {
 	return append(out, s.broken...)
 }
 
+// SameSource reports whether two config entries are the same source, so
+// that an edit to one (its interval; for the hub its revision, subfolder
+// or sidecar) keeps its folders rather than retiring them: S3 sources by
+// URL and endpoint, hub sources by their folder in drop_dir.
+func SameSource(a, b spec.Source) bool {
+	if a.Kind != b.Kind {
+		return false
+	}
+	switch {
+	case a.S3 != nil && b.S3 != nil:
+		return a.Name() == b.Name() && a.S3.Endpoint == b.S3.Endpoint
+	case a.Hub != nil && b.Hub != nil:
+		return a.Hub.Key == b.Hub.Key
+	}
+	return false
+}
+
 // Retire undoes a source that left the config: the folders it mirrored are
 // removed from the drop dir (each renamed aside in one step) and its state
 // file is deleted. The daemon then treats those folders as removed, with
 // remove_grace, on_remove and the guard on mass removals, as for any
 // folder. Folders it did not make are never touched.
 func Retire(src spec.Source, dropDir, stateDir string) ([]string, error) {
-	if src.Kind != spec.SourceS3 || src.S3 == nil {
+	var k kind
+	switch {
+	case src.S3 != nil:
+		k = s3Kind
+	case src.Hub != nil:
+		k = hubKind
+	default:
 		return nil, nil
 	}
-	path := statePath(stateDir, src.Name(), src.S3.Endpoint)
-	st, err := loadState(path, src.Name(), src.S3.Endpoint)
+	label := k.label + " " + src.Name()
+	path := stateFile(src, stateDir)
+	st, err := loadState(path, label, src.Name(), "")
 	if err != nil {
 		return nil, err
 	}
 	var removed []string
 	for _, key := range sortedKeys(st.Folders) {
-		if err := removeFolder(dropDir, key); err != nil {
-			return removed, fmt.Errorf("s3 source %s left the config: cannot remove its folder %s: %w", src.Name(), key, err)
+		if err := removeFolder(dropDir, key, k.tag); err != nil {
+			return removed, fmt.Errorf("%s left the config: cannot remove its folder %s: %w", label, key, err)
 		}
 		removed = append(removed, key)
 	}

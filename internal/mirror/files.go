@@ -1,4 +1,4 @@
-package s3source
+package mirror
 
 import (
 	"errors"
@@ -14,20 +14,22 @@ import (
 	"github.com/adapterd/adapterd/internal/safefile"
 )
 
-// The dot-names the mirror uses in the drop directory. The leading dot
-// makes the watcher and the reconciler ignore them (layout.IsAdapterKey).
+// The dot-names the mirror uses in the drop directory:
+// .<key>.<kind><part><random>, such as .support-bot.hub-partial-123. The
+// leading dot makes the watcher and the reconciler ignore them
+// (layout.IsAdapterKey).
 const (
-	partialTag = ".s3-partial-" // a folder being downloaded
-	oldTag     = ".s3-old-"     // the previous version, between two renames
-	removedTag = ".s3-removed-" // a folder being deleted
+	partialTag = "-partial-" // a folder being downloaded
+	oldTag     = "-old-"     // the previous version, between two renames
+	removedTag = "-removed-" // a folder being deleted
 )
 
-func tempName(key, tag string) string { return "." + key + tag + "*" }
+func tempName(key, kind, part string) string { return "." + key + "." + kind + part + "*" }
 
 // cleanLeftovers removes the dot-folders a crash left behind for keys this
 // source owns. Others' dot-folders, including another source's in-flight
 // downloads for keys it owns, are left alone.
-func cleanLeftovers(dropDir string, owned func(key string) bool) {
+func cleanLeftovers(dropDir, kind string, owned func(key string) bool) {
 	entries, err := os.ReadDir(dropDir)
 	if err != nil {
 		return
@@ -37,8 +39,8 @@ func cleanLeftovers(dropDir string, owned func(key string) bool) {
 		if !e.IsDir() || !strings.HasPrefix(name, ".") {
 			continue
 		}
-		for _, tag := range []string{partialTag, oldTag, removedTag} {
-			if i := strings.LastIndex(name, tag); i > 1 && owned(name[1:i]) {
+		for _, part := range []string{partialTag, oldTag, removedTag} {
+			if i := strings.LastIndex(name, "."+kind+part); i > 1 && owned(name[1:i]) {
 				os.RemoveAll(filepath.Join(dropDir, name))
 			}
 		}
@@ -56,7 +58,7 @@ func renameNoReplaceFallback(from, to string) error {
 // rename when dst is new, an exchange when it replaces an older version
 // (or, where the file system cannot exchange, two renames with the old
 // folder set aside under a dot-name first).
-func putInPlace(dropDir, key, tmp, dst string, replace bool) error {
+func putInPlace(dropDir, key, kind, tmp, dst string, replace bool) error {
 	if !replace {
 		return renameNoReplace(tmp, dst)
 	}
@@ -66,7 +68,7 @@ func putInPlace(dropDir, key, tmp, dst string, replace bool) error {
 		// tmp now holds the previous version.
 		return os.RemoveAll(tmp)
 	}
-	aside, err := os.MkdirTemp(dropDir, tempName(key, oldTag))
+	aside, err := os.MkdirTemp(dropDir, tempName(key, kind, oldTag))
 	if err != nil {
 		return err
 	}
@@ -85,12 +87,12 @@ func putInPlace(dropDir, key, tmp, dst string, replace bool) error {
 
 // removeFolder deletes a mirrored folder: renamed aside to a dot-name
 // first, so the watcher sees it go in one step rather than file by file.
-func removeFolder(dropDir, key string) error {
+func removeFolder(dropDir, key, kind string) error {
 	dst := filepath.Join(dropDir, key)
 	if _, err := os.Lstat(dst); errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
-	aside, err := os.MkdirTemp(dropDir, tempName(key, removedTag))
+	aside, err := os.MkdirTemp(dropDir, tempName(key, kind, removedTag))
 	if err != nil {
 		return err
 	}
@@ -102,7 +104,7 @@ func removeFolder(dropDir, key string) error {
 }
 
 // copyLocal copies the file name from the current folder into the new one,
-// for an object that did not change since it was mirrored. The copy is
+// for a file that did not change since it was mirrored. The copy is
 // refused (and the object downloaded instead) when the local file is not a
 // regular file of the recorded size: someone changed it.
 func copyLocal(srcDir, dstDir, name string, size int64) error {
@@ -129,7 +131,7 @@ func writeNew(path string, write func(io.Writer) (int64, error), size int64) err
 	}
 	n, err := write(f)
 	if err == nil && n != size {
-		err = fmt.Errorf("%s: got %d bytes, the listing says %d", filepath.Base(path), n, size)
+		err = fmt.Errorf("%s: got %d bytes, the source says %d", filepath.Base(path), n, size)
 	}
 	if err == nil {
 		err = f.Sync()
@@ -143,7 +145,7 @@ func writeNew(path string, write func(io.Writer) (int64, error), size int64) err
 // carryStatusFile copies adapterd's status file from the current folder
 // into the new one, so that replacing a folder does not make its status
 // vanish until the reconciler writes it again. It is never mirrored from
-// the bucket and never removed on its own.
+// the source and never removed on its own.
 func carryStatusFile(srcDir, dstDir string) {
 	src, err := safefile.Open(filepath.Join(srcDir, layout.StatusFile))
 	if err != nil {

@@ -1,4 +1,4 @@
-package s3source_test
+package mirror_test
 
 import (
 	"context"
@@ -13,8 +13,8 @@ import (
 
 	"github.com/minio/minio-go/v7"
 
-	"github.com/adapterd/adapterd/internal/s3source"
-	"github.com/adapterd/adapterd/internal/s3source/s3test"
+	"github.com/adapterd/adapterd/internal/mirror"
+	"github.com/adapterd/adapterd/internal/mirror/s3test"
 	"github.com/adapterd/adapterd/internal/spec"
 	"github.com/adapterd/adapterd/internal/testfixture"
 )
@@ -25,7 +25,7 @@ import (
 // through the same client, in the same run. Then each host restarts and
 // polls again: it must download nothing.
 //
-//	go test -run '^$' -bench BenchmarkFleetMirror -benchtime 1x ./internal/s3source/
+//	go test -run '^$' -bench BenchmarkFleetMirror -benchtime 1x ./internal/mirror/
 func BenchmarkFleetMirror(b *testing.B) {
 	if shared == nil {
 		b.Skip("needs the SeaweedFS test server")
@@ -50,7 +50,7 @@ func BenchmarkFleetMirror(b *testing.B) {
 		fi, _ := os.Stat(path)
 		total += fi.Size()
 		key := fmt.Sprintf("a%03d", i)
-		if _, err := s3source.Publish(ctx, src, key, []string{path}, "READY", nil); err != nil {
+		if _, err := mirror.Publish(ctx, src, key, []string{path}, "READY", nil); err != nil {
 			b.Fatal(err)
 		}
 		objects = append(objects, prefix+key+"/lora.gguf")
@@ -90,7 +90,7 @@ func BenchmarkFleetMirror(b *testing.B) {
 		hosts := []*host{{drop: b.TempDir(), state: b.TempDir()}, {drop: b.TempDir(), state: b.TempDir()}}
 		mirror := func(h *host) {
 			count := &s3test.CountingTransport{}
-			m, err := s3source.New(s3source.Options{Source: spec.Source{Kind: spec.SourceS3, S3: src},
+			m, err := mirror.New(mirror.Options{Source: spec.Source{Kind: spec.SourceS3, S3: src},
 				DropDir: h.drop, StateDir: h.state, ReadyFile: "READY", Transport: count})
 			if err != nil {
 				b.Error(err)

@@ -1,4 +1,4 @@
-package s3source_test
+package mirror_test
 
 import (
 	"bytes"
@@ -20,8 +20,8 @@ import (
 
 	"github.com/adapterd/adapterd/internal/layout"
 	"github.com/adapterd/adapterd/internal/metrics"
-	"github.com/adapterd/adapterd/internal/s3source"
-	"github.com/adapterd/adapterd/internal/s3source/s3test"
+	"github.com/adapterd/adapterd/internal/mirror"
+	"github.com/adapterd/adapterd/internal/mirror/s3test"
 	"github.com/adapterd/adapterd/internal/spec"
 	"github.com/adapterd/adapterd/internal/testfixture"
 )
@@ -98,10 +98,10 @@ func newBed(t *testing.T, srv *s3test.Server, readyFile string) *bed {
 
 // mirror makes a new Mirror on the bed's dirs, as a restarted daemon would,
 // with a fresh request counter.
-func (b *bed) mirror() *s3source.Mirror {
+func (b *bed) mirror() *mirror.Mirror {
 	b.t.Helper()
 	b.count = &s3test.CountingTransport{Base: b.base}
-	m, err := s3source.New(s3source.Options{Source: b.src, DropDir: b.drop, StateDir: b.state,
+	m, err := mirror.New(mirror.Options{Source: b.src, DropDir: b.drop, StateDir: b.state,
 		ReadyFile: b.ready, Metrics: b.metrics, Transport: b.count})
 	if err != nil {
 		b.t.Fatal(err)
@@ -109,7 +109,7 @@ func (b *bed) mirror() *s3source.Mirror {
 	return m
 }
 
-func (b *bed) poll(m *s3source.Mirror) error {
+func (b *bed) poll(m *mirror.Mirror) error {
 	b.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -117,7 +117,7 @@ func (b *bed) poll(m *s3source.Mirror) error {
 }
 
 // pollOK polls and fails the test on any problem.
-func (b *bed) pollOK(m *s3source.Mirror) {
+func (b *bed) pollOK(m *mirror.Mirror) {
 	b.t.Helper()
 	if err := b.poll(m); err != nil {
 		b.t.Fatalf("poll: %v", err)
@@ -243,7 +243,7 @@ func TestTwoFoldersAreMirroredOnceTheirListingIsStable(t *testing.T) {
 	b.wantMirrored("beta", beta)
 	b.wantOnly("alpha", "beta")
 	st := m.Status()
-	if st.Folders != 2 || st.Error != "" || st.LastListing.IsZero() || len(st.Waiting) != 0 {
+	if st.Folders != 2 || st.Error != "" || st.LastCheck.IsZero() || len(st.Waiting) != 0 {
 		t.Fatalf("status %+v", st)
 	}
 	if got := b.count.ObjectGets(); got != 4 {
@@ -398,7 +398,7 @@ func TestUnreachableServerRemovesNothing(t *testing.T) {
 	m := b.mirror()
 	b.pollOK(m)
 	b.pollOK(m)
-	before := m.Status().LastListing
+	before := m.Status().LastCheck
 
 	srv.Stop()
 	err := b.poll(m)
@@ -407,7 +407,7 @@ func TestUnreachableServerRemovesNothing(t *testing.T) {
 	}
 	b.wantOnly("one", "two")
 	st := m.Status()
-	if st.Error != err.Error() || !st.LastListing.Equal(before) || strings.Contains(st.Error, "\n") {
+	if st.Error != err.Error() || !st.LastCheck.Equal(before) || strings.Contains(st.Error, "\n") {
 		t.Fatalf("status %+v: want the error, one line, and the last good listing kept", st)
 	}
 	if v := testutil.ToFloat64(b.metricVec("adapterd_source_up")); v != 0 {
@@ -419,7 +419,7 @@ func TestUnreachableServerRemovesNothing(t *testing.T) {
 	}
 	b.pollOK(m)
 	b.wantMirrored("one", dir)
-	if st := m.Status(); st.Error != "" || !st.LastListing.After(before) {
+	if st := m.Status(); st.Error != "" || !st.LastCheck.After(before) {
 		t.Fatalf("status after the server came back: %+v", st)
 	}
 }

@@ -1,0 +1,68 @@
+package ingest
+
+import (
+	"sync/atomic"
+	"time"
+
+	"github.com/adapterd/adapterd/internal/status"
+)
+
+// Progress of an ingest's long steps has one path: the callback report
+// returns. A one-shot create passes it to its terminal line (Progress); in
+// the daemon it also lands in the key's step record, which Adapters serves
+// while the key is ingesting. Only memory is touched per call (two atomic
+// stores), so a step reporting every megabyte costs nothing on disk: the
+// status file is written at state changes only, never for progress.
+
+// step is one long step of a key's ingest, as far as it has come.
+type step struct {
+	name    string
+	started time.Time
+	done    atomic.Int64
+	total   atomic.Int64
+}
+
+// beginStep records that key's ingest started step now, replacing the step
+// before it, and returns it. key "" (a file hashed while the folder is
+// observed, before any ingest) records nothing.
+func (r *Reconciler) beginStep(key, name string) *step {
+	if key == "" {
+		return nil
+	}
+	s := &step{name: name, started: time.Now().UTC()}
+	r.mu.Lock()
+	if r.steps == nil {
+		r.steps = map[string]*step{}
+	}
+	r.steps[key] = s
+	r.mu.Unlock()
+	return s
+}
+
+// report starts key's step and returns its progress callback: done of
+// total bytes, as the step goes.
+func (r *Reconciler) report(key, name string) func(done, total int64) {
+	s := r.beginStep(key, name)
+	one := r.progress
+	if s == nil && one == nil {
+		return nil
+	}
+	return func(done, total int64) {
+		if s != nil {
+			s.done.Store(done)
+			s.total.Store(total)
+		}
+		if one != nil {
+			one(name, done, total)
+		}
+	}
+}
+
+// progressOf is key's progress for its status; the caller holds r.mu.
+func (r *Reconciler) progressOf(key string) *status.Progress {
+	s := r.steps[key]
+	if s == nil {
+		return nil
+	}
+	return &status.Progress{Step: s.name, Started: s.started, BytesDone: s.done.Load(), BytesTotal: s.total.Load()}
+}
