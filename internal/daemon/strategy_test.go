@@ -207,10 +207,19 @@ func TestV034MergesTheSameFolder(t *testing.T) {
 	}
 }
 
-// TestMergeIntoQuantizedBases: Q8_0 and Q4_K bases merge; merged tensors
-// are F16 and the others keep their quantized type; the model generates.
+// TestMergeIntoQuantizedBases: Q8_0 and Q4_K bases merge through the
+// daemon on v0.24.0 and on v0.34.4 (which refuses adapters); merged
+// tensors go back into the base's type, the others are untouched, the
+// model is ready and show reports the types. v0.24.0 also generates with
+// it (v0.34.4 cannot run models on this machine).
 func TestMergeIntoQuantizedBases(t *testing.T) {
-	s := ollamatest.Get(t, ollamatest.V024)
+	for _, v := range []string{ollamatest.V024, ollamatest.V034} {
+		t.Run(v, func(t *testing.T) { mergeIntoQuantizedBases(t, v) })
+	}
+}
+
+func mergeIntoQuantizedBases(t *testing.T, version string) {
+	s := ollamatest.Get(t, version)
 	for _, c := range []struct {
 		base testfixture.Base
 		typ  gguf.TensorType
@@ -250,6 +259,12 @@ func TestMergeIntoQuantizedBases(t *testing.T) {
 			}
 			if types["blk.0.attn_k.weight"] != c.typ.String() {
 				t.Errorf("untouched attn_k is %s, want %s", types["blk.0.attn_k.weight"], c.typ)
+			}
+			if st.Strategy != "merge" {
+				t.Errorf("strategy %q, want merge", st.Strategy)
+			}
+			if version != ollamatest.V024 {
+				return
 			}
 			if got, base := greedy(t, s, st.Model), greedy(t, s, baseName); got == base {
 				t.Errorf("merged model generates exactly like its base")

@@ -10,8 +10,6 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/x448/float16"
-
 	"github.com/adapterd/adapterd/internal/gguf"
 	"github.com/adapterd/adapterd/internal/quant"
 )
@@ -358,9 +356,10 @@ type converter struct {
 // convWorker is one worker's scratch space, reused across windows and
 // tensors.
 type convWorker struct {
-	w   []float32
-	acc []float64
-	err error
+	w    []float32
+	offs []int64   // byte offsets of A's rows with a non-zero coefficient
+	cf   []float64 // their coefficients Scale·B[row, k]
+	err  error
 }
 
 // windowElems is about how many elements each worker converts per window:
@@ -385,7 +384,10 @@ func (c *converter) reset(src io.Reader, t gguf.Tensor, to gguf.TensorType, p *D
 	c.enc = grow(c.enc, c.perWin*c.outRow)
 	for i := range c.workers {
 		c.workers[i].w = grow(c.workers[i].w, c.in)
-		c.workers[i].acc = grow(c.workers[i].acc, c.in)
+		if p != nil {
+			c.workers[i].offs = grow(c.workers[i].offs, p.Rank)
+			c.workers[i].cf = grow(c.workers[i].cf, p.Rank)
+		}
 	}
 	c.a64 = c.a64[:0]
 	if p != nil {
@@ -473,23 +475,22 @@ func (c *converter) convertRow(wk *convWorker, o int, raw, dst []byte) error {
 		return fmt.Errorf("%s: %w", c.name, err)
 	}
 	if p := c.p; p != nil {
-		acc := wk.acc
-		clear(acc)
-		r := p.Rank
+		// The k whose coefficient is 0 add nothing; leaving them out
+		// keeps the sum's bits as before (a +0 term can turn -0 into +0).
+		r, nk := p.Rank, 0
 		for k := range r {
 			cf := p.Scale * float64(p.B[o*r+k])
 			if cf == 0 {
 				continue
 			}
-			axpy(cf, c.a64[k*c.in:(k+1)*c.in], acc)
+			wk.offs[nk], wk.cf[nk] = int64(8*k*c.in), cf
+			nk++
 		}
-		for i, wv := range wk.w {
-			wk.w[i] = float32(float64(wv) + acc[i])
-		}
+		addDelta(wk.w, c.a64, wk.offs[:nk], wk.cf[:nk])
 	}
 	if c.to == gguf.TypeF16 {
 		for _, v := range wk.w {
-			if _, ok := f16(v); !ok {
+			if !fitsF16(v) {
 				return fmt.Errorf("%s row %d: merged value %g does not fit in F16", c.name, o, v)
 			}
 		}
@@ -497,19 +498,10 @@ func (c *converter) convertRow(wk *convWorker, o int, raw, dst []byte) error {
 	return quant.QuantizeInto(dst, c.to, wk.w)
 }
 
-// axpy adds c·x to y.
-func axpy(c float64, x, y []float64) {
-	y = y[:len(x)]
-	for i, v := range x {
-		y[i] += c * v
-	}
-}
-
-// f16 encodes v as IEEE half, reporting false when a finite v overflows.
-func f16(v float32) (uint16, bool) {
-	h := float16.Fromfloat32(v)
-	if h.IsInf(0) && !math.IsInf(float64(v), 0) {
-		return 0, false
-	}
-	return h.Bits(), true
+// fitsF16 reports whether v stays finite in IEEE half (or was not finite
+// to begin with): the largest half is 65504, and rounding to nearest even
+// sends 65520 (0x477FF000) and above to infinity.
+func fitsF16(v float32) bool {
+	a := math.Float32bits(v) &^ (1 << 31)
+	return a < 0x477FF000 || a >= 0x7F800000
 }

@@ -3,6 +3,7 @@ package quant_test
 import (
 	"testing"
 
+	"github.com/adapterd/adapterd/internal/gguf"
 	"github.com/adapterd/adapterd/internal/quant"
 )
 
@@ -43,5 +44,38 @@ func BenchmarkDequantize(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// BenchmarkQuantizePaths compares, per core, the scalar quantizers (the
+// code before the SIMD searches, and what runs without AVX2) with the AVX2
+// and AVX-512 paths, on the same data; all three give the same bytes
+// (TestQkx2LanesEqualScalar).
+func BenchmarkQuantizePaths(b *testing.B) {
+	r := newRand(1)
+	x := make([]float32, 256*1024)
+	for i := range x {
+		x[i] = float32(r.NormFloat64() * 0.02)
+	}
+	lanes, wide := *quant.HaveQkx2Lanes, *quant.HaveLanes16
+	defer func() { *quant.HaveQkx2Lanes, *quant.HaveLanes16 = lanes, wide }()
+	for _, typ := range []gguf.TensorType{gguf.TypeQ2_K, gguf.TypeQ4_K, gguf.TypeQ5_K, gguf.TypeQ6_K} {
+		for _, p := range []struct {
+			name        string
+			lanes, wide bool
+		}{{"scalar", false, false}, {"AVX2", lanes, false}, {"AVX-512", lanes, wide}} {
+			if (p.lanes && !lanes) || (p.wide && !wide) || (p.name != "scalar" && !p.lanes) {
+				continue
+			}
+			b.Run(typ.String()+"/"+p.name, func(b *testing.B) {
+				*quant.HaveQkx2Lanes, *quant.HaveLanes16 = p.lanes, p.wide
+				b.SetBytes(int64(4 * len(x)))
+				for b.Loop() {
+					if _, err := quant.Quantize(typ, x); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
 	}
 }

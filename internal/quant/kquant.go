@@ -135,24 +135,21 @@ func makeQ3Quants(n, nmax int, x []float32, L []int8) float32 {
 	return 0
 }
 
-// makeQkx2Quants is ggml's make_qkx2_quants: an affine fit x ≈ scale·l - min
-// with l in 0..nmax, trying nstep+1 grids and keeping the one whose weighted
-// least-squares refit has the smallest error (absolute error with useMad).
-// It returns the scale and stores -min (≥ 0) in *theMin.
-//
-// Two shortcuts keep ggml's results while saving its time (this is most of
-// the cost of Q2_K, Q4_K and Q5_K): w·l is computed once for the three sums
-// that start with it (C computes w*l*l as (w*l)*l, so the value is the
-// same), and a grid that rounds every element to the same levels as the
-// grid before it is skipped, since its refit and error are the same numbers
-// and could not be strictly better.
-func makeQkx2Quants(n, nmax int, x, weights []float32, L, Laux []uint8, theMin *float32,
-	rmin, rdelta float32, nstep int, useMad bool) float32 {
-	x, weights, L, Laux = x[:n], weights[:n], L[:n], Laux[:n]
+// qkx2Fit is the state of make_qkx2_quants after its first, plain fit.
+type qkx2Fit struct {
+	mn, mx, sumW, sumX float32
+	scale, bestError   float32
+	flat               bool // every x equal (after clamping min to ≤ 0): scale 0, L all 0
+}
+
+// qkx2Start is make_qkx2_quants up to its grid search: the range, the
+// weight sums, and levels and error for the plain grid nmax/(max-min).
+func qkx2Start(nmax int, x, weights []float32, L []uint8, useMad bool) qkx2Fit {
+	weights, L = weights[:len(x)], L[:len(x)]
 	mn, mx := x[0], x[0]
 	sumW := weights[0]
 	sumX := float32(sumW * x[0])
-	for i := 1; i < n; i++ {
+	for i := 1; i < len(x); i++ {
 		if x[i] < mn {
 			mn = x[i]
 		}
@@ -168,12 +165,10 @@ func makeQkx2Quants(n, nmax int, x, weights []float32, L, Laux []uint8, theMin *
 	}
 	if mx == mn {
 		clear(L)
-		*theMin = -mn
-		return 0
+		return qkx2Fit{mn: mn, mx: mx, flat: true}
 	}
-	fnmax := float32(nmax)
 	imax := int32(nmax)
-	iscale := fnmax / (mx - mn)
+	iscale := float32(nmax) / (mx - mn)
 	scale := 1 / iscale
 	var bestError float32
 	for i, xi := range x {
@@ -187,10 +182,34 @@ func makeQkx2Quants(n, nmax int, x, weights []float32, L, Laux []uint8, theMin *
 		}
 		bestError += float32(weights[i] * diff)
 	}
-	if nstep < 1 {
-		*theMin = -mn
-		return scale
+	return qkx2Fit{mn: mn, mx: mx, sumW: sumW, sumX: sumX, scale: scale, bestError: bestError}
+}
+
+// makeQkx2Quants is ggml's make_qkx2_quants: an affine fit x ≈ scale·l - min
+// with l in 0..nmax, trying nstep+1 grids and keeping the one whose weighted
+// least-squares refit has the smallest error (absolute error with useMad).
+// It returns the scale and stores -min (≥ 0) in *theMin.
+//
+// Two shortcuts keep ggml's results while saving its time (this is most of
+// the cost of Q2_K, Q4_K and Q5_K): w·l is computed once for the three sums
+// that start with it (C computes w*l*l as (w*l)*l, so the value is the
+// same), and a grid that rounds every element to the same levels as the
+// grid before it is skipped, since its refit and error are the same numbers
+// and could not be strictly better. (qkx2Lanes runs the same search on up
+// to 16 groups at once, one per SIMD lane.)
+func makeQkx2Quants(n, nmax int, x, weights []float32, L, Laux []uint8, theMin *float32,
+	rmin, rdelta float32, nstep int, useMad bool) float32 {
+	x, weights, L, Laux = x[:n], weights[:n], L[:n], Laux[:n]
+	st := qkx2Start(nmax, x, weights, L, useMad)
+	if st.flat || nstep < 1 {
+		*theMin = -st.mn
+		return st.scale
 	}
+	mn, mx, sumW, sumX := st.mn, st.mx, st.sumW, st.sumX
+	fnmax := float32(nmax)
+	imax := int32(nmax)
+	scale, bestError := st.scale, st.bestError
+	var iscale float32
 	var prevBuf [32]uint8
 	prev := prevBuf[:n]
 	var xmf [32]float32
@@ -262,16 +281,29 @@ func makeQkx2Quants(n, nmax int, x, weights []float32, L, Laux []uint8, theMin *
 
 func quantQ2_K(dst []byte, x []float32) {
 	var L [256]uint8
-	var Laux [16]uint8
-	var weights [16]float32
 	var mins, scales [16]float32
 	const q4scale = 15
 	var maxScale, maxMin float32
-	for j := range 16 {
-		for l := range 16 {
-			weights[l] = abs32(x[16*j+l])
+	var b *qkx2Lanes
+	if haveQkx2Lanes {
+		b = new(qkx2Lanes) // on the stack: it does not escape
+		for j := range 16 {
+			for l, v := range x[16*j : 16*j+16] {
+				b.w[l][j] = abs32(v)
+			}
 		}
-		scales[j] = makeQkx2Quants(16, 3, x[16*j:], weights[:], L[16*j:], Laux[:], &mins[j], -0.5, 0.1, 15, true)
+		b.fit(16, 16, 3, x[:256], scales[:], mins[:], -0.5, 0.1, 15, true)
+	} else {
+		var weights [16]float32
+		var Laux [16]uint8
+		for j := range 16 {
+			for l := range 16 {
+				weights[l] = abs32(x[16*j+l])
+			}
+			scales[j] = makeQkx2Quants(16, 3, x[16*j:], weights[:], L[16*j:], Laux[:], &mins[j], -0.5, 0.1, 15, true)
+		}
+	}
+	for j := range 16 {
 		if scales[j] > maxScale {
 			maxScale = scales[j]
 		}
@@ -302,7 +334,10 @@ func quantQ2_K(dst []byte, x []float32) {
 	d, dmin := half(dst[80:]), half(dst[82:])
 	for j := range 16 {
 		dj := d * float32(sc[j]&0x0f)
-		if dj == 0 {
+		if dj == 0 { // the fit's levels stand
+			if b != nil {
+				b.levels(j, L[16*j:16*j+16])
+			}
 			continue
 		}
 		dm := float32(dmin * float32(sc[j]>>4))
@@ -407,42 +442,87 @@ func quantScalesMinsK(dst []byte, scales, mins *[8]float32, maxScale, maxMin flo
 	putHalf(dst[2:], maxMin/63)
 }
 
-// fitK fits the 8 sub-blocks of 32 of a Q4_K/Q5_K block with weights
-// rms(sub-block) + |x|, as ggml does without an importance matrix.
-func fitK(x []float32, nmax int, rmin, rdelta float32, nstep int, L []uint8) (scales, mins [8]float32, maxScale, maxMin float32) {
+// fitK fits the sub-blocks of 32 of one or two Q4_K/Q5_K blocks in x
+// (256 or 512 values) with weights rms(sub-block) + |x|, as ggml does
+// without an importance matrix. Two blocks fill the 16 SIMD lanes. With b
+// (the SIMD search) the levels stay in b; without, they go to L.
+func fitK(b *qkx2Lanes, x []float32, nmax int, rmin, rdelta float32, nstep int, L []uint8, scales, mins []float32) {
+	groups := len(x) / 32
 	var weights [32]float32
-	var Laux [32]uint8
-	for j := range 8 {
+	for j := range groups {
 		sub := x[32*j : 32*j+32]
 		var sumX2 float32
 		for _, v := range sub {
 			sumX2 += float32(v * v)
 		}
 		avX := sqrt32(sumX2 / 32)
+		if b != nil {
+			for l, v := range sub {
+				b.w[l][j] = avX + abs32(v)
+			}
+			continue
+		}
 		for l, v := range sub {
 			weights[l] = avX + abs32(v)
 		}
+		var Laux [32]uint8
 		scales[j] = makeQkx2Quants(32, nmax, sub, weights[:], L[32*j:], Laux[:], &mins[j], rmin, rdelta, nstep, false)
-		if scales[j] > maxScale {
-			maxScale = scales[j]
-		}
-		if mins[j] > maxMin {
-			maxMin = mins[j]
-		}
 	}
-	return
+	if b != nil {
+		b.fit(groups, 32, nmax, x, scales, mins, rmin, rdelta, nstep, false)
+	}
+}
+
+// quantKBlocks quantizes the one or two Q4_K/Q5_K blocks in x into dst
+// (size bytes each): one fit for all their sub-blocks, then per block the
+// scales and mins against its own super-scales, the levels against those,
+// and pack.
+func quantKBlocks(dst []byte, x []float32, size, nmax int, rmin, rdelta float32, nstep int, pack func(dst []byte, L []uint8)) {
+	var L [512]uint8
+	var scales, mins [16]float32
+	var b *qkx2Lanes
+	if haveQkx2Lanes {
+		b = new(qkx2Lanes) // on the stack: it does not escape
+	}
+	fitK(b, x, nmax, rmin, rdelta, nstep, L[:len(x)], scales[:len(x)/32], mins[:len(x)/32])
+	for k := range len(x) / 256 {
+		sc := (*[8]float32)(scales[8*k:])
+		mn := (*[8]float32)(mins[8*k:])
+		var maxScale, maxMin float32
+		for j := range 8 {
+			if sc[j] > maxScale {
+				maxScale = sc[j]
+			}
+			if mn[j] > maxMin {
+				maxMin = mn[j]
+			}
+		}
+		d, Lb := dst[size*k:size*(k+1)], L[256*k:256*(k+1)]
+		quantScalesMinsK(d, sc, mn, maxScale, maxMin)
+		requantK(d, x[256*k:256*(k+1)], int32(nmax), Lb, b, 8*k)
+		pack(d, Lb)
+	}
 }
 
 // requantK rounds every element against the scales and mins as stored.
-func requantK(dst []byte, x []float32, nmax int32, L []uint8) {
+// A sub-block whose stored scale is 0 keeps the fit's levels, from b's
+// lanes lane0+j when the SIMD search ran.
+func requantK(dst []byte, x []float32, nmax int32, L []uint8, b *qkx2Lanes, lane0 int) {
 	d, dmin := half(dst[0:]), half(dst[2:])
 	for j := range 8 {
 		sc, m := scaleMinK4(j, dst[4:16])
 		dj := d * float32(sc)
 		if dj == 0 {
+			if b != nil {
+				b.levels(lane0+j, L[32*j:32*j+32])
+			}
 			continue
 		}
 		dm := float32(dmin * float32(m))
+		if haveQkx2Lanes {
+			requantSub32(&x[32*j], &L[32*j], dm, dj, nmax)
+			continue
+		}
 		for ii := range 32 {
 			l := nearestInt((x[32*j+ii] + dm) / dj)
 			L[32*j+ii] = uint8(max(0, min(nmax, l)))
@@ -450,11 +530,10 @@ func requantK(dst []byte, x []float32, nmax int32, L []uint8) {
 	}
 }
 
-func quantQ4_K(dst []byte, x []float32) {
-	var L [256]uint8
-	scales, mins, maxScale, maxMin := fitK(x, 15, -1, 0.1, 20, L[:])
-	quantScalesMinsK(dst, &scales, &mins, maxScale, maxMin)
-	requantK(dst, x, 15, L[:])
+// quantQ4_K and quantQ5_K take one or two blocks (see quantKBlocks).
+func quantQ4_K(dst []byte, x []float32) { quantKBlocks(dst, x, 144, 15, -1, 0.1, 20, packQ4_K) }
+
+func packQ4_K(dst []byte, L []uint8) {
 	q := dst[16:144]
 	for j := 0; j < 256; j += 64 {
 		for l := range 32 {
@@ -463,11 +542,9 @@ func quantQ4_K(dst []byte, x []float32) {
 	}
 }
 
-func quantQ5_K(dst []byte, x []float32) {
-	var L [256]uint8
-	scales, mins, maxScale, maxMin := fitK(x, 31, -0.5, 0.1, 15, L[:])
-	quantScalesMinsK(dst, &scales, &mins, maxScale, maxMin)
-	requantK(dst, x, 31, L[:])
+func quantQ5_K(dst []byte, x []float32) { quantKBlocks(dst, x, 176, 31, -0.5, 0.1, 15, packQ5_K) }
+
+func packQ5_K(dst []byte, L []uint8) {
 	qh, ql := dst[16:48], dst[48:176]
 	clear(qh)
 	m1, m2 := uint8(1), uint8(2)
@@ -493,9 +570,16 @@ func quantQ6_K(dst []byte, x []float32) {
 	var L [256]int8
 	var scales [16]float32
 	var maxScale, maxAbsScale float32
-	for ib := range 16 {
-		scale := makeQxQuants(16, 32, x[16*ib:], L[16*ib:])
-		scales[ib] = scale
+	if haveQkx2Lanes {
+		var b qxLanes
+		b.fit(32, x[:128], L[:128], scales[:8])
+		b.fit(32, x[128:256], L[128:], scales[8:])
+	} else {
+		for ib := range 16 {
+			scales[ib] = makeQxQuants(16, 32, x[16*ib:], L[16*ib:])
+		}
+	}
+	for _, scale := range scales {
 		if a := abs32(scale); a > maxAbsScale {
 			maxAbsScale, maxScale = a, scale
 		}

@@ -28,19 +28,20 @@ func CanQuantize(t gguf.TensorType) bool {
 type blockQuantizer struct {
 	elems, size int
 	enc         func(dst []byte, x []float32)
+	pairs       bool // enc takes two blocks at once too (the SIMD fit has room for both)
 }
 
 var blockQuantizers = map[gguf.TensorType]blockQuantizer{
-	gguf.TypeQ4_0: {32, 18, quantQ4_0},
-	gguf.TypeQ4_1: {32, 20, quantQ4_1},
-	gguf.TypeQ5_0: {32, 22, quantQ5_0},
-	gguf.TypeQ5_1: {32, 24, quantQ5_1},
-	gguf.TypeQ8_0: {32, 34, quantQ8_0},
-	gguf.TypeQ2_K: {256, 84, quantQ2_K},
-	gguf.TypeQ3_K: {256, 110, quantQ3_K},
-	gguf.TypeQ4_K: {256, 144, quantQ4_K},
-	gguf.TypeQ5_K: {256, 176, quantQ5_K},
-	gguf.TypeQ6_K: {256, 210, quantQ6_K},
+	gguf.TypeQ4_0: {32, 18, quantQ4_0, false},
+	gguf.TypeQ4_1: {32, 20, quantQ4_1, false},
+	gguf.TypeQ5_0: {32, 22, quantQ5_0, false},
+	gguf.TypeQ5_1: {32, 24, quantQ5_1, false},
+	gguf.TypeQ8_0: {32, 34, quantQ8_0, false},
+	gguf.TypeQ2_K: {256, 84, quantQ2_K, false},
+	gguf.TypeQ3_K: {256, 110, quantQ3_K, false},
+	gguf.TypeQ4_K: {256, 144, quantQ4_K, true},
+	gguf.TypeQ5_K: {256, 176, quantQ5_K, true},
+	gguf.TypeQ6_K: {256, 210, quantQ6_K, false},
 }
 
 // Quantize encodes src as type t, bit for bit as ggml's
@@ -88,8 +89,14 @@ func QuantizeInto(dst []byte, t gguf.TensorType, src []float32) error {
 		return nil
 	}
 	q := blockQuantizers[t]
-	for i := 0; i < len(src)/q.elems; i++ {
-		q.enc(dst[i*q.size:(i+1)*q.size], src[i*q.elems:(i+1)*q.elems])
+	step := 1
+	if q.pairs && haveQkx2Lanes {
+		step = 2
+	}
+	nb := len(src) / q.elems
+	for i := 0; i < nb; i += step {
+		k := min(step, nb-i)
+		q.enc(dst[i*q.size:(i+k)*q.size], src[i*q.elems:(i+k)*q.elems])
 	}
 	return nil
 }
