@@ -1,7 +1,6 @@
 package daemon_test
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -39,15 +38,7 @@ func hubAdapter(t *testing.T, s *ollamatest.Server, basePath string, seed uint64
 		}
 		files[n] = b
 	}
-	ref := filepath.Join(t.TempDir(), "reference.gguf")
-	if err := testfixture.WriteReferenceMerge(basePath, a, ref); err != nil {
-		t.Fatal(err)
-	}
-	name := fmt.Sprintf("hub-reference:%d", seed)
-	if err := s.ImportGGUF(context.Background(), name, ref); err != nil {
-		t.Fatal(err)
-	}
-	return files, greedyAll(t, s, name, referencePrompts())
+	return files, referenceOf(t, s, basePath, a, fmt.Sprintf("hub-reference:%d", seed))
 }
 
 // hubEnv points the daemon's hub client at the fake hub, with no token and

@@ -68,6 +68,31 @@ func importBase(t *testing.T, s *ollamatest.Server, b testfixture.Base, name str
 	return path
 }
 
+// referenceOf merges a mathematically into the base at basePath
+// (testfixture.WriteReferenceMerge), imports the result as name and returns
+// its greedy generations on the reference prompts: what every strategy must
+// reproduce token for token.
+func referenceOf(t *testing.T, s *ollamatest.Server, basePath string, a testfixture.LoRA, name string) []string {
+	t.Helper()
+	ref := filepath.Join(t.TempDir(), "reference.gguf")
+	if err := testfixture.WriteReferenceMerge(basePath, a, ref); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ImportGGUF(context.Background(), name, ref); err != nil {
+		t.Fatal(err)
+	}
+	return greedyAll(t, s, name, referencePrompts())
+}
+
+// mustDiffer stops a test whose adapter changes no generation of its base:
+// token-identical to such a reference would prove nothing.
+func mustDiffer(t *testing.T, baseOut, want []string) {
+	t.Helper()
+	if matches(baseOut, want) == len(want) {
+		t.Fatal("the adapter does not change any generation; the comparison would prove nothing")
+	}
+}
+
 func allTargets() []string {
 	return []string{"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
 }
@@ -320,18 +345,8 @@ func TestPEFTVariantsMatchTheReference(t *testing.T) {
 		{"rslora", testfixture.LoRA{Base: b, Seed: 1102, Rank: 8, Alpha: 16, RSLoRA: true, Targets: allTargets()}},
 	} {
 		t.Run(v.name, func(t *testing.T) {
-			ref := filepath.Join(t.TempDir(), "reference.gguf")
-			if err := testfixture.WriteReferenceMerge(basePath, v.a, ref); err != nil {
-				t.Fatal(err)
-			}
-			refName := "variants-" + v.name + ":reference"
-			if err := s.ImportGGUF(context.Background(), refName, ref); err != nil {
-				t.Fatal(err)
-			}
-			want := greedyAll(t, s, refName, prompts)
-			if got := greedyAll(t, s, baseName, prompts); matches(got, want) == len(prompts) {
-				t.Fatal("the adapter does not change any generation; the comparison would prove nothing")
-			}
+			want := referenceOf(t, s, basePath, v.a, "variants-"+v.name+":reference")
+			mustDiffer(t, greedyAll(t, s, baseName, prompts), want)
 			for _, strategy := range []string{"native", "merge"} {
 				key := v.name + "-" + strategy
 				h.folder(key, func(dir string) error {
