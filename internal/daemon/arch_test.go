@@ -229,6 +229,14 @@ func TestLMHeadAdapter(t *testing.T) {
 		c.lora = testfixture.LoRA{Base: b, Seed: 2203, Targets: targets}
 		c.run(t, s)
 	})
+	// modules_to_save: ["lm_head"] on a tied base: the saved projection
+	// becomes the untied output.weight (merge only: a LoRA adapter cannot
+	// carry a full tensor).
+	t.Run("tied-modules-to-save", func(t *testing.T) {
+		c := refCase{name: "save-head-tied", base: testfixture.TinyLlama3(), strategies: []string{"auto", "merge"}, want: []string{"merge", "merge"}}
+		c.lora = testfixture.LoRA{Base: c.base, Seed: 2204, Targets: []string{"q_proj", "v_proj"}, ModulesToSave: []string{"lm_head"}}
+		c.run(t, s)
+	})
 	t.Run("untied", func(t *testing.T) {
 		c := refCase{name: "head-untied", base: testfixture.TinyMistral(), strategies: []string{"native", "merge"}}
 		c.lora = testfixture.LoRA{Base: c.base, Seed: 2202, Targets: targets}

@@ -72,15 +72,20 @@ func targetTensor(layer int, stem string) string {
 	return fmt.Sprintf("blk.%d.%s.weight", layer, stem)
 }
 
-// untieOutput returns f with an output.weight tensor when a adapts the output
-// projection and f ties it to the embedding: a tensor entry of the
-// embedding's type and shape that reads the embedding's own bytes, so the
-// merge writes token_embd unchanged and output.weight = token_embd + delta.
+// untieOutput returns f with an output.weight tensor when a adapts or
+// replaces (modules_to_save) the output projection and f ties it to the
+// embedding: a tensor entry of the embedding's type and shape that reads the
+// embedding's own bytes, so the merge writes token_embd unchanged (unless
+// replaced itself) and output.weight = token_embd + delta, or the saved
+// lm_head.
 // Otherwise it returns f itself.
 func untieOutput(f *gguf.File, a *Weights) *gguf.File {
 	adapts := false
 	for i := range a.Deltas {
 		adapts = adapts || a.Deltas[i].Target == outputTensor
+	}
+	for i := range a.Replace {
+		adapts = adapts || a.Replace[i].Target == outputTensor
 	}
 	if !adapts {
 		return f

@@ -58,10 +58,11 @@ func readPEFTSpecial(open openFunc, path string, fh io.ReaderAt, sf *safetensors
 			return err
 		}
 		target := fullWeightModules[fw.Module]
-		shape, ok := base.Tensors[target]
+		// On a tied base the saved lm_head becomes an untied output.weight
+		// (untieOutput), as PEFT trained it: a copy of the projection,
+		// separate from the embedding.
+		shape, ok := base.tensorShape(target)
 		switch {
-		case !ok && target == "output.weight":
-			return fail("tensor %q is a full lm_head, but the %s base has no output.weight: it ties lm_head to its token embedding, so lm_head can't be replaced alone: retrain without lm_head in modules_to_save", t.Name, base.Arch)
 		case !ok:
 			return fail("tensor %q replaces %s, which the %s base model does not have (wrong base model?)", t.Name, target, base.Arch)
 		case len(shape) != 2 || shape[0] != uint64(fw.Cols) || shape[1] != uint64(fw.Rows):

@@ -5,7 +5,6 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/adapterd/adapterd/internal/gguf"
@@ -344,10 +343,69 @@ func TestFullWeightsIntoAQuantizedBase(t *testing.T) {
 			}
 		})
 	}
-	// A base with tied embeddings has no output.weight to replace.
-	tied := baseInfo(t, bf)
-	delete(tied.Tensors, "output.weight")
-	if _, err := a.Weights(tied); err == nil || !strings.Contains(err.Error(), "ties lm_head to its token embedding") {
-		t.Errorf("tied base: err %v", err)
+}
+
+// TestFullLMHeadOnATiedBaseIsUntied: PEFT trains a modules_to_save lm_head
+// as a copy of the projection, apart from the embedding it was tied to, so
+// on a tied base the merge adds output.weight = the saved lm_head and keeps
+// token_embd byte for byte.
+func TestFullLMHeadOnATiedBaseIsUntied(t *testing.T) {
+	b := testfixture.TinyLlama()
+	b.Tied = true
+	basePath := filepath.Join(t.TempDir(), "tied.gguf")
+	if err := b.WriteGGUF(basePath); err != nil {
+		t.Fatal(err)
+	}
+	bf, err := gguf.ReadFile(basePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := bf.Tensor("output.weight"); ok {
+		t.Fatal("the tied fixture has an output.weight")
+	}
+	fx := testfixture.LoRA{Base: b, Seed: 22, Targets: []string{"v_proj"}, ModulesToSave: []string{"lm_head"}}
+	a, err := lora.Detect(writeVariant(t, fx, false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := a.Weights(baseInfo(t, bf))
+	if err != nil {
+		t.Fatal(err)
+	}
+	full, err := fx.FullWeights()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "merged.gguf")
+	mf, err := os.Create(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fh, _ := os.Open(basePath)
+	defer fh.Close()
+	if _, err := lora.MergeWith(mf, fh, bf, w, lora.MergeOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	mf.Close()
+	got, err := gguf.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := got.Tensor("output.weight"); !ok {
+		t.Fatal("the merged model has no output.weight")
+	}
+	v := tensor64(t, out, got, "output.weight")
+	worst := 0.0
+	for i := range v {
+		worst = max(worst, math.Abs(v[i]-float64(full[0].Data[i])))
+	}
+	if worst > 1e-6 {
+		t.Errorf("output.weight differs from the saved lm_head by up to %g", worst)
+	}
+	wantEmb, gotEmb := tensor64(t, basePath, bf, "token_embd.weight"), tensor64(t, out, got, "token_embd.weight")
+	for i := range wantEmb {
+		if wantEmb[i] != gotEmb[i] {
+			t.Fatalf("token_embd changed at %d: %g, was %g", i, gotEmb[i], wantEmb[i])
+		}
 	}
 }

@@ -72,11 +72,15 @@ func WriteReferenceMerge(basePath string, a LoRA, out string) error {
 	if err != nil {
 		return err
 	}
-	// PEFT's lm_head LoRA adapts the output projection only. On a tied base
-	// that projection is the embedding, so the adapted model gets its own
-	// output.weight, the embedding plus the delta, and the embedding stays.
+	// PEFT's lm_head LoRA adapts the output projection only, and
+	// modules_to_save trains a copy of it. On a tied base that projection
+	// is the embedding, so the adapted model gets its own output.weight
+	// (the embedding plus the delta, or the saved copy), and the embedding
+	// stays.
 	tensors := f.Tensors
-	if _, ok := deltas["output.weight"]; ok {
+	_, adapted := deltas["output.weight"]
+	_, replaced := replace["output.weight"]
+	if adapted || replaced {
 		if _, has := f.Tensor("output.weight"); !has {
 			te, ok := f.Tensor("token_embd.weight")
 			if !ok {
