@@ -13,6 +13,7 @@ import (
 	"github.com/adapterd/adapterd/internal/hub"
 	"github.com/adapterd/adapterd/internal/hub/hubtest"
 	"github.com/adapterd/adapterd/internal/layout"
+	"github.com/adapterd/adapterd/internal/testfixture"
 )
 
 // folderFiles reads a folder's top-level files.
@@ -253,7 +254,9 @@ func TestFetchAdapterUsage(t *testing.T) {
 
 // TestFetchAdapterCreatesTheSameModelAsCreate fetches a PEFT and a GGUF
 // adapter through the hub→CDN redirect and creates them on v0.24.0; each
-// generates exactly what `adapterd create` of the same files does.
+// generates token for token what the mathematical reference (the adapter
+// merged into the base by testfixture.WriteReferenceMerge) does, and what
+// `adapterd create` of the same files does.
 func TestFetchAdapterCreatesTheSameModelAsCreate(t *testing.T) {
 	srv := bed(t)
 	if _, err := os.Stat(defaultConfigPath); err == nil {
@@ -261,16 +264,30 @@ func TestFetchAdapterCreatesTheSameModelAsCreate(t *testing.T) {
 	}
 	s := hubtest.New(t)
 	ollama := "OLLAMA_HOST=" + srv.URL.String()
+	basePath := filepath.Join(t.TempDir(), "base.gguf")
+	if err := testfixture.TinyLlama().WriteGGUF(basePath); err != nil {
+		t.Fatal(err)
+	}
+	prompts := []string{"hello", "the cat", "a red sun", "one dog", "blue moon", "is it", "you and", "world"}
 	for _, tc := range []struct {
 		name  string
+		a     testfixture.LoRA
 		write func(string) error
 	}{
-		{"peft", peftFolder(511)},
-		{"gguf", ggufFolder(512)},
+		{"peft", peftLoRA(511), peftFolder(511)},
+		{"gguf", ggufLoRA(512), ggufFolder(512)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			local := filepath.Join(t.TempDir(), "ref")
 			if err := tc.write(mkdir(t, local)); err != nil {
+				t.Fatal(err)
+			}
+			math := filepath.Join(t.TempDir(), "reference.gguf")
+			if err := testfixture.WriteReferenceMerge(basePath, tc.a, math); err != nil {
+				t.Fatal(err)
+			}
+			mathName := "fetch-math-" + tc.name
+			if err := srv.ImportGGUF(context.Background(), mathName, math); err != nil {
 				t.Fatal(err)
 			}
 			repo := "org/fetch-" + tc.name
@@ -306,19 +323,23 @@ func TestFetchAdapterCreatesTheSameModelAsCreate(t *testing.T) {
 				}
 			}
 			ctx := context.Background()
-			want, err := srv.Greedy(ctx, ref, "The quick brown fox", 8)
-			if err != nil {
-				t.Fatal(err)
+			differs := false
+			for _, p := range prompts {
+				gen := map[string]string{}
+				for _, m := range []string{mathName, ref, fetched, baseModel} {
+					g, err := srv.Greedy(ctx, m, p, 8)
+					if err != nil {
+						t.Fatal(err)
+					}
+					gen[m] = g
+				}
+				if gen[fetched] != gen[mathName] || gen[ref] != gen[mathName] {
+					t.Errorf("%q: fetched model generates %q, create of the same files %q, the reference %q", p, gen[fetched], gen[ref], gen[mathName])
+				}
+				differs = differs || gen[baseModel] != gen[mathName]
 			}
-			got, err := srv.Greedy(ctx, fetched, "The quick brown fox", 8)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got != want {
-				t.Errorf("fetched model generates %q, the reference %q", got, want)
-			}
-			if plain, err := srv.Greedy(ctx, baseModel, "The quick brown fox", 8); err != nil || plain == got {
-				t.Errorf("the base alone generates %q (%v), as the fetched model does: the adapter proves nothing", plain, err)
+			if !differs {
+				t.Error("the base alone generates what the reference does on every prompt: the adapter proves nothing")
 			}
 			if !strings.Contains(strings.ToLower(showModel(t, srv, fetched).Modelfile), "adapter ") {
 				t.Errorf("the fetched model has no adapter")

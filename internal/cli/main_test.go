@@ -206,17 +206,20 @@ func (st *setup) dropFolder(t *testing.T, key string, write func(dir string) err
 	return dir
 }
 
+func peftLoRA(seed uint64) testfixture.LoRA {
+	return testfixture.LoRA{Base: testfixture.TinyLlama(), Seed: seed, Targets: []string{"o_proj", "v_proj"}}
+}
+
+func ggufLoRA(seed uint64) testfixture.LoRA {
+	return testfixture.LoRA{Base: testfixture.TinyLlama(), Seed: seed, Targets: []string{"q_proj", "v_proj"}}
+}
+
 func peftFolder(seed uint64) func(string) error {
-	return func(dir string) error {
-		return testfixture.LoRA{Base: testfixture.TinyLlama(), Seed: seed, Targets: []string{"o_proj", "v_proj"}}.WritePEFT(dir)
-	}
+	return func(dir string) error { return peftLoRA(seed).WritePEFT(dir) }
 }
 
 func ggufFolder(seed uint64) func(string) error {
-	return func(dir string) error {
-		a := testfixture.LoRA{Base: testfixture.TinyLlama(), Seed: seed, Targets: []string{"q_proj", "v_proj"}}
-		return a.WriteGGUF(filepath.Join(dir, "lora.gguf"))
-	}
+	return func(dir string) error { return ggufLoRA(seed).WriteGGUF(filepath.Join(dir, "lora.gguf")) }
 }
 
 // proc is a running `adapterd run`.
