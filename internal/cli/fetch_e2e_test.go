@@ -13,6 +13,7 @@ import (
 	"github.com/adapterd/adapterd/internal/hub"
 	"github.com/adapterd/adapterd/internal/hub/hubtest"
 	"github.com/adapterd/adapterd/internal/layout"
+	"github.com/adapterd/adapterd/internal/status"
 	"github.com/adapterd/adapterd/internal/testfixture"
 )
 
@@ -345,5 +346,38 @@ func TestFetchAdapterCreatesTheSameModelAsCreate(t *testing.T) {
 				t.Errorf("the fetched model has no adapter")
 			}
 		})
+	}
+}
+
+// TestStatusShowsTheSources runs the daemon with a hub source on the fake
+// hub and a real Ollama v0.24.0: `adapterd status` lists the adapter the
+// source brought, then the source itself with its commit and folder count.
+func TestStatusShowsTheSources(t *testing.T) {
+	srv := bed(t)
+	s := hubtest.New(t)
+	commit := s.Commit("org/status-bot", "main", writeFolder(t, peftFolder(521)))
+	st := newSetup(t, srv.URL.String())
+	st.writeConfig(t, "sources:\n  - hub: org/status-bot\n    sidecar: {model: status-bot}\n    interval: 1h\n")
+	p := startDaemon(t, st, hubEnv(t, s, "")...)
+	p.waitState("status-bot", status.Ready)
+
+	stdout, stderr, code := runCLI(t, nil, "status", "--config", st.config)
+	if code != 0 {
+		t.Fatalf("status: exit %d, stderr %q", code, stderr)
+	}
+	tables := strings.Split(strings.TrimRight(stdout, "\n"), "\n\n")
+	if len(tables) != 2 {
+		t.Fatalf("status prints %d tables, want the adapters and the sources:\n%s", len(tables), stdout)
+	}
+	lines := strings.Split(tables[1], "\n")
+	if len(lines) != 2 || strings.Join(strings.Fields(lines[0]), " ") != "SOURCE KIND COMMIT CHECKED FOLDERS ERROR" {
+		t.Fatalf("sources table:\n%s", tables[1])
+	}
+	row := strings.Fields(lines[1])
+	if len(row) != 6 || row[0] != "hf://org/status-bot@main" || row[1] != "hub" || row[2] != commit[:12] || row[4] != "1" || row[5] != "-" {
+		t.Errorf("sources row = %q, want [hf://org/status-bot@main hub %s <age> 1 -]", row, commit[:12])
+	}
+	if !strings.Contains(tables[0], "status-bot") {
+		t.Errorf("adapters table has no status-bot:\n%s", tables[0])
 	}
 }

@@ -10,7 +10,8 @@ import (
 )
 
 // cmdStatus prints the running daemon's adapters, read from its HTTP
-// endpoint (config listen).
+// endpoint (config listen), and in the table view its sources too, when the
+// config has any. --json stays the adapter list alone, which pipelines read.
 func cmdStatus(ctx context.Context, args []string, env Env) error {
 	fs := newFlags("status", env)
 	configPath := fs.String("config", defaultConfigPath, "config file (for listen)")
@@ -38,7 +39,15 @@ func cmdStatus(ctx context.Context, args []string, env Env) error {
 		enc.SetIndent("", "  ")
 		return enc.Encode(list)
 	}
-	return httpapi.WriteTable(env.Stdout, list, time.Now())
+	if err := httpapi.WriteTable(env.Stdout, list, time.Now()); err != nil || len(cfg.Sources) == 0 {
+		return err
+	}
+	sources, err := httpapi.FetchSources(ctx, cfg.Listen)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(env.Stdout)
+	return httpapi.WriteSourcesTable(env.Stdout, sources, time.Now())
 }
 
 // cmdConfirmRemovals lets removals the running daemon holds go ahead: the

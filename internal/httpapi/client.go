@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/adapterd/adapterd/internal/mirror"
 	"github.com/adapterd/adapterd/internal/spec"
 	"github.com/adapterd/adapterd/internal/status"
 )
@@ -37,6 +38,19 @@ func FetchAdapters(ctx context.Context, listen string) ([]status.Status, error) 
 		list = []status.Status{}
 	}
 	return list, nil
+}
+
+// FetchSources reads the status of the daemon's sources (sources: in its
+// config) from the daemon whose config says listen: listen.
+func FetchSources(ctx context.Context, listen string) ([]mirror.SourceStatus, error) {
+	var list []mirror.SourceStatus
+	err := call(ctx, listen, http.MethodGet, SourcesPath, func(target string, body io.Reader) error {
+		if err := json.NewDecoder(body).Decode(&list); err != nil {
+			return fmt.Errorf("adapterd at %s sent an unreadable source list: %s; is something other than adapterd listening there?", target, spec.OneLine(err.Error()))
+		}
+		return nil
+	})
+	return list, err
 }
 
 // ConfirmRemovals tells the daemon whose config says listen: listen that

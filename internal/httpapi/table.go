@@ -8,6 +8,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/adapterd/adapterd/internal/mirror"
 	"github.com/adapterd/adapterd/internal/status"
 )
 
@@ -22,6 +23,24 @@ func WriteTable(w io.Writer, list []status.Status, now time.Time) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n",
 			cell(s.Key), cell(s.Model), cell(stateCell(s)), cell(s.Strategy),
 			age(s.Updated, now), cell(s.Error))
+	}
+	return tw.Flush()
+}
+
+// WriteSourcesTable writes the sources' status as a table with the columns
+// SOURCE KIND COMMIT CHECKED FOLDERS ERROR. CHECKED is the age of the last
+// check that answered; COMMIT is a hub revision's commit, shortened as git
+// shows it.
+func WriteSourcesTable(w io.Writer, list []mirror.SourceStatus, now time.Time) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "SOURCE\tKIND\tCOMMIT\tCHECKED\tFOLDERS\tERROR")
+	for _, s := range list {
+		commit := s.Commit
+		if len(commit) > 12 {
+			commit = commit[:12]
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n",
+			cell(s.Source), cell(s.Kind), cell(commit), age(s.LastCheck, now), s.Folders, cell(s.Error))
 	}
 	return tw.Flush()
 }

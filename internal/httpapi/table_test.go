@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/adapterd/adapterd/internal/mirror"
 	"github.com/adapterd/adapterd/internal/status"
 )
 
@@ -71,5 +72,25 @@ func TestAge(t *testing.T) {
 	}
 	if got := age(time.Time{}, t0); got != "-" {
 		t.Errorf("age(zero) = %q, want -", got)
+	}
+}
+
+func TestWriteSourcesTable(t *testing.T) {
+	list := []mirror.SourceStatus{
+		{Source: "hf://org/support-bot@main", Kind: "hub", Commit: "0123456789abcdef0123456789abcdef01234567", LastCheck: t0.Add(-4 * time.Minute), Folders: 1},
+		{Source: "s3://models/adapters/", Kind: "s3", LastCheck: t0.Add(-20 * time.Second), Folders: 7, Error: "listing s3://models/adapters/: connection refused\nretrying"},
+		{Source: "hf://org/new@v2", Kind: "hub"},
+	}
+	var b strings.Builder
+	if err := WriteSourcesTable(&b, list, t0); err != nil {
+		t.Fatal(err)
+	}
+	want := "" +
+		"SOURCE                     KIND  COMMIT        CHECKED  FOLDERS  ERROR\n" +
+		"hf://org/support-bot@main  hub   0123456789ab  4m       1        -\n" +
+		"s3://models/adapters/      s3    -             20s      7        listing s3://models/adapters/: connection refused retrying\n" +
+		"hf://org/new@v2            hub   -             -        0        -\n"
+	if got := b.String(); got != want {
+		t.Errorf("table:\n%s\nwant:\n%s", got, want)
 	}
 }
