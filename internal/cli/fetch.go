@@ -93,45 +93,24 @@ func cmdFetchAdapter(ctx context.Context, args []string, env Env) error {
 
 // sidecarFromFlags turns the create flags given with --drop into the
 // adapter.yaml the daemon reads, because with --drop the daemon, not
-// create, makes the model. Flags that only make sense for a one-shot
-// create are refused rather than silently dropped.
+// create, makes the model. They are create's own sidecar flags, so every
+// key a sidecar has can be given; the flags that only a one-shot create
+// has (--adapter, --out-modelfile, --dry-run, --json, --config) are
+// refused rather than silently dropped.
 func sidecarFromFlags(createArgs []string, env Env) ([]byte, error) {
 	if len(createArgs) == 0 {
 		return nil, nil
 	}
 	fs := newFlags("fetch-adapter --drop", env)
-	base := fs.String("base", "", "base model")
-	name := fs.String("name", "", "model name")
-	system := fs.String("system", "", "system prompt")
-	var temperature, numCtx optionalNumber
-	fs.Var(&temperature, "temperature", "sampling temperature")
-	fs.Var(&numCtx, "num-ctx", "context window in tokens")
+	var sf sidecarFlags
+	sf.register(fs)
 	fs.SetOutput(io.Discard)
 	if err := fs.Parse(createArgs); err != nil || fs.NArg() > 0 {
-		return nil, usageError{fmt.Sprintf("fetch-adapter --drop takes only --base, --name, --system, --temperature and --num-ctx as create flags (they become the folder's adapter.yaml); not %s", strings.Join(createArgs, " "))}
+		return nil, usageError{fmt.Sprintf("fetch-adapter --drop takes only the sidecar flags of create (--base, --name, --system, --template, --strategy, --quantize, --verify, --temperature, --num-ctx, --param, --message, --license), which become the folder's adapter.yaml; not %s", strings.Join(createArgs, " "))}
 	}
-	sc := map[string]any{}
-	if *name != "" {
-		sc["model"] = *name
-	}
-	if *base != "" {
-		sc["base"] = *base
-	}
-	if *system != "" {
-		sc["system"] = *system
-	}
-	params := map[string]any{}
-	if temperature.set {
-		params["temperature"] = temperature.v
-	}
-	if numCtx.set {
-		if numCtx.v != float64(int(numCtx.v)) {
-			return nil, usageError{"--num-ctx must be a whole number"}
-		}
-		params["num_ctx"] = int(numCtx.v)
-	}
-	if len(params) > 0 {
-		sc["parameters"] = params
+	sc, err := sf.sidecar()
+	if err != nil {
+		return nil, err
 	}
 	return yaml.Marshal(sc)
 }
