@@ -4,9 +4,9 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"syscall"
 
 	"github.com/adapterd/adapterd/internal/layout"
+	"github.com/adapterd/adapterd/internal/safefile"
 	"github.com/adapterd/adapterd/internal/spec"
 )
 
@@ -23,27 +23,16 @@ import (
 // model is deleted or forgotten. Creates and updates of present folders go
 // on.
 
-// dropDirID is the identity of the drop dir: a failed mount shows up as the
-// same path on another device or inode.
+// dropDirID is the identity of the drop dir at a path. Embedded, the
+// DirID's fields stay top-level keys of state.json's drop_dir.
 type dropDirID struct {
 	Path string `json:"path"`
-	Dev  uint64 `json:"dev"`
-	Ino  uint64 `json:"ino"`
+	safefile.DirID
 }
 
 func statDropDir(path string) (dropDirID, error) {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return dropDirID{}, err
-	}
-	if !fi.IsDir() {
-		return dropDirID{}, fmt.Errorf("%s is not a directory", path)
-	}
-	id := dropDirID{Path: path}
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		id.Dev, id.Ino = uint64(st.Dev), st.Ino
-	}
-	return id, nil
+	id, err := safefile.StatDir(path)
+	return dropDirID{Path: path, DirID: id}, err
 }
 
 // massRemovalMin is the smallest number of owning folders whose vanishing

@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 
 	"github.com/adapterd/adapterd/internal/layout"
 	"github.com/adapterd/adapterd/internal/safefile"
@@ -157,23 +156,6 @@ func carryStatusFile(srcDir, dstDir string) {
 		return
 	}
 	writeNew(filepath.Join(dstDir, layout.StatusFile), func(w io.Writer) (int64, error) { return io.Copy(w, src) }, fi.Size())
-}
-
-// dirIdentity is a directory's device and inode: a failed mount shows up as
-// the same path with another identity.
-func dirIdentity(path string) (dirID, error) {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return dirID{}, err
-	}
-	if !fi.IsDir() {
-		return dirID{}, fmt.Errorf("%s is not a directory", path)
-	}
-	var id dirID
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		id.Dev, id.Ino = uint64(st.Dev), st.Ino
-	}
-	return id, nil
 }
 
 func syncDir(path string) {

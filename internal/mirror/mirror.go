@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/adapterd/adapterd/internal/metrics"
+	"github.com/adapterd/adapterd/internal/safefile"
 	"github.com/adapterd/adapterd/internal/spec"
 )
 
@@ -303,7 +304,7 @@ func (m *Mirror) Poll(ctx context.Context) error {
 // would fill the disk under the mount point. A drop dir that still holds a
 // mirrored folder (restored, or moved on purpose) is taken as the new one.
 func (m *Mirror) checkDropDir() error {
-	id, err := dirIdentity(m.o.DropDir)
+	id, err := safefile.StatDir(m.o.DropDir)
 	if err != nil {
 		return fmt.Errorf("%s: drop_dir %s cannot be read (%v); nothing is mirrored or removed until it is back", m.label, m.o.DropDir, err)
 	}

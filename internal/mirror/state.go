@@ -44,16 +44,11 @@ type state struct {
 	// DropDir is the identity of the drop dir the folders were mirrored
 	// into, so that a failed mount (an empty directory at the same path)
 	// is not filled with downloads.
-	DropDir *dirID `json:"drop_dir,omitempty"`
+	DropDir *safefile.DirID `json:"drop_dir,omitempty"`
 	// Access fingerprints the endpoint and credentials of the last check
 	// that succeeded (hub sources): a repo that answers "not found" to
 	// other credentials is hidden from them, not deleted.
 	Access string `json:"access,omitempty"`
-}
-
-type dirID struct {
-	Dev uint64 `json:"dev"`
-	Ino uint64 `json:"ino"`
 }
 
 // statePath names a state file after what identifies the source, so that
