@@ -24,10 +24,22 @@ const fetchTimeout = 10 * time.Second
 // FetchAdapters reads the adapter list from the daemon whose config says
 // listen: listen. Errors are one line that says what to check.
 func FetchAdapters(ctx context.Context, listen string) ([]status.Status, error) {
-	var list []status.Status
-	err := call(ctx, listen, http.MethodGet, AdaptersPath, func(target string, body io.Reader) error {
+	return fetchList[status.Status](ctx, listen, AdaptersPath, "adapter list")
+}
+
+// FetchSources reads the status of the daemon's sources (sources: in its
+// config) from the daemon whose config says listen: listen.
+func FetchSources(ctx context.Context, listen string) ([]mirror.SourceStatus, error) {
+	return fetchList[mirror.SourceStatus](ctx, listen, SourcesPath, "source list")
+}
+
+// fetchList GETs one of the daemon's JSON lists; what names it in errors.
+// An empty answer is an empty list, never nil.
+func fetchList[T any](ctx context.Context, listen, path, what string) ([]T, error) {
+	var list []T
+	err := call(ctx, listen, http.MethodGet, path, func(target string, body io.Reader) error {
 		if err := json.NewDecoder(body).Decode(&list); err != nil {
-			return fmt.Errorf("adapterd at %s sent an unreadable adapter list: %s; is something other than adapterd listening there?", target, spec.OneLine(err.Error()))
+			return fmt.Errorf("adapterd at %s sent an unreadable %s: %s; is something other than adapterd listening there?", target, what, spec.OneLine(err.Error()))
 		}
 		return nil
 	})
@@ -35,22 +47,9 @@ func FetchAdapters(ctx context.Context, listen string) ([]status.Status, error) 
 		return nil, err
 	}
 	if list == nil {
-		list = []status.Status{}
+		list = []T{}
 	}
 	return list, nil
-}
-
-// FetchSources reads the status of the daemon's sources (sources: in its
-// config) from the daemon whose config says listen: listen.
-func FetchSources(ctx context.Context, listen string) ([]mirror.SourceStatus, error) {
-	var list []mirror.SourceStatus
-	err := call(ctx, listen, http.MethodGet, SourcesPath, func(target string, body io.Reader) error {
-		if err := json.NewDecoder(body).Decode(&list); err != nil {
-			return fmt.Errorf("adapterd at %s sent an unreadable source list: %s; is something other than adapterd listening there?", target, spec.OneLine(err.Error()))
-		}
-		return nil
-	})
-	return list, err
 }
 
 // ConfirmRemovals tells the daemon whose config says listen: listen that
