@@ -117,30 +117,21 @@ func DequantizeInto(dst []float32, t gguf.TensorType, raw []byte) error {
 		for i := range dst {
 			dst[i] = math.Float32frombits(uint32(binary.LittleEndian.Uint16(raw[2*i:])) << 16)
 		}
-	case gguf.TypeQ4_0:
-		forBlocks(dst, raw, 32, 18, deqQ4_0)
-	case gguf.TypeQ4_1:
-		forBlocks(dst, raw, 32, 20, deqQ4_1)
-	case gguf.TypeQ5_0:
-		forBlocks(dst, raw, 32, 22, deqQ5_0)
-	case gguf.TypeQ5_1:
-		forBlocks(dst, raw, 32, 24, deqQ5_1)
-	case gguf.TypeQ8_0:
-		forBlocks(dst, raw, 32, 34, deqQ8_0)
-	case gguf.TypeMXFP4:
-		forBlocks(dst, raw, 32, 17, deqMXFP4)
-	case gguf.TypeQ2_K:
-		forBlocks(dst, raw, 256, 84, deqQ2_K)
-	case gguf.TypeQ3_K:
-		forBlocks(dst, raw, 256, 110, deqQ3_K)
-	case gguf.TypeQ4_K:
-		forBlocks(dst, raw, 256, 144, deqQ4_K)
-	case gguf.TypeQ5_K:
-		forBlocks(dst, raw, 256, 176, deqQ5_K)
-	case gguf.TypeQ6_K:
-		forBlocks(dst, raw, 256, 210, deqQ6_K)
+	default:
+		// CanDequantize let only block types through: their element and
+		// byte counts per block are gguf's, not repeated here.
+		elems := t.BlockSize()
+		size, _ := t.RowBytes(elems)
+		forBlocks(dst, raw, int(elems), int(size), blockDequantizers[t])
 	}
 	return nil
+}
+
+// blockDequantizers turn one block of each quantized type into floats.
+var blockDequantizers = map[gguf.TensorType]func(y []float32, b []byte){
+	gguf.TypeQ4_0: deqQ4_0, gguf.TypeQ4_1: deqQ4_1, gguf.TypeQ5_0: deqQ5_0, gguf.TypeQ5_1: deqQ5_1,
+	gguf.TypeQ8_0: deqQ8_0, gguf.TypeMXFP4: deqMXFP4,
+	gguf.TypeQ2_K: deqQ2_K, gguf.TypeQ3_K: deqQ3_K, gguf.TypeQ4_K: deqQ4_K, gguf.TypeQ5_K: deqQ5_K, gguf.TypeQ6_K: deqQ6_K,
 }
 
 func forBlocks(dst []float32, raw []byte, elems, size int, f func(y []float32, b []byte)) {
