@@ -108,7 +108,7 @@ func TestS3FolderBecomesReadyLikeADroppedOne(t *testing.T) {
 }
 
 // A source added to the config takes effect on reload (SIGHUP), and one
-// removed stops: its folders stay.
+// removed stops and retires its folders, which then follow on_remove.
 func TestS3SourceAddedAndRemovedByReload(t *testing.T) {
 	srv := s3test.Start(t, "fleet")
 	s3test.Env(t)
