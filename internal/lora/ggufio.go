@@ -24,12 +24,12 @@ const (
 	suffixB = ".lora_b"
 )
 
-// tokenEmbd is the one tensor llama.cpp applies a LoRA to by row lookup
-// instead of a product (llm_graph_context::build_inp_embd): the delta of
-// token t is lora_b·(row t of lora_a), so lora_a is ne=[r, vocab] (row t:
-// token t's r coefficients, the Delta's B) and lora_b ne=[r, hidden] (the
-// Delta's A, transposed). llama-adapter.cpp checks exactly these shapes.
-const tokenEmbd = "token_embd.weight"
+// The token embedding (embeddingTensor) is the one tensor llama.cpp
+// applies a LoRA to by row lookup instead of a product
+// (llm_graph_context::build_inp_embd): the delta of token t is
+// lora_b·(row t of lora_a), so lora_a is ne=[r, vocab] (row t: token t's r
+// coefficients, the Delta's B) and lora_b ne=[r, hidden] (the Delta's A,
+// transposed). llama-adapter.cpp checks exactly these shapes.
 
 // ReadGGUF reads a GGUF LoRA file.
 func ReadGGUF(path string) (*Weights, error) {
@@ -110,7 +110,7 @@ func ReadGGUFFrom(r io.ReaderAt, size int64) (*Weights, error) {
 			return nil, fmt.Errorf("%s has lora_a or lora_b but not both", target)
 		}
 		sa, sb := p.a.Shape, p.b.Shape
-		embd := target == tokenEmbd
+		embd := target == embeddingTensor
 		switch {
 		case embd && (len(sa) != 2 || len(sb) != 2 || sa[0] != sb[0]):
 			return nil, fmt.Errorf("%s: lora_a ne=%v and lora_b ne=%v; want [r, vocab] and [r, hidden]", target, sa, sb)
@@ -203,7 +203,7 @@ func (a *Weights) WriteGGUF(w io.Writer) error {
 			return fmt.Errorf("%s appears twice in the adapter", p.Target)
 		}
 		seen[p.Target] = true
-		if p.Target == tokenEmbd {
+		if p.Target == embeddingTensor {
 			infos = append(infos,
 				gguf.Tensor{Name: p.Target + suffixA, Shape: []uint64{uint64(p.Rank), uint64(p.Out)}, Type: gguf.TypeF32},
 				gguf.Tensor{Name: p.Target + suffixB, Shape: []uint64{uint64(p.Rank), uint64(p.In)}, Type: gguf.TypeF32})
@@ -233,7 +233,7 @@ func (a *Weights) WriteGGUF(w io.Writer) error {
 			}
 		}
 		a, b := p.A, p.B
-		if p.Target == tokenEmbd {
+		if p.Target == embeddingTensor {
 			a, b = p.B, transpose(p.A, p.Rank, p.In)
 		}
 		buf = f32Bytes(buf, a, 1)

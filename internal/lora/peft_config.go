@@ -75,7 +75,7 @@ const (
 
 // fullWeightModules are the modules whose full weights (modules_to_save)
 // a merge can put in place of the base's tensors.
-var fullWeightModules = map[string]string{"lm_head": "output.weight", "embed_tokens": "token_embd.weight"}
+var fullWeightModules = map[string]string{outputModule: outputTensor, "embed_tokens": embeddingTensor}
 
 // parsePEFTConfig checks adapter_config.json. adapterd converts PEFT files
 // itself and never hands them to Ollama, so what Ollama's converter would

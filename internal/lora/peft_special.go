@@ -97,7 +97,7 @@ func readPEFTSpecial(open openFunc, path string, fh io.ReaderAt, sf *safetensors
 	if want := cfg.rankFor(key); want != rank {
 		return fail("%s: lora_embedding_A has rank %d but adapter_config.json says r=%d", key, rank, want)
 	}
-	const target = "token_embd.weight"
+	target := embeddingTensor
 	shape, ok := base.Tensors[target]
 	if !ok || len(shape) != 2 || shape[0] != uint64(hidden) || shape[1] != uint64(vocab) {
 		return fail("%s: the embedding LoRA is vocab=%d hidden=%d but the base's %s is %v (ggml [hidden, vocab]); wrong base model?", key, vocab, hidden, target, shape)
