@@ -137,7 +137,7 @@ func (a *Adapter) readGGUF(info fs.FileInfo) error {
 		}
 		if stem == "token_embd" {
 			// llama.cpp's layout for the embedding: lora_a ne=[r, vocab],
-			// lora_b ne=[r, hidden] (see embeddingTensor in ggufio.go).
+			// lora_b ne=[r, hidden] (see the note on the token embedding in ggufio.go).
 			if len(h.a.Shape) != 2 || len(h.b.Shape) != 2 || h.a.Shape[0] != h.b.Shape[0] || h.a.Shape[0] > maxAdapterRank || h.a.Shape[1] > maxAdapterWidth || h.b.Shape[1] > maxAdapterWidth {
 				return adapterErr(path, "tensors %s %v and %s %v do not form a token embedding LoRA (want lora_a [r, vocab] and lora_b [r, hidden] in ggml order): %s",
 					quoteTensor(h.a.Name), h.a.Shape, quoteTensor(h.b.Name), h.b.Shape, ggufFix)
