@@ -35,10 +35,9 @@ var goEngineArchs = map[string]bool{
 type baseDetails struct {
 	Info lora.BaseInfo
 	Show *api.ShowResponse
-	// tied says whether the base ties its output projection to the token
-	// embedding; nil until an adapter on lm_head asks (tiedOutput).
-	// Guarded by server.mu.
-	tied *bool
+	// tensors is Info with the base's tensor shapes, from a verbose show;
+	// nil until an adapter needs them (loraBaseInfo). Guarded by server.mu.
+	tensors *lora.BaseInfo
 }
 
 func (s *server) base(ctx context.Context, name, digest string) (*baseDetails, error) {
@@ -67,13 +66,22 @@ func (s *server) base(ctx context.Context, name, digest string) (*baseDetails, e
 	return d, nil
 }
 
-// loraBaseInfo is the tensor-level view of the base that adapter conversion
-// needs, from a verbose show (the base file may be on another host).
-func (s *server) loraBaseInfo(ctx context.Context, name string, info lora.BaseInfo) (lora.BaseInfo, error) {
+// loraBaseInfo is the tensor-level view of base d, called name, that adapter
+// conversion and the tied-output check need, from a verbose show (the base
+// file may be on another host). It is asked for once per base digest; the
+// tensor map is shared and only read.
+func (s *server) loraBaseInfo(ctx context.Context, name string, d *baseDetails) (lora.BaseInfo, error) {
+	s.mu.Lock()
+	cached := d.tensors
+	s.mu.Unlock()
+	if cached != nil {
+		return *cached, nil
+	}
 	show, err := s.c.Show(ctx, &api.ShowRequest{Model: name, Verbose: true})
 	if err != nil {
 		return lora.BaseInfo{}, ollamaErr("show", fmt.Errorf("show base %s: %w", name, err))
 	}
+	info := d.Info
 	b := lora.BaseInfo{Arch: info.Arch, Heads: info.Heads, KVHeads: info.KVHeads, Layers: info.Layers, Tensors: map[string][]uint64{}}
 	for _, t := range show.Tensors {
 		b.Tensors[t.Name] = t.Shape
@@ -81,6 +89,9 @@ func (s *server) loraBaseInfo(ctx context.Context, name string, info lora.BaseIn
 	if len(b.Tensors) == 0 {
 		return b, fmt.Errorf("Ollama did not list the tensors of base %s", name)
 	}
+	s.mu.Lock()
+	d.tensors = &b
+	s.mu.Unlock()
 	return b, nil
 }
 

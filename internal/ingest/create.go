@@ -188,7 +188,7 @@ func (r *Reconciler) nativeRequest(ctx context.Context, key string, res *spec.Re
 		var info lora.BaseInfo
 		if a.Format == lora.FormatPEFT {
 			var err error
-			if info, err = r.srv.loraBaseInfo(ctx, res.Base, base.Info); err != nil {
+			if info, err = r.srv.loraBaseInfo(ctx, res.Base, base); err != nil {
 				return nil, err
 			}
 		}

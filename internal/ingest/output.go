@@ -11,26 +11,16 @@ import (
 // embedding (no output.weight: Llama 3.2 1B/3B, small Qwen and Gemma
 // models). Native cannot apply such an adapter and merge must untie the
 // output (lora/output.go). Only an adapter on lm_head needs the base's
-// tensor list, so only then is it asked for, once per base digest.
+// tensor list, so only then is it asked for.
 func (s *server) tiedOutput(ctx context.Context, name string, d *baseDetails, a *lora.Adapter) (bool, error) {
 	if !a.AdaptsOutput() {
 		return false, nil
 	}
-	s.mu.Lock()
-	t := d.tied
-	s.mu.Unlock()
-	if t != nil {
-		return *t, nil
-	}
-	info, err := s.loraBaseInfo(ctx, name, d.Info)
+	info, err := s.loraBaseInfo(ctx, name, d)
 	if err != nil {
 		return false, err
 	}
-	tied := info.TiesOutput()
-	s.mu.Lock()
-	d.tied = &tied
-	s.mu.Unlock()
-	return tied, nil
+	return info.TiesOutput(), nil
 }
 
 // tiedHeadNative is the refusal of native for an lm_head adapter on a tied
