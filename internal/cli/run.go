@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 
 	"github.com/adapterd/adapterd/internal/daemon"
@@ -73,6 +74,11 @@ func cmdRun(ctx context.Context, args []string, env Env) error {
 	extendDone := make(chan struct{})
 	defer close(extendDone)
 	go n.extendStartup(extendDone)
+	// The status page shows a confirm-removals command to paste anywhere.
+	shown, err := filepath.Abs(path)
+	if err != nil {
+		shown = path
+	}
 	return daemon.Run(ctx, daemon.Options{
 		Config: cfg,
 		Reload: func() (*spec.Config, error) {
@@ -82,8 +88,9 @@ func cmdRun(ctx context.Context, args []string, env Env) error {
 			}
 			return next, err
 		},
-		Reloads: reloads,
-		Logger:  log,
-		Notify:  n.Notify,
+		Reloads:    reloads,
+		Logger:     log,
+		Notify:     n.Notify,
+		ConfigPath: shown,
 	})
 }

@@ -42,6 +42,10 @@ type Options struct {
 	// Listener, if set, is used instead of listening on Config.Listen
 	// (tests pass 127.0.0.1:0).
 	Listener net.Listener
+	// ConfigPath is the config file the daemon was started with, for the
+	// status page's `adapterd confirm-removals --config` command. Empty
+	// leaves --config out.
+	ConfigPath string
 }
 
 // NewClient returns an Ollama client for the configured host.
@@ -100,7 +104,7 @@ func Run(ctx context.Context, o Options) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := httpapi.Serve(ctx, ln, httpapi.Handler(withSources{rec, sources}, reg), log); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			if err := httpapi.Serve(ctx, ln, httpapi.Handler(withSources{rec, sources, o.ConfigPath}, reg), log); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				log.Error("http server stopped", "err", err)
 			}
 		}()
@@ -232,7 +236,28 @@ func (s *sourceSet) set(n *mirror.Set) {
 // sources' status at /v1/sources.
 type withSources struct {
 	*ingest.Reconciler
-	sources *sourceSet
+	sources    *sourceSet
+	configPath string
+}
+
+// Hold is the reconciler's hold on removals alone (Warning adds the
+// sources' problems), and the command that lets them go ahead, for the
+// status page.
+func (w withSources) Hold() (reason, command string) {
+	command = "adapterd confirm-removals"
+	if w.configPath != "" {
+		command += " --config " + shellQuote(w.configPath)
+	}
+	return w.Reconciler.Warning(), command
+}
+
+// shellQuote quotes s for a POSIX shell when it needs it, so that the
+// command shown can be pasted as it is.
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-./:=+,@%") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 // Warning adds the sources' problems to the reconciler's warning, for

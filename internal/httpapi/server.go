@@ -63,9 +63,9 @@ const SourcesPath = "/v1/sources"
 // ConfirmRemovalsPath is where `adapterd confirm-removals` posts.
 const ConfirmRemovalsPath = "/v1/removals/confirm"
 
-// Handler serves GET /healthz, /readyz, /metrics (from gatherer) and
-// /v1/adapters. Other methods get 405 and unknown paths 404. A nil
-// gatherer leaves /metrics out.
+// Handler serves GET /healthz, /readyz, /metrics (from gatherer),
+// /v1/adapters, /v1/sources and the status page at /. Other methods get
+// 405 and unknown paths 404. A nil gatherer leaves /metrics out.
 func Handler(src Source, gatherer prometheus.Gatherer) http.Handler {
 	mux := http.NewServeMux()
 	// Method-qualified patterns give 405 with an Allow header for free;
@@ -128,6 +128,7 @@ func Handler(src Source, gatherer prometheus.Gatherer) http.Handler {
 		w.Header().Set("Cache-Control", "no-store")
 		json.NewEncoder(w).Encode(list)
 	})
+	registerPage(mux, src, gatherer)
 	if gatherer != nil {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{
 			// A failing collector should cost its own series, not the

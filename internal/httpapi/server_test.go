@@ -89,7 +89,9 @@ func TestHandler(t *testing.T) {
 		{name: "metrics POST", src: &fakeSource{}, method: "POST", path: "/metrics", wantCode: 405},
 		{name: "unknown path", src: &fakeSource{}, method: "GET", path: "/v1/models", wantCode: 404},
 		{name: "adapters trailing slash", src: &fakeSource{}, method: "GET", path: "/v1/adapters/", wantCode: 404},
-		{name: "root", src: &fakeSource{}, method: "GET", path: "/", wantCode: 404},
+		{name: "root is the status page", src: &fakeSource{}, method: "GET", path: "/", wantCode: 200, wantIn: "<title>adapterd status</title>", wantType: "text/html"},
+		{name: "root POST", src: &fakeSource{}, method: "POST", path: "/", wantCode: 405},
+		{name: "below root", src: &fakeSource{}, method: "GET", path: "/index.html", wantCode: 404},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
