@@ -68,6 +68,9 @@ type harness struct {
 	// reloads, when set before start, is the daemon's SIGHUP; the reload
 	// reads h.cfg again.
 	reloads chan struct{}
+	// configPath, when set before start, is the config file the daemon
+	// says it runs with (daemon.Options.ConfigPath).
+	configPath string
 }
 
 type syncBuffer struct {
@@ -124,7 +127,7 @@ func (h *harness) start() {
 		h.log = &syncBuffer{}
 	}
 	log := slog.New(slog.NewTextHandler(h.log, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	o := daemon.Options{Config: h.cfg, Logger: log, Listener: ln}
+	o := daemon.Options{Config: h.cfg, Logger: log, Listener: ln, ConfigPath: h.configPath}
 	if h.reloads != nil {
 		o.Reloads = h.reloads
 		o.Reload = func() (*spec.Config, error) { c := *h.cfg; return &c, nil }

@@ -216,7 +216,7 @@ type pageData struct {
 	PrevURL        string
 	NextURL        string
 	States         []status.State
-	CSS, JS        string
+	CSS, JS, Icon  string
 	LiveURL        string
 }
 
@@ -249,6 +249,7 @@ func (p *page) build(q query) pageData {
 	d := pageData{
 		Now: now, Ready: p.src.Ready(), Query: q, States: status.States,
 		CSS: assetsPath + "page.css?v=" + assetVersion, JS: assetsPath + "page.js?v=" + assetVersion,
+		Icon:    assetsPath + "icon.svg?v=" + assetVersion,
 		LiveURL: q.url(LivePath),
 	}
 	if !d.Ready {
@@ -264,7 +265,7 @@ func (p *page) build(q query) pageData {
 	switch {
 	case d.Ollama == "":
 	case adapters:
-		d.Auto, d.AutoWhy = "native", "merge where the base runs on Ollama's Go engine, or a lm_head LoRA meets tied embeddings"
+		d.Auto, d.AutoWhy = "native", "merge where the base cannot load a LoRA"
 	default:
 		d.Auto, d.AutoWhy = "merge", "this Ollama no longer creates adapter models"
 	}
@@ -350,8 +351,11 @@ func matches(s status.Status, needle string) bool {
 
 func newRow(s status.Status, now time.Time) row {
 	r := row{Status: s}
-	if runes := []rune(s.Error); len(runes) > errorSummary {
-		r.ErrorShort = string(runes[:errorSummary-1]) + "…"
+	if short := []rune(shortError(s.Key, s.Error)); len(short) > errorSummary || len(short) < len([]rune(s.Error)) {
+		if len(short) > errorSummary {
+			short = append(short[:errorSummary-1], '…')
+		}
+		r.ErrorShort = string(short)
 	}
 	if p := s.Progress; p != nil && s.State == status.Ingesting {
 		v := &progressView{Step: p.Step, Done: p.BytesDone, Total: p.BytesTotal, Started: p.Started}
@@ -364,7 +368,7 @@ func newRow(s status.Status, now time.Time) row {
 				rate := float64(p.BytesDone) / el.Seconds()
 				v.Rate = megabytes(int64(rate)) + "/s"
 				left := time.Duration(float64(p.BytesTotal-p.BytesDone) / rate * float64(time.Second))
-				v.Left = "about " + roughDuration(left) + " left"
+				v.Left = timeLeft(left)
 			}
 		}
 		r.Progress = v
@@ -372,15 +376,32 @@ func newRow(s status.Status, now time.Time) row {
 	return r
 }
 
-// roughDuration is d in its largest whole unit: "4 s", "3 min", "2 h".
-func roughDuration(d time.Duration) string {
-	switch {
-	case d < time.Minute:
-		return fmt.Sprintf("%d s", int(d.Round(time.Second)/time.Second))
-	case d < time.Hour:
-		return fmt.Sprintf("%d min", int(d.Round(time.Minute)/time.Minute))
+// shortError is the error as a row shows it before it is opened: errors
+// start with the file's absolute path, and in a row that already names the
+// folder, the path from the folder on says as much in a third of the space.
+func shortError(key, err string) string {
+	if !strings.HasPrefix(err, "/") {
+		return err
 	}
-	return fmt.Sprintf("%d h", int(d.Round(time.Hour)/time.Hour))
+	i := strings.Index(err, "/"+key+"/")
+	if i < 0 || strings.ContainsAny(err[:i], " \t") {
+		return err
+	}
+	return err[i+1:]
+}
+
+// timeLeft is d in its largest whole unit: "about 4 s left", "about 3 min
+// left"; the rate is an average, so more precision would be false.
+func timeLeft(d time.Duration) string {
+	switch {
+	case d < time.Second:
+		return "under 1 s left"
+	case d < time.Minute:
+		return fmt.Sprintf("about %d s left", int(d.Round(time.Second)/time.Second))
+	case d < time.Hour:
+		return fmt.Sprintf("about %d min left", int(d.Round(time.Minute)/time.Minute))
+	}
+	return fmt.Sprintf("about %d h left", int(d.Round(time.Hour)/time.Hour))
 }
 
 // ollamaInfo reads the Ollama version, and whether it still creates adapter
