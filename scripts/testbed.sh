@@ -22,12 +22,15 @@ need_pkgs=()
 [ -f /usr/include/stb/stb_image.h ] || need_pkgs+=(libstb-dev)
 # internal/hub checks its fake hub against the official JS client.
 command -v npm >/dev/null || need_pkgs+=(nodejs npm)
+# The status page's tests (internal/daemon) drive Debian's chromium; without
+# it they fail rather than skip.
+command -v chromium >/dev/null || need_pkgs+=(chromium)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     echo "testbed: installing ${need_pkgs[*]}" >&2
     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}") >&2
   else
-    echo "testbed: missing headers; run: sudo apt-get install -y ${need_pkgs[*]}" >&2
+    echo "testbed: missing packages; run: sudo apt-get install -y ${need_pkgs[*]}" >&2
     exit 1
   fi
 fi
