@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/chromedp/cdproto/network"
@@ -133,7 +134,7 @@ func (b *bench) statusPage() error {
 	b.res.add(row{section: sec, what: "one live poll (GET /ui/live, what the open page asks every second): size, time (Go client, 20 requests)",
 		value: fmt.Sprintf("%s, %s", sizeText(live), medText(polls))})
 	b.res.note("Scenario 5: %d rows rendered of %d adapters; chromium %s, headless, cache off; times from the page's Navigation Timing.",
-		last.Rows, n, cmdOut(browserPath, "--version"))
+		last.Rows, n, strings.TrimSpace(cmdOut(browserPath, "--version")))
 	return nil
 }
 

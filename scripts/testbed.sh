@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the real Ollama servers that the tests run against, from the Go module
 # proxy, into .testbed/bin (git-ignored). A binary that is already there is
-# kept, so only a fresh clone pays for the cold build.
+# kept, so only a fresh clone pays for the cold build. As root it also installs
+# the Debian packages the tests need (headers, npm, chromium).
 #
 # Usage: scripts/testbed.sh [VERSION...]   (default: 0.24.0 0.34.4)
 set -euo pipefail

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"bytes"
 	"cmp"
 	"crypto/sha256"
 	"embed"
@@ -178,19 +179,35 @@ func (p *page) serve(name string) http.HandlerFunc {
 			return
 		}
 		data := p.build(q)
+		var body bytes.Buffer
+		if err := pageTmpl.ExecuteTemplate(&body, name, data); err != nil {
+			text(w, http.StatusInternalServerError, "cannot render the status page: "+err.Error())
+			return
+		}
 		h := w.Header()
 		h.Set("Content-Type", "text/html; charset=utf-8")
-		h.Set("Cache-Control", "no-store")
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("Referrer-Policy", "no-referrer")
 		// No inline script or style anywhere: a folder name or error that
 		// got past escaping still could not run.
 		h.Set("Content-Security-Policy", "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
-		if err := pageTmpl.ExecuteTemplate(w, name, data); err != nil {
-			// Headers are sent; the page ends early, which the next poll
-			// repairs.
+		if name == "page" {
+			h.Set("Cache-Control", "no-store")
+			w.Write(body.Bytes())
 			return
 		}
+		// The live part is asked for every second while the page is open,
+		// and is the same until something changes: a browser that has it
+		// gets 304 and no body (at 1,000 adapters, 49 KB a second saved).
+		sum := sha256.Sum256(body.Bytes())
+		etag := `"` + hex.EncodeToString(sum[:12]) + `"`
+		h.Set("Cache-Control", "no-cache")
+		h.Set("ETag", etag)
+		if r.Header.Get("If-None-Match") == etag {
+			w.WriteHeader(http.StatusNotModified)
+			return
+		}
+		w.Write(body.Bytes())
 	}
 }
 

@@ -15,6 +15,7 @@
   const pollEvery = 1000; // ms; a merge moves visibly between polls
   const retryEvery = 5000;
   let prev = parse(live.innerHTML); // the last fetched fragment, untouched
+  let prevHTML = null;
   let timer = 0;
   let inFlight = null;
 
@@ -145,11 +146,17 @@
     inFlight = ctl;
     let wait = pollEvery;
     try {
-      const r = await fetch(live.getAttribute("data-live"), { cache: "no-store", signal: ctl.signal, headers: { Accept: "text/html" } });
+      // no-cache: the browser revalidates with the ETag it has, and a
+      // 304 hands back the same text, which needs no patching.
+      const r = await fetch(live.getAttribute("data-live"), { cache: "no-cache", signal: ctl.signal, headers: { Accept: "text/html" } });
       if (!r.ok) throw new Error("HTTP " + r.status);
-      const next = parse(await r.text());
-      morph(live, prev, next);
-      prev = next;
+      const html = await r.text();
+      if (html !== prevHTML) {
+        const next = parse(html);
+        morph(live, prev, next);
+        prev = next;
+        prevHTML = html;
+      }
       say("");
     } catch (e) {
       if (ctl.signal.aborted) return; // a newer poll took over
