@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/chromedp"
 
 	"github.com/adapterd/adapterd/internal/httpapi"
@@ -152,6 +153,26 @@ func (b *browser) screenshot(name string) string {
 	return path
 }
 
+// darkScreenshot saves the page as a browser set to prefer a dark scheme
+// shows it, and checks that it follows.
+func (b *browser) darkScreenshot(name string) {
+	b.t.Helper()
+	scheme := func(v string) {
+		if _, err := chromedp.Call(b.ctx, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{
+			Features: []*emulation.MediaFeature{{Name: "prefers-color-scheme", Value: v}}}); err != nil {
+			b.t.Fatal(err)
+		}
+	}
+	background := `getComputedStyle(document.documentElement).backgroundColor`
+	light := evalJS[string](b, background)
+	scheme("dark")
+	defer scheme("")
+	if dark := evalJS[string](b, background); dark == light {
+		b.t.Errorf("the page keeps its %s background when dark is preferred", light)
+	}
+	b.screenshot(name)
+}
+
 // pageRow is one adapter row as the page shows it.
 type pageRow struct {
 	Key   string `json:"key"`
@@ -265,8 +286,11 @@ func TestStatusPageProgressBarAdvancesDuringAMerge(t *testing.T) {
 	h.folder("support-bot", ggufLoRA(211, "model: support-bot:v3\n"))
 	h.folder("sql-helper", ggufLoRA(212, "model: sql-helper\n"))
 	h.folder("summarizer", ggufLoRA(213, "model: summarizer\ntemprature: 0.2\n"))
+	h.folder("triage-en", ggufLoRA(214, "model: triage\n"))
+	h.folder("triage-fr", ggufLoRA(215, "model: triage\n"))
 	h.waitState("support-bot", status.Ready)
 	h.waitState("sql-helper", status.Ready)
+	h.waitState("triage-fr", status.Conflict)
 	b.open("http://" + h.addr + "/")
 
 	h.folder("big-merge", func(dir string) error {
@@ -305,6 +329,7 @@ func TestStatusPageProgressBarAdvancesDuringAMerge(t *testing.T) {
 		}
 		if shot == "" && x.Step == "merge" && x.Max > 0 && x.Value > 0.3*x.Max {
 			shot = b.screenshot("status-page-merge.png")
+			b.darkScreenshot("status-page-merge-dark.png")
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -337,7 +362,12 @@ func TestStatusPageProgressBarAdvancesDuringAMerge(t *testing.T) {
 		t.Errorf("the merge bar was served at %v; want it seen advancing while the page is open", served)
 	}
 	if len(drawn) <= len(served) {
-		t.Errorf("the bar was drawn at %d positions for %d served values; want it to glide between polls", len(drawn), len(served))
+		t.Errorf("the bar was drawn at %d positions for %d served values; want it to move between polls", len(drawn), len(served))
+	}
+	for i := 1; i < len(drawn); i++ {
+		if drawn[i] < drawn[i-1] {
+			t.Errorf("the merge bar was drawn going back from %.0f to %.0f", drawn[i-1], drawn[i])
+		}
 	}
 	if !strings.Contains(bytes, " MB of ") || !strings.Contains(bytes, "MB/s") {
 		t.Errorf("progress text %q: want bytes done of total and a rate", bytes)

@@ -102,13 +102,26 @@
     return null;
   }
 
+  // A bar does not wait for the next poll: from the value just served it
+  // moves on at the rate of the last two, toward where the next poll should
+  // find it, so it neither lags the numbers beside it nor stands still. It
+  // never moves back: after an overshoot it waits for the served value.
   const still = window.matchMedia("(prefers-reduced-motion: reduce)");
-  function glide(bar, from, to) {
-    if (still.matches || to <= from) return;
+  const seen = new Map(); // data-id -> {v, t}: the last value served and when
+  function glide(bar, drawn, served) {
+    const id = bar.getAttribute("data-id") + " " + bar.max, now = performance.now(); // a new step starts afresh
+    const last = seen.get(id);
+    seen.set(id, { v: served, t: now });
+    if (still.matches) return;
+    const from = Math.max(drawn, served);
     bar.value = from;
-    const start = performance.now(), span = pollEvery * 0.95;
-    function step(now) {
-      const k = Math.min(1, (now - start) / span);
+    if (!last || served <= last.v) return;
+    const rate = (served - last.v) / (now - last.t); // per ms
+    const to = Math.min(bar.max, served + rate * pollEvery);
+    if (to <= from) return;
+    const start = now;
+    function step(t) {
+      const k = Math.min(1, (t - start) / pollEvery);
       bar.value = from + (to - from) * k;
       if (k < 1 && bar.isConnected) requestAnimationFrame(step);
     }
