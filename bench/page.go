@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -133,6 +134,32 @@ func (b *bench) statusPage() error {
 		value: fmt.Sprintf("%s, %s", sizeText(html), secs(htmlTime))})
 	b.res.add(row{section: sec, what: "one live poll (GET /ui/live, what the open page asks every second): size, time (Go client, 20 requests)",
 		value: fmt.Sprintf("%s, %s", sizeText(live), medText(polls))})
+	// An open page asks with the ETag it has: unchanged, 304 and no body.
+	resp, err := httpc.Get(base + "/ui/live")
+	if err != nil {
+		return err
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	var revalidate []time.Duration
+	var notModified int
+	for i := 0; i < 20; i++ {
+		req, _ := http.NewRequest("GET", base+"/ui/live", nil)
+		req.Header.Set("If-None-Match", resp.Header.Get("ETag"))
+		t := time.Now()
+		r, err := httpc.Do(req)
+		if err != nil {
+			return err
+		}
+		io.Copy(io.Discard, r.Body)
+		r.Body.Close()
+		revalidate = append(revalidate, time.Since(t))
+		if r.StatusCode == http.StatusNotModified {
+			notModified++
+		}
+	}
+	b.res.add(row{section: sec, what: "one live poll of an open page when nothing changed (If-None-Match, 20 requests)",
+		value: fmt.Sprintf("%d of 20 answered 304 with no body, %s", notModified, medText(revalidate))})
 	b.res.note("Scenario 5: %d rows rendered of %d adapters; chromium %s, headless, cache off; times from the page's Navigation Timing.",
 		last.Rows, n, strings.TrimSpace(cmdOut(browserPath, "--version")))
 	return nil

@@ -91,6 +91,10 @@ func registerPage(mux *http.ServeMux, src Source, gatherer prometheus.Gatherer) 
 	sub, _ := fs.Sub(staticFiles, "static")
 	files := http.StripPrefix(assetsPath, http.FileServerFS(sub))
 	mux.HandleFunc("GET "+assetsPath, func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/") {
+			http.NotFound(w, r) // files only, no listing
+			return
+		}
 		if r.URL.Query().Get("v") == assetVersion {
 			w.Header().Set("Cache-Control", "public, max-age=31536000, immutable")
 		} else {

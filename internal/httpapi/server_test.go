@@ -92,6 +92,9 @@ func TestHandler(t *testing.T) {
 		{name: "root is the status page", src: &fakeSource{}, method: "GET", path: "/", wantCode: 200, wantIn: "<title>adapterd status</title>", wantType: "text/html"},
 		{name: "root POST", src: &fakeSource{}, method: "POST", path: "/", wantCode: 405},
 		{name: "below root", src: &fakeSource{}, method: "GET", path: "/index.html", wantCode: 404},
+		{name: "no listing of the page's assets", src: &fakeSource{}, method: "GET", path: "/ui/static/", wantCode: 404},
+		{name: "the page's live part", src: &fakeSource{}, method: "GET", path: "/ui/live", wantCode: 200, wantType: "text/html"},
+		{name: "the page's live part POST", src: &fakeSource{}, method: "POST", path: "/ui/live", wantCode: 405},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
