@@ -293,7 +293,7 @@ func TestStatusPageColoursMeetWCAGAA(t *testing.T) {
 		schemes["dark"][k] = v
 	}
 	pairs := [][2]string{
-		{"fg", "bg"}, {"fg", "panel"}, {"muted", "bg"}, {"muted", "panel"}, {"link", "bg"}, {"err", "bg"},
+		{"fg", "bg"}, {"fg", "panel"}, {"muted", "bg"}, {"muted", "panel"}, {"link", "bg"}, {"err", "bg"}, {"err", "panel"},
 		{"hold-fg", "hold-bg"}, {"warn-fg", "warn-bg"}, {"fg", "bg"},
 	}
 	for _, st := range status.States {
