@@ -9,6 +9,9 @@ scripts/testbed.sh
 # The official Hub client (@huggingface/hub), pinned by its lock file, that
 # internal/hub's tests run against the fake hub.
 (cd internal/hub/testdata && npm ci --no-audit --no-fund --loglevel=error)
+# axe-core, pinned the same way, that the status page's browser tests run in
+# the page to check it against WCAG 2 A and AA.
+(cd internal/daemon/testdata/axe && npm ci --no-audit --no-fund --loglevel=error)
 echo "test: bed ready after $(( $(date +%s) - start ))s" >&2
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
 if [ -n "$unformatted" ]; then

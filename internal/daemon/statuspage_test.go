@@ -171,6 +171,51 @@ func (b *browser) darkScreenshot(name string) {
 		b.t.Errorf("the page keeps its %s background when dark is preferred", light)
 	}
 	b.screenshot(name)
+	b.accessible("the page in dark mode, during a merge")
+}
+
+// axeSource is axe-core's script (pinned in testdata/axe/package-lock.json),
+// installed with npm ci when node_modules is missing.
+func axeSource(t *testing.T) string {
+	t.Helper()
+	dir, err := filepath.Abs(filepath.Join("testdata", "axe"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "node_modules", "axe-core", "axe.min.js")
+	if _, err := os.Stat(path); err != nil {
+		cmd := exec.Command("npm", "ci", "--no-audit", "--no-fund")
+		cmd.Dir = dir
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("npm ci in %s (installs axe-core; scripts/testbed.sh installs npm): %v\n%s", dir, err, out)
+		}
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// accessible runs axe-core in the page as it is now, for the rules of WCAG
+// 2.0 and 2.1 at levels A and AA (contrast, labels, table headers, ARIA),
+// and fails the test for each violation.
+func (b *browser) accessible(what string) {
+	b.t.Helper()
+	type violation struct {
+		ID    string     `json:"id"`
+		Help  string     `json:"help"`
+		Nodes [][]string `json:"nodes"`
+	}
+	b.eval(axeSource(b.t))
+	found, err := chromedp.Run(b.ctx, chromedp.Evaluate[[]violation](`axe.run(document, {runOnly: {type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]}})
+		.then(r => r.violations.map(v => ({id: v.id, help: v.help, nodes: v.nodes.map(n => n.target.map(String))})))`, chromedp.EvalAwaitPromise))
+	if err != nil {
+		b.t.Fatalf("axe-core: %v", err)
+	}
+	for _, v := range found {
+		b.t.Errorf("%s: WCAG violation %s (%s) at %v", what, v.ID, v.Help, v.Nodes)
+	}
 }
 
 // pageRow is one adapter row as the page shows it.
@@ -256,6 +301,7 @@ func TestStatusPageListsEveryAdapterAndFollowsAFolderThatTurnsInvalid(t *testing
 		}
 	}
 	b.screenshot("status-page-invalid.png")
+	b.accessible("the page with ready, invalid and conflicting folders")
 
 	// The filter box narrows the list as one types.
 	if err := chromedp.Do(b.ctx, chromedp.SendKeys(chromedp.ID("q"), "twin")); err != nil {
@@ -329,6 +375,7 @@ func TestStatusPageProgressBarAdvancesDuringAMerge(t *testing.T) {
 		}
 		if shot == "" && x.Step == "merge" && x.Max > 0 && x.Value > 0.3*x.Max {
 			shot = b.screenshot("status-page-merge.png")
+			b.accessible("the page during a merge")
 			b.darkScreenshot("status-page-merge-dark.png")
 		}
 		time.Sleep(50 * time.Millisecond)
@@ -418,6 +465,7 @@ func TestStatusPageShowsARemovalHoldAndTheCommand(t *testing.T) {
 		t.Errorf("the page's hold %q is not /readyz's %q", reason, ready)
 	}
 	b.screenshot("status-page-hold.png")
+	b.accessible("the page with a hold")
 	b.notReloaded()
 	b.noConsoleErrors()
 }
