@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/chromedp/cdproto/emulation"
+	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 
 	"github.com/adapterd/adapterd/internal/httpapi"
@@ -246,6 +247,8 @@ func (h *harness) adapters() []status.Status {
 // whose sidecar is then broken shows invalid with its whole error, without
 // a reload. The filter box narrows the list, also without a reload; the
 // page has no form that posts; and the console stays free of errors.
+// Without JavaScript the page still lists every adapter, says it is a
+// snapshot, and its filter form is answered by the server.
 func TestStatusPageListsEveryAdapterAndFollowsAFolderThatTurnsInvalid(t *testing.T) {
 	h := newHarness(t, bed(t, ollamatest.V024), nil)
 	b := newBrowser(t)
@@ -312,6 +315,25 @@ func TestStatusPageListsEveryAdapterAndFollowsAFolderThatTurnsInvalid(t *testing
 		t.Errorf("address after filtering: %q, want ?q=twin so that reload and links keep the filter", u)
 	}
 	b.notReloaded()
+
+	// Without JavaScript the page is a snapshot, and says so; the filter
+	// form still works, answered by the server.
+	if _, err := chromedp.Call(b.ctx, emulation.SetScriptExecutionDisabled, emulation.SetScriptExecutionDisabledParams{Value: true}); err != nil {
+		t.Fatal(err)
+	}
+	b.open("http://" + h.addr + "/")
+	if rows := evalJS[[]pageRow](b, readRows); len(rows) != len(want) {
+		t.Errorf("without JavaScript the page lists %d adapters, want %d", len(rows), len(want))
+	}
+	if _, err := chromedp.Run(b.ctx, chromedp.WaitEvent(page.LoadEventFired, nil, chromedp.SendKeys(chromedp.ID("q"), "typo\n"))); err != nil {
+		t.Fatal(err)
+	}
+	if rows := evalJS[[]pageRow](b, readRows); len(rows) != 1 || rows[0].Key != "sp-typo" {
+		t.Errorf("without JavaScript, the filter gave %+v, want sp-typo alone", rows)
+	}
+	if note := evalJS[string](b, `document.body.innerText`); !strings.Contains(note, "this page is a snapshot") {
+		t.Errorf("without JavaScript the page does not say it is a snapshot")
+	}
 	b.noConsoleErrors()
 }
 
