@@ -245,7 +245,7 @@ func (h *harness) adapters() []status.Status {
 // the page on a daemon with ready, invalid and conflicting folders: every
 // adapter is listed with its state, in colour and in words. A ready folder
 // whose sidecar is then broken shows invalid with its whole error, without
-// a reload. The filter box narrows the list, also without a reload; the
+// a reload, while another row's opened error stays open and focused. The filter box narrows the list, also without a reload; the
 // page has no form that posts; and the console stays free of errors.
 // Without JavaScript the page still lists every adapter, says it is a
 // snapshot, and its filter form is answered by the server.
@@ -288,6 +288,10 @@ func TestStatusPageListsEveryAdapterAndFollowsAFolderThatTurnsInvalid(t *testing
 		t.Errorf("the page has %d forms that do not GET; it is read-only", n)
 	}
 
+	// The reader opens sp-typo's error and keeps the focus on it; the live
+	// updates below must leave both as they are.
+	b.eval(`(() => { const s = document.querySelector('#adapters-body tr[data-key="sp-typo"] summary'); s.click(); s.focus() })()`)
+
 	// sp-a turns invalid: the row follows, error and all, without a reload.
 	if err := sidecar(filepath.Join(h.drop, "sp-a"), "model: sp-a\nbase: "+baseModel+"\ntemprature: 0.2\n"); err != nil {
 		t.Fatal(err)
@@ -296,6 +300,10 @@ func TestStatusPageListsEveryAdapterAndFollowsAFolderThatTurnsInvalid(t *testing
 	b.waitJS("sp-a to show invalid", `(() => { const r = document.querySelector('#adapters-body tr[data-key="sp-a"]');
 		return !!r && r.dataset.state === "invalid" && r.querySelector(".col-error").textContent.includes(`+jsString(broken.Error)+`) })()`)
 	b.notReloaded()
+	if kept := evalJS[bool](b, `(() => { const d = document.querySelector('#adapters-body tr[data-key="sp-typo"] details');
+		return d.open && document.activeElement === d.querySelector("summary") })()`); !kept {
+		t.Errorf("a live update closed the error the reader opened, or took its focus away")
+	}
 	// The error is whole in the page; a long one is opened on demand.
 	if long := evalJS[bool](b, `!!document.querySelector('#adapters-body tr[data-key="sp-a"] details')`); long {
 		b.eval(`document.querySelector('#adapters-body tr[data-key="sp-a"] summary').click()`)
