@@ -111,6 +111,7 @@
   function glide(bar, drawn, served) {
     const id = bar.getAttribute("data-id") + " " + bar.max, now = performance.now(); // a new step starts afresh
     const last = seen.get(id);
+    if (seen.size > 1000) seen.clear(); // a page left open for weeks
     seen.set(id, { v: served, t: now });
     if (still.matches) return;
     const from = Math.max(drawn, served);
@@ -137,8 +138,9 @@
     if (s < 86400) return Math.floor(s / 3600) + " h ago";
     return Math.floor(s / 86400) + " d ago";
   }
+  let skew = 0; // the daemon's clock minus ours, from each answer's Date
   function ages(root) {
-    const now = Date.now();
+    const now = Date.now() + skew;
     for (const t of root.querySelectorAll("time[data-ago]")) {
       const when = Date.parse(t.getAttribute("datetime"));
       if (isNaN(when)) continue;
@@ -163,6 +165,9 @@
       // 304 hands back the same text, which needs no patching.
       const r = await fetch(live.getAttribute("data-live"), { cache: "no-cache", signal: ctl.signal, headers: { Accept: "text/html" } });
       if (!r.ok) throw new Error("HTTP " + r.status);
+      const date = Date.parse(r.headers.get("Date") || "");
+      // Date has whole seconds: only a real skew counts.
+      if (!isNaN(date)) skew = Math.abs(date - Date.now()) > 2000 ? date - Date.now() : 0;
       const html = await r.text();
       if (html !== prevHTML) {
         const next = parse(html);
