@@ -119,6 +119,10 @@ type query struct {
 	Per   int
 }
 
+// CustomPer reports whether ?per= asks for other than the default, which
+// the filter form then carries along.
+func (q query) CustomPer() bool { return q.Per != defaultPerPage }
+
 func parseQuery(v url.Values) (query, error) {
 	q := query{Q: strings.TrimSpace(v.Get("q")), Page: 1, Per: defaultPerPage}
 	if s := v.Get("state"); s != "" {

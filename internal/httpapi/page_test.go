@@ -364,3 +364,14 @@ func BenchmarkStatusPage(b *testing.B) {
 		})
 	}
 }
+
+// A page size asked for in the address survives the filter form.
+func TestStatusPageFilterFormKeepsThePageSize(t *testing.T) {
+	src := &fakeSource{list: fleet(3)}
+	if _, body, _ := getPage(t, src, "/?per=25"); !strings.Contains(body, `<input type="hidden" name="per" value="25">`) {
+		t.Errorf("the form drops ?per=25")
+	}
+	if _, body, _ := getPage(t, src, "/"); strings.Contains(body, `name="per"`) {
+		t.Errorf("the form carries the default page size")
+	}
+}
