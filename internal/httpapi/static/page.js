@@ -111,8 +111,12 @@
   function glide(bar, drawn, served) {
     const id = bar.getAttribute("data-id") + " " + bar.max, now = performance.now(); // a new step starts afresh
     const last = seen.get(id);
-    if (seen.size > 1000) seen.clear(); // a page left open for weeks
-    seen.set(id, { v: served, t: now });
+    // The rate is measured between served values that differ: a poll that
+    // brought the same value (the text beside it changed) is no sample.
+    if (!last || served !== last.v) {
+      if (seen.size > 1000) seen.clear(); // a page left open for weeks
+      seen.set(id, { v: served, t: now });
+    }
     if (still.matches) return;
     const from = Math.max(drawn, served);
     bar.value = from;
@@ -122,7 +126,8 @@
     if (to <= from) return;
     const start = now;
     function step(t) {
-      const k = Math.min(1, (t - start) / pollEvery);
+      // A frame's time can be a little before start: never go back.
+      const k = Math.min(1, Math.max(0, (t - start) / pollEvery));
       bar.value = from + (to - from) * k;
       if (k < 1 && bar.isConnected) requestAnimationFrame(step);
     }
