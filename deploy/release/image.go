@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -26,6 +27,13 @@ const ImageUID = 65532
 // ImageFileName is the OCI layout tarball the image is written to.
 func ImageFileName(version string) string {
 	return fmt.Sprintf("adapterd-%s-oci.tar", version)
+}
+
+// ImageRef is the name podman load and docker load give the image:
+// adapterd:<version>, with the '+' of a between-tags version, which image
+// tags do not allow, as '-'.
+func ImageRef(version string) string {
+	return "adapterd:" + strings.ReplaceAll(version, "+", "-")
 }
 
 // Image paths: what docs/install.md and the Helm chart mount.
@@ -140,10 +148,11 @@ func BuildImage(repo string, binaries map[string]string, caCerts string, s Stamp
 	if err != nil {
 		return err
 	}
-	// One entry in index.json, named by the version: skopeo and podman
-	// then need no ":tag" to pick it, and choose the arch themselves.
+	// One entry in index.json: skopeo and podman then need no ":tag" to
+	// pick it, and choose the arch themselves. podman load names the image
+	// after it.
 	if err := p.AppendIndex(idx, layout.WithAnnotations(map[string]string{
-		"org.opencontainers.image.ref.name": s.Version,
+		"org.opencontainers.image.ref.name": ImageRef(s.Version),
 	})); err != nil {
 		return err
 	}
