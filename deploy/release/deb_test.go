@@ -221,3 +221,33 @@ func TestLintianIsClean(t *testing.T) {
 		}
 	}
 }
+
+// TestDebScriptsNeverStartTheService reads the .deb's maintainer scripts:
+// install leaves adapterd stopped (its config needs a base first), an
+// upgrade restarts it only if it runs, and remove stops it.
+func TestDebScriptsNeverStartTheService(t *testing.T) {
+	a := artefacts(t)
+	deb := artefact(t, a, PackageFileName("deb", "amd64", a.Stamp.Version))
+	dir := t.TempDir()
+	run(t, tool(t, "dpkg-deb", "dpkg"), "--control", deb, dir)
+	all := ""
+	for _, s := range []string{"postinst", "prerm", "postrm"} {
+		b, err := os.ReadFile(filepath.Join(dir, s))
+		if err != nil {
+			t.Fatal(err)
+		}
+		all += string(b)
+	}
+	neverStarts(t, "deb maintainer scripts", all)
+	for _, want := range []string{
+		"systemd-sysusers ${DPKG_ROOT:+--root=\"$DPKG_ROOT\"} adapterd.conf",
+		"systemd-tmpfiles ${DPKG_ROOT:+--root=\"$DPKG_ROOT\"} --create adapterd.conf",
+		"systemctl daemon-reload",
+		"deb-systemd-invoke try-restart adapterd.service",
+		"deb-systemd-invoke stop adapterd.service",
+	} {
+		if !strings.Contains(all, want) {
+			t.Errorf("the deb's scripts have no %q", want)
+		}
+	}
+}

@@ -170,6 +170,12 @@ func packageInfo(repo, format, arch, binary string, s Stamp, work string) (*nfpm
 			},
 		},
 	}
+	if format == "rpm" {
+		// rpm keeps the summary apart; its description is plain text.
+		summary, body, _ := strings.Cut(description, "\n")
+		info.RPM.Summary = summary
+		info.Description = strings.ReplaceAll(strings.TrimPrefix(body, " "), "\n ", "\n")
+	}
 	if format == "deb" {
 		// postinst runs systemd-sysusers and systemd-tmpfiles: systemd
 		// provides both, the standalone packages either. Its
