@@ -209,7 +209,13 @@ func TestChartRendersValidManifestsForEveryValuesFile(t *testing.T) {
 			for _, e := range c.Env {
 				env[e.Name] = e
 			}
-			if cfg.Ollama.Host == "" || strings.Contains(text, "host:") == false {
+			var raw struct {
+				Ollama struct{ Host string } `json:"ollama"`
+			}
+			if err := yaml.Unmarshal([]byte(text), &raw); err != nil {
+				t.Fatal(err)
+			}
+			if raw.Ollama.Host == "" {
 				if e := env["HOST_IP"]; e.ValueFrom == nil || e.ValueFrom.FieldRef == nil || e.ValueFrom.FieldRef.FieldPath != "status.hostIP" {
 					t.Errorf("HOST_IP is not the node's IP: %+v", e)
 				}
