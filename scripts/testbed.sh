@@ -22,6 +22,10 @@ need_pkgs=()
 [ -f /usr/include/stb/stb_image.h ] || need_pkgs+=(libstb-dev)
 # internal/hub checks its fake hub against the official JS client.
 command -v npm >/dev/null || need_pkgs+=(nodejs npm)
+# deploy/release checks the packages and the image with Debian's own tools.
+for t in lintian:lintian rpm:rpm skopeo:skopeo podman:podman runc:runc systemd-sysusers:systemd; do
+  command -v "${t%%:*}" >/dev/null || need_pkgs+=("${t#*:}")
+done
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     echo "testbed: installing ${need_pkgs[*]}" >&2
