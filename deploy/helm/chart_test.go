@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -314,5 +315,44 @@ func TestStrictDecodingCatchesAMisspeltField(t *testing.T) {
 	doc := "apiVersion: apps/v1\nkind: DaemonSet\nspec:\n  template:\n    spec:\n      nodeSelecter: {a: b}\n"
 	if err := decodeStrict([]byte(doc), &appsv1.DaemonSet{}); err == nil {
 		t.Fatal("a DaemonSet with nodeSelecter decoded without error")
+	}
+}
+
+// TestInstallDocValuesRender renders the values example in
+// docs/install.md, so the page cannot teach a value the chart lacks.
+func TestInstallDocValuesRender(t *testing.T) {
+	md, err := os.ReadFile("../../docs/install.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(md), "```yaml\n# values.yaml\n")
+	if !ok {
+		t.Fatal("docs/install.md has no ```yaml block starting # values.yaml")
+	}
+	block, _, _ := strings.Cut(rest, "```")
+	f := filepath.Join(t.TempDir(), "install-md-values.yaml")
+	if err := os.WriteFile(f, []byte(block), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	vals, err := common.ReadValuesFile(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Every top-level key must be one of the chart's values.
+	ch, err := loader.Load(chartDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k := range vals {
+		if _, ok := ch.Values[k]; !ok {
+			t.Errorf("docs/install.md sets %s, which the chart's values.yaml does not have", k)
+		}
+	}
+	r := render(t, f)
+	if _, err := spec.ParseConfig([]byte(r.configMap.Data["config.yaml"]), "config.yaml from docs/install.md"); err != nil {
+		t.Errorf("adapterd rejects the config docs/install.md renders: %v", err)
+	}
+	if got := r.daemonSet.Spec.Template.Spec.Containers[0].Image; got != "registry.example.com/adapterd:1.2.3" {
+		t.Errorf("image %q", got)
 	}
 }
