@@ -124,7 +124,7 @@ func BuildImage(repo string, binaries map[string]string, caCerts string, s Stamp
 				"org.opencontainers.image.description": "LoRA adapter ingest daemon for Ollama",
 				"org.opencontainers.image.version":     s.Version,
 				"org.opencontainers.image.revision":    s.Commit,
-				"org.opencontainers.image.created":     s.Date.Format("2006-01-02T15:04:05Z07:00"),
+				"org.opencontainers.image.created":     s.Date.Format(time.RFC3339),
 				"org.opencontainers.image.source":      "https://github.com/adapterd/adapterd",
 			},
 		}

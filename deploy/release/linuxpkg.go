@@ -98,10 +98,17 @@ func packageInfo(repo, format, arch, binary string, s Stamp, work string) (*nfpm
 
 	gz := func(name string, src []byte) (string, error) {
 		var b bytes.Buffer
-		zw, _ := gzip.NewWriterLevel(&b, gzip.BestCompression)
+		zw, err := gzip.NewWriterLevel(&b, gzip.BestCompression)
+		if err != nil {
+			return "", err
+		}
 		zw.ModTime = s.Date
-		zw.Write(src)
-		zw.Close()
+		if _, err := zw.Write(src); err != nil {
+			return "", err
+		}
+		if err := zw.Close(); err != nil {
+			return "", err
+		}
 		p := filepath.Join(work, format+"-"+arch+"-"+name)
 		return p, os.WriteFile(p, b.Bytes(), 0o644)
 	}
