@@ -4,7 +4,10 @@ import (
 	"archive/tar"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,7 +15,9 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/adapterd/adapterd/internal/ollamatest"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
@@ -178,31 +183,125 @@ func TestSkopeoInspectsTheImage(t *testing.T) {
 	}
 }
 
-// TestPodmanRunsTheImage loads the tarball into a scratch podman store and
-// runs the image's adapterd with --version. On this machine podman needs
-// runc (crun refuses the hybrid cgroup layout) and rlimits lowered below
-// the hard limits, because the sandbox withholds CAP_SYS_RESOURCE and
-// podman's defaults raise nofile and nproc.
-func TestPodmanRunsTheImage(t *testing.T) {
-	a := artefacts(t)
-	podman := tool(t, "podman", "podman")
+// podman runs podman on a scratch store under the test's temp dir. On this
+// machine podman needs runc (crun refuses the hybrid cgroup layout) and
+// rlimits below the hard limits, because the sandbox withholds
+// CAP_SYS_RESOURCE and podman's defaults raise nofile and nproc; see
+// TESTING.md.
+type podman struct {
+	t    *testing.T
+	bin  string
+	base []string
+}
+
+var podmanLimits = []string{"--ulimit", "nofile=4096:4096", "--ulimit", "nproc=4096:4096"}
+
+func newPodman(t *testing.T) *podman {
+	p := &podman{t: t, bin: tool(t, "podman", "podman")}
 	tool(t, "runc", "runc")
-	store := t.TempDir()
-	base := []string{"--root", filepath.Join(store, "root"), "--runroot", filepath.Join(store, "run"), "--runtime", "runc"}
-	load := run(t, podman, append(base, "load", "--input", artefact(t, a, ImageFileName(a.Stamp.Version)))...)
+	// podman refuses a runroot path longer than 50 characters, which
+	// t.TempDir's names exceed.
+	store, err := os.MkdirTemp("", "pm-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.base = []string{"--root", filepath.Join(store, "root"), "--runroot", filepath.Join(store, "run"), "--runtime", "runc"}
+	t.Cleanup(func() {
+		exec.Command(p.bin, append(p.base, "rm", "--all", "--force")...).Run()
+		exec.Command(p.bin, append(p.base, "rmi", "--all", "--force")...).Run()
+		exec.Command(p.bin, append(p.base, "volume", "prune", "--force")...).Run()
+		exec.Command(p.bin, append(p.base, "system", "reset", "--force")...).Run()
+		os.RemoveAll(store)
+	})
+	return p
+}
+
+func (p *podman) run(args ...string) string {
+	p.t.Helper()
+	return run(p.t, p.bin, append(p.base, args...)...)
+}
+
+// TestPodmanRunsTheImageBesideOllama loads the tarball with podman, runs
+// the image's adapterd with --version, then runs the image as shipped
+// (entrypoint adapterd run, its user, a named volume for
+// /var/lib/adapterd, an operator's config mounted read-only on
+// /etc/adapterd) against a real Ollama on loopback, until /readyz answers
+// 200 and a SIGTERM stops it with status 0.
+func TestPodmanRunsTheImageBesideOllama(t *testing.T) {
+	a := artefacts(t)
+	p := newPodman(t)
+	load := p.run("load", "--input", artefact(t, a, ImageFileName(a.Stamp.Version)))
 	ref := "localhost/" + ImageRef(a.Stamp.Version)
 	if !strings.Contains(load, ref) {
 		t.Fatalf("podman load did not name the image %s:\n%s", ref, load)
 	}
-	t.Cleanup(func() { exec.Command(podman, append(base, "rmi", "--all", "--force")...).Run() })
-	out := run(t, podman, append(base, "run", "--rm", "--network=none",
-		"--ulimit", "nofile=4096:4096", "--ulimit", "nproc=4096:4096",
+	out := p.run(append(append([]string{"run", "--rm", "--network=none"}, podmanLimits...),
 		"--entrypoint", "/usr/bin/adapterd", ref, "--version")...)
 	if want := "adapterd " + a.Stamp.Version + " (commit " + a.Stamp.Commit; !strings.Contains(out, want) {
 		t.Errorf("podman run --version: %q, want %q", out, want)
 	}
-	user := run(t, podman, append(base, "image", "inspect", "--format", "{{.User}}", ref)...)
-	if strings.TrimSpace(user) != "65532:65532" {
+
+	if os.Getenv("ADAPTERD_TESTBED") == "" {
+		abs, err := filepath.Abs(filepath.Join(repoRoot, ".testbed"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Setenv("ADAPTERD_TESTBED", abs)
+	}
+	ollama, err := ollamatest.Start(ollamatest.V024, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ollama.Stop() })
+
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	listen := l.Addr().String()
+	l.Close()
+	etc := t.TempDir()
+	os.Chmod(etc, 0o755)
+	config := fmt.Sprintf("drop_dir: /var/lib/adapterd/drop\nstate_dir: /var/lib/adapterd/state\nollama: {host: %s}\nlisten: %s\n", ollama.URL, listen)
+	if err := os.WriteFile(filepath.Join(etc, "config.yaml"), []byte(config), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// Host networking: the container reaches Ollama and the test reaches
+	// adapterd on loopback only.
+	p.run(append(append([]string{"run", "--detach", "--name", "adapterd", "--network=host"}, podmanLimits...),
+		"--volume", etc+":/etc/adapterd:ro", "--volume", "adapterd-data:/var/lib/adapterd", ref)...)
+
+	ready := false
+	var last string
+	for i := 0; i < 120 && !ready; i++ {
+		resp, err := http.Get("http://" + listen + "/readyz")
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			last = fmt.Sprintf("%d %s", resp.StatusCode, b)
+			ready = resp.StatusCode == http.StatusOK
+		} else {
+			last = err.Error()
+		}
+		if !ready {
+			time.Sleep(250 * time.Millisecond)
+		}
+	}
+	if !ready {
+		t.Fatalf("/readyz never answered 200 in 30 s (last: %s); logs:\n%s", last, p.run("logs", "adapterd"))
+	}
+	// The volume starts from the image's directories: drop setgid and
+	// sticky, owned by the image's user, who wrote the state there.
+	status := p.run("exec", "adapterd", "adapterd", "status", "--config", "/etc/adapterd/config.yaml")
+	if !strings.HasPrefix(status, "KEY") {
+		t.Errorf("adapterd status in the container: %q", status)
+	}
+	p.run("stop", "--time", "30", "adapterd")
+	if code := strings.TrimSpace(p.run("inspect", "--format", "{{.State.ExitCode}}", "adapterd")); code != "0" {
+		t.Errorf("adapterd exited %s on SIGTERM; logs:\n%s", code, p.run("logs", "adapterd"))
+	}
+	user := strings.TrimSpace(p.run("image", "inspect", "--format", "{{.User}}", ref))
+	if user != "65532:65532" {
 		t.Errorf("podman sees user %q", user)
 	}
 }
