@@ -89,6 +89,10 @@ func packageInfo(repo, format, arch, binary string, s Stamp, work string) (*nfpm
 	// group adapterd directly (%pre made the group); dpkg lays it down as
 	// root:root and postinst registers a stat override, as Debian's policy
 	// asks for files not owned by root.
+	// The package owns /etc/adapterd itself, so rpm -e and dpkg --purge
+	// remove it once the config is gone.
+	contents = append(contents, &files.Content{Destination: "/etc/adapterd", Type: files.TypeDir,
+		FileInfo: &files.ContentFileInfo{Owner: "root", Group: "root", Mode: 0o755, MTime: s.Date}})
 	cfg := reg(in("config.example.yaml"), "/etc/adapterd/config.yaml", 0o640)
 	cfg.Type = files.TypeConfigNoReplace
 	if format == "rpm" {

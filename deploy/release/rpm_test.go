@@ -23,6 +23,7 @@ func TestRPMContentsAndScripts(t *testing.T) {
 				"/usr/lib/sysusers.d/adapterd.conf",
 				"/usr/lib/tmpfiles.d/adapterd.conf",
 				"/etc/adapterd/config.yaml",
+				"/etc/adapterd",
 				"/usr/share/man/man1/adapterd.1.gz",
 				"/usr/share/doc/adapterd/docs/install.md",
 			} {
