@@ -186,8 +186,8 @@ func parseUnit(t *testing.T, text string) map[string][]string {
 
 // TestSysusersTmpfiles applies the sysusers and tmpfiles entries to an
 // empty root and checks the result: the user exists, and the drop
-// directory is setgid, group-writable and owned by it, which is what lets
-// training jobs publish.
+// directory is setgid, sticky, group-writable and owned by it, which is
+// what lets training jobs publish without touching each other's folders.
 func TestSysusersTmpfiles(t *testing.T) {
 	sysusers := systemdTool(t, "systemd-sysusers")
 	tmpfiles := systemdTool(t, "systemd-tmpfiles")
@@ -222,7 +222,7 @@ func TestSysusersTmpfiles(t *testing.T) {
 		mode os.FileMode
 	}{
 		{"/var/lib/adapterd", 0o750},
-		{"/var/lib/adapterd/drop", 0o775 | os.ModeSetgid},
+		{"/var/lib/adapterd/drop", 0o775 | os.ModeSetgid | os.ModeSticky},
 		{"/var/lib/adapterd/state", 0o750},
 	}
 	for _, tt := range tests {

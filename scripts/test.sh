@@ -19,12 +19,20 @@ if [ -n "$unformatted" ]; then
   exit 1
 fi
 go vet ./...
+# deploy/ is its own module (nfpm, Helm, k8s.io/api stay out of the daemon's
+# go.mod): vet it and run its tests too.
+(cd deploy && go vet ./...)
 # -p 2: one package per core; each package starts its own Ollama servers.
 mkdir -p .testbed
 # The log lives in the checkout: /tmp may be cleaned by other jobs mid-run.
 log=.testbed/test.log
 go test -race -p 2 -timeout 40m -count=1 ./... 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
+# The release artefacts: packages installed into a throwaway root, lintian,
+# rpm, the OCI image under skopeo and podman, the Helm chart. No -race: it
+# checks files and manifests, and cross-builds the daemon for two arches.
+(cd deploy && go test -timeout 20m -count=1 ./...) 2>&1 | tee -a "$log"
+[ "${PIPESTATUS[0]}" = 0 ] || status=1
 pass=$(grep -c '^ok ' "$log" || true)
 fail=$(grep -c '^FAIL\s' "$log" || true)
 echo "test: $(( $(date +%s) - start ))s in all" >&2

@@ -26,6 +26,10 @@ command -v npm >/dev/null || need_pkgs+=(nodejs npm)
 # The status page's tests (internal/daemon) drive Debian's chromium; without
 # it they fail rather than skip.
 command -v chromium >/dev/null || need_pkgs+=(chromium)
+# deploy/release checks the packages and the image with Debian's own tools.
+for t in lintian:lintian rpm:rpm skopeo:skopeo podman:podman runc:runc systemd-sysusers:systemd; do
+  command -v "${t%%:*}" >/dev/null || need_pkgs+=("${t#*:}")
+done
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     echo "testbed: installing ${need_pkgs[*]}" >&2

@@ -20,8 +20,14 @@ import (
 	"github.com/adapterd/adapterd/internal/spec"
 )
 
-// Version is set at build time with -ldflags "-X .../internal/cli.Version=v1".
-var Version = ""
+// Version, Commit and BuildDate are set at build time with -ldflags
+// "-X github.com/adapterd/adapterd/internal/cli.Version=1.2.3 -X ...Commit=<sha>
+// -X ...BuildDate=<RFC 3339>"; scripts/package.sh sets all three from git.
+var (
+	Version   = ""
+	Commit    = ""
+	BuildDate = ""
+)
 
 // Env is what a command may touch of the process, so tests run commands
 // in-process.
@@ -120,14 +126,25 @@ func dispatch(ctx context.Context, args []string, env Env) error {
 	return usageError{fmt.Sprintf("unknown command %q", cmd)}
 }
 
+// version is what "adapterd version" prints after "adapterd": the version,
+// then the commit and build date a package build stamped, or "unknown" for
+// a plain go build.
 func version() string {
-	if Version != "" {
-		return Version
+	v := Version
+	if v == "" {
+		v = "dev"
+		if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+			v = bi.Main.Version
+		}
 	}
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-		return bi.Main.Version
+	commit, date := Commit, BuildDate
+	if commit == "" {
+		commit = "unknown"
 	}
-	return "dev"
+	if date == "" {
+		date = "unknown"
+	}
+	return fmt.Sprintf("%s (commit %s, built %s)", v, commit, date)
 }
 
 func newFlags(name string, env Env) *flag.FlagSet {
