@@ -24,7 +24,7 @@ import (
 // files are absolute paths; their base names become the object names. It
 // returns the bytes uploaded.
 func Publish(ctx context.Context, dest *spec.S3Source, key string, files []string, readyFile string, transport http.RoundTripper) (int64, error) {
-	client, err := newClient(dest, transport)
+	client, err := newClient(dest, transport, spec.DefaultIdleTimeout)
 	if err != nil {
 		return 0, err
 	}

@@ -1,6 +1,7 @@
 package spec
 
 import (
+	"fmt"
 	"net"
 	"net/netip"
 	"path/filepath"
@@ -9,16 +10,16 @@ import (
 
 	"github.com/dustin/go-humanize"
 	"gopkg.in/yaml.v3"
+
+	"github.com/adapterd/adapterd/internal/transfer"
 )
 
 // Defaults for the control API and for remote transfers.
 const (
-	DefaultSocketName  = "adapterd.sock" // under state_dir, unless api.socket says otherwise
-	DefaultIdleTimeout = time.Minute
-	DefaultPollTimeout = 30 * time.Minute
-	// DefaultMaxFileSize fits the largest LoRA adapters (a rank-256 LoRA
-	// of a 70B model is about 3.4 GB) and refuses full model weights.
-	DefaultMaxFileSize ByteSize = 4 << 30
+	DefaultSocketName           = "adapterd.sock" // under state_dir, unless api.socket says otherwise
+	DefaultIdleTimeout          = transfer.DefaultIdleTimeout
+	DefaultPollTimeout          = transfer.DefaultPollTimeout
+	DefaultMaxFileSize ByteSize = transfer.DefaultMaxFileSize
 
 	ListenServesAll     = "all"     // every read-only endpoint on listen:
 	ListenServesMetrics = "metrics" // only /metrics, /healthz and /readyz
@@ -57,6 +58,16 @@ type TransferConfig struct {
 type ByteSize int64
 
 func (b ByteSize) String() string { return strings.ReplaceAll(humanize.IBytes(uint64(b)), " ", "") }
+
+// Set parses a size as the config does, for a command-line flag.
+func (b *ByteSize) Set(s string) error {
+	n, err := humanize.ParseBytes(strings.TrimSpace(s))
+	if err != nil || n == 0 || n > 1<<62 {
+		return fmt.Errorf("%q is not a size; write for example 4GiB", s)
+	}
+	*b = ByteSize(n)
+	return nil
+}
 
 var (
 	apiKeys      = []string{"socket", "admin_group", "token_file", "hosts", "listen_serves"}
