@@ -8,6 +8,7 @@
 package hubtest
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/sha1"
 	"crypto/sha256"
@@ -32,12 +33,29 @@ import (
 type Fault int
 
 const (
-	None        Fault = iota
-	Corrupt           // the bytes served do not match the ETag
-	Truncate          // every GET drops the connection halfway
-	DropOnce          // the first GET drops halfway; Range resumes work
-	IgnoreRange       // drops halfway once, then answers Range with 200 and the whole file
+	None         Fault = iota
+	Corrupt            // the bytes served do not match the ETag
+	Truncate           // every GET drops the connection halfway
+	DropOnce           // the first GET drops halfway; Range resumes work
+	IgnoreRange        // drops halfway once, then answers Range with 200 and the whole file
+	Trickle            // sends the body one byte every TrickleGap, as a stalled link does
+	LieAboutSize       // the HEAD announces LieSize bytes (X-Linked-Size, Content-Length)
 )
+
+// Hostile behaviours of the whole hub, for tests that attack the client
+// rather than one file: set them on the Server before the first request.
+type Hostile struct {
+	// PagesForever makes every tree listing endless: each page holds
+	// PageBytes of entries whose names no adapter uses, and links to one
+	// more page.
+	PagesForever bool
+	PageBytes    int // default 1 MiB
+	// TrickleGap is the pause between the bytes of a Trickle file
+	// (default 5s).
+	TrickleGap time.Duration
+	// LieSize is what a LieAboutSize file announces (default 1 TiB).
+	LieSize int64
+}
 
 // Repo is one model repo.
 type Repo struct {
@@ -55,6 +73,7 @@ type Server struct {
 	Token, GateToken string
 	PageSize         int   // tree entries per page (default 2, to force paging)
 	LFSThreshold     int64 // files at least this big are LFS (default 64)
+	Hostile          Hostile
 
 	mu        sync.Mutex
 	repos     map[string]*Repo
@@ -346,6 +365,10 @@ func (s *Server) serveTree(w http.ResponseWriter, r *http.Request, name, rev, di
 	if !ok {
 		return
 	}
+	if s.Hostile.PagesForever {
+		s.servePageForever(w, r)
+		return
+	}
 	recursive := r.URL.Query().Get("recursive") == "true"
 	prefix := ""
 	if dir != "" {
@@ -393,6 +416,38 @@ func (s *Server) serveTree(w http.ResponseWriter, r *http.Request, name, rev, di
 	s.mu.Unlock()
 	w.Header().Set("Content-Type", "application/json")
 	json.NewEncoder(w).Encode(entries[start:end])
+}
+
+// servePageForever answers a tree listing with one full page of useless
+// file names and a Link to the next, without end.
+func (s *Server) servePageForever(w http.ResponseWriter, r *http.Request) {
+	size := s.Hostile.PageBytes
+	if size <= 0 {
+		size = 1 << 20
+	}
+	n, _ := strconv.Atoi(r.URL.Query().Get("cursor"))
+	next := *r.URL
+	q := next.Query()
+	q.Set("cursor", strconv.Itoa(n+1))
+	next.RawQuery = q.Encode()
+	w.Header().Set("Link", fmt.Sprintf("<%s%s>; rel=\"next\"", s.Hub.URL, next.RequestURI()))
+	w.Header().Set("Content-Type", "application/json")
+	s.mu.Lock()
+	s.treePages++
+	s.mu.Unlock()
+	bw := bufio.NewWriter(w)
+	bw.WriteString("[")
+	pad := strings.Repeat("x", 200)
+	for i, written := 0, 0; written < size; i++ {
+		if i > 0 {
+			bw.WriteString(",")
+		}
+		e := fmt.Sprintf(`{"type":"file","oid":"%040d","size":1,"path":"junk-%d-%d-%s.txt"}`, i, n, i, pad)
+		bw.WriteString(e)
+		written += len(e) + 1
+	}
+	bw.WriteString("]")
+	bw.Flush()
 }
 
 // servePathsInfo answers POST /api/models/{repo}/paths-info/{rev}, which
@@ -481,6 +536,19 @@ func (s *Server) serveResolve(w http.ResponseWriter, r *http.Request, name, rev,
 		return
 	}
 	w.Header().Set("X-Repo-Commit", commit)
+	s.mu.Lock()
+	fault := s.faults[name+"/"+file]
+	s.mu.Unlock()
+	if fault == LieAboutSize && r.Method == http.MethodHead {
+		lie := s.Hostile.LieSize
+		if lie <= 0 {
+			lie = 1 << 40
+		}
+		w.Header().Set("X-Linked-Etag", `"`+s.sha256(b)+`"`)
+		w.Header().Set("X-Linked-Size", strconv.FormatInt(lie, 10))
+		w.Header().Set("Content-Length", strconv.FormatInt(lie, 10))
+		return
+	}
 	if s.isLFS(b) {
 		// The Hub answers with a redirect whose own ETag and length describe
 		// the redirect; the file's are in the X-Linked-* headers.
@@ -558,6 +626,25 @@ func (s *Server) serveBytes(w http.ResponseWriter, r *http.Request, key string, 
 		panic(http.ErrAbortHandler) // drop the connection mid-body
 	case fault == IgnoreRange:
 		r.Header.Del("Range")
+	case fault == Trickle && !probe:
+		gap := s.Hostile.TrickleGap
+		if gap <= 0 {
+			gap = 5 * time.Second
+		}
+		w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+		w.WriteHeader(http.StatusOK)
+		for i := range b {
+			if _, err := w.Write(b[i : i+1]); err != nil {
+				return
+			}
+			w.(http.Flusher).Flush()
+			select {
+			case <-r.Context().Done():
+				return
+			case <-time.After(gap):
+			}
+		}
+		return
 	}
 	http.ServeContent(w, r, path.Base(key), time.Time{}, bytes.NewReader(b))
 }
