@@ -331,4 +331,3 @@ func TestFetchAdapterRefusesAPasswordInTheEndpoint(t *testing.T) {
 		t.Errorf("the drop dir holds %v", ents)
 	}
 }
-
