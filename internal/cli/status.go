@@ -30,7 +30,7 @@ func cmdStatus(ctx context.Context, args []string, env Env) error {
 	// the config's doing, not a usage error.
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	d := httpapi.Daemon{Socket: cfg.API.Socket, Listen: cfg.Listen}
+	d := httpapi.Daemon{Socket: cfg.ControlSocket(), Listen: cfg.Listen}
 	list, err := d.Adapters(ctx)
 	if err != nil {
 		return err
@@ -68,7 +68,7 @@ func cmdConfirmRemovals(ctx context.Context, args []string, env Env) error {
 	}
 	// Over the control socket only: lifting the hold deletes models, so
 	// the kernel, not a port anyone can reach, says who asks.
-	answer, err := httpapi.Daemon{Socket: cfg.API.Socket}.ConfirmRemovals(ctx)
+	answer, err := httpapi.Daemon{Socket: cfg.ControlSocket()}.ConfirmRemovals(ctx)
 	if err != nil {
 		return err
 	}

@@ -87,7 +87,7 @@ func Run(ctx context.Context, o Options) error {
 	if ln != nil && !spec.IsLoopbackListen(ln.Addr().String()) {
 		log.Warn("listen is not a loopback address: other hosts can read what it serves", "listen", cfg.Listen, "serves", cfg.API.ListenServes)
 	}
-	ctl, err := httpapi.ListenControl(cfg.API.Socket)
+	ctl, err := httpapi.ListenControl(cfg.ControlSocket())
 	if err != nil {
 		if ln != nil {
 			ln.Close()
@@ -128,7 +128,7 @@ func Run(ctx context.Context, o Options) error {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		if err := httpapi.Serve(ctx, ctl, httpapi.Guard(h, httpapi.Policy{Socket: true, Admins: admins, SocketPath: cfg.API.Socket}), log); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := httpapi.Serve(ctx, ctl, httpapi.Guard(h, httpapi.Policy{Socket: true, Admins: admins, SocketPath: cfg.ControlSocket()}), log); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("control socket stopped", "err", err)
 		}
 	}()

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/adapterd/adapterd/internal/httpapi"
 	"github.com/adapterd/adapterd/internal/ollamatest"
 	"github.com/adapterd/adapterd/internal/spec"
 	"github.com/adapterd/adapterd/internal/status"
@@ -28,13 +29,13 @@ func (h *harness) get(path string) string {
 
 func (h *harness) confirmRemovals() string {
 	h.t.Helper()
-	resp, err := http.Post("http://"+h.addr+"/v1/removals/confirm", "", nil)
+	// Over the control socket, as `adapterd confirm-removals` does: TCP
+	// serves no mutating request without api.token_file.
+	answer, err := httpapi.Daemon{Socket: h.cfg.ControlSocket()}.ConfirmRemovals(h.t.Context())
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return string(b)
+	return answer
 }
 
 // lostMountBed has two ready models, owned, with on_remove: delete, a short

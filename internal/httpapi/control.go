@@ -118,7 +118,7 @@ func (p Policy) hostAllowed(hostport string) bool {
 // PolicyFor is the policy of the TCP listener for cfg, with token the
 // contents of api.token_file ("" without one).
 func PolicyFor(cfg *spec.Config, token string) Policy {
-	p := Policy{MetricsOnly: cfg.API.ListenServes == spec.ListenServesMetrics, Token: token, SocketPath: cfg.API.Socket}
+	p := Policy{MetricsOnly: cfg.API.ListenServes == spec.ListenServesMetrics, Token: token, SocketPath: cfg.ControlSocket()}
 	if h, _, err := net.SplitHostPort(cfg.Listen); err == nil && h != "" && h != "0.0.0.0" && h != "::" {
 		p.Hosts = append(p.Hosts, h)
 	}

@@ -27,8 +27,9 @@ const (
 
 // APIConfig is who may use the control API, and what listen: serves.
 type APIConfig struct {
-	// Socket is the unix socket of the control API: every endpoint, the
-	// mutating ones for root, the daemon's own user and AdminGroup.
+	// Socket is the unix socket of the control API: every endpoint, for
+	// root, the daemon's own user and AdminGroup. "" is
+	// <state_dir>/adapterd.sock; ask ControlSocket.
 	Socket string `yaml:"socket"`
 	// AdminGroup is a group whose members may use the socket.
 	AdminGroup string `yaml:"admin_group"`
@@ -57,7 +58,9 @@ type TransferConfig struct {
 // ByteSize is a size in bytes, written in YAML as 4GiB or 500MB.
 type ByteSize int64
 
-func (b ByteSize) String() string { return strings.ReplaceAll(humanize.IBytes(uint64(b)), " ", "") }
+func (b ByteSize) String() string {
+	return strings.Replace(strings.ReplaceAll(humanize.IBytes(uint64(b)), " ", ""), ".0", "", 1)
+}
 
 // Set parses a size as the config does, for a command-line flag.
 func (b *ByteSize) Set(s string) error {
@@ -121,14 +124,20 @@ func (d *yamlDecoder) byteSize(key string, v *yaml.Node) (ByteSize, error) {
 	return ByteSize(n), nil
 }
 
-// finishNetwork fills the defaults that depend on other keys: the socket
-// lives in state_dir, and a listen: address that is not loopback serves
-// only the metrics unless api.listen_serves says otherwise, because
-// /v1/adapters shows what status files (0640) keep from other users.
-func (c *Config) finishNetwork() {
-	if c.API.Socket == "" {
-		c.API.Socket = filepath.Join(c.StateDir, DefaultSocketName)
+// ControlSocket is the path of the control socket: api.socket, else
+// adapterd.sock in state_dir.
+func (c *Config) ControlSocket() string {
+	if c.API.Socket != "" {
+		return c.API.Socket
 	}
+	return filepath.Join(c.StateDir, DefaultSocketName)
+}
+
+// finishNetwork fills the defaults that depend on other keys: a listen:
+// address that is not loopback serves only the metrics unless
+// api.listen_serves says otherwise, because /v1/adapters shows what
+// status files (0640) keep from other users.
+func (c *Config) finishNetwork() {
 	if c.API.ListenServes == "" {
 		c.API.ListenServes = ListenServesAll
 		if c.Listen != "" && !IsLoopbackListen(c.Listen) {
