@@ -123,6 +123,24 @@ func TestFetchAdapterAgainstAHostileHubEndsWithAClearError(t *testing.T) {
 			maxTime: time.Minute,
 		},
 		{
+			name: "pages forever with long names",
+			setup: func(s *hubtest.Server) {
+				s.Hostile.PagesForever = true
+				s.Hostile.NameBytes = 2000
+			},
+			want:    "the tree listing is larger than 32 MiB",
+			maxTime: time.Minute,
+		},
+		{
+			name: "a path longer than PATH_MAX",
+			setup: func(s *hubtest.Server) {
+				s.Hostile.PagesForever = true
+				s.Hostile.NameBytes = 5000
+			},
+			want:    "the tree listing has a path of 5",
+			maxTime: time.Minute,
+		},
+		{
 			name: "trickles slower than the idle timeout",
 			setup: func(s *hubtest.Server) {
 				s.Fault("org/bot", "adapter_model.safetensors", hubtest.Trickle)

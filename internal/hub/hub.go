@@ -76,7 +76,10 @@ func NewFromEnv(getenv func(string) string) (*Client, error) {
 	// error hints, /v1/sources, the source record in the drop dir.
 	// Refusing it is the one rule that cannot miss a place.
 	if u.User != nil {
-		return nil, fmt.Errorf("HF_ENDPOINT %s carries a user name or password; remove it (user:pass@) and put the token in HF_TOKEN or the token file", u.Redacted())
+		// The user name may be the secret (https://TOKEN@host): hide all.
+		shown := *u
+		shown.User = url.User("xxxxx")
+		return nil, fmt.Errorf("HF_ENDPOINT %s carries a user name or password; remove it (user:pass@) and put the token in HF_TOKEN or the token file", shown.String())
 	}
 	token, source := TokenFromEnv(getenv)
 	c := New(ep, token, source)

@@ -50,6 +50,7 @@ type Hostile struct {
 	// more page.
 	PagesForever bool
 	PageBytes    int // default 1 MiB
+	NameBytes    int // each useless name's length (default 200)
 	// TrickleGap is the pause between the bytes of a Trickle file
 	// (default 5s).
 	TrickleGap time.Duration
@@ -437,7 +438,7 @@ func (s *Server) servePageForever(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 	bw := bufio.NewWriter(w)
 	bw.WriteString("[")
-	pad := strings.Repeat("x", 200)
+	pad := strings.Repeat("x", max(s.Hostile.NameBytes, 200))
 	for i, written := 0, 0; written < size; i++ {
 		if i > 0 {
 			bw.WriteString(",")
