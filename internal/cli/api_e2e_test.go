@@ -196,11 +196,11 @@ func TestHubSourceUnderAttackIsCutAndReported(t *testing.T) {
 		want       string
 		inProgress bool
 	}{
-		{name: "pages forever", setup: func(s *hubtest.Server) { s.Hostile.PagesForever = true },
+		{name: "pages forever", setup: func(s *hubtest.Server) { s.SetHostile(hubtest.Hostile{PagesForever: true}) },
 			want: "the tree listing has more than 100000 entries"},
 		{name: "trickles past the poll deadline", setup: func(s *hubtest.Server) {
 			s.Fault("org/bot", "adapter_model.safetensors", hubtest.Trickle)
-			s.Hostile.TrickleGap = 200 * time.Millisecond
+			s.SetHostile(hubtest.Hostile{TrickleGap: 200 * time.Millisecond})
 		}, transfers: "transfers: {idle_timeout: 10s, poll_timeout: 4s}\n",
 			want: "the poll was cut after 4s (transfers.poll_timeout)", inProgress: true},
 		{name: "a password in HF_ENDPOINT", endpoint: func(s *hubtest.Server) string {

@@ -118,15 +118,14 @@ func TestFetchAdapterAgainstAHostileHubEndsWithAClearError(t *testing.T) {
 	}{
 		{
 			name:    "pages forever",
-			setup:   func(s *hubtest.Server) { s.Hostile.PagesForever = true },
+			setup:   func(s *hubtest.Server) { s.SetHostile(hubtest.Hostile{PagesForever: true}) },
 			want:    "the tree listing has more than 100000 entries",
 			maxTime: time.Minute,
 		},
 		{
 			name: "pages forever with long names",
 			setup: func(s *hubtest.Server) {
-				s.Hostile.PagesForever = true
-				s.Hostile.NameBytes = 2000
+				s.SetHostile(hubtest.Hostile{PagesForever: true, NameBytes: 2000})
 			},
 			want:    "the tree listing is larger than 32 MiB",
 			maxTime: time.Minute,
@@ -134,8 +133,7 @@ func TestFetchAdapterAgainstAHostileHubEndsWithAClearError(t *testing.T) {
 		{
 			name: "a path longer than PATH_MAX",
 			setup: func(s *hubtest.Server) {
-				s.Hostile.PagesForever = true
-				s.Hostile.NameBytes = 5000
+				s.SetHostile(hubtest.Hostile{PagesForever: true, NameBytes: 5000})
 			},
 			want:    "the tree listing has a path of 5",
 			maxTime: time.Minute,
@@ -144,7 +142,7 @@ func TestFetchAdapterAgainstAHostileHubEndsWithAClearError(t *testing.T) {
 			name: "trickles slower than the idle timeout",
 			setup: func(s *hubtest.Server) {
 				s.Fault("org/bot", "adapter_model.safetensors", hubtest.Trickle)
-				s.Hostile.TrickleGap = 5 * time.Second
+				s.SetHostile(hubtest.Hostile{TrickleGap: 5 * time.Second})
 			},
 			flags:   []string{"--idle-timeout", "2s"},
 			want:    "the server sent nothing for 2s, so the transfer was cut (--idle-timeout)",
@@ -154,7 +152,7 @@ func TestFetchAdapterAgainstAHostileHubEndsWithAClearError(t *testing.T) {
 			name: "trickles just fast enough, forever",
 			setup: func(s *hubtest.Server) {
 				s.Fault("org/bot", "adapter_model.safetensors", hubtest.Trickle)
-				s.Hostile.TrickleGap = 200 * time.Millisecond
+				s.SetHostile(hubtest.Hostile{TrickleGap: 200 * time.Millisecond})
 			},
 			flags:   []string{"--idle-timeout", "2s", "--timeout", "4s"},
 			want:    "the download was cut after 4s (--timeout)",

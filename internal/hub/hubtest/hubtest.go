@@ -43,7 +43,7 @@ const (
 )
 
 // Hostile behaviours of the whole hub, for tests that attack the client
-// rather than one file: set them on the Server before the first request.
+// rather than one file: SetHostile turns them on.
 type Hostile struct {
 	// PagesForever makes every tree listing endless: each page holds
 	// PageBytes of entries whose names no adapter uses, and links to one
@@ -74,7 +74,6 @@ type Server struct {
 	Token, GateToken string
 	PageSize         int   // tree entries per page (default 2, to force paging)
 	LFSThreshold     int64 // files at least this big are LFS (default 64)
-	Hostile          Hostile
 
 	mu        sync.Mutex
 	repos     map[string]*Repo
@@ -86,6 +85,21 @@ type Server struct {
 	served    int64                 // bytes of file content sent, by the hub and the CDN
 	sums      map[[2]uintptr]string // sliceID -> SHA256 of committed files
 	commitN   int
+	hostile   Hostile
+}
+
+// SetHostile turns the hub's hostile behaviours on (see Hostile); safe
+// while the hub serves.
+func (s *Server) SetHostile(h Hostile) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.hostile = h
+}
+
+func (s *Server) getHostile() Hostile {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.hostile
 }
 
 // New starts the hub on 127.0.0.1 and the CDN on 127.0.0.2, so they are
@@ -366,7 +380,7 @@ func (s *Server) serveTree(w http.ResponseWriter, r *http.Request, name, rev, di
 	if !ok {
 		return
 	}
-	if s.Hostile.PagesForever {
+	if s.getHostile().PagesForever {
 		s.servePageForever(w, r)
 		return
 	}
@@ -422,7 +436,8 @@ func (s *Server) serveTree(w http.ResponseWriter, r *http.Request, name, rev, di
 // servePageForever answers a tree listing with one full page of useless
 // file names and a Link to the next, without end.
 func (s *Server) servePageForever(w http.ResponseWriter, r *http.Request) {
-	size := s.Hostile.PageBytes
+	h := s.getHostile()
+	size := h.PageBytes
 	if size <= 0 {
 		size = 1 << 20
 	}
@@ -438,7 +453,7 @@ func (s *Server) servePageForever(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 	bw := bufio.NewWriter(w)
 	bw.WriteString("[")
-	pad := strings.Repeat("x", max(s.Hostile.NameBytes, 200))
+	pad := strings.Repeat("x", max(h.NameBytes, 200))
 	for i, written := 0, 0; written < size; i++ {
 		if i > 0 {
 			bw.WriteString(",")
@@ -541,7 +556,7 @@ func (s *Server) serveResolve(w http.ResponseWriter, r *http.Request, name, rev,
 	fault := s.faults[name+"/"+file]
 	s.mu.Unlock()
 	if fault == LieAboutSize && r.Method == http.MethodHead {
-		lie := s.Hostile.LieSize
+		lie := s.getHostile().LieSize
 		if lie <= 0 {
 			lie = 1 << 40
 		}
@@ -628,7 +643,7 @@ func (s *Server) serveBytes(w http.ResponseWriter, r *http.Request, key string, 
 	case fault == IgnoreRange:
 		r.Header.Del("Range")
 	case fault == Trickle && !probe:
-		gap := s.Hostile.TrickleGap
+		gap := s.getHostile().TrickleGap
 		if gap <= 0 {
 			gap = 5 * time.Second
 		}
