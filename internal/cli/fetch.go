@@ -15,6 +15,7 @@ import (
 	"github.com/adapterd/adapterd/internal/hub"
 	"github.com/adapterd/adapterd/internal/layout"
 	"github.com/adapterd/adapterd/internal/safefile"
+	"github.com/adapterd/adapterd/internal/spec"
 	"gopkg.in/yaml.v3"
 )
 
@@ -35,6 +36,10 @@ func cmdFetchAdapter(ctx context.Context, args []string, env Env) error {
 	file := fs.String("file", "", "which *.gguf LoRA, when the folder has several")
 	drop := fs.String("drop", "", "publish the folder into this drop directory instead of creating the model")
 	key := fs.String("key", "", "with --drop: the folder name in the drop directory (default: from the repo name)")
+	idle := fs.Duration("idle-timeout", spec.DefaultIdleTimeout, "cut a transfer that sends nothing for this long")
+	timeout := fs.Duration("timeout", spec.DefaultPollTimeout, "cut the whole download after this long")
+	maxSize := spec.DefaultMaxFileSize
+	fs.Var(&maxSize, "max-file-size", "refuse a file larger than this (such as 4GiB) before downloading it")
 	fs.Usage = func() {
 		fmt.Fprint(env.Stderr, fetchUsage)
 		fs.PrintDefaults()
@@ -60,6 +65,17 @@ func cmdFetchAdapter(ctx context.Context, args []string, env Env) error {
 		return err
 	}
 	client.Progress = terminalProgress(env.Stderr)
+	client.SetIdleTimeout(*idle, "--idle-timeout")
+	client.MaxFileSize = int64(maxSize)
+	// The download alone is bounded; create, after it, has its own waits.
+	fctx, cancel := context.WithTimeoutCause(ctx, *timeout, errFetchTimeout)
+	defer cancel()
+	cut := func(err error) error {
+		if err != nil && ctx.Err() == nil && errors.Is(context.Cause(fctx), errFetchTimeout) {
+			return fmt.Errorf("hub repo %s: the download was cut after %s (--timeout); nothing was kept: is the hub slow or stalled?", repo, *timeout)
+		}
+		return err
+	}
 	// A cache that cannot be written is skipped, and said so once per file.
 	client.Logger = slog.New(slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	if *drop != "" {
@@ -67,7 +83,7 @@ func cmdFetchAdapter(ctx context.Context, args []string, env Env) error {
 		if err != nil {
 			return err
 		}
-		return fetchToDrop(ctx, client, req, *drop, *key, sidecar, env)
+		return cut(fetchToDrop(fctx, client, req, *drop, *key, sidecar, env))
 	}
 
 	tmp, err := os.MkdirTemp("", "adapterd-fetch-")
@@ -83,13 +99,16 @@ func cmdFetchAdapter(ctx context.Context, args []string, env Env) error {
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		return err
 	}
-	if _, err := fetchInto(ctx, client, req, dir, env); err != nil {
-		return err
+	if _, err := fetchInto(fctx, client, req, dir, env); err != nil {
+		return cut(err)
 	}
+	cancel()
 	// create --out-modelfile keeps what the Modelfile needs beside it, so
 	// the download itself can go.
 	return cmdCreate(ctx, append(createArgs, "--adapter", dir), env)
 }
+
+var errFetchTimeout = errors.New("fetch-adapter --timeout")
 
 // sidecarFromFlags turns the create flags given with --drop into the
 // adapter.yaml the daemon reads, because with --drop the daemon, not

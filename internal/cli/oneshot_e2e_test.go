@@ -307,8 +307,9 @@ func TestModelfile(t *testing.T) {
 	}
 }
 
-// TestStatusWithoutEndpoint: a config with listen: "" has no endpoint to
-// ask; status says so in one line (exit 1), not with a usage text.
+// TestStatusWithoutEndpoint: a config with listen: "" still has the
+// control socket; with no daemon there, status says so in one line naming
+// api.socket (exit 1), not with a usage text.
 func TestStatusWithoutEndpoint(t *testing.T) {
 	root := t.TempDir()
 	config := filepath.Join(root, "adapterd.yaml")
@@ -316,5 +317,5 @@ func TestStatusWithoutEndpoint(t *testing.T) {
 		t.Fatal(err)
 	}
 	stdout, stderr, code := runCLI(t, nil, "status", "--config", config)
-	checkOneLineError(t, stdout, stderr, code, "listen")
+	checkOneLineError(t, stdout, stderr, code, "config api.socket: "+root+"/drop/.adapterd/adapterd.sock", "is the daemon running?")
 }

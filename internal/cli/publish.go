@@ -77,7 +77,15 @@ func cmdPublish(ctx context.Context, args []string, env Env) error {
 	if f.Adapter.Sidecar != "" {
 		files = append(files, f.Adapter.Sidecar)
 	}
-	n, err := mirror.Publish(ctx, dest, key, files, marker, nil)
+	var names []string
+	for _, p := range files {
+		rel, err := filepath.Rel(abs, p)
+		if err != nil {
+			return err
+		}
+		names = append(names, filepath.ToSlash(rel))
+	}
+	n, err := mirror.Publish(ctx, dest, key, abs, names, marker, nil)
 	if err != nil {
 		return codedError{ingest.ExitOllama, err}
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/kardianos/service"
 
 	"github.com/adapterd/adapterd/internal/spec"
+	"github.com/adapterd/adapterd/packaging"
 )
 
 // serviceName is the unit / service name.
@@ -26,41 +27,66 @@ func (program) Start(service.Service) error { return nil }
 func (program) Stop(service.Service) error  { return nil }
 
 // systemdUnit is the unit kardianos/service installs (in its own small
-// template language): the same hardening as
-// packaging/systemd/adapterd.service, with the config's own folders as the
-// only writable paths. The paths are checked by checkUnitPath first.
-func systemdUnit(cfg *spec.Config, group string) string {
-	return `[Unit]
-Description={{Description}}
-Documentation=https://github.com/adapterd/adapterd
-After=network-online.target ollama.service
-Wants=network-online.target ollama.service
-RequiresMountsFor=` + quotedPaths(cfg.DropDir, cfg.StateDir) + `
-ConditionFileIsExecutable={{Path | cmdEscape}}
+// template language), rendered from packaging/systemd/adapterd.service, so
+// it has the packaged unit's hardening line for line; only what this
+// install decides differs: the binary and its arguments, the account, the
+// config's own folders as the writable paths and mounts, and ProtectHome
+// when one of the paths is under a home directory. The comments, written
+// for packagers, are left out. The paths are checked by checkUnitPath
+// first.
+func systemdUnit(cfg *spec.Config, group string, paths ...string) string {
+	var b strings.Builder
+	b.WriteString("# Written by `adapterd install` from packaging/systemd/adapterd.service;\n# change it with a drop-in (systemctl edit adapterd).\n")
+	blank := false
+	for _, line := range strings.Split(packaging.Unit, "\n") {
+		line = strings.TrimSpace(line)
+		if strings.HasPrefix(line, "#") {
+			continue
+		}
+		if line == "" {
+			blank = true
+			continue
+		}
+		if blank && strings.HasPrefix(line, "[") && b.Len() > 0 {
+			b.WriteString("\n")
+		}
+		blank = false
+		key, _, _ := strings.Cut(line, "=")
+		switch key {
+		case "Description":
+			line = "Description={{Description}}"
+		case "RequiresMountsFor":
+			line = "RequiresMountsFor=" + quotedPaths(cfg.DropDir, cfg.StateDir) + "\nConditionFileIsExecutable={{Path | cmdEscape}}"
+		case "ExecStart":
+			line = "ExecStart={{Path | cmdEscape}}{{range Arguments}} {{. | cmd}}{{end}}"
+		case "User":
+			line = "{{if UserName}}User={{UserName}}\nGroup=" + group + "\n{{end}}"
+			b.WriteString(line)
+			continue
+		case "Group":
+			continue
+		case "ReadWritePaths":
+			line = "ReadWritePaths=" + systemdPaths(cfg.DropDir, cfg.StateDir)
+		case "ProtectHome":
+			if underHome(append(paths, cfg.DropDir, cfg.StateDir)...) {
+				line = "ProtectHome=read-only"
+			}
+		}
+		b.WriteString(line + "\n")
+	}
+	return b.String()
+}
 
-[Service]
-Type=notify
-ExecStart={{Path | cmdEscape}}{{range Arguments}} {{. | cmd}}{{end}}
-ExecReload=/bin/kill -HUP $MAINPID
-Restart=on-failure
-RestartSec=5s
-{{if UserName}}User={{UserName}}
-Group=` + group + `
-{{end}}NoNewPrivileges=yes
-PrivateTmp=yes
-ProtectSystem=strict
-ProtectHome=read-only
-ReadWritePaths=` + systemdPaths(cfg.DropDir, cfg.StateDir) + `
-ProtectKernelTunables=yes
-ProtectKernelModules=yes
-ProtectControlGroups=yes
-RestrictSUIDSGID=yes
-LockPersonality=yes
-SyslogIdentifier=adapterd
-
-[Install]
-WantedBy=multi-user.target
-`
+// underHome reports whether a path is where ProtectHome=yes would hide it.
+func underHome(paths ...string) bool {
+	for _, p := range paths {
+		for _, h := range []string{"/home", "/root", "/run/user"} {
+			if p == h || strings.HasPrefix(p, h+"/") {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // systemdPaths writes paths for ReadWritePaths=, each quoted (paths may
@@ -126,7 +152,7 @@ func serviceConfig(exe, configPath string, cfg *spec.Config, account *serviceUse
 	if account != nil {
 		sc.UserName, group = account.name, account.group
 	}
-	sc.Option["SystemdScript"] = systemdUnit(cfg, group)
+	sc.Option["SystemdScript"] = systemdUnit(cfg, group, exe, configPath)
 	return sc, nil
 }
 

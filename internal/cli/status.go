@@ -9,12 +9,12 @@ import (
 	"github.com/adapterd/adapterd/internal/httpapi"
 )
 
-// cmdStatus prints the running daemon's adapters, read from its HTTP
-// endpoint (config listen), and in the table view its sources too, when the
+// cmdStatus prints the running daemon's adapters, read over its control
+// socket (config api.socket, else listen), and in the table view its sources too, when the
 // config has any. --json stays the adapter list alone, which pipelines read.
 func cmdStatus(ctx context.Context, args []string, env Env) error {
 	fs := newFlags("status", env)
-	configPath := fs.String("config", defaultConfigPath, "config file (for listen)")
+	configPath := fs.String("config", defaultConfigPath, "config file (for api.socket and listen)")
 	asJSON := fs.Bool("json", false, "print JSON instead of a table")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -30,7 +30,8 @@ func cmdStatus(ctx context.Context, args []string, env Env) error {
 	// the config's doing, not a usage error.
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	list, err := httpapi.FetchAdapters(ctx, cfg.Listen)
+	d := httpapi.Daemon{Socket: cfg.ControlSocket(), Listen: cfg.Listen}
+	list, err := d.Adapters(ctx)
 	if err != nil {
 		return err
 	}
@@ -42,7 +43,7 @@ func cmdStatus(ctx context.Context, args []string, env Env) error {
 	if err := httpapi.WriteTable(env.Stdout, list, time.Now()); err != nil || len(cfg.Sources) == 0 {
 		return err
 	}
-	sources, err := httpapi.FetchSources(ctx, cfg.Listen)
+	sources, err := d.Sources(ctx)
 	if err != nil {
 		return err
 	}
@@ -54,7 +55,7 @@ func cmdStatus(ctx context.Context, args []string, env Env) error {
 // folders were removed, or the drop dir replaced, on purpose.
 func cmdConfirmRemovals(ctx context.Context, args []string, env Env) error {
 	fs := newFlags("confirm-removals", env)
-	configPath := fs.String("config", defaultConfigPath, "config file (for listen)")
+	configPath := fs.String("config", defaultConfigPath, "config file (for api.socket)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -65,7 +66,9 @@ func cmdConfirmRemovals(ctx context.Context, args []string, env Env) error {
 	if err != nil {
 		return err
 	}
-	answer, err := httpapi.ConfirmRemovals(ctx, cfg.Listen)
+	// Over the control socket only: lifting the hold deletes models, so
+	// the kernel, not a port anyone can reach, says who asks.
+	answer, err := httpapi.Daemon{Socket: cfg.ControlSocket()}.ConfirmRemovals(ctx)
 	if err != nil {
 		return err
 	}

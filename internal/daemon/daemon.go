@@ -74,17 +74,36 @@ func Run(ctx context.Context, o Options) error {
 	}
 	// Listen before opening the store: a taken port then fails startup
 	// before anything is created on disk.
+	token, err := httpapi.ReadToken(cfg.API.TokenFile)
+	if err != nil {
+		return err
+	}
+	admins, err := httpapi.NewAdmins(cfg.API.AdminGroup)
+	if err != nil {
+		return err
+	}
 	ln := o.Listener
 	if ln == nil && cfg.Listen != "" {
 		if ln, err = httpapi.Listen(cfg.Listen); err != nil {
 			return err
 		}
 	}
+	if ln != nil && !spec.IsLoopbackListen(ln.Addr().String()) {
+		log.Warn("listen is not a loopback address: other hosts can read what it serves", "listen", cfg.Listen, "serves", cfg.API.ListenServes)
+	}
+	ctl, err := httpapi.ListenControl(cfg.ControlSocket())
+	if err != nil {
+		if ln != nil {
+			ln.Close()
+		}
+		return err
+	}
 	store, err := ingest.OpenStore(cfg.StateDir)
 	if err != nil {
 		if ln != nil {
 			ln.Close()
 		}
+		ctl.Close()
 		return err
 	}
 	defer store.Close()
@@ -100,15 +119,23 @@ func Run(ctx context.Context, o Options) error {
 	sources := &sourceSet{s: mirror.Start(ctx, cfg, srcOpts)}
 	defer func() { sources.get().Stop() }()
 	var wg sync.WaitGroup
+	h := httpapi.Handler(withSources{rec, sources, o.ConfigPath}, reg)
 	if ln != nil {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := httpapi.Serve(ctx, ln, httpapi.Handler(withSources{rec, sources, o.ConfigPath}, reg), log); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			if err := httpapi.Serve(ctx, ln, httpapi.Guard(h, httpapi.PolicyFor(cfg, token)), log); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				log.Error("http server stopped", "err", err)
 			}
 		}()
 	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := httpapi.Serve(ctx, ctl, httpapi.Guard(h, httpapi.Policy{Socket: true, Admins: admins, SocketPath: cfg.ControlSocket()}), log); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("control socket stopped", "err", err)
+		}
+	}()
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -298,6 +325,7 @@ func keepRestartOnly(old, next *spec.Config, log *slog.Logger) *spec.Config {
 		}
 	}
 	keep("listen", c.Listen != old.Listen, func() { c.Listen = old.Listen })
+	keep("api", !reflect.DeepEqual(c.API, old.API), func() { c.API = old.API })
 	keep("state_dir", c.StateDir != old.StateDir, func() { c.StateDir = old.StateDir })
 	keep("ollama.host", c.Ollama.Host != old.Ollama.Host, func() { c.Ollama.Host = old.Ollama.Host })
 	keep("workers", c.Workers != old.Workers, func() { c.Workers = old.Workers })

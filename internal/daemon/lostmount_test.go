@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/adapterd/adapterd/internal/httpapi"
 	"github.com/adapterd/adapterd/internal/ollamatest"
 	"github.com/adapterd/adapterd/internal/spec"
 	"github.com/adapterd/adapterd/internal/status"
@@ -28,13 +29,13 @@ func (h *harness) get(path string) string {
 
 func (h *harness) confirmRemovals() string {
 	h.t.Helper()
-	resp, err := http.Post("http://"+h.addr+"/v1/removals/confirm", "", nil)
+	// Over the control socket, as `adapterd confirm-removals` does: TCP
+	// serves no mutating request without api.token_file.
+	answer, err := httpapi.Daemon{Socket: h.cfg.ControlSocket()}.ConfirmRemovals(h.t.Context())
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return string(b)
+	return answer
 }
 
 // lostMountBed has two ready models, owned, with on_remove: delete, a short
@@ -97,6 +98,19 @@ func TestAllFoldersGoneAtOnceWaitsForConfirmation(t *testing.T) {
 	os.RemoveAll(filepath.Join(h.drop, "lm2-a"))
 	os.RemoveAll(filepath.Join(h.drop, "lm2-b"))
 	h.waitFor("the hold to show in /readyz", func() bool { return strings.Contains(h.get("/readyz"), "vanished") })
+	// What any web page the operator opens can send (a cross-origin
+	// text/plain POST needs no preflight), and a JSON one over TCP: both
+	// refused, so the hold stands.
+	for _, ct := range []string{"text/plain", "application/json"} {
+		resp, err := http.Post("http://"+h.addr+"/v1/removals/confirm", ct, strings.NewReader("{}"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusForbidden {
+			t.Errorf("POST %s on TCP: %s, want 403", ct, resp.Status)
+		}
+	}
 	time.Sleep(3 * time.Second)
 	for _, m := range []string{"lm2-a", "lm2-b"} {
 		if !exists(s, m) {

@@ -204,8 +204,12 @@ func TestS3FleetOfTwoConverges(t *testing.T) {
 			t.Fatal(err)
 		}
 		// What `adapterd publish` does: files first, the marker last.
-		files, _ := filepath.Glob(filepath.Join(dir, "*"))
-		if _, err := mirror.Publish(t.Context(), source[0].S3, key, files, "READY", nil); err != nil {
+		var files []string
+		ents, _ := os.ReadDir(dir)
+		for _, e := range ents {
+			files = append(files, e.Name())
+		}
+		if _, err := mirror.Publish(t.Context(), source[0].S3, key, dir, files, "READY", nil); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -29,7 +29,8 @@ func WriteTable(w io.Writer, list []status.Status, now time.Time) error {
 
 // WriteSourcesTable writes the sources' status as a table with the columns
 // SOURCE KIND COMMIT CHECKED FOLDERS ERROR. CHECKED is the age of the last
-// check that answered; COMMIT is a hub revision's commit, shortened as git
+// check that answered; a poll under way shows in ERROR as "in progress
+// since T"; COMMIT is a hub revision's commit, shortened as git
 // shows it.
 func WriteSourcesTable(w io.Writer, list []mirror.SourceStatus, now time.Time) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
@@ -39,8 +40,17 @@ func WriteSourcesTable(w io.Writer, list []mirror.SourceStatus, now time.Time) e
 		if len(commit) > 12 {
 			commit = commit[:12]
 		}
+		errCell := s.Error
+		if !s.InProgressSince.IsZero() {
+			// A poll under way: how long it has run tells a slow source
+			// from a stalled one before transfers.poll_timeout cuts it.
+			errCell = "in progress since " + s.InProgressSince.Local().Format(time.DateTime) + " (" + age(s.InProgressSince, now) + ")"
+			if s.Error != "" {
+				errCell += "; last poll: " + s.Error
+			}
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n",
-			cell(s.Source), cell(s.Kind), cell(commit), age(s.LastCheck, now), s.Folders, cell(s.Error))
+			cell(s.Source), cell(s.Kind), cell(commit), age(s.LastCheck, now), s.Folders, cell(errCell))
 	}
 	return tw.Flush()
 }

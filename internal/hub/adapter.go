@@ -146,23 +146,28 @@ func (c *Client) fetch(ctx context.Context, r Request, dir string, reuse Reuse) 
 	if err != nil {
 		return nil, err
 	}
-	entries, err := c.ListFiles(ctx, r.Repo, commit, sub, false)
-	if err != nil {
-		return nil, err
-	}
+	// Only the names an adapter folder can use are kept while paging (and
+	// full weights' names, for the message that refuses them), so a
+	// folder of a million files costs no more memory than one of three.
 	var names []string
-	for _, e := range entries {
+	_, _, err = c.ListFiles(ctx, r.Repo, commit, sub, false, func(e Entry) bool {
 		if e.Type != "file" {
-			continue
+			return false
 		}
 		rel := e.Path
 		if sub != "" {
 			rel = strings.TrimPrefix(e.Path, sub+"/")
 		}
 		if rel == "" || strings.Contains(rel, "/") {
-			continue
+			return false
 		}
-		names = append(names, rel)
+		if layout.IsRelevantFile(rel, "") || rel == layout.PEFTPickle || weightsRE.MatchString(rel) {
+			names = append(names, rel)
+		}
+		return false
+	})
+	if err != nil {
+		return nil, err
 	}
 	where := "hub repo " + r.Repo + " at " + rev
 	if sub != "" {
@@ -181,6 +186,9 @@ func (c *Client) fetch(ctx context.Context, r Request, dir string, reuse Reuse) 
 		info, err := c.Stat(ctx, r.Repo, commit, p)
 		if err != nil {
 			return nil, err
+		}
+		if max := c.maxFileSize(); info.Size > max {
+			return nil, fmt.Errorf("hub repo %s file %s is %d bytes, more than max_file_size (%d): not an adapter, or raise transfers.max_file_size (--max-file-size); nothing was downloaded", r.Repo, p, info.Size, max)
 		}
 		if info.Commit != "" && info.Commit != commit {
 			return nil, fmt.Errorf("hub repo %s file %s: the hub served commit %s, not %s; try again", r.Repo, p, info.Commit, commit)
@@ -212,4 +220,12 @@ func (c *Client) fetch(ctx context.Context, r Request, dir string, reuse Reuse) 
 	// lead to it, so an offline fetch by that name finds them all.
 	c.recordRef(r.Repo, rev, commit)
 	return src, nil
+}
+
+// maxFileSize is MaxFileSize, or its default when unset.
+func (c *Client) maxFileSize() int64 {
+	if c.MaxFileSize > 0 {
+		return c.MaxFileSize
+	}
+	return DefaultMaxFileSize
 }

@@ -10,9 +10,17 @@
 // X-Linked-Etag, X-Linked-Size) are read before a CDN answers for the
 // bytes.
 //
-// The token goes to the hub host only. Large files redirect to a CDN on
-// another host, and a bearer token sent there would leak to whoever runs it,
-// so Authorization is dropped whenever a redirect changes the host.
+// The token goes to the hub's origin only (scheme, host and port). Large
+// files redirect to a CDN on another host, and a bearer token sent there
+// would leak to whoever runs it, so Authorization is dropped whenever a
+// redirect changes the origin, and a move from https to http is refused
+// while a token is set. An HF_ENDPOINT with userinfo is refused.
+//
+// Nothing a server sends can hold the client or grow its memory without
+// end: every request is cut when idle (internal/transfer), a tree listing
+// is decoded entry by entry under caps on entries, bytes and path length
+// keeping only the names an adapter folder uses, and a file larger than
+// MaxFileSize is refused from its announced size.
 //
 // Nothing is trusted until checked: each file streams into a temp file while
 // it is hashed (sha256 for LFS files, whose ETag is that hash; the git blob

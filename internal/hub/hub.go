@@ -15,6 +15,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/adapterd/adapterd/internal/transfer"
 )
 
 // DefaultEndpoint is the public Hub, used when HF_ENDPOINT is not set.
@@ -38,7 +40,24 @@ type Client struct {
 	// Progress, when set, is told the bytes of path downloaded so far, as
 	// they arrive.
 	Progress func(path string, done, total int64)
+	// MaxFileSize refuses a file larger than this before any byte of it
+	// is fetched; 0 means DefaultMaxFileSize.
+	MaxFileSize int64
 }
+
+// DefaultMaxFileSize fits the largest LoRA adapters, not full weights.
+const DefaultMaxFileSize = transfer.DefaultMaxFileSize
+
+// Limits on one tree listing, whatever the server sends: a hostile or
+// broken hub that pages forever, or sends huge pages, is cut off with an
+// error instead of growing the daemon's memory. Real adapter folders are
+// far below them.
+const (
+	maxTreeEntries  = 100_000  // entries over all pages
+	maxListingBytes = 32 << 20 // JSON over all pages
+	maxPathLen      = 4096     // one entry's path, as PATH_MAX
+	maxTreePages    = 10_000
+)
 
 // NewFromEnv builds a client the way huggingface_hub configures itself:
 // HF_ENDPOINT, then the token from HF_TOKEN, HUGGING_FACE_HUB_TOKEN, or the
@@ -51,7 +70,16 @@ func NewFromEnv(getenv func(string) string) (*Client, error) {
 	}
 	u, err := url.Parse(ep)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("HF_ENDPOINT %q is not an http(s) URL; set it like https://huggingface.co", ep)
+		return nil, fmt.Errorf("HF_ENDPOINT %q is not an http(s) URL; set it like https://huggingface.co", redactURL(ep))
+	}
+	// A password in the endpoint would be shown wherever the endpoint is:
+	// error hints, /v1/sources, the source record in the drop dir.
+	// Refusing it is the one rule that cannot miss a place.
+	if u.User != nil {
+		// The user name may be the secret (https://TOKEN@host): hide all.
+		shown := *u
+		shown.User = url.User("xxxxx")
+		return nil, fmt.Errorf("HF_ENDPOINT %s carries a user name or password; remove it (user:pass@) and put the token in HF_TOKEN or the token file", shown.String())
 	}
 	token, source := TokenFromEnv(getenv)
 	c := New(ep, token, source)
@@ -64,15 +92,37 @@ func NewFromEnv(getenv func(string) string) (*Client, error) {
 }
 
 // New returns a client for endpoint. Its HTTP client drops Authorization on
-// any redirect to another host.
+// any redirect to another origin, refuses a redirect from https to http
+// for a request that carried it, and cuts a transfer idle for
+// DefaultIdleTimeout (SetIdleTimeout changes it).
 func New(endpoint, token, source string) *Client {
-	return &Client{
+	c := &Client{
 		Endpoint:    strings.TrimRight(endpoint, "/"),
 		Token:       token,
 		TokenSource: source,
-		HTTP:        &http.Client{CheckRedirect: stripAuthOnHostChange},
+		HTTP:        &http.Client{CheckRedirect: guardRedirect},
 		UserAgent:   "adapterd",
 	}
+	c.SetIdleTimeout(transfer.DefaultIdleTimeout, "transfers.idle_timeout")
+	return c
+}
+
+// SetIdleTimeout cuts any request that gets no byte for idle; setting
+// names what set it, for the error. Response headers wait as long.
+func (c *Client) SetIdleTimeout(idle time.Duration, setting string) {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	c.HTTP.Transport = transfer.Transport(t, idle, setting)
+}
+
+// redactURL hides the userinfo of a URL that did not parse.
+func redactURL(s string) string {
+	if i := strings.LastIndex(s, "@"); i >= 0 {
+		if j := strings.Index(s, "://"); j >= 0 && j < i {
+			return s[:j+3] + "xxxxx@" + s[i+1:]
+		}
+		return "xxxxx@" + s[i+1:]
+	}
+	return s
 }
 
 // TokenFromEnv finds the token in the order huggingface_hub does and says
@@ -98,17 +148,40 @@ func TokenFromEnv(getenv func(string) string) (token, source string) {
 	return "", ""
 }
 
-// stripAuthOnHostChange keeps the bearer token on the hub: a redirect to
-// another host (a CDN, or anyone a compromised mirror points at) gets the
-// request without it.
-func stripAuthOnHostChange(req *http.Request, via []*http.Request) error {
+// guardRedirect keeps the bearer token on the hub: a redirect to another
+// origin (a CDN, or anyone a compromised mirror points at) gets the
+// request without it, and a redirect from https to http of a request that
+// carried it is refused, since the token would have gone in cleartext had
+// the origin been the same.
+func guardRedirect(req *http.Request, via []*http.Request) error {
 	if len(via) >= 10 {
 		return errors.New("stopped after 10 redirects")
 	}
-	if req.URL.Host != via[0].URL.Host {
+	first := via[0]
+	if first.Header.Get("Authorization") != "" && first.URL.Scheme == "https" && req.URL.Scheme == "http" {
+		return fmt.Errorf("refused a redirect from https to http (%s) for a request with a token; the token never travels in cleartext", req.URL.Redacted())
+	}
+	if !sameOrigin(req.URL, first.URL) {
 		req.Header.Del("Authorization")
 	}
 	return nil
+}
+
+// sameOrigin compares scheme, host and port, with the scheme's default
+// port filled in: Go's own redirect rule compares host names only, so
+// http://h:other-port would get the token.
+func sameOrigin(a, b *url.URL) bool {
+	return strings.EqualFold(a.Scheme, b.Scheme) && strings.EqualFold(a.Hostname(), b.Hostname()) && port(a) == port(b)
+}
+
+func port(u *url.URL) string {
+	if p := u.Port(); p != "" {
+		return p
+	}
+	if strings.EqualFold(u.Scheme, "https") {
+		return "443"
+	}
+	return "80"
 }
 
 // Entry is one item of the tree listing.
@@ -139,15 +212,20 @@ func (c *Client) newRequest(ctx context.Context, method, rawURL string) (*http.R
 	if c.UserAgent != "" {
 		req.Header.Set("User-Agent", c.UserAgent)
 	}
-	if c.Token != "" && c.sameHost(req.URL) {
+	if c.Token == "" {
+		return req, nil
+	}
+	ep, err := url.Parse(c.Endpoint)
+	if err != nil {
+		return nil, err
+	}
+	if ep.Scheme == "https" && req.URL.Scheme == "http" && strings.EqualFold(ep.Hostname(), req.URL.Hostname()) {
+		return nil, fmt.Errorf("refused to follow %s from the hub at %s: https to http on the hub's own host, where the token would go in cleartext", req.URL.Redacted(), c.Endpoint)
+	}
+	if sameOrigin(req.URL, ep) {
 		req.Header.Set("Authorization", "Bearer "+c.Token)
 	}
 	return req, nil
-}
-
-func (c *Client) sameHost(u *url.URL) bool {
-	ep, err := url.Parse(c.Endpoint)
-	return err == nil && ep.Host == u.Host
 }
 
 // escapePath escapes each part of a slash-separated path.
@@ -168,15 +246,15 @@ func (c *Client) getJSON(ctx context.Context, rawURL string, v any, what request
 	req.Header.Set("Accept", "application/json")
 	resp, err := c.HTTP.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %v; check HF_ENDPOINT (%s) and the network", what, err, c.Endpoint)
+		return nil, fmt.Errorf("%s: %v; check HF_ENDPOINT (%s) and the network", what, unwrapURL(err), c.Endpoint)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		return nil, c.statusError(resp, what)
 	}
-	// A listing page or revision is small; a bound keeps a hostile server
-	// from making us buffer without end.
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 32<<20)).Decode(v); err != nil {
+	// A revision is small; a bound keeps a hostile server from making us
+	// buffer without end.
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(v); err != nil {
 		return nil, fmt.Errorf("%s: bad JSON from %s: %v", what, c.Endpoint, err)
 	}
 	return resp.Header, nil
@@ -206,35 +284,108 @@ var commitRE = regexp.MustCompile(`^[0-9a-f]{40}$`)
 var linkNextRE = regexp.MustCompile(`<([^>]+)>\s*;\s*rel="?next"?`)
 
 // ListFiles lists the files under path at commit, following the Link
-// header's rel="next" pages.
-func (c *Client) ListFiles(ctx context.Context, repo, commit, path string, recursive bool) ([]Entry, error) {
+// header's rel="next" pages, and keeps the entries keep accepts (all when
+// keep is nil); seen counts every entry. Pages are decoded entry by entry
+// and the listing is bounded (maxTreeEntries, maxListingBytes,
+// maxPathLen), so memory holds the kept entries and one entry at a time,
+// whatever the server sends.
+func (c *Client) ListFiles(ctx context.Context, repo, commit, path string, recursive bool, keep func(Entry) bool) (kept []Entry, seen int, err error) {
 	u := fmt.Sprintf("%s/api/models/%s/tree/%s", c.Endpoint, escapePath(repo), url.PathEscape(commit))
 	if path != "" {
 		u += "/" + escapePath(path)
 	}
 	u += "?recursive=" + strconv.FormatBool(recursive) + "&expand=false"
-	var all []Entry
+	what := requestDesc{repo: repo, revision: commit, file: path}
+	budget := int64(maxListingBytes)
 	for pages := 0; u != ""; pages++ {
-		if pages >= 10000 {
-			return nil, fmt.Errorf("hub repo %s: the tree listing has more than 10000 pages; check HF_ENDPOINT (%s)", repo, c.Endpoint)
+		if pages >= maxTreePages {
+			return nil, seen, fmt.Errorf("%s: the tree listing has more than %d pages; check HF_ENDPOINT (%s)", what, maxTreePages, c.Endpoint)
 		}
-		var page []Entry
-		h, err := c.getJSON(ctx, u, &page, requestDesc{repo: repo, revision: commit, file: path})
-		if err != nil {
-			return nil, err
-		}
-		all = append(all, page...)
-		u = ""
-		if m := linkNextRE.FindStringSubmatch(h.Get("Link")); m != nil {
-			next, err := url.Parse(m[1])
-			if err != nil {
-				return nil, fmt.Errorf("hub repo %s: bad Link header %q", repo, h.Get("Link"))
+		next, err := c.listPage(ctx, u, what, &budget, func(e Entry) error {
+			seen++
+			if seen > maxTreeEntries {
+				return fmt.Errorf("the tree listing has more than %d entries, more than any adapter folder; check the subfolder and HF_ENDPOINT (%s)", maxTreeEntries, c.Endpoint)
 			}
-			base, _ := url.Parse(c.Endpoint)
-			u = base.ResolveReference(next).String()
+			if len(e.Path) > maxPathLen {
+				return fmt.Errorf("the tree listing has a path of %d bytes, more than %d; check HF_ENDPOINT (%s)", len(e.Path), maxPathLen, c.Endpoint)
+			}
+			if keep == nil || keep(e) {
+				kept = append(kept, e)
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, seen, err
+		}
+		u = next
+	}
+	return kept, seen, nil
+}
+
+// listPage GETs one page of a tree listing, hands each entry to each, and
+// returns the next page's URL ("" for none). budget is what is left of
+// maxListingBytes; the page's bytes are taken from it.
+func (c *Client) listPage(ctx context.Context, u string, what requestDesc, budget *int64, each func(Entry) error) (string, error) {
+	req, err := c.newRequest(ctx, http.MethodGet, u)
+	if err != nil {
+		return "", fmt.Errorf("%s: %v", what, err)
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := c.HTTP.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("%s: %v; check HF_ENDPOINT (%s) and the network", what, unwrapURL(err), c.Endpoint)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return "", c.statusError(resp, what)
+	}
+	body := &io.LimitedReader{R: resp.Body, N: *budget + 1}
+	defer func() { *budget = max(body.N-1, 0) }()
+	tooBig := func(err error) error {
+		if body.N <= 0 {
+			return fmt.Errorf("%s: the tree listing is larger than %d MiB, more than any adapter folder; check the subfolder and HF_ENDPOINT (%s)", what, maxListingBytes>>20, c.Endpoint)
+		}
+		return fmt.Errorf("%s: bad JSON from %s: %v", what, c.Endpoint, unwrapURL(err))
+	}
+	dec := json.NewDecoder(body)
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('[') {
+		if err == nil {
+			err = fmt.Errorf("the listing is not a JSON list")
+		}
+		return "", tooBig(err)
+	}
+	for dec.More() {
+		var e Entry
+		if err := dec.Decode(&e); err != nil {
+			return "", tooBig(err)
+		}
+		if err := each(e); err != nil {
+			return "", fmt.Errorf("%s: %v", what, err)
 		}
 	}
-	return all, nil
+	if _, err := dec.Token(); err != nil {
+		return "", tooBig(err)
+	}
+	m := linkNextRE.FindStringSubmatch(resp.Header.Get("Link"))
+	if m == nil {
+		return "", nil
+	}
+	next, err := url.Parse(m[1])
+	if err != nil {
+		return "", fmt.Errorf("%s: bad Link header %q", what, resp.Header.Get("Link"))
+	}
+	base, _ := url.Parse(c.Endpoint)
+	return base.ResolveReference(next).String(), nil
+}
+
+// unwrapURL drops the url.Error wrapper, whose URL the message repeats,
+// and keeps the cause (an idle cut says which setting cut it).
+func unwrapURL(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
 }
 
 // resolveURL is where a file's bytes are served.
@@ -260,7 +411,7 @@ func (c *Client) Stat(ctx context.Context, repo, commit, path string) (FileInfo,
 		req.Header.Set("Accept-Encoding", "identity")
 		resp, err := noFollow.Do(req)
 		if err != nil {
-			return FileInfo{}, fmt.Errorf("%s: %v; check HF_ENDPOINT (%s) and the network", what, err, c.Endpoint)
+			return FileInfo{}, fmt.Errorf("%s: %v; check HF_ENDPOINT (%s) and the network", what, unwrapURL(err), c.Endpoint)
 		}
 		resp.Body.Close()
 		loc := resp.Header.Get("Location")

@@ -21,6 +21,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -116,6 +117,17 @@ func status(field string) int64 {
 			}
 			return n << 10
 		}
+	}
+	return -1
+}
+
+// PeakRSS is the peak resident set of a child process that has exited, as
+// the kernel kept it (getrusage's ru_maxrss, the same figure as VmHWM):
+// for tests that run the real binary rather than a function. -1 where
+// the platform does not report it.
+func PeakRSS(ps *os.ProcessState) int64 {
+	if ru, ok := ps.SysUsage().(*syscall.Rusage); ok && ru != nil {
+		return ru.Maxrss << 10 // kB on Linux
 	}
 	return -1
 }

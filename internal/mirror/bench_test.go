@@ -50,7 +50,7 @@ func BenchmarkFleetMirror(b *testing.B) {
 		fi, _ := os.Stat(path)
 		total += fi.Size()
 		key := fmt.Sprintf("a%03d", i)
-		if _, err := mirror.Publish(ctx, src, key, []string{path}, "READY", nil); err != nil {
+		if _, err := mirror.Publish(ctx, src, key, dir, []string{"lora.gguf"}, "READY", nil); err != nil {
 			b.Fatal(err)
 		}
 		objects = append(objects, prefix+key+"/lora.gguf")

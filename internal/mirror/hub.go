@@ -27,8 +27,7 @@ import (
 // so.
 var hubKind = kind{label: "hub source", tag: "hub", policy: policy{holdEmpty: false, goneAfter: 2}}
 
-// checkTimeout bounds one revision check, and the wait for any response's
-// headers.
+// checkTimeout bounds one revision check.
 const checkTimeout = time.Minute
 
 // hubRemote resolves a hub revision each poll and fetches the adapter's
@@ -62,11 +61,10 @@ func newHub(o Options) (*hubRemote, string, error) {
 	client.Offline = false
 	// A cache that cannot be written is skipped, and the log says so.
 	client.Logger = o.Logger
-	// A hub that accepts the connection and never answers is an outage
-	// like any other, not a poll that hangs for good.
-	t := http.DefaultTransport.(*http.Transport).Clone()
-	t.ResponseHeaderTimeout = checkTimeout
-	client.HTTP.Transport = t
+	// A hub that accepts the connection and never answers, or trickles,
+	// is an outage like any other, not a poll that hangs for good.
+	client.SetIdleTimeout(o.Transfers.IdleTimeout, "transfers.idle_timeout")
+	client.MaxFileSize = int64(o.Transfers.MaxFileSize)
 	r := &hubRemote{h: o.Source.Hub, label: hubKind.label + " " + o.Source.Name(), client: client, got: map[string]int64{}}
 	client.Progress = func(path string, done, _ int64) { r.got[path] = done }
 	if o.Source.Hub.Sidecar != nil {

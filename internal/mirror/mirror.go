@@ -33,6 +33,9 @@ type Options struct {
 	// Getenv reads the hub's settings (HF_ENDPOINT, HF_TOKEN,
 	// HF_HUB_CACHE, ...); nil is os.Getenv.
 	Getenv func(string) string
+	// Transfers bounds every request and poll; zero fields take the
+	// defaults.
+	Transfers spec.TransferConfig
 }
 
 // SourceStatus is what status and /v1/sources show of one source.
@@ -56,6 +59,9 @@ type SourceStatus struct {
 	// Waiting lists the folders seen but not complete yet: no ready_file
 	// object, or a listing that changed since the last poll.
 	Waiting []string `json:"waiting,omitempty"`
+	// InProgressSince is when the poll under way started; zero between
+	// polls. A poll that transfers.poll_timeout cuts says so in Error.
+	InProgressSince time.Time `json:"in_progress_since,omitzero"`
 }
 
 // remote is one protocol's side of a mirror: what the source offers now,
@@ -114,6 +120,15 @@ type Mirror struct {
 func New(o Options) (*Mirror, error) {
 	if o.Getenv == nil {
 		o.Getenv = os.Getenv
+	}
+	if o.Transfers.IdleTimeout <= 0 {
+		o.Transfers.IdleTimeout = spec.DefaultIdleTimeout
+	}
+	if o.Transfers.PollTimeout <= 0 {
+		o.Transfers.PollTimeout = spec.DefaultPollTimeout
+	}
+	if o.Transfers.MaxFileSize <= 0 {
+		o.Transfers.MaxFileSize = spec.DefaultMaxFileSize
 	}
 	m := &Mirror{o: o, name: o.Source.Name(), log: o.Logger, last: map[string]string{}, absent: map[string]int{}}
 	if m.log == nil {
@@ -193,9 +208,33 @@ var errEmptyListing = errors.New("lists no folders")
 
 // Poll asks the source once and brings the drop directory in line with
 // it: complete folders mirrored, gone folders removed. It returns the
-// poll's problem, which Status also shows. The shape is observe (check the
-// source, look at the drop dir), decide (pure, in plan.go), apply.
+// poll's problem, which Status also shows. The whole poll, downloads
+// included, is bounded by transfers.poll_timeout: a source that trickles
+// its bytes cannot hold the mirror for good, and the cut is reported.
 func (m *Mirror) Poll(ctx context.Context) error {
+	m.mu.Lock()
+	m.status.InProgressSince = time.Now()
+	m.mu.Unlock()
+	defer func() {
+		m.mu.Lock()
+		m.status.InProgressSince = time.Time{}
+		m.mu.Unlock()
+	}()
+	pctx, cancel := context.WithTimeoutCause(ctx, m.o.Transfers.PollTimeout, errPollTimeout)
+	defer cancel()
+	err := m.poll(pctx)
+	if ctx.Err() == nil && errors.Is(context.Cause(pctx), errPollTimeout) {
+		err = fmt.Errorf("%s: the poll was cut after %s (transfers.poll_timeout); nothing is removed; the next poll tries again: is the source slow or stalled?", m.label, m.o.Transfers.PollTimeout)
+		m.report(zeroTime, "", err, nil)
+	}
+	return err
+}
+
+var errPollTimeout = errors.New("transfers.poll_timeout")
+
+// poll is one Poll: observe (check the source, look at the drop dir),
+// decide (pure, in plan.go), apply.
+func (m *Mirror) poll(ctx context.Context) error {
 	offers, checkErr := m.r.check(ctx)
 	if checkErr != nil && ctx.Err() != nil {
 		return ctx.Err()

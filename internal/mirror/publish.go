@@ -4,13 +4,15 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
-	"path/filepath"
+	"path"
 	"strings"
 
 	"github.com/minio/minio-go/v7"
 
+	"github.com/adapterd/adapterd/internal/safefile"
 	"github.com/adapterd/adapterd/internal/spec"
 )
 
@@ -21,10 +23,44 @@ import (
 // removed, and the ready marker is written last. Mirrors without a
 // ready_file see the listing change and wait until it is stable.
 //
-// files are absolute paths; their base names become the object names. It
-// returns the bytes uploaded.
-func Publish(ctx context.Context, dest *spec.S3Source, key string, files []string, readyFile string, transport http.RoundTripper) (int64, error) {
-	client, err := newClient(dest, transport)
+// names are files in dir, as slash-separated paths relative to it (a
+// sidecar's path: may put the adapter in a subfolder); their base names
+// become the object names. Every file is opened first, relative to dir
+// and without following links, and
+// kept only if it is a regular file with one link (safefile.OpenAt): the
+// bytes uploaded are read through those handles, never by path again, so a
+// link or FIFO swapped in after the folder was checked is refused before
+// anything in the bucket changes. It returns the bytes uploaded.
+func Publish(ctx context.Context, dest *spec.S3Source, key, dir string, names []string, readyFile string, transport http.RoundTripper) (int64, error) {
+	d, err := safefile.OpenDir(dir)
+	if err != nil {
+		return 0, err
+	}
+	defer d.Close()
+	type file struct {
+		name string
+		f    *os.File
+		size int64
+	}
+	var files []file
+	defer func() {
+		for _, f := range files {
+			f.f.Close()
+		}
+	}()
+	for _, name := range names {
+		f, err := openUnder(d, name)
+		if err != nil {
+			return 0, fmt.Errorf("%v; nothing was uploaded", err)
+		}
+		fi, err := f.Stat()
+		if err != nil {
+			f.Close()
+			return 0, err
+		}
+		files = append(files, file{path.Base(name), f, fi.Size()})
+	}
+	client, err := newClient(dest, transport, spec.DefaultIdleTimeout)
 	if err != nil {
 		return 0, err
 	}
@@ -38,24 +74,15 @@ func Publish(ctx context.Context, dest *spec.S3Source, key string, files []strin
 	}
 	keep := map[string]bool{}
 	var sent int64
-	for _, path := range files {
-		name := filepath.Base(path)
-		keep[base+name] = true
-		f, err := os.Open(path)
+	for _, f := range files {
+		keep[base+f.name] = true
+		// A SectionReader: minio-go may read a part twice (MD5, then the
+		// upload), and it must be the same handle's bytes both times.
+		_, err = client.PutObject(ctx, dest.Bucket, base+f.name, io.NewSectionReader(f.f, 0, f.size), f.size, minio.PutObjectOptions{SendContentMd5: true})
 		if err != nil {
-			return sent, err
+			return sent, fmt.Errorf("%s%s: upload failed: %v; check the credentials and the bucket", where, f.name, err)
 		}
-		fi, err := f.Stat()
-		if err != nil {
-			f.Close()
-			return sent, err
-		}
-		_, err = client.PutObject(ctx, dest.Bucket, base+name, f, fi.Size(), minio.PutObjectOptions{SendContentMd5: true})
-		f.Close()
-		if err != nil {
-			return sent, fmt.Errorf("%s%s: upload failed: %v; check the credentials and the bucket", where, name, err)
-		}
-		sent += fi.Size()
+		sent += f.size
 	}
 	for obj := range client.ListObjects(ctx, dest.Bucket, minio.ListObjectsOptions{Prefix: base, Recursive: true}) {
 		if obj.Err != nil {
@@ -74,4 +101,26 @@ func Publish(ctx context.Context, dest *spec.S3Source, key string, files []strin
 		}
 	}
 	return sent, nil
+}
+
+// openUnder opens the regular file at rel below dir, one component at a
+// time, never through a link.
+func openUnder(dir *os.File, rel string) (*os.File, error) {
+	parts := strings.Split(rel, "/")
+	cur := dir
+	for _, p := range parts[:len(parts)-1] {
+		next, err := safefile.OpenDirAt(cur, p)
+		if cur != dir {
+			cur.Close()
+		}
+		if err != nil {
+			return nil, err
+		}
+		cur = next
+	}
+	f, err := safefile.OpenAt(cur, parts[len(parts)-1])
+	if cur != dir {
+		cur.Close()
+	}
+	return f, err
 }

@@ -10,12 +10,14 @@ import (
 	"net/url"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
 
 	"github.com/adapterd/adapterd/internal/layout"
 	"github.com/adapterd/adapterd/internal/spec"
+	"github.com/adapterd/adapterd/internal/transfer"
 )
 
 // s3Kind: each immediate sub-prefix is one folder; a listing is weak
@@ -40,8 +42,15 @@ func Credentials() *credentials.Credentials {
 }
 
 // newClient is the S3 client for a source's endpoint, addressing and the
-// standard credentials.
-func newClient(s3 *spec.S3Source, transport http.RoundTripper) (*minio.Client, error) {
+// standard credentials. Every request through it is cut after idle
+// without a byte (transfer.Transport).
+func newClient(s3 *spec.S3Source, transport http.RoundTripper, idle time.Duration) (*minio.Client, error) {
+	if transport == nil {
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.DisableCompression = true // minio-go checks the bytes as sent
+		transport = t
+	}
+	transport = transfer.Transport(transport, idle, "transfers.idle_timeout")
 	host, secure := "s3.amazonaws.com", true
 	lookup := minio.BucketLookupAuto
 	if s3.Endpoint != "" {
@@ -70,14 +79,20 @@ type s3Remote struct {
 	label     string
 	readyFile string
 	client    *minio.Client
+	maxSize   int64
 }
 
+// maxListEntries bounds the objects one poll lists, over all pages: an
+// endpoint that pages forever is cut off instead of growing memory. Only
+// folder names and relevant files are kept while listing.
+const maxListEntries = 100_000
+
 func newS3(o Options) (*s3Remote, error) {
-	client, err := newClient(o.Source.S3, o.Transport)
+	client, err := newClient(o.Source.S3, o.Transport, o.Transfers.IdleTimeout)
 	if err != nil {
 		return nil, fmt.Errorf("%v; fix endpoint in the config", err)
 	}
-	return &s3Remote{s3: o.Source.S3, label: s3Kind.label + " " + o.Source.Name(), readyFile: o.ReadyFile, client: client}, nil
+	return &s3Remote{s3: o.Source.S3, label: s3Kind.label + " " + o.Source.Name(), readyFile: o.ReadyFile, client: client, maxSize: int64(o.Transfers.MaxFileSize)}, nil
 }
 
 func (r *s3Remote) access() string { return "" }
@@ -108,9 +123,20 @@ func (r *s3Remote) list(ctx context.Context) (map[string]map[string]object, erro
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	out := map[string]map[string]object{}
+	seen := 0
+	tooMany := func() error {
+		seen++
+		if seen > maxListEntries {
+			return fmt.Errorf("the listing has more than %d objects, more than adapter folders hold; check the prefix", maxListEntries)
+		}
+		return nil
+	}
 	for o := range r.client.ListObjects(ctx, r.s3.Bucket, minio.ListObjectsOptions{Prefix: r.s3.Prefix}) {
 		if o.Err != nil {
 			return nil, o.Err
+		}
+		if err := tooMany(); err != nil {
+			return nil, err
 		}
 		key, ok := strings.CutPrefix(o.Key, r.s3.Prefix)
 		if !ok || !strings.HasSuffix(key, "/") {
@@ -128,6 +154,9 @@ func (r *s3Remote) list(ctx context.Context) (map[string]map[string]object, erro
 		for o := range r.client.ListObjects(ctx, r.s3.Bucket, minio.ListObjectsOptions{Prefix: p}) {
 			if o.Err != nil {
 				return nil, o.Err
+			}
+			if err := tooMany(); err != nil {
+				return nil, err
 			}
 			name := strings.TrimPrefix(o.Key, p)
 			if name == "" || strings.Contains(name, "/") {
@@ -153,6 +182,9 @@ func (r *s3Remote) fetch(ctx context.Context, key string, f offer, dir string, r
 	var downloaded int64
 	for _, name := range sortedKeys(f.Files) {
 		obj := f.Files[name]
+		if obj.Size > r.maxSize {
+			return nil, downloaded, fmt.Errorf("%s is %d bytes, more than transfers.max_file_size (%d): not an adapter, or raise max_file_size; nothing was downloaded", name, obj.Size, r.maxSize)
+		}
 		if reuse(name, obj) {
 			continue
 		}

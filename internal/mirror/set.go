@@ -29,6 +29,7 @@ func Start(ctx context.Context, cfg *spec.Config, o Options) *Set {
 	for _, src := range cfg.Sources {
 		mo := o
 		mo.Source, mo.DropDir, mo.StateDir, mo.ReadyFile = src, cfg.DropDir, cfg.StateDir, cfg.ReadyFile
+		mo.Transfers = cfg.Transfers
 		m, err := New(mo)
 		if err != nil {
 			if o.Logger != nil {

@@ -41,21 +41,23 @@ const (
 
 // Config is the daemon config file (adapterd run --config FILE).
 type Config struct {
-	DropDir     string        `yaml:"drop_dir"`
-	StateDir    string        `yaml:"state_dir"` // default <drop_dir>/.adapterd
-	Ollama      OllamaConfig  `yaml:"ollama"`
-	Settle      time.Duration `yaml:"settle"`
-	Resync      time.Duration `yaml:"resync"`
-	Workers     int           `yaml:"workers"`
-	ReadyFile   string        `yaml:"ready_file"` // a bare file name; "" means no ready file is needed
-	OnRemove    string        `yaml:"on_remove"`  // OnRemoveKeep or OnRemoveDelete
-	RemoveGrace time.Duration `yaml:"remove_grace"`
-	Strategy    Strategy      `yaml:"strategy"` // always equal to Defaults.Strategy after parsing
-	StatusFile  bool          `yaml:"status_file"`
-	Listen      string        `yaml:"listen"` // "" means no HTTP server
-	Log         LogConfig     `yaml:"log"`
-	Defaults    Defaults      `yaml:"defaults"`
-	Sources     []Source      `yaml:"sources"` // mirrored into DropDir; see sources.go
+	DropDir     string         `yaml:"drop_dir"`
+	StateDir    string         `yaml:"state_dir"` // default <drop_dir>/.adapterd
+	Ollama      OllamaConfig   `yaml:"ollama"`
+	Settle      time.Duration  `yaml:"settle"`
+	Resync      time.Duration  `yaml:"resync"`
+	Workers     int            `yaml:"workers"`
+	ReadyFile   string         `yaml:"ready_file"` // a bare file name; "" means no ready file is needed
+	OnRemove    string         `yaml:"on_remove"`  // OnRemoveKeep or OnRemoveDelete
+	RemoveGrace time.Duration  `yaml:"remove_grace"`
+	Strategy    Strategy       `yaml:"strategy"` // always equal to Defaults.Strategy after parsing
+	StatusFile  bool           `yaml:"status_file"`
+	Listen      string         `yaml:"listen"` // "" means no HTTP server
+	Log         LogConfig      `yaml:"log"`
+	Defaults    Defaults       `yaml:"defaults"`
+	Sources     []Source       `yaml:"sources"` // mirrored into DropDir; see sources.go
+	API         APIConfig      `yaml:"api"`
+	Transfers   TransferConfig `yaml:"transfers"`
 }
 
 // OllamaConfig says where the Ollama server is.
@@ -102,7 +104,7 @@ type Defaults struct {
 }
 
 var (
-	configKeys = []string{"drop_dir", "state_dir", "ollama", "settle", "resync", "workers", "ready_file", "on_remove", "remove_grace", "strategy", "status_file", "listen", "log", "defaults", "sources"}
+	configKeys = []string{"drop_dir", "state_dir", "ollama", "settle", "resync", "workers", "ready_file", "on_remove", "remove_grace", "strategy", "status_file", "listen", "log", "defaults", "sources", "api", "transfers"}
 	// All but "model" (one model name cannot be shared) and "path" (each
 	// folder's layout is its own).
 	defaultsKeys = []string{"base", "system", "template", "parameters", "messages", "license", "strategy", "quantize", "verify"}
@@ -127,6 +129,7 @@ func DefaultConfig(dropDir string) *Config {
 	if h, err := hostFromEnv(); err == nil {
 		c.Ollama.Host = h
 	}
+	c.finishNetwork()
 	return c
 }
 
@@ -144,6 +147,7 @@ func baseConfig() *Config {
 		Listen:      DefaultListen,
 		Log:         LogConfig{Level: LogLevelInfo, Format: LogFormatText},
 		Defaults:    Defaults{Strategy: StrategyAuto},
+		Transfers:   TransferConfig{IdleTimeout: DefaultIdleTimeout, PollTimeout: DefaultPollTimeout, MaxFileSize: DefaultMaxFileSize},
 	}
 }
 
@@ -168,7 +172,7 @@ func LoadConfig(path string) (*Config, error) {
 	if err != nil {
 		return nil, &Error{File: path, Msg: fmt.Sprintf("cannot make paths absolute: %v; give --config as an absolute path", err)}
 	}
-	for _, p := range []*string{&c.DropDir, &c.StateDir, &c.Ollama.ModelsDir} {
+	for _, p := range []*string{&c.DropDir, &c.StateDir, &c.Ollama.ModelsDir, &c.API.Socket, &c.API.TokenFile} {
 		if *p != "" && !filepath.IsAbs(*p) {
 			*p = filepath.Join(dir, *p)
 		}
@@ -274,6 +278,10 @@ func ParseConfig(data []byte, source string) (*Config, error) {
 			err = d.settings(v, "defaults.", defaultsKeys, &defaultsParsed)
 		case "sources":
 			c.Sources, err = d.sources(v)
+		case "api":
+			err = d.api(v, &c.API)
+		case "transfers":
+			err = d.transfers(v, &c.Transfers)
 		}
 		return err
 	})
@@ -298,6 +306,7 @@ func ParseConfig(data []byte, source string) (*Config, error) {
 			return nil, d.errf(stateNode, "%s", msg)
 		}
 	}
+	c.finishNetwork()
 	if !hostSet {
 		h, err := hostFromEnv()
 		if err != nil {

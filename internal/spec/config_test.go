@@ -48,6 +48,8 @@ func TestConfig_ContractExampleParses(t *testing.T) {
 		Listen:      "127.0.0.1:9464",
 		Log:         LogConfig{Level: "info", Format: "text"},
 		Defaults:    Defaults{Strategy: StrategyAuto, Parameters: map[string]any{}},
+		API:         APIConfig{ListenServes: ListenServesAll},
+		Transfers:   TransferConfig{IdleTimeout: time.Minute, PollTimeout: 30 * time.Minute, MaxFileSize: 4 << 30},
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("got  %#v\nwant %#v", c, want)
@@ -143,6 +145,8 @@ defaults:
   quantize: q4_K_M
   verify: true
   messages: [{role: user, content: hi}]
+api: {socket: /run/a.sock, admin_group: adm, token_file: /etc/adapterd/token, hosts: [gpu1.example], listen_serves: all}
+transfers: {idle_timeout: 10s, poll_timeout: 5m, max_file_size: 500MB}
 `
 	c, err := ParseConfig([]byte(in), configFile)
 	if err != nil {
@@ -173,6 +177,8 @@ defaults:
 			Verify:     ptr(true),
 			Messages:   []Message{{Role: "user", Content: "hi"}},
 		},
+		API:       APIConfig{Socket: "/run/a.sock", AdminGroup: "adm", TokenFile: "/etc/adapterd/token", Hosts: []string{"gpu1.example"}, ListenServes: ListenServesAll},
+		Transfers: TransferConfig{IdleTimeout: 10 * time.Second, PollTimeout: 5 * time.Minute, MaxFileSize: 500e6},
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("got  %#v\nwant %#v", c, want)

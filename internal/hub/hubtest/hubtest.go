@@ -8,6 +8,7 @@
 package hubtest
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/sha1"
 	"crypto/sha256"
@@ -32,12 +33,30 @@ import (
 type Fault int
 
 const (
-	None        Fault = iota
-	Corrupt           // the bytes served do not match the ETag
-	Truncate          // every GET drops the connection halfway
-	DropOnce          // the first GET drops halfway; Range resumes work
-	IgnoreRange       // drops halfway once, then answers Range with 200 and the whole file
+	None         Fault = iota
+	Corrupt            // the bytes served do not match the ETag
+	Truncate           // every GET drops the connection halfway
+	DropOnce           // the first GET drops halfway; Range resumes work
+	IgnoreRange        // drops halfway once, then answers Range with 200 and the whole file
+	Trickle            // sends the body one byte every TrickleGap, as a stalled link does
+	LieAboutSize       // the HEAD announces LieSize bytes (X-Linked-Size, Content-Length)
 )
+
+// Hostile behaviours of the whole hub, for tests that attack the client
+// rather than one file: SetHostile turns them on.
+type Hostile struct {
+	// PagesForever makes every tree listing endless: each page holds
+	// PageBytes of entries whose names no adapter uses, and links to one
+	// more page.
+	PagesForever bool
+	PageBytes    int // default 1 MiB
+	NameBytes    int // each useless name's length (default 200)
+	// TrickleGap is the pause between the bytes of a Trickle file
+	// (default 5s).
+	TrickleGap time.Duration
+	// LieSize is what a LieAboutSize file announces (default 1 TiB).
+	LieSize int64
+}
 
 // Repo is one model repo.
 type Repo struct {
@@ -66,6 +85,21 @@ type Server struct {
 	served    int64                 // bytes of file content sent, by the hub and the CDN
 	sums      map[[2]uintptr]string // sliceID -> SHA256 of committed files
 	commitN   int
+	hostile   Hostile
+}
+
+// SetHostile turns the hub's hostile behaviours on (see Hostile); safe
+// while the hub serves.
+func (s *Server) SetHostile(h Hostile) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.hostile = h
+}
+
+func (s *Server) getHostile() Hostile {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.hostile
 }
 
 // New starts the hub on 127.0.0.1 and the CDN on 127.0.0.2, so they are
@@ -346,6 +380,10 @@ func (s *Server) serveTree(w http.ResponseWriter, r *http.Request, name, rev, di
 	if !ok {
 		return
 	}
+	if s.getHostile().PagesForever {
+		s.servePageForever(w, r)
+		return
+	}
 	recursive := r.URL.Query().Get("recursive") == "true"
 	prefix := ""
 	if dir != "" {
@@ -393,6 +431,39 @@ func (s *Server) serveTree(w http.ResponseWriter, r *http.Request, name, rev, di
 	s.mu.Unlock()
 	w.Header().Set("Content-Type", "application/json")
 	json.NewEncoder(w).Encode(entries[start:end])
+}
+
+// servePageForever answers a tree listing with one full page of useless
+// file names and a Link to the next, without end.
+func (s *Server) servePageForever(w http.ResponseWriter, r *http.Request) {
+	h := s.getHostile()
+	size := h.PageBytes
+	if size <= 0 {
+		size = 1 << 20
+	}
+	n, _ := strconv.Atoi(r.URL.Query().Get("cursor"))
+	next := *r.URL
+	q := next.Query()
+	q.Set("cursor", strconv.Itoa(n+1))
+	next.RawQuery = q.Encode()
+	w.Header().Set("Link", fmt.Sprintf("<%s%s>; rel=\"next\"", s.Hub.URL, next.RequestURI()))
+	w.Header().Set("Content-Type", "application/json")
+	s.mu.Lock()
+	s.treePages++
+	s.mu.Unlock()
+	bw := bufio.NewWriter(w)
+	bw.WriteString("[")
+	pad := strings.Repeat("x", max(h.NameBytes, 200))
+	for i, written := 0, 0; written < size; i++ {
+		if i > 0 {
+			bw.WriteString(",")
+		}
+		e := fmt.Sprintf(`{"type":"file","oid":"%040d","size":1,"path":"junk-%d-%d-%s.txt"}`, i, n, i, pad)
+		bw.WriteString(e)
+		written += len(e) + 1
+	}
+	bw.WriteString("]")
+	bw.Flush()
 }
 
 // servePathsInfo answers POST /api/models/{repo}/paths-info/{rev}, which
@@ -481,6 +552,19 @@ func (s *Server) serveResolve(w http.ResponseWriter, r *http.Request, name, rev,
 		return
 	}
 	w.Header().Set("X-Repo-Commit", commit)
+	s.mu.Lock()
+	fault := s.faults[name+"/"+file]
+	s.mu.Unlock()
+	if fault == LieAboutSize && r.Method == http.MethodHead {
+		lie := s.getHostile().LieSize
+		if lie <= 0 {
+			lie = 1 << 40
+		}
+		w.Header().Set("X-Linked-Etag", `"`+s.sha256(b)+`"`)
+		w.Header().Set("X-Linked-Size", strconv.FormatInt(lie, 10))
+		w.Header().Set("Content-Length", strconv.FormatInt(lie, 10))
+		return
+	}
 	if s.isLFS(b) {
 		// The Hub answers with a redirect whose own ETag and length describe
 		// the redirect; the file's are in the X-Linked-* headers.
@@ -558,6 +642,25 @@ func (s *Server) serveBytes(w http.ResponseWriter, r *http.Request, key string, 
 		panic(http.ErrAbortHandler) // drop the connection mid-body
 	case fault == IgnoreRange:
 		r.Header.Del("Range")
+	case fault == Trickle && !probe:
+		gap := s.getHostile().TrickleGap
+		if gap <= 0 {
+			gap = 5 * time.Second
+		}
+		w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+		w.WriteHeader(http.StatusOK)
+		for i := range b {
+			if _, err := w.Write(b[i : i+1]); err != nil {
+				return
+			}
+			w.(http.Flusher).Flush()
+			select {
+			case <-r.Context().Done():
+				return
+			case <-time.After(gap):
+			}
+		}
+		return
 	}
 	http.ServeContent(w, r, path.Base(key), time.Time{}, bytes.NewReader(b))
 }
