@@ -16,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/adapterd/adapterd/internal/cli"
 	"github.com/adapterd/adapterd/internal/metrics"
 	"github.com/adapterd/adapterd/internal/spec"
 	"github.com/adapterd/adapterd/internal/status"
@@ -311,39 +312,17 @@ func TestEveryMetricHasARow(t *testing.T) {
 	}
 }
 
-// commandNames reads the case labels of the switch on cmd in the CLI's
-// dispatch function: the words a user can type after "adapterd".
+// commandNames is every word a user can type after "adapterd": the names
+// and aliases in internal/cli's command table.
 func commandNames(t *testing.T) []string {
 	t.Helper()
 	var out []string
-	for _, f := range parseDir(t, filepath.Join(repoRoot, "internal", "cli")) {
-		for _, d := range f.Decls {
-			fd, ok := d.(*ast.FuncDecl)
-			if !ok || fd.Name.Name != "dispatch" {
-				continue
-			}
-			ast.Inspect(fd.Body, func(n ast.Node) bool {
-				sw, ok := n.(*ast.SwitchStmt)
-				if !ok {
-					return true
-				}
-				if id, ok := sw.Tag.(*ast.Ident); !ok || id.Name != "cmd" {
-					return true
-				}
-				for _, s := range sw.Body.List {
-					for _, e := range s.(*ast.CaseClause).List {
-						if lit, ok := e.(*ast.BasicLit); ok && lit.Kind == token.STRING {
-							name, _ := strconv.Unquote(lit.Value)
-							out = append(out, name)
-						}
-					}
-				}
-				return false
-			})
-		}
+	for _, c := range cli.Commands() {
+		out = append(out, c.Name)
+		out = append(out, c.Aliases...)
 	}
 	if len(out) == 0 {
-		t.Fatal("found no commands in internal/cli's dispatch; the test would prove nothing")
+		t.Fatal("internal/cli's command table is empty; the test would prove nothing")
 	}
 	return out
 }
@@ -358,68 +337,17 @@ func TestEveryCommandIsDocumented(t *testing.T) {
 	}
 }
 
-// flagMethods are the flag.FlagSet methods that define a flag; each takes
-// the flag's name as its first string argument.
-var flagMethods = map[string]bool{
-	"String": true, "Bool": true, "Int": true, "Int64": true, "Uint": true, "Uint64": true,
-	"Float64": true, "Duration": true, "Var": true, "Func": true, "BoolFunc": true, "TextVar": true,
-	"StringVar": true, "BoolVar": true, "IntVar": true, "Int64Var": true, "UintVar": true,
-	"Uint64Var": true, "Float64Var": true, "DurationVar": true,
-}
-
-// flagNames reads every flag the CLI defines: calls of flagMethods on a
-// variable that holds a FlagSet made by newFlags or flag.NewFlagSet.
+// flagNames is every flag of every command in internal/cli's table, as
+// the command declares it on its FlagSet. create's sidecar flags are also
+// what fetch-adapter --drop reads: the same declarations.
 func flagNames(t *testing.T) []string {
 	t.Helper()
 	var out []string
-	for _, f := range parseDir(t, filepath.Join(repoRoot, "internal", "cli")) {
-		sets := map[string]bool{}
-		ast.Inspect(f, func(n ast.Node) bool {
-			as, ok := n.(*ast.AssignStmt)
-			if !ok || len(as.Lhs) != 1 || len(as.Rhs) != 1 {
-				return true
-			}
-			call, ok := as.Rhs[0].(*ast.CallExpr)
-			if !ok {
-				return true
-			}
-			switch fn := call.Fun.(type) {
-			case *ast.Ident:
-				ok = fn.Name == "newFlags"
-			case *ast.SelectorExpr:
-				ok = fn.Sel.Name == "NewFlagSet"
-			default:
-				ok = false
-			}
-			if id, isID := as.Lhs[0].(*ast.Ident); ok && isID {
-				sets[id.Name] = true
-			}
-			return true
-		})
-		ast.Inspect(f, func(n ast.Node) bool {
-			call, ok := n.(*ast.CallExpr)
-			if !ok {
-				return true
-			}
-			sel, ok := call.Fun.(*ast.SelectorExpr)
-			if !ok || !flagMethods[sel.Sel.Name] {
-				return true
-			}
-			if id, ok := sel.X.(*ast.Ident); !ok || !sets[id.Name] {
-				return true
-			}
-			for _, a := range call.Args {
-				if lit, ok := a.(*ast.BasicLit); ok && lit.Kind == token.STRING {
-					name, _ := strconv.Unquote(lit.Value)
-					out = append(out, name)
-					break
-				}
-			}
-			return true
-		})
+	for _, c := range cli.Commands() {
+		out = append(out, c.Flags...)
 	}
 	if len(out) == 0 {
-		t.Fatal("found no flags in internal/cli; the test would prove nothing")
+		t.Fatal("no command in internal/cli's table has a flag; the test would prove nothing")
 	}
 	return out
 }

@@ -22,6 +22,11 @@ go vet ./...
 # deploy/ is its own module (nfpm, Helm, k8s.io/api stay out of the daemon's
 # go.mod): vet it and run its tests too.
 (cd deploy && go vet ./...)
+# The purego build leaves out quant's and lora's assembly: the scalar
+# kernels alone, as on a CPU without AVX2 (short: the ggml reference and
+# the servers are the default build's job below).
+go vet -tags purego ./...
+go test -race -tags purego -short -count=1 ./internal/quant/ ./internal/lora/
 # -p 2: one package per core; each package starts its own Ollama servers.
 mkdir -p .testbed
 # The log lives in the checkout: /tmp may be cleaned by other jobs mid-run.

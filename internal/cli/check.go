@@ -15,16 +15,11 @@ import (
 	"github.com/adapterd/adapterd/internal/spec"
 )
 
-func cmdCheck(ctx context.Context, args []string, env Env) error {
-	fs := newFlags("check", env)
-	configPath := fs.String("config", "", "config file (for defaults and the Ollama host)")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if fs.NArg() == 0 {
+func cmdCheck(ctx context.Context, fl *checkFlags, args []string, env Env) error {
+	if len(args) == 0 {
 		return usageError{"check needs at least one adapter folder"}
 	}
-	cfg, err := loadConfig(*configPath, filepath.Dir(fs.Arg(0)))
+	cfg, err := loadConfig(fl.config, filepath.Dir(args[0]))
 	if err != nil {
 		return err
 	}
@@ -34,7 +29,7 @@ func cmdCheck(ctx context.Context, args []string, env Env) error {
 	}
 	online := true
 	problems := 0
-	for _, dir := range fs.Args() {
+	for _, dir := range args {
 		f, err := ingest.LoadFolder(dir, cfg.Defaults)
 		if err != nil {
 			fmt.Fprintln(env.Stdout, err)
@@ -79,20 +74,15 @@ func checkBase(ctx context.Context, c *api.Client, f *ingest.Folder) (err error,
 	return f.Adapter.CheckBase(f.Resolved.Base, info), true
 }
 
-func cmdModelfile(ctx context.Context, args []string, env Env) error {
-	fs := newFlags("modelfile", env)
-	configPath := fs.String("config", "", "config file (for defaults)")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if fs.NArg() != 1 {
+func cmdModelfile(ctx context.Context, fl *modelfileFlags, args []string, env Env) error {
+	if len(args) != 1 {
 		return usageError{"modelfile needs exactly one adapter folder"}
 	}
-	cfg, err := loadConfig(*configPath, filepath.Dir(fs.Arg(0)))
+	cfg, err := loadConfig(fl.config, filepath.Dir(args[0]))
 	if err != nil {
 		return err
 	}
-	f, err := ingest.LoadFolder(fs.Arg(0), cfg.Defaults)
+	f, err := ingest.LoadFolder(args[0], cfg.Defaults)
 	if err != nil {
 		return err
 	}

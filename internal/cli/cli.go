@@ -1,6 +1,6 @@
 // Package cli implements adapterd's command line: it parses arguments, loads
 // the config, and calls the packages that do the work. cmd/adapterd is a
-// thin main around Main.
+// thin main around Run.
 package cli
 
 import (
@@ -47,25 +47,15 @@ type usageError struct{ msg string }
 
 func (e usageError) Error() string { return e.msg }
 
-const usage = `usage: adapterd <command> [flags]
-
-commands:
-  run [--config F] [--once]      run the daemon in the foreground
-  check [--config F] DIR...      validate adapter folders; create nothing
-  modelfile [--config F] DIR     print the equivalent Ollama Modelfile
-  create --adapter DIR [--base B] [--name N] [sidecar flags] [--dry-run] [--json] [--out-modelfile F]
-                                 one-shot create, resolved as the daemon does (alias: create-from-base)
-  fetch-adapter REPO [--revision R] [--subfolder S] [--file F] [--drop DIR] [create flags]
-  publish DIR s3://bucket/prefix/KEY [--config F] [--endpoint E] [--path-style] [--ready-file R]
-                                 check a folder, then upload it for a fleet: files first, marker last
-  status [--config F] [--json]   table of adapters from the running daemon
-  confirm-removals [--config F]  let removals the daemon holds (lost mount guard) go ahead
-  install | uninstall | start | stop | restart [--config F]
-  version                        print the version
-`
-
 // Main runs one command and returns the process exit status.
 func Main(ctx context.Context, args []string, env Env) int {
+	return ExitCode(Run(ctx, args, env))
+}
+
+// Run runs one command. It reports any problem on env.Stderr itself (a
+// usage error with the usage), so the error it returns only carries the
+// exit status: see ExitCode.
+func Run(ctx context.Context, args []string, env Env) error {
 	if env.Getenv == nil {
 		env.Getenv = os.Getenv
 	}
@@ -75,55 +65,42 @@ func Main(ctx context.Context, args []string, env Env) int {
 	var ce codedError
 	switch {
 	case err == nil:
+		return nil
+	case errors.As(err, &ee):
+		return ee
+	case errors.As(err, &ce):
+		fmt.Fprintf(env.Stderr, "adapterd: %s\n", strings.ReplaceAll(err.Error(), "\n", " "))
+		return exitError{ce.code}
+	case errors.Is(err, flag.ErrHelp):
+		writeUsage(env.Stdout)
+		return nil
+	case errors.As(err, &ue):
+		fmt.Fprintf(env.Stderr, "adapterd: %s\n", ue.msg)
+		writeUsage(env.Stderr)
+		return exitError{2}
+	default:
+		fmt.Fprintf(env.Stderr, "adapterd: %s\n", strings.ReplaceAll(err.Error(), "\n", " "))
+		return exitError{1}
+	}
+}
+
+// ExitCode is the process exit status for Run's error: 0 for nil.
+func ExitCode(err error) int {
+	var ee exitError
+	switch {
+	case err == nil:
 		return 0
 	case errors.As(err, &ee):
 		return ee.code
-	case errors.As(err, &ce):
-		fmt.Fprintf(env.Stderr, "adapterd: %s\n", strings.ReplaceAll(err.Error(), "\n", " "))
-		return ce.code
-	case errors.Is(err, flag.ErrHelp):
-		fmt.Fprint(env.Stdout, usage)
-		return 0
-	case errors.As(err, &ue):
-		fmt.Fprintf(env.Stderr, "adapterd: %s\n%s", ue.msg, usage)
-		return 2
 	default:
-		fmt.Fprintf(env.Stderr, "adapterd: %s\n", strings.ReplaceAll(err.Error(), "\n", " "))
 		return 1
 	}
 }
 
-func dispatch(ctx context.Context, args []string, env Env) error {
-	if len(args) == 0 {
-		return usageError{"no command given"}
-	}
-	cmd, rest := args[0], args[1:]
-	switch cmd {
-	case "run":
-		return cmdRun(ctx, rest, env)
-	case "check":
-		return cmdCheck(ctx, rest, env)
-	case "modelfile":
-		return cmdModelfile(ctx, rest, env)
-	case "create", "create-from-base":
-		return cmdCreate(ctx, rest, env)
-	case "fetch-adapter":
-		return cmdFetchAdapter(ctx, rest, env)
-	case "status":
-		return cmdStatus(ctx, rest, env)
-	case "publish":
-		return cmdPublish(ctx, rest, env)
-	case "confirm-removals":
-		return cmdConfirmRemovals(ctx, rest, env)
-	case "install", "uninstall", "start", "stop", "restart":
-		return cmdService(ctx, cmd, rest, env)
-	case "version", "--version", "-v":
-		fmt.Fprintln(env.Stdout, "adapterd", version())
-		return nil
-	case "help", "-h", "--help":
-		return flag.ErrHelp
-	}
-	return usageError{fmt.Sprintf("unknown command %q", cmd)}
+// cmdVersion prints the version; arguments are ignored, as they always were.
+func cmdVersion(_ context.Context, _ *noFlags, _ []string, env Env) error {
+	fmt.Fprintln(env.Stdout, "adapterd", version())
+	return nil
 }
 
 // version is what "adapterd version" prints after "adapterd": the version,

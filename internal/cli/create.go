@@ -109,30 +109,19 @@ func (f *sidecarFlags) sidecar() (*spec.Sidecar, error) {
 // cmdCreate is the one-shot create: a folder, resolved exactly as the
 // daemon resolves it (config defaults, then its adapter.yaml, then these
 // flags), created now.
-func cmdCreate(ctx context.Context, args []string, env Env) error {
-	fs := newFlags("create", env)
-	var sf sidecarFlags
-	sf.register(fs)
-	adapter := fs.String("adapter", "", "adapter folder (PEFT files or one GGUF LoRA, and maybe adapter.yaml)")
-	outModelfile := fs.String("out-modelfile", "", "after the model exists, write a Modelfile that rebuilds it here (and the file it needs beside it)")
-	configPath := fs.String("config", "", "config file (defaults, strategy and the Ollama host)")
-	dryRun := fs.Bool("dry-run", false, "print what would be done and exit; nothing is created")
-	asJSON := fs.Bool("json", false, "print one JSON object for scripts")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 || *adapter == "" {
+func cmdCreate(ctx context.Context, fl *createFlags, args []string, env Env) error {
+	if len(args) > 0 || fl.adapter == "" {
 		return usageError{"create needs --adapter DIR, and no other arguments"}
 	}
-	flags, err := sf.sidecar()
+	flags, err := fl.sidecar.sidecar()
 	if err != nil {
 		return err
 	}
-	dir, err := filepath.Abs(*adapter)
+	dir, err := filepath.Abs(fl.adapter)
 	if err != nil {
 		return err
 	}
-	cfg, err := loadConfig(*configPath, filepath.Dir(dir))
+	cfg, err := loadConfig(fl.config, filepath.Dir(dir))
 	if err != nil {
 		return err
 	}
@@ -140,7 +129,7 @@ func cmdCreate(ctx context.Context, args []string, env Env) error {
 	if err != nil {
 		return codedError{ingest.ExitInvalid, err}
 	}
-	if *outModelfile != "" {
+	if fl.outModelfile != "" {
 		// Refuse a value no Modelfile can carry before anything is
 		// created, not after.
 		probe := modelfile.Modelfile{From: f.Resolved.Base, System: f.Resolved.System, Template: f.Resolved.Template,
@@ -156,9 +145,9 @@ func cmdCreate(ctx context.Context, args []string, env Env) error {
 	if err != nil {
 		return err
 	}
-	opts := ingest.OnceOptions{DryRun: *dryRun, Log: slog.New(slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
-	if *outModelfile != "" && !*dryRun {
-		if opts.Artifact, err = filepath.Abs(*outModelfile + ".gguf"); err != nil {
+	opts := ingest.OnceOptions{DryRun: fl.dryRun, Log: slog.New(slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
+	if fl.outModelfile != "" && !fl.dryRun {
+		if opts.Artifact, err = filepath.Abs(fl.outModelfile + ".gguf"); err != nil {
 			return err
 		}
 	}
@@ -169,21 +158,21 @@ func cmdCreate(ctx context.Context, args []string, env Env) error {
 	if err != nil {
 		return codedError{ingest.ExitCode(err), err}
 	}
-	if *outModelfile != "" && !*dryRun {
+	if fl.outModelfile != "" && !fl.dryRun {
 		text, err := requestModelfile(res, opts.Artifact).Render()
 		if err != nil {
 			return err
 		}
-		if err := safefile.WriteAtomic(*outModelfile, []byte(text), 0o644); err != nil {
+		if err := safefile.WriteAtomic(fl.outModelfile, []byte(text), 0o644); err != nil {
 			return err
 		}
 	}
 	switch {
-	case *asJSON:
+	case fl.json:
 		enc := json.NewEncoder(env.Stdout)
 		enc.SetIndent("", "  ")
 		return enc.Encode(res)
-	case *dryRun:
+	case fl.dryRun:
 		printPlan(env, res)
 	default:
 		fmt.Fprintf(env.Stdout, "created %s from %s (%s)\n", res.Model, res.Base, res.Strategy)

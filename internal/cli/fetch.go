@@ -15,48 +15,26 @@ import (
 	"github.com/adapterd/adapterd/internal/hub"
 	"github.com/adapterd/adapterd/internal/layout"
 	"github.com/adapterd/adapterd/internal/safefile"
-	"github.com/adapterd/adapterd/internal/spec"
 	"gopkg.in/yaml.v3"
 )
-
-const fetchUsage = `usage: adapterd fetch-adapter REPO [--revision R] [--subfolder S] [--file F] [--drop DIR [--key K]] [create flags]
-
-Without --drop, creates the model as "adapterd create" does: every other
-flag (--base, --name, --system, --out-modelfile, ...) goes to create.
-`
 
 // cmdFetchAdapter downloads an adapter from the Hugging Face Hub, then
 // either creates the model through cmdCreate or publishes the folder into a
 // drop directory for the daemon. Only its own flags are parsed here; the
 // rest go to create unchanged, so whatever create supports, this does too.
-func cmdFetchAdapter(ctx context.Context, args []string, env Env) error {
-	fs := newFlags("fetch-adapter", env)
-	revision := fs.String("revision", "main", "branch, tag or commit of the repo")
-	subfolder := fs.String("subfolder", "", "folder inside the repo that holds the adapter")
-	file := fs.String("file", "", "which *.gguf LoRA, when the folder has several")
-	drop := fs.String("drop", "", "publish the folder into this drop directory instead of creating the model")
-	key := fs.String("key", "", "with --drop: the folder name in the drop directory (default: from the repo name)")
-	idle := fs.Duration("idle-timeout", spec.DefaultIdleTimeout, "cut a transfer that sends nothing for this long")
-	timeout := fs.Duration("timeout", spec.DefaultPollTimeout, "cut the whole download after this long")
-	maxSize := spec.DefaultMaxFileSize
-	fs.Var(&maxSize, "max-file-size", "refuse a file larger than this (such as 4GiB) before downloading it")
-	fs.Usage = func() {
-		fmt.Fprint(env.Stderr, fetchUsage)
-		fs.PrintDefaults()
-	}
-	repo, createArgs, err := splitFetchArgs(fs, args)
-	if err != nil {
-		return err
-	}
-	if *drop == "" {
-		if *key != "" {
+//
+// args are REPO, then the create flags (splitFetchArgs).
+func cmdFetchAdapter(ctx context.Context, fl *fetchFlags, args []string, env Env) error {
+	repo, createArgs := args[0], args[1:]
+	if fl.drop == "" {
+		if fl.key != "" {
 			return usageError{"fetch-adapter: --key is for --drop; without --drop, --name names the model"}
 		}
 		if hasFlag(createArgs, "adapter") {
 			return usageError{"fetch-adapter downloads the adapter itself; drop --adapter"}
 		}
 	}
-	req := hub.Request{Repo: repo, Revision: *revision, Subfolder: *subfolder, File: *file}
+	req := hub.Request{Repo: repo, Revision: fl.revision, Subfolder: fl.subfolder, File: fl.file}
 	if err := req.Check(); err != nil {
 		return err
 	}
@@ -65,25 +43,25 @@ func cmdFetchAdapter(ctx context.Context, args []string, env Env) error {
 		return err
 	}
 	client.Progress = terminalProgress(env.Stderr)
-	client.SetIdleTimeout(*idle, "--idle-timeout")
-	client.MaxFileSize = int64(maxSize)
+	client.SetIdleTimeout(fl.idle, "--idle-timeout")
+	client.MaxFileSize = int64(fl.maxSize)
 	// The download alone is bounded; create, after it, has its own waits.
-	fctx, cancel := context.WithTimeoutCause(ctx, *timeout, errFetchTimeout)
+	fctx, cancel := context.WithTimeoutCause(ctx, fl.timeout, errFetchTimeout)
 	defer cancel()
 	cut := func(err error) error {
 		if err != nil && ctx.Err() == nil && errors.Is(context.Cause(fctx), errFetchTimeout) {
-			return fmt.Errorf("hub repo %s: the download was cut after %s (--timeout); nothing was kept: is the hub slow or stalled?", repo, *timeout)
+			return fmt.Errorf("hub repo %s: the download was cut after %s (--timeout); nothing was kept: is the hub slow or stalled?", repo, fl.timeout)
 		}
 		return err
 	}
 	// A cache that cannot be written is skipped, and said so once per file.
 	client.Logger = slog.New(slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	if *drop != "" {
+	if fl.drop != "" {
 		sidecar, err := sidecarFromFlags(createArgs, env)
 		if err != nil {
 			return err
 		}
-		return cut(fetchToDrop(fctx, client, req, *drop, *key, sidecar, env))
+		return cut(fetchToDrop(fctx, client, req, fl.drop, fl.key, sidecar, env))
 	}
 
 	tmp, err := os.MkdirTemp("", "adapterd-fetch-")
@@ -105,7 +83,7 @@ func cmdFetchAdapter(ctx context.Context, args []string, env Env) error {
 	cancel()
 	// create --out-modelfile keeps what the Modelfile needs beside it, so
 	// the download itself can go.
-	return cmdCreate(ctx, append(createArgs, "--adapter", dir), env)
+	return runCommand(ctx, "create", append(createArgs, "--adapter", dir), env)
 }
 
 var errFetchTimeout = errors.New("fetch-adapter --timeout")
@@ -135,10 +113,11 @@ func sidecarFromFlags(createArgs []string, env Env) ([]byte, error) {
 }
 
 // splitFetchArgs takes REPO (the first argument) and fetch-adapter's own
-// flags out of args, and returns the rest unchanged for create.
-func splitFetchArgs(fs *flag.FlagSet, args []string) (string, []string, error) {
+// flags out of args, and returns REPO and then the rest unchanged for
+// create.
+func splitFetchArgs(fs *flag.FlagSet, args []string) ([]string, error) {
 	if len(args) == 0 {
-		return "", nil, usageError{"fetch-adapter needs REPO first: adapterd fetch-adapter org/name [flags]"}
+		return nil, usageError{"fetch-adapter needs REPO first: adapterd fetch-adapter org/name [flags]"}
 	}
 	var repo string
 	var rest []string
@@ -146,7 +125,7 @@ func splitFetchArgs(fs *flag.FlagSet, args []string) (string, []string, error) {
 		a := args[i]
 		if a == "-h" || a == "--help" || a == "-help" {
 			fs.Usage()
-			return "", nil, flag.ErrHelp
+			return nil, flag.ErrHelp
 		}
 		if i == 0 && !strings.HasPrefix(a, "-") {
 			repo = a
@@ -163,19 +142,19 @@ func splitFetchArgs(fs *flag.FlagSet, args []string) (string, []string, error) {
 		}
 		if !hasValue {
 			if i+1 >= len(args) {
-				return "", nil, usageError{fmt.Sprintf("flag needs an argument: -%s", name)}
+				return nil, usageError{fmt.Sprintf("flag needs an argument: -%s", name)}
 			}
 			i++
 			value = args[i]
 		}
 		if err := fs.Set(name, value); err != nil {
-			return "", nil, fmt.Errorf("invalid value %q for flag -%s: %v", value, name, err)
+			return nil, fmt.Errorf("invalid value %q for flag -%s: %v", value, name, err)
 		}
 	}
 	if repo == "" {
-		return "", nil, usageError{"fetch-adapter needs REPO first: adapterd fetch-adapter org/name [flags]"}
+		return nil, usageError{"fetch-adapter needs REPO first: adapterd fetch-adapter org/name [flags]"}
 	}
-	return repo, rest, nil
+	return append([]string{repo}, rest...), nil
 }
 
 // hasFlag reports whether args set the flag name, in any of Go's spellings.

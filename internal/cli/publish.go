@@ -14,22 +14,9 @@ import (
 // cmdPublish uploads an adapter folder to the bucket a fleet mirrors, after
 // the same checks as `adapterd check`, so that no host ever sees it
 // half-written: the files first, the ready marker last.
-func cmdPublish(ctx context.Context, args []string, env Env) error {
-	fs := newFlags("publish", env)
-	configPath := fs.String("config", "", "config file (defaults for the check; the s3 source of the same bucket for endpoint, region and path style)")
-	endpoint := fs.String("endpoint", "", "S3 endpoint, e.g. http://127.0.0.1:8333 (default: the config's source for the bucket, else AWS)")
-	region := fs.String("region", "", "S3 region")
-	pathStyle := fs.Bool("path-style", false, "path-style addressing (MinIO, SeaweedFS, Ceph)")
-	readyFile := fs.String("ready-file", "", "the marker written last (default: the config's ready_file, else READY)")
-	// DIR and the URL come first, as in cp; flags may follow them.
-	var pos []string
-	for len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		pos, args = append(pos, args[0]), args[1:]
-	}
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	pos = append(pos, fs.Args()...)
+// DIR and the URL come first, as in cp; flags may follow them
+// (parsePositionalFirst).
+func cmdPublish(ctx context.Context, fl *publishFlags, pos []string, env Env) error {
 	if len(pos) != 2 {
 		return usageError{"publish needs DIR and s3://bucket/prefix/KEY"}
 	}
@@ -49,7 +36,7 @@ func cmdPublish(ctx context.Context, args []string, env Env) error {
 	if err != nil {
 		return err
 	}
-	cfg, err := loadConfig(*configPath, filepath.Dir(abs))
+	cfg, err := loadConfig(fl.config, filepath.Dir(abs))
 	if err != nil {
 		return err
 	}
@@ -57,16 +44,16 @@ func cmdPublish(ctx context.Context, args []string, env Env) error {
 	if err != nil {
 		return codedError{ingest.ExitInvalid, err}
 	}
-	dest := &spec.S3Source{Bucket: bucket, Prefix: parent, Endpoint: *endpoint, Region: *region, PathStyle: *pathStyle}
+	dest := &spec.S3Source{Bucket: bucket, Prefix: parent, Endpoint: fl.endpoint, Region: fl.region, PathStyle: fl.pathStyle}
 	for _, src := range cfg.Sources {
-		if src.S3 != nil && src.S3.Bucket == bucket && *endpoint == "" {
-			dest.Endpoint, dest.PathStyle = src.S3.Endpoint, src.S3.PathStyle || *pathStyle
+		if src.S3 != nil && src.S3.Bucket == bucket && fl.endpoint == "" {
+			dest.Endpoint, dest.PathStyle = src.S3.Endpoint, src.S3.PathStyle || fl.pathStyle
 			if dest.Region == "" {
 				dest.Region = src.S3.Region
 			}
 		}
 	}
-	marker := *readyFile
+	marker := fl.readyFile
 	if marker == "" {
 		marker = cfg.ReadyFile
 	}

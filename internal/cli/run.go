@@ -13,17 +13,11 @@ import (
 	"github.com/adapterd/adapterd/internal/spec"
 )
 
-func cmdRun(ctx context.Context, args []string, env Env) error {
-	fs := newFlags("run", env)
-	configPath := fs.String("config", "", "config file")
-	once := fs.Bool("once", false, "one full reconcile, then exit (status 1 if any adapter is not ready)")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
+func cmdRun(ctx context.Context, fl *runFlags, args []string, env Env) error {
+	if len(args) > 0 {
 		return usageError{"run takes no arguments"}
 	}
-	path := *configPath
+	path := fl.config
 	if path == "" {
 		path = defaultConfigPath
 	}
@@ -44,7 +38,7 @@ func cmdRun(ctx context.Context, args []string, env Env) error {
 	level := new(slog.LevelVar)
 	log := newLogger(cfg, env.Stderr, env.Getenv, level)
 
-	if *once {
+	if fl.once {
 		store, err := ingest.OpenStore(cfg.StateDir)
 		if err != nil {
 			return err

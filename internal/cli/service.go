@@ -156,18 +156,12 @@ func serviceConfig(exe, configPath string, cfg *spec.Config, account *serviceUse
 	return sc, nil
 }
 
-func cmdService(ctx context.Context, action string, args []string, env Env) error {
-	fs := newFlags(action, env)
-	configPath := fs.String("config", defaultConfigPath, "config file the service runs with")
-	userName := fs.String("user", "adapterd", "install: the user the service runs as (root only if you mean it)")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
+func cmdService(ctx context.Context, action string, fl *serviceFlags, args []string, env Env) error {
+	if len(args) > 0 {
 		return usageError{action + " takes no arguments"}
 	}
 	var account *serviceUser
-	abs, err := filepath.Abs(*configPath)
+	abs, err := filepath.Abs(fl.config)
 	if err != nil {
 		return err
 	}
@@ -197,7 +191,7 @@ func cmdService(ctx context.Context, action string, args []string, env Env) erro
 		return err
 	}
 	if cfg != nil {
-		if account, err = lookupServiceUser(*userName); err != nil {
+		if account, err = lookupServiceUser(fl.user); err != nil {
 			return err
 		}
 		if sc, err = serviceConfig(exe, abs, cfg, account); err != nil {

@@ -12,17 +12,11 @@ import (
 // cmdStatus prints the running daemon's adapters, read over its control
 // socket (config api.socket, else listen), and in the table view its sources too, when the
 // config has any. --json stays the adapter list alone, which pipelines read.
-func cmdStatus(ctx context.Context, args []string, env Env) error {
-	fs := newFlags("status", env)
-	configPath := fs.String("config", defaultConfigPath, "config file (for api.socket and listen)")
-	asJSON := fs.Bool("json", false, "print JSON instead of a table")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
+func cmdStatus(ctx context.Context, fl *statusFlags, args []string, env Env) error {
+	if len(args) > 0 {
 		return usageError{"status takes no arguments"}
 	}
-	cfg, err := loadConfig(*configPath, "")
+	cfg, err := loadConfig(fl.config, "")
 	if err != nil {
 		return err
 	}
@@ -35,7 +29,7 @@ func cmdStatus(ctx context.Context, args []string, env Env) error {
 	if err != nil {
 		return err
 	}
-	if *asJSON {
+	if fl.json {
 		enc := json.NewEncoder(env.Stdout)
 		enc.SetIndent("", "  ")
 		return enc.Encode(list)
@@ -53,16 +47,11 @@ func cmdStatus(ctx context.Context, args []string, env Env) error {
 
 // cmdConfirmRemovals lets removals the running daemon holds go ahead: the
 // folders were removed, or the drop dir replaced, on purpose.
-func cmdConfirmRemovals(ctx context.Context, args []string, env Env) error {
-	fs := newFlags("confirm-removals", env)
-	configPath := fs.String("config", defaultConfigPath, "config file (for api.socket)")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
+func cmdConfirmRemovals(ctx context.Context, fl *confirmFlags, args []string, env Env) error {
+	if len(args) > 0 {
 		return usageError{"confirm-removals takes no arguments"}
 	}
-	cfg, err := loadConfig(*configPath, "")
+	cfg, err := loadConfig(fl.config, "")
 	if err != nil {
 		return err
 	}

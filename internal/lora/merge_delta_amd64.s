@@ -1,3 +1,5 @@
+//go:build !purego
+
 #include "textflag.h"
 
 // func addDeltaAVX2(w *float32, a *float64, offs *int64, cf *float64, nk, n int)

@@ -1,6 +1,7 @@
 package quant_test
 
 import (
+	"slices"
 	"testing"
 
 	"github.com/adapterd/adapterd/internal/gguf"
@@ -57,18 +58,13 @@ func BenchmarkQuantizePaths(b *testing.B) {
 	for i := range x {
 		x[i] = float32(r.NormFloat64() * 0.02)
 	}
-	lanes, wide := *quant.HaveQkx2Lanes, *quant.HaveLanes16
-	defer func() { *quant.HaveQkx2Lanes, *quant.HaveLanes16 = lanes, wide }()
 	for _, typ := range []gguf.TensorType{gguf.TypeQ2_K, gguf.TypeQ4_K, gguf.TypeQ5_K, gguf.TypeQ6_K} {
-		for _, p := range []struct {
-			name        string
-			lanes, wide bool
-		}{{"scalar", false, false}, {"AVX2", lanes, false}, {"AVX-512", lanes, wide}} {
-			if (p.lanes && !lanes) || (p.wide && !wide) || (p.name != "scalar" && !p.lanes) {
+		for _, k := range slices.Backward(quant.Kernels()) { // scalar first
+			if !k.Runs {
 				continue
 			}
-			b.Run(typ.String()+"/"+p.name, func(b *testing.B) {
-				*quant.HaveQkx2Lanes, *quant.HaveLanes16 = p.lanes, p.wide
+			b.Run(typ.String()+"/"+k.Name, func(b *testing.B) {
+				quant.UseKernels(b, k.Name)
 				b.SetBytes(int64(4 * len(x)))
 				for b.Loop() {
 					if _, err := quant.Quantize(typ, x); err != nil {

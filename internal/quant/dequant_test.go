@@ -219,6 +219,21 @@ func TestDequantize_PackedBlocks(t *testing.T) {
 	}
 }
 
+// roundTripTolerance bounds |dequantized - x| per element, relative to
+// the block's max |x|, for Gaussian data.
+var roundTripTolerance = map[gguf.TensorType]float64{
+	gguf.TypeQ8_0: 1.0 / 127,
+	gguf.TypeQ4_0: 1.0 / 8,
+	gguf.TypeQ4_1: 1.1 / 15,
+	gguf.TypeQ5_0: 1.0 / 16,
+	gguf.TypeQ5_1: 1.1 / 31,
+	gguf.TypeQ2_K: 2.0 / 3,
+	gguf.TypeQ3_K: 1.0 / 2,
+	gguf.TypeQ4_K: 2.0 / 15,
+	gguf.TypeQ5_K: 2.0 / 31,
+	gguf.TypeQ6_K: 1.5 / 31,
+}
+
 // Quantize random data and check the round trip lands within the
 // quantization step: catches a quantizer/dequantizer pair that agree with
 // each other but scramble element order.
@@ -228,40 +243,33 @@ func TestDequantize_RoundTripsQuantizers(t *testing.T) {
 	for i := range x {
 		x[i] = float32(r.NormFloat64())
 	}
-	for _, c := range []struct {
-		typ gguf.TensorType
-		tol float64 // per-element bound relative to the block's max |x|
-	}{
-		{gguf.TypeQ8_0, 1.0 / 127},
-		{gguf.TypeQ4_0, 1.0 / 8},
-		{gguf.TypeQ4_1, 1.1 / 15},
-		{gguf.TypeQ5_0, 1.0 / 16},
-		{gguf.TypeQ5_1, 1.1 / 31},
-		{gguf.TypeQ2_K, 2.0 / 3},
-		{gguf.TypeQ3_K, 1.0 / 2},
-		{gguf.TypeQ4_K, 2.0 / 15},
-		{gguf.TypeQ5_K, 2.0 / 31},
-		{gguf.TypeQ6_K, 1.5 / 31},
-	} {
-		t.Run(c.typ.String(), func(t *testing.T) {
-			raw, err := quant.Quantize(c.typ, x)
+	for _, typ := range allQuantTypes {
+		t.Run(typ.String(), func(t *testing.T) {
+			raw, err := quant.Quantize(typ, x)
 			if err != nil {
 				t.Fatal(err)
 			}
-			got := deq(t, c.typ, raw, len(x))
-			bs := int(c.typ.BlockSize())
-			for o := 0; o < len(x); o += bs {
-				var amax float64
-				for _, v := range x[o : o+bs] {
-					amax = max(amax, math.Abs(float64(v)))
-				}
-				for i := o; i < o+bs; i++ {
-					if d := math.Abs(got[i] - float64(x[i])); d > c.tol*amax {
-						t.Fatalf("element %d: %v -> %v (diff %v > %v)", i, x[i], got[i], d, c.tol*amax)
-					}
-				}
-			}
+			checkRoundTrip(t, typ, x, raw)
 		})
+	}
+}
+
+// checkRoundTrip holds raw, x quantized to typ, to roundTripTolerance.
+func checkRoundTrip(t *testing.T, typ gguf.TensorType, x []float32, raw []byte) {
+	t.Helper()
+	tol := roundTripTolerance[typ]
+	got := deq(t, typ, raw, len(x))
+	bs := int(typ.BlockSize())
+	for o := 0; o < len(x); o += bs {
+		var amax float64
+		for _, v := range x[o : o+bs] {
+			amax = max(amax, math.Abs(float64(v)))
+		}
+		for i := o; i < o+bs; i++ {
+			if d := math.Abs(got[i] - float64(x[i])); d > tol*amax {
+				t.Fatalf("%s element %d: %v -> %v (diff %v > %v)", typ, i, x[i], got[i], d, tol*amax)
+			}
+		}
 	}
 }
 

@@ -1,5 +1,7 @@
 package quant
 
+import "testing"
+
 // For the tests: the f16 conversions and nearest_int.
 var (
 	ToHalf     = toHalf
@@ -7,8 +9,49 @@ var (
 	NearestInt = nearestInt
 )
 
-// HaveQkx2Lanes switches the SIMD search off and on, to compare both paths.
-var HaveQkx2Lanes = &haveQkx2Lanes
+// Kernel is one row of kernelTable, for the tests that compare the sets.
+type Kernel struct {
+	Name string
+	Runs bool   // this build and CPU run it
+	Why  string // when not, why not
+}
 
-// HaveLanes16 switches AVX-512 off and on (AVX2 then runs 8 lanes at a time).
-var HaveLanes16 = &haveLanes16
+// Kernels is kernelTable, fastest first; the last row is the scalar set,
+// which always runs.
+func Kernels() []Kernel {
+	var ks []Kernel
+	for _, k := range kernelTable {
+		why := ""
+		switch {
+		case k.runs:
+		case !asmBuilt:
+			why = "the assembly is not in this build (purego tag or not amd64)"
+		default:
+			why = "this CPU lacks " + k.name
+		}
+		ks = append(ks, Kernel{Name: k.name, Runs: k.runs, Why: why})
+	}
+	return ks
+}
+
+// DefaultKernels is the name of the set chosen at init.
+func DefaultKernels() string { return kernels.name }
+
+// UseKernels makes Quantize run the named set until tb ends. The set must
+// run here.
+func UseKernels(tb testing.TB, name string) {
+	tb.Helper()
+	for _, k := range kernelTable {
+		if k.name != name {
+			continue
+		}
+		if !k.runs {
+			tb.Fatalf("kernels %s do not run here", name)
+		}
+		was := kernels
+		kernels = k
+		tb.Cleanup(func() { kernels = was })
+		return
+	}
+	tb.Fatalf("no kernels named %s", name)
+}

@@ -285,7 +285,7 @@ func quantQ2_K(dst []byte, x []float32) {
 	const q4scale = 15
 	var maxScale, maxMin float32
 	var b *qkx2Lanes
-	if haveQkx2Lanes {
+	if kernels.lanes > 0 {
 		b = new(qkx2Lanes) // on the stack: it does not escape
 		for j := range 16 {
 			for l, v := range x[16*j : 16*j+16] {
@@ -481,7 +481,7 @@ func quantKBlocks(dst []byte, x []float32, size, nmax int, rmin, rdelta float32,
 	var L [512]uint8
 	var scales, mins [16]float32
 	var b *qkx2Lanes
-	if haveQkx2Lanes {
+	if kernels.lanes > 0 {
 		b = new(qkx2Lanes) // on the stack: it does not escape
 	}
 	fitK(b, x, nmax, rmin, rdelta, nstep, L[:len(x)], scales[:len(x)/32], mins[:len(x)/32])
@@ -519,7 +519,7 @@ func requantK(dst []byte, x []float32, nmax int32, L []uint8, b *qkx2Lanes, lane
 			continue
 		}
 		dm := float32(dmin * float32(m))
-		if haveQkx2Lanes {
+		if kernels.lanes > 0 {
 			requantSub32(&x[32*j], &L[32*j], dm, dj, nmax)
 			continue
 		}
@@ -570,7 +570,7 @@ func quantQ6_K(dst []byte, x []float32) {
 	var L [256]int8
 	var scales [16]float32
 	var maxScale, maxAbsScale float32
-	if haveQkx2Lanes {
+	if kernels.lanes > 0 {
 		var b qxLanes
 		b.fit(32, x[:128], L[:128], scales[:8])
 		b.fit(32, x[128:256], L[128:], scales[8:])

@@ -1,13 +1,13 @@
 package quant
 
 // qkx2Lanes runs make_qkx2_quants (makeQkx2Quants) for up to 16
-// independent groups at once, group j in SIMD lane j, when the CPU has AVX2
-// (haveQkx2Lanes: 8 lanes per instruction) or AVX-512 (haveLanes16: all
-// 16). The search is most of the cost of Q2_K, Q4_K and Q5_K, and one
-// group's search is a chain of dependent float32 additions: run alone it
-// waits on the adder's latency, while the lanes fill the vector unit and
-// keep every chain in order. A Q2_K block has 16 groups; Q4_K and Q5_K
-// blocks have 8, so they are fitted two blocks at a time.
+// independent groups at once, group j in SIMD lane j, when kernels runs
+// AVX2 (8 lanes per instruction) or AVX-512 (all 16). The search is most
+// of the cost of Q2_K, Q4_K and Q5_K, and one group's search is a chain of
+// dependent float32 additions: run alone it waits on the adder's latency,
+// while the lanes fill the vector unit and keep every chain in order. A
+// Q2_K block has 16 groups; Q4_K and Q5_K blocks have 8, so they are fitted
+// two blocks at a time.
 //
 // Each lane does exactly the scalar search's float32 operations, in the same
 // order, with no FMA (ggml's C has none), so its bytes equal
@@ -62,7 +62,7 @@ func (b *qkx2Lanes) fit(groups, n, nmax int, x []float32, scales, mins []float32
 		b.useMad = 1
 	}
 	switch {
-	case haveLanes16:
+	case kernels.lanes == 16:
 		qkx2Grids16(b)
 	default:
 		qkx2Grids8(b, 0)

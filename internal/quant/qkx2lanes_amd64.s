@@ -1,3 +1,5 @@
+//go:build !purego
+
 #include "textflag.h"
 
 // Offsets into qkx2Lanes (checked by TestQkx2LanesLayout). A row (one

@@ -90,7 +90,7 @@ func QuantizeInto(dst []byte, t gguf.TensorType, src []float32) error {
 	}
 	q := blockQuantizers[t]
 	step := 1
-	if q.pairs && haveQkx2Lanes {
+	if q.pairs && kernels.lanes > 0 {
 		step = 2
 	}
 	nb := len(src) / q.elems

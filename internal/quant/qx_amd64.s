@@ -1,3 +1,5 @@
+//go:build !purego
+
 #include "textflag.h"
 
 // Offsets into qxLanes (checked by TestQxLanesLayout).

@@ -1,3 +1,5 @@
+//go:build !purego
+
 #include "textflag.h"
 
 // func requantSub32(x *float32, L *uint8, dm, dj float32, nmax int32)

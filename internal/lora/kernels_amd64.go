@@ -1,10 +1,14 @@
+//go:build amd64 && !purego
+
 package lora
 
 import "golang.org/x/sys/cpu"
 
-// haveDeltaAVX2 says whether addDeltaAVX2 runs here; a variable so that
-// tests can compare both paths.
-var haveDeltaAVX2 = cpu.X86.HasAVX2
+// What this CPU runs of kernelTable. The purego tag leaves this file and
+// the assembly out (kernels_other.go).
+const asmBuilt = true
+
+var cpuAVX2 = cpu.X86.HasAVX2
 
 // addDeltaAVX2 is addDelta's loop for w[:n], n a multiple of 16 and nk ≥ 1
 // (merge_delta_amd64.s).

@@ -1,10 +1,14 @@
-//go:build !amd64
+//go:build !amd64 || purego
 
 package quant
 
-var (
-	haveQkx2Lanes = false
-	haveLanes16   = false
+// Without the assembly (another architecture, or the purego tag) only the
+// scalar kernels run; kernelTable never selects these.
+const asmBuilt = false
+
+const (
+	cpuAVX2   = false
+	cpuAVX512 = false
 )
 
 func qkx2Grids8(*qkx2Lanes, int) { panic("quant: qkx2Grids8 without AVX2") }

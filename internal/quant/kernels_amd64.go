@@ -1,13 +1,16 @@
+//go:build amd64 && !purego
+
 package quant
 
 import "golang.org/x/sys/cpu"
 
-// haveQkx2Lanes says whether the SIMD searches (qkx2Lanes, qxLanes) run
-// here, and haveLanes16 whether they use AVX-512; variables so that tests
-// can compare the paths.
+// What this CPU runs of kernelTable. The purego tag leaves this file and
+// the assembly out (kernels_other.go).
+const asmBuilt = true
+
 var (
-	haveQkx2Lanes = cpu.X86.HasAVX2
-	haveLanes16   = cpu.X86.HasAVX2 && cpu.X86.HasAVX512F && cpu.X86.HasAVX512DQ
+	cpuAVX2   = cpu.X86.HasAVX2
+	cpuAVX512 = cpu.X86.HasAVX2 && cpu.X86.HasAVX512F && cpu.X86.HasAVX512DQ
 )
 
 // qkx2Grids8 is makeQkx2Quants on lanes 8·half … 8·half+7 of b
