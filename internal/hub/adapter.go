@@ -167,8 +167,8 @@ func (c *Client) fetch(ctx context.Context, r Request, dir *os.File, reuse Reuse
 		if sub != "" {
 			rel = strings.TrimPrefix(e.Path, sub+"/")
 		}
-		if rel == "" || strings.Contains(rel, "/") {
-			continue
+		if !layout.ValidName(rel) {
+			continue // in a subfolder, or a name no drop-dir reader takes
 		}
 		names = append(names, rel)
 	}

@@ -411,7 +411,7 @@ func (c *Client) fetchOffline(r Request, rev, sub string, dir *os.File) (*Source
 	}
 	var names []string
 	for _, e := range ents {
-		if !e.IsDir() {
+		if !e.IsDir() && layout.ValidName(e.Name()) {
 			names = append(names, e.Name())
 		}
 	}

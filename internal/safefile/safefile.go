@@ -314,3 +314,14 @@ func WriteAtomicAt(dir *os.File, name string, perm os.FileMode, write func(*os.F
 	dir.Sync()
 	return nil
 }
+
+// Reopen opens the folder dir again: a handle of its own, for a reader
+// that outlives dir's.
+func Reopen(dir *os.File) (*os.File, error) {
+	fd, err := unix.Dup(int(dir.Fd()))
+	if err != nil {
+		return nil, &fs.PathError{Op: "dup", Path: dir.Name(), Err: err}
+	}
+	unix.CloseOnExec(fd)
+	return os.NewFile(uintptr(fd), dir.Name()), nil
+}

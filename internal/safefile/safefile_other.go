@@ -148,3 +148,6 @@ func WriteAtomicAt(dir *os.File, name string, perm os.FileMode, write func(*os.F
 	}
 	return os.Rename(tmp.Name(), filepath.Join(dir.Name(), name))
 }
+
+// Reopen opens the folder dir again, by path.
+func Reopen(dir *os.File) (*os.File, error) { return os.Open(dir.Name()) }
