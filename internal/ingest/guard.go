@@ -4,8 +4,8 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/adapterd/adapterd/internal/layout"
 	"github.com/adapterd/adapterd/internal/dropdir"
+	"github.com/adapterd/adapterd/internal/layout"
 	"github.com/adapterd/adapterd/internal/spec"
 )
 

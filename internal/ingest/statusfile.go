@@ -85,7 +85,7 @@ func (r *Reconciler) writeStatusFile(dir, readyFile string, s status.Status) {
 	defer d.Close()
 	err = safefile.WriteInPlace(d, status.FileName, b, false)
 	if errors.Is(err, fs.ErrNotExist) {
-		if !first || !hasRelevantFiles(dir, readyFile) {
+		if !first || !hasRelevantFiles(d, readyFile) {
 			return
 		}
 		err = safefile.WriteInPlace(d, status.FileName, b, true)

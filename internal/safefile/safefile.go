@@ -325,3 +325,20 @@ func Reopen(dir *os.File) (*os.File, error) {
 	unix.CloseOnExec(fd)
 	return os.NewFile(uintptr(fd), dir.Name()), nil
 }
+
+// RemoveAt removes the file or empty folder name in dir, never following
+// a link (a link is removed itself).
+func RemoveAt(dir *os.File, name string) error {
+	path := filepath.Join(dir.Name(), name)
+	if err := checkName(path, name); err != nil || strings.Contains(name, "/") {
+		return fmt.Errorf("%s: %q is not a plain file name", path, name)
+	}
+	err := unix.Unlinkat(int(dir.Fd()), name, 0)
+	if errors.Is(err, unix.EISDIR) {
+		err = unix.Unlinkat(int(dir.Fd()), name, unix.AT_REMOVEDIR)
+	}
+	if err != nil {
+		return &fs.PathError{Op: "remove", Path: path, Err: err}
+	}
+	return nil
+}

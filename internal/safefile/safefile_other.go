@@ -151,3 +151,6 @@ func WriteAtomicAt(dir *os.File, name string, perm os.FileMode, write func(*os.F
 
 // Reopen opens the folder dir again, by path.
 func Reopen(dir *os.File) (*os.File, error) { return os.Open(dir.Name()) }
+
+// RemoveAt removes name in dir, by path.
+func RemoveAt(dir *os.File, name string) error { return os.Remove(filepath.Join(dir.Name(), name)) }
