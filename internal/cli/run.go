@@ -44,7 +44,7 @@ func cmdRun(ctx context.Context, args []string, env Env) error {
 	log := newLogger(cfg, env.Stderr, env.Getenv, level)
 
 	if *once {
-		store, err := ingest.OpenStore(cfg.StateDir)
+		store, err := daemon.OpenStore(cfg, log)
 		if err != nil {
 			return err
 		}

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
@@ -19,8 +20,10 @@ import (
 
 	"github.com/ollama/ollama/api"
 
+	"github.com/adapterd/adapterd/internal/dropdir"
 	"github.com/adapterd/adapterd/internal/httpapi"
 	"github.com/adapterd/adapterd/internal/ingest"
+	"github.com/adapterd/adapterd/internal/layout"
 	"github.com/adapterd/adapterd/internal/metrics"
 	"github.com/adapterd/adapterd/internal/mirror"
 	"github.com/adapterd/adapterd/internal/spec"
@@ -76,7 +79,7 @@ func Run(ctx context.Context, o Options) error {
 			return err
 		}
 	}
-	store, err := ingest.OpenStore(cfg.StateDir)
+	store, err := OpenStore(cfg, log)
 	if err != nil {
 		if ln != nil {
 			ln.Close()
@@ -303,4 +306,21 @@ func startWatch(ctx context.Context, cfg *spec.Config, rec *ingest.Reconciler, l
 		}
 	}()
 	return done
+}
+
+// OpenStore opens state_dir's store after dropdir.PrepareState: never in
+// the drop dir, and with the records of an older adapterd's
+// <drop_dir>/.adapterd migrated once if they pass the checks.
+func OpenStore(cfg *spec.Config, log *slog.Logger) (*ingest.Store, error) {
+	migrated, warn, err := dropdir.PrepareState(cfg.DropDir, cfg.StateDir)
+	if err != nil {
+		return nil, err
+	}
+	if migrated {
+		log.Warn("state migrated out of drop_dir", "from", filepath.Join(cfg.DropDir, layout.LegacyStateDir), "to", cfg.StateDir)
+	}
+	if warn != "" {
+		log.Warn("old state in drop_dir not migrated", "reason", warn)
+	}
+	return ingest.OpenStore(cfg.StateDir)
 }

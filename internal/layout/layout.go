@@ -25,6 +25,13 @@ const (
 	SourceFile = ".adapterd-source.json"
 )
 
+// LegacyStateDir is where state_dir used to default to, inside the drop
+// directory. Anyone who can write the drop dir could replace it (with a
+// link to the drop dir itself, or a forged state.json), so adapterd now
+// refuses a state_dir in the drop dir and migrates this folder once
+// (dropdir.MigrateState).
+const LegacyStateDir = ".adapterd"
+
 // Sidecars lists the sidecar names in the order they are looked for.
 var Sidecars = []string{SidecarYAML, SidecarYML}
 
