@@ -45,7 +45,17 @@ type Options struct {
 	// Listener, if set, is used instead of listening on Config.Listen
 	// (tests pass 127.0.0.1:0).
 	Listener net.Listener
+	// ShutdownTimeout bounds how long Run waits for workers and mirrors
+	// once ctx is done; 0 is DefaultShutdownTimeout.
+	ShutdownTimeout time.Duration
 }
+
+// DefaultShutdownTimeout is how long a stopping daemon waits for work in
+// flight (a create being cleaned up, a mirror between two files). Every
+// open of a file others can write is non-blocking, but a read can still
+// hang on a dead network filesystem; past this the daemon exits anyway,
+// well inside systemd's 90 s TimeoutStopSec.
+const DefaultShutdownTimeout = 30 * time.Second
 
 // NewClient returns an Ollama client for the configured host.
 func NewClient(cfg *spec.Config) (*api.Client, error) {
@@ -95,9 +105,16 @@ func Run(ctx context.Context, o Options) error {
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	srcOpts := mirror.Options{Logger: log, Metrics: m}
+	srcOpts := mirror.Options{Logger: log, Metrics: m, Confirmed: rec.DropDirConfirmed}
 	sources := &sourceSet{s: mirror.Start(ctx, cfg, srcOpts)}
-	defer func() { sources.get().Stop() }()
+	stopTimeout := o.ShutdownTimeout
+	if stopTimeout <= 0 {
+		stopTimeout = DefaultShutdownTimeout
+	}
+	defer func() { waitAtMost(stopTimeout, sources.get().Stop, log, "sources") }()
+	if warn := dropdir.ModeWarning(cfg.DropDir); warn != "" {
+		log.Warn("drop_dir lets group members replace each other's folders", "reason", warn)
+	}
 	var wg sync.WaitGroup
 	if ln != nil {
 		wg.Add(1)
@@ -154,8 +171,7 @@ func Run(ctx context.Context, o Options) error {
 			notify("STOPPING=1")
 			log.Info("shutting down")
 			stopWatch()
-			<-watchDone
-			wg.Wait()
+			waitAtMost(stopTimeout, func() { <-watchDone; wg.Wait() }, log, "workers")
 			return nil
 		case <-o.Reloads:
 			if o.Reload == nil {
@@ -238,12 +254,15 @@ type withSources struct {
 	sources *sourceSet
 }
 
-// Warning adds the sources' problems to the reconciler's warning, for
-// /readyz: a source that cannot be listed does not make the daemon
-// unready, but an operator looking there should see it.
+// Warning adds the sources' problems and a drop dir without the sticky
+// bit to the reconciler's warning, for /readyz: neither makes the daemon
+// unready, but an operator looking there should see them.
 func (w withSources) Warning() string {
 	var parts []string
 	if s := w.Reconciler.Warning(); s != "" {
+		parts = append(parts, s)
+	}
+	if s := dropdir.ModeWarning(w.Reconciler.DropDir()); s != "" {
 		parts = append(parts, s)
 	}
 	for _, st := range w.sources.get().Status() {
@@ -323,4 +342,19 @@ func OpenStore(cfg *spec.Config, log *slog.Logger) (*ingest.Store, error) {
 		log.Warn("old state in drop_dir not migrated", "reason", warn)
 	}
 	return ingest.OpenStore(cfg.StateDir)
+}
+
+// waitAtMost runs wait and returns when it does, or after d with an error
+// in the log: no blocked open or read may keep the daemon from stopping.
+func waitAtMost(d time.Duration, wait func(), log *slog.Logger, what string) {
+	done := make(chan struct{})
+	go func() {
+		wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(d):
+		log.Error("shutdown deadline passed; exiting with work in flight", "waiting_for", what, "deadline", d)
+	}
 }

@@ -101,3 +101,20 @@ func randomSuffix() string {
 	rand.Read(b[:])
 	return hex.EncodeToString(b[:])
 }
+
+// ModeWarning says why the drop dir at path lets one user of it replace
+// another's folders, or "" when it does not: writable by group or others
+// without the sticky bit, anyone who can write it can rename, replace or
+// delete any folder in it, one folder at a time (which stays under the
+// mass-removal guard). With the sticky bit (chmod +t, mode 3775 as
+// packaged) only a folder's owner, the drop dir's owner and root can.
+func ModeWarning(path string) string {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return ""
+	}
+	if st.Mode&0o022 == 0 || st.Mode&unix.S_ISVTX != 0 {
+		return ""
+	}
+	return fmt.Sprintf("drop_dir %s is writable by group or others (mode %04o) without the sticky bit: any of them can rename, replace or delete another's folder; chmod +t it (3775, as packaged)", path, st.Mode&0o7777)
+}

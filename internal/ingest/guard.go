@@ -155,3 +155,15 @@ func listDropDir(path string) ([]dropdir.Entry, error) {
 	defer d.Close()
 	return d.List()
 }
+
+// DropDir is the drop dir of the config in force.
+func (r *Reconciler) DropDir() string { return r.config().DropDir }
+
+// DropDirConfirmed reports whether the drop dir with identity id is the
+// one the reconciler's guard accepts now: recorded at first sight, or
+// after the operator confirmed a change with `adapterd confirm-removals`.
+// The mirrors ask it, so one guard with one remedy covers both.
+func (r *Reconciler) DropDirConfirmed(id dropdir.ID) bool {
+	rec := r.store.DropDir()
+	return rec != nil && rec.ID == id
+}
