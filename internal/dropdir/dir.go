@@ -34,7 +34,8 @@ func Open(path string) (*Dir, error) {
 	}
 	fd, err := unix.Open(abs, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
-		if errors.Is(err, unix.ELOOP) {
+		var st unix.Stat_t
+		if errors.Is(err, unix.ELOOP) || errors.Is(err, unix.ENOTDIR) && unix.Lstat(abs, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFLNK {
 			return nil, fmt.Errorf("drop_dir %s is a symlink; adapterd never follows the drop dir's own name: point drop_dir at the directory itself", abs)
 		}
 		return nil, fmt.Errorf("drop_dir %s: %w", abs, err)

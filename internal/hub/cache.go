@@ -389,13 +389,26 @@ func (c *Client) fetchOffline(r Request, rev, sub string, dir *os.File) (*Source
 		return nil, fmt.Errorf("HF_HUB_OFFLINE is set but there is no Hugging Face cache (set HF_HUB_CACHE or HF_HOME), so hub repo %s cannot be read; unset HF_HUB_OFFLINE to download it", r.Repo)
 	}
 	repoDir := c.repoCacheDir(r.Repo)
+	// Everything is read through the cache's root: no link leads out of
+	// it, and nothing there (a FIFO planted in a shared cache) blocks.
+	root, err := os.OpenRoot(c.CacheDir)
+	if err != nil {
+		return nil, fmt.Errorf("HF_HUB_OFFLINE is set and the Hugging Face cache %s cannot be read (%v); unset HF_HUB_OFFLINE to download hub repo %s", c.CacheDir, err, r.Repo)
+	}
+	defer root.Close()
+	rel := func(parts ...string) string { return path.Join(append([]string{repoFolder(r.Repo)}, parts...)...) }
 	commit := rev
 	if !commitRE.MatchString(rev) {
 		clean := filepath.Clean(filepath.FromSlash(rev))
 		if strings.HasPrefix(clean, "..") || filepath.IsAbs(clean) {
 			return nil, fmt.Errorf("revision %q is not a branch, tag or commit", rev)
 		}
-		b, err := os.ReadFile(filepath.Join(repoDir, "refs", clean))
+		var b []byte
+		f, err := openCached(root, rel("refs", filepath.ToSlash(clean)))
+		if err == nil {
+			b, err = io.ReadAll(io.LimitReader(f, 4096))
+			f.Close()
+		}
 		if err != nil {
 			return nil, fmt.Errorf("HF_HUB_OFFLINE is set and hub repo %s revision %s is not in the cache at %s; unset HF_HUB_OFFLINE to download it", r.Repo, rev, c.CacheDir)
 		}
@@ -405,7 +418,12 @@ func (c *Client) fetchOffline(r Request, rev, sub string, dir *os.File) (*Source
 		}
 	}
 	snap := filepath.Join(repoDir, "snapshots", commit, filepath.FromSlash(sub))
-	ents, err := os.ReadDir(snap)
+	var ents []fs.DirEntry
+	sd, err := root.Open(rel("snapshots", commit, sub))
+	if err == nil {
+		ents, err = sd.ReadDir(-1)
+		sd.Close()
+	}
 	if err != nil {
 		return nil, fmt.Errorf("HF_HUB_OFFLINE is set and hub repo %s commit %s is not in the cache at %s; unset HF_HUB_OFFLINE to download it", r.Repo, commit, c.CacheDir)
 	}
@@ -425,39 +443,25 @@ func (c *Client) fetchOffline(r Request, rev, sub string, dir *os.File) (*Source
 	}
 	for _, name := range picked {
 		p := filepath.Join(snap, name)
-		target, err := os.Readlink(p)
+		target, err := root.Readlink(rel("snapshots", commit, sub, name))
 		if err != nil {
 			return nil, fmt.Errorf("cached file %s is not a link to a blob, so it cannot be verified offline; unset HF_HUB_OFFLINE to download it", p)
 		}
-		fi, err := os.Stat(p)
+		fi, err := root.Stat(rel("snapshots", commit, sub, name))
 		if err != nil {
 			return nil, fmt.Errorf("cached file %s: %v; unset HF_HUB_OFFLINE to download it", p, err)
 		}
 		if layout.IsGGUF(name) {
-			if kind, complete := c.localGGUFKind(path.Join(repoFolder(r.Repo), "snapshots", commit, sub, name)); kind != "adapter" && (kind != "" || complete) {
+			if kind, complete := c.localGGUFKind(rel("snapshots", commit, sub, name)); kind != "adapter" && (kind != "" || complete) {
 				return nil, fmt.Errorf("cached file %s is a full model, not a LoRA adapter; pick the adapter's *.gguf with --file", p)
 			}
 		}
 		info := FileInfo{Commit: commit, ETag: filepath.Base(target), Size: fi.Size()}
-		rel := name
-		if sub != "" {
-			rel = sub + "/" + name
-		}
-		if !c.copyFromCache(path.Join(repoFolder(r.Repo), "snapshots", commit, rel), info, dir, name) {
+		if !copyVerified(root, rel("snapshots", commit, sub, name), info, dir, name) {
 			return nil, fmt.Errorf("cached file %s does not match its blob's hash; delete it from the cache, or unset HF_HUB_OFFLINE to download it", p)
 		}
 	}
 	return &Source{Endpoint: c.Endpoint, Repo: r.Repo, Revision: rev, Commit: commit, Subfolder: sub, Files: picked}, nil
-}
-
-// copyFromCache is copyVerified with the cache opened for it.
-func (c *Client) copyFromCache(rel string, info FileInfo, dir *os.File, name string) bool {
-	root, err := os.OpenRoot(c.CacheDir)
-	if err != nil {
-		return false
-	}
-	defer root.Close()
-	return copyVerified(root, rel, info, dir, name)
 }
 
 // localGGUFKind is ggufKind for a file of the cache.
