@@ -86,7 +86,7 @@ func TestAttack2StagingFolderSwappedForALinkIsNeverWrittenThrough(t *testing.T) 
 	}
 	swaps := tr.finish(t)
 	logTries(t, "fetch-adapter --drop while the trainer swaps its dot-folder", runs, swaps)
-	t.Logf("%d of %d fetches refused to publish a swapped folder", failed, runs)
+	t.Logf("%d of %d fetches failed", failed, runs)
 }
 
 // Attack 3: the trainer replaces a folder the mirror made with a link to

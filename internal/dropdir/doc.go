@@ -17,9 +17,11 @@
 //   - the drop dir's identity (ID) and the one guard against a lost mount,
 //     with one remedy (Moved);
 //   - one way to open a key's folder (OpenFolder) and the files in it;
-//   - one atomic publish of a folder built under a dot-name (Staging,
-//     Publish), shared by the mirrors and `fetch-adapter --drop`, with a
-//     fallback where the file system cannot exchange two names;
+//   - one atomic publish of a folder built in a private dot-folder
+//     (Staging, Publish), shared by the mirrors and `fetch-adapter --drop`,
+//     with a fallback where the file system cannot exchange two names;
+//   - where state_dir may be (CheckStateDir) and the one-time move of the
+//     old <drop>/.adapterd out of it (MigrateState);
 //   - one name rule for keys and files (the layout package, which it
 //     re-exports where callers need both).
 package dropdir

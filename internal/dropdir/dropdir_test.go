@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/adapterd/adapterd/internal/dropdir"
+	"github.com/adapterd/adapterd/internal/safefile"
 )
 
 func mustOpen(t *testing.T, path string) *dropdir.Dir {
@@ -93,12 +94,9 @@ func TestStagePublishReplacesInOneStep(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		f, err := os.OpenFile(filepath.Join(s.Path(), "f"), os.O_CREATE|os.O_WRONLY, 0o644)
-		if err != nil {
+		if err := safefile.WriteAtomicData(s.F, "f", []byte(content), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		f.WriteString(content)
-		f.Close()
 		if err := s.Publish("bot", i > 0); err != nil {
 			t.Fatal(err)
 		}
@@ -204,5 +202,39 @@ func TestMigrateStateOnceAndOnlyWhenItIsAdapterds(t *testing.T) {
 	os.Symlink(".", filepath.Join(drop, ".adapterd"))
 	if migrated, err := dropdir.MigrateState(drop, state2); migrated || err == nil || !strings.Contains(err.Error(), "not a folder") {
 		t.Errorf("a link as .adapterd: migrated %v, err %v", migrated, err)
+	}
+}
+
+// Whatever happens to the staging folder's name in the drop dir, what is
+// published is the folder adapterd wrote: it lives inside a private folder
+// nobody else can change.
+func TestPublishIsTheFolderWrittenEvenIfItsNameIsSwapped(t *testing.T) {
+	root := t.TempDir()
+	drop, elsewhere := filepath.Join(root, "drop"), filepath.Join(root, "elsewhere")
+	os.Mkdir(drop, 0o755)
+	os.Mkdir(elsewhere, 0o755)
+	d := mustOpen(t, drop)
+	s, err := d.Stage("bot.partial-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	// The name is moved away and a link planted in its place.
+	os.Rename(s.Path(), filepath.Join(drop, ".stolen"))
+	os.Symlink(elsewhere, s.Path())
+	if err := safefile.WriteAtomicData(s.F, "f", []byte("ours"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Publish("bot", false); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Lstat(filepath.Join(drop, "bot")); err != nil || !fi.IsDir() {
+		t.Fatalf("bot is not a real folder: %v", err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(drop, "bot", "f")); string(b) != "ours" {
+		t.Errorf("published %q", b)
+	}
+	if ents, _ := os.ReadDir(elsewhere); len(ents) != 0 {
+		t.Errorf("written through the link: %v", ents)
 	}
 }

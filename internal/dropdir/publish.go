@@ -11,20 +11,30 @@ import (
 	"github.com/adapterd/adapterd/internal/safefile"
 )
 
-// Staging is a folder adapterd builds under a dot-name in the drop dir
-// (ignored by the watcher and the reconciler) and then publishes under a
-// key in one rename. It is made by adapterd with mode 0755, so nobody else
-// can write into it, and it is written only through its handle: if someone
-// renames the dot-name away and plants a link there, the writes still go
-// into the folder adapterd made, and Publish refuses to rename the link.
+// Staging is a folder adapterd builds in the drop dir, hidden from the
+// watcher and the reconciler, and then publishes under a key in one rename.
+//
+// The folder is not named in the drop dir itself, where anyone who can
+// write the drop dir could rename it away and plant a link between any two
+// steps. It lives one level down, as "d" inside a private folder
+// .<prefix><random> that adapterd makes with mode 0700: nobody else can
+// rename or replace anything inside it. adapterd holds both open, writes
+// only through the folder's handle (F), and renames "d" relative to the
+// private folder's handle, so what it publishes is exactly the folder it
+// wrote, whatever happens to the private folder's own name meanwhile.
 type Staging struct {
 	d    *Dir
-	Name string   // the dot-name in the drop dir
+	Name string   // the private folder's dot-name in the drop dir
 	F    *os.File // the folder's handle; write through it only
-	id   ID
+	priv *os.File // the private folder, holding the folder as "d"
+	id   ID       // F's identity
+	pid  ID       // priv's identity
 }
 
-// Stage makes a new folder named .<prefix><random> in the drop dir.
+// stagedName is the staging folder's name inside the private folder.
+const stagedName = "d"
+
+// Stage makes a new staging folder under .<prefix><random> in the drop dir.
 func (d *Dir) Stage(prefix string) (*Staging, error) {
 	for range 100 {
 		name := "." + prefix + randomSuffix()
@@ -35,99 +45,121 @@ func (d *Dir) Stage(prefix string) (*Staging, error) {
 		if err != nil {
 			return nil, &fs.PathError{Op: "mkdir", Path: d.Join(name), Err: err}
 		}
-		f, err := safefile.OpenDirAt(d.f, name)
+		priv, err := safefile.OpenDirAt(d.f, name)
 		if err != nil {
 			return nil, err
 		}
-		e, err := Stat(f)
-		if err != nil {
-			f.Close()
+		s := &Staging{d: d, Name: name, priv: priv}
+		if err := s.init(); err != nil {
+			s.Close()
 			return nil, err
 		}
-		// 0700 until the handle is held, so nobody can put anything in
-		// it first; then it reads like a folder a person copied in.
-		if err := f.Chmod(0o755); err != nil {
-			f.Close()
-			return nil, err
-		}
-		return &Staging{d: d, Name: name, F: f, id: e.ID()}, nil
+		return s, nil
 	}
 	return nil, fmt.Errorf("%s: cannot make a staging folder .%s*", d.path, prefix)
+}
+
+// init checks that the private folder is the one adapterd made (mode 0700,
+// adapterd's) and makes the staging folder in it.
+func (s *Staging) init() error {
+	pe, err := Stat(s.priv)
+	if err != nil {
+		return err
+	}
+	if pe.Mode&0o077 != 0 || !ownedByMe(s.priv) {
+		return fmt.Errorf("%s was replaced as soon as adapterd made it; nothing is staged: make the drop dir sticky (chmod +t)", s.Path())
+	}
+	s.pid = pe.ID()
+	if err := unix.Mkdirat(int(s.priv.Fd()), stagedName, 0o755); err != nil {
+		return &fs.PathError{Op: "mkdir", Path: s.Path() + "/" + stagedName, Err: err}
+	}
+	if s.F, err = safefile.OpenDirAt(s.priv, stagedName); err != nil {
+		return err
+	}
+	e, err := Stat(s.F)
+	if err != nil {
+		return err
+	}
+	s.id = e.ID()
+	// The mode a person's cp -r gives, whatever adapterd's umask.
+	return s.F.Chmod(0o755)
 }
 
 // Path is the staging folder's path, for messages.
 func (s *Staging) Path() string { return s.d.Join(s.Name) }
 
-// intact reports whether the dot-name still names the folder adapterd
-// made. Anything else (a link, another folder) means someone swapped it.
-func (s *Staging) intact() error {
-	e, err := s.d.Lstat(s.Name)
-	if err == nil && e.IsDir() && e.ID() == s.id {
-		return nil
-	}
-	return fmt.Errorf("%s was replaced while adapterd filled it (someone else writes the drop dir's dot-folders); nothing is published: make the drop dir sticky (chmod +t) so only a folder's owner can rename it", s.Path())
-}
-
 // Publish renames the staging folder to key in one step: a plain rename
 // when key is new (never over a folder that appeared meanwhile), an
 // exchange when it replaces an older version, so key never shows nothing
 // or a mix. Where the file system cannot exchange two names, the old
-// folder is set aside under a dot-name first. The staging folder's
-// identity is checked before the rename, and what ends up at key after it.
+// folder is set aside in the private folder first. Before the rename the
+// staging folder's identity is checked once more.
 func (s *Staging) Publish(key string, replace bool) error {
 	if err := s.F.Sync(); err != nil {
 		return err
 	}
-	if err := s.intact(); err != nil {
-		return err
+	if e, err := StatAt(s.priv, stagedName); err != nil || e.ID() != s.id {
+		return fmt.Errorf("%s changed while adapterd filled it; nothing is published", s.Path())
 	}
-	dfd := int(s.d.f.Fd())
+	pfd, dfd := int(s.priv.Fd()), int(s.d.f.Fd())
+	var err error
 	if !replace {
-		if err := renameNoReplace(dfd, s.Name, key); err != nil {
-			return fmt.Errorf("publish %s: %w", s.d.Join(key), err)
-		}
-	} else if err := exchange(dfd, s.Name, key); err != nil {
-		if !errors.Is(err, errNoExchange) {
-			return fmt.Errorf("publish %s: %w", s.d.Join(key), err)
-		}
-		if err := s.swapByTwoRenames(key); err != nil {
-			return fmt.Errorf("publish %s: %w", s.d.Join(key), err)
-		}
+		err = renameNoReplace(pfd, stagedName, dfd, key)
+	} else if err = exchange(pfd, stagedName, dfd, key); errors.Is(err, errNoExchange) {
+		err = s.swapByTwoRenames(key)
+	}
+	if err != nil {
+		return fmt.Errorf("publish %s: %w", s.d.Join(key), err)
 	}
 	s.d.f.Sync()
-	if e, err := s.d.Lstat(key); err != nil || e.ID() != s.id {
-		// The rename raced a swap: what went to key is not ours. The
-		// reconciler reads key as it reads any folder (a link is refused),
-		// so this is only reported.
-		return fmt.Errorf("%s was replaced while adapterd published it: make the drop dir sticky (chmod +t) so only a folder's owner can rename it", s.d.Join(key))
-	}
 	return nil
 }
 
 // swapByTwoRenames is the exchange where renameat2 has no RENAME_EXCHANGE:
-// the old folder goes under a dot-name, the new one to key; on a failure
-// the old one is put back.
+// the old folder goes into the private folder, the new one to key; on a
+// failure the old one is put back.
 func (s *Staging) swapByTwoRenames(key string) error {
-	dfd := int(s.d.f.Fd())
-	aside := s.Name + ".old"
-	if err := renameNoReplace(dfd, key, aside); err != nil {
+	pfd, dfd := int(s.priv.Fd()), int(s.d.f.Fd())
+	const old = "old"
+	if err := renameNoReplace(dfd, key, pfd, old); err != nil {
 		return err
 	}
-	if err := renameNoReplace(dfd, s.Name, key); err != nil {
-		unix.Renameat(dfd, aside, dfd, key)
+	if err := renameNoReplace(pfd, stagedName, dfd, key); err != nil {
+		renameNoReplace(pfd, old, dfd, key)
 		return err
 	}
-	// The old version now sits where the staging folder was, and Close
-	// removes it.
-	return unix.Renameat(dfd, aside, dfd, s.Name)
+	return nil
 }
 
-// Close releases the handle and removes what is left under the dot-name:
-// nothing after a plain publish, the old version after an exchange, the
-// partial folder after a failure.
+// Close releases the handles and removes the private folder with what is
+// left in it: nothing after a plain publish, the old version after an
+// exchange, the partial folder after a failure. The private folder's own
+// name is removed only while it still names that folder.
 func (s *Staging) Close() error {
-	s.F.Close()
-	return s.d.RemoveAll(s.Name, "")
+	if s.F != nil {
+		s.F.Close()
+	}
+	entries, err := List(s.priv)
+	if err == nil {
+		for _, e := range entries {
+			if err = removeAllAt(s.priv, e.Name); err != nil {
+				break
+			}
+		}
+	}
+	s.priv.Close()
+	if e, lerr := s.d.Lstat(s.Name); lerr == nil && e.ID() == s.pid {
+		if rerr := unix.Unlinkat(int(s.d.f.Fd()), s.Name, unix.AT_REMOVEDIR); rerr != nil && err == nil {
+			err = &fs.PathError{Op: "remove", Path: s.Path(), Err: rerr}
+		}
+	}
+	return err
+}
+
+// ownedByMe reports whether f belongs to adapterd's user.
+func ownedByMe(f *os.File) bool {
+	var st unix.Stat_t
+	return unix.Fstat(int(f.Fd()), &st) == nil && st.Uid == uint32(os.Geteuid())
 }
 
 // RemoveAll deletes name from the drop dir: a key is renamed aside to
@@ -141,7 +173,7 @@ func (d *Dir) RemoveAll(name, tag string) error {
 	aside := name
 	if name[0] != '.' {
 		aside = "." + name + "." + tag + "removed-" + randomSuffix()
-		if err := renameNoReplace(int(d.f.Fd()), name, aside); err != nil {
+		if err := renameNoReplace(int(d.f.Fd()), name, int(d.f.Fd()), aside); err != nil {
 			return fmt.Errorf("remove %s: %w", d.Join(name), err)
 		}
 	}

@@ -6,6 +6,8 @@ import "errors"
 
 var errNoExchange = errors.New("the file system cannot exchange two names")
 
-func renameNoReplace(dfd int, from, to string) error { return renameNoReplaceFallback(dfd, from, to) }
+func renameNoReplace(ffd int, from string, tfd int, to string) error {
+	return renameNoReplaceFallback(ffd, from, tfd, to)
+}
 
-func exchange(dfd int, a, b string) error { return errNoExchange }
+func exchange(afd int, a string, bfd int, b string) error { return errNoExchange }

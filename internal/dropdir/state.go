@@ -106,7 +106,7 @@ func MigrateState(drop, state string) (migrated bool, err error) {
 			return false, fmt.Errorf("%s: %v; it was not migrated: check it, then remove it", legacy, err)
 		}
 	}
-	if err := renameNoReplace(int(d.f.Fd()), layout.LegacyStateDir, layout.LegacyStateDir+".migrated"); err != nil {
+	if err := renameNoReplace(int(d.f.Fd()), layout.LegacyStateDir, int(d.f.Fd()), layout.LegacyStateDir+".migrated"); err != nil {
 		return true, fmt.Errorf("migrated %s to %s but cannot rename it aside: %v; remove it", legacy, state, err)
 	}
 	return true, nil
