@@ -20,6 +20,10 @@ import (
 const (
 	partialTag = "-partial-" // a folder being downloaded
 	removedTag = "-removed-" // a folder being deleted
+	// oldTag is the previous version between two renames, as an older
+	// adapterd set it aside (now it goes inside the private staging
+	// folder); a crash may have left one.
+	oldTag = "-old-"
 )
 
 func stagePrefix(key, kind string) string { return key + "." + kind + partialTag }
@@ -40,7 +44,7 @@ func cleanLeftovers(d *dropdir.Dir, kind string, owned func(key string) bool) {
 		if !e.IsDir() || !strings.HasPrefix(name, ".") {
 			continue
 		}
-		for _, part := range []string{partialTag, removedTag} {
+		for _, part := range []string{partialTag, oldTag, removedTag} {
 			if i := strings.LastIndex(name, "."+kind+part); i > 1 && owned(name[1:i]) {
 				d.RemoveAll(name, "")
 			}
