@@ -29,7 +29,7 @@ type Entry struct {
 }
 
 func entryOf(name string, st *unix.Stat_t) Entry {
-	return Entry{Name: name, Dev: uint64(st.Dev), Ino: st.Ino, Nlink: uint64(st.Nlink), Mode: st.Mode,
+	return Entry{Name: name, Dev: uint64(st.Dev), Ino: uint64(st.Ino), Nlink: uint64(st.Nlink), Mode: uint32(st.Mode),
 		Size: st.Size, MtimeNs: st.Mtim.Nano()}
 }
 

@@ -1,3 +1,5 @@
+//go:build linux
+
 package dropdir_test
 
 // The attacks of issue #18, each done the way a hostile trainer would: a

@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 )
@@ -193,39 +192,10 @@ func kindOf(mode uint32) string {
 // instead of being followed.
 func OpenBeneath(dir *os.File, rel string, flags int, perm uint32) (int, error) {
 	flags |= unix.O_NOFOLLOW | unix.O_CLOEXEC
-	if !noOpenat2.Load() {
-		how := unix.OpenHow{Flags: uint64(flags), Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS}
-		if flags&unix.O_CREAT != 0 {
-			how.Mode = uint64(perm)
-		}
-		for {
-			fd, err := unix.Openat2(int(dir.Fd()), rel, &how)
-			switch err {
-			case unix.EINTR, unix.EAGAIN: // EAGAIN: a rename raced the lookup
-				continue
-			case unix.ENOSYS, unix.EPERM:
-				// No openat2, or a seccomp filter that refuses it.
-				if err == unix.ENOSYS || !openat2Works() {
-					noOpenat2.Store(true)
-					return openStepwise(dir, rel, flags, perm)
-				}
-			}
-			return fd, err
-		}
+	if fd, ok, err := openat2Beneath(dir, rel, flags, perm); ok {
+		return fd, err
 	}
 	return openStepwise(dir, rel, flags, perm)
-}
-
-var noOpenat2 atomic.Bool
-
-// openat2Works tells a seccomp filter that refuses openat2 from an EPERM
-// about the file itself.
-func openat2Works() bool {
-	fd, err := unix.Openat2(unix.AT_FDCWD, "/", &unix.OpenHow{Flags: unix.O_RDONLY | unix.O_DIRECTORY | unix.O_CLOEXEC})
-	if err == nil {
-		unix.Close(fd)
-	}
-	return err == nil
 }
 
 // openStepwise is OpenBeneath without openat2: each folder on the way is
