@@ -5,7 +5,6 @@ package dropdir_test
 import (
 	"bytes"
 	"context"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -347,5 +346,3 @@ func TestAttack7OneNameRuleForFetchMirrorAndDetect(t *testing.T) {
 		})
 	}
 }
-
-var _ = io.Discard

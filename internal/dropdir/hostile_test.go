@@ -13,7 +13,6 @@ package dropdir_test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -299,7 +298,8 @@ func trainerMain(action, arg string) int {
 	return 0
 }
 
-// countTries is how often a race ran, for the log.
+// logTries says how often a race ran and how often the trainer's move
+// landed, for the log.
 func logTries(t *testing.T, what string, tries int, won string) {
 	t.Helper()
 	t.Logf("%s: %d tries; the trainer got its move in %s times; the attack never worked", what, tries, won)
@@ -341,5 +341,3 @@ func withTimeout(t *testing.T, d time.Duration, what string, fn func(ctx context
 		return errNever
 	}
 }
-
-var _ = fmt.Sprint

@@ -3,6 +3,7 @@ package ingest
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 
@@ -41,7 +42,11 @@ func LoadFolderWith(dir string, d spec.Defaults, flags *spec.Sidecar) (*Folder, 
 	}
 	h, err := safefile.OpenDir(abs)
 	if err != nil {
-		return nil, &spec.Error{File: abs, Msg: fmt.Sprintf("cannot read the adapter folder (%v)", errors.Unwrap(err))}
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		return nil, &spec.Error{File: abs, Msg: fmt.Sprintf("cannot read the adapter folder (%v)", err)}
 	}
 	defer h.Close()
 	return LoadFolderAt(h, d, flags)
