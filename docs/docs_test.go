@@ -137,6 +137,9 @@ func shortDuration(d time.Duration) string {
 
 func TestEveryConfigKeyHasARowWithItsDefault(t *testing.T) {
 	t.Setenv("OLLAMA_HOST", "") // the documented default is the one without it
+	// state_dir's default depends on the user; the row's first cell is
+	// the packaged service's, and its text gives the rule.
+	t.Setenv("STATE_DIRECTORY", spec.SystemStateDir)
 	cfg, err := spec.ParseConfig([]byte("drop_dir: "+testDropDir+"\n"), "test")
 	if err != nil {
 		t.Fatal(err)

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/adapterd/adapterd/internal/dropdir"
 	"github.com/adapterd/adapterd/internal/hub"
 	"github.com/adapterd/adapterd/internal/layout"
 	"github.com/adapterd/adapterd/internal/safefile"
@@ -177,7 +178,17 @@ func hasFlag(args []string, name string) bool {
 // fetchInto downloads the adapter into dir, records where it came from in
 // layout.SourceFile, and prints it.
 func fetchInto(ctx context.Context, client *hub.Client, req hub.Request, dir string, env Env) (*hub.Source, error) {
-	src, err := client.Fetch(ctx, req, dir)
+	d, err := safefile.OpenDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	return fetchAt(ctx, client, req, d, env)
+}
+
+// fetchAt is fetchInto through a folder's handle.
+func fetchAt(ctx context.Context, client *hub.Client, req hub.Request, dir *os.File, env Env) (*hub.Source, error) {
+	src, err := client.FetchReusing(ctx, req, dir, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -185,7 +196,7 @@ func fetchInto(ctx context.Context, client *hub.Client, req hub.Request, dir str
 	if err != nil {
 		return nil, err
 	}
-	if err := safefile.WriteAtomic(filepath.Join(dir, layout.SourceFile), append(b, '\n'), 0o644); err != nil {
+	if err := safefile.WriteAtomicData(dir, layout.SourceFile, append(b, '\n'), 0o644); err != nil {
 		return nil, err
 	}
 	fmt.Fprintf(env.Stdout, "fetched %s revision %s commit %s (%s)\n", src.Repo, src.Revision, src.Commit, strings.Join(src.Files, ", "))
@@ -219,27 +230,29 @@ func fetchToDrop(ctx context.Context, client *hub.Client, req hub.Request, drop,
 	if err != nil {
 		return err
 	}
-	if fi, err := os.Stat(drop); err != nil || !fi.IsDir() {
-		return fmt.Errorf("--drop %s is not a folder; create it, or check the path", drop)
+	d, err := dropdir.Open(drop)
+	if err != nil {
+		return fmt.Errorf("--drop %s is not a folder (%v); create it, or check the path", drop, err)
 	}
-	final := filepath.Join(drop, k)
+	defer d.Close()
+	final := d.Join(k)
 	replace := false
-	if _, err := os.Lstat(final); err == nil {
-		prev, err := readSource(final)
+	if d.Exists(k) {
+		prev, err := readSource(d, k)
 		if err != nil || prev.Repo != req.Repo {
 			return fmt.Errorf("%s exists and was not fetched from %s; pass --key for another name, or remove it", final, req.Repo)
 		}
 		replace = true
 	}
-	partial, err := os.MkdirTemp(drop, "."+k+".partial-")
+	// Written through the staging folder's handle only: with --drop run
+	// as root, a link planted at its name must not lead the writes
+	// anywhere.
+	stage, err := d.Stage(k + ".partial-")
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(partial) // after the rename: nothing, or the old folder
-	if err := os.Chmod(partial, 0o755); err != nil {
-		return err
-	}
-	src, err := fetchInto(ctx, client, req, partial, env)
+	defer stage.Close() // after the publish: nothing, or the old folder
+	src, err := fetchAt(ctx, client, req, stage.F, env)
 	if err != nil {
 		return err
 	}
@@ -249,34 +262,25 @@ func fetchToDrop(ctx context.Context, client *hub.Client, req hub.Request, drop,
 				return fmt.Errorf("hub repo %s has its own %s; drop --base, --name and the other create flags, or edit the sidecar in the repo", req.Repo, f)
 			}
 		}
-		if err := safefile.WriteAtomic(filepath.Join(partial, layout.SidecarYAML), sidecar, 0o644); err != nil {
+		if err := safefile.WriteAtomicData(stage.F, layout.SidecarYAML, sidecar, 0o644); err != nil {
 			return err
 		}
 	}
-	if replace {
-		err = exchangeDirs(partial, final)
-	} else {
-		err = os.Rename(partial, final)
-	}
-	if err != nil {
-		return fmt.Errorf("publish %s: %v", final, err)
-	}
-	if d, err := os.Open(drop); err == nil {
-		d.Sync()
-		d.Close()
+	if err := stage.Publish(k, replace); err != nil {
+		return err
 	}
 	fmt.Fprintf(env.Stdout, "published %s at commit %s to %s\n", src.Repo, src.Commit, final)
 	return nil
 }
 
-// readSource reads a folder's layout.SourceFile.
-func readSource(dir string) (*hub.Source, error) {
-	d, err := safefile.OpenDir(dir)
+// readSource reads the layout.SourceFile of the folder key in d.
+func readSource(d *dropdir.Dir, key string) (*hub.Source, error) {
+	dir, err := d.OpenFolder(key)
 	if err != nil {
 		return nil, err
 	}
-	defer d.Close()
-	f, err := safefile.OpenAt(d, layout.SourceFile)
+	defer dir.Close()
+	f, err := dropdir.OpenFile(dir, layout.SourceFile)
 	if err != nil {
 		return nil, err
 	}

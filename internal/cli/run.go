@@ -39,7 +39,7 @@ func cmdRun(ctx context.Context, fl *runFlags, args []string, env Env) error {
 	log := newLogger(cfg, env.Stderr, env.Getenv, level)
 
 	if fl.once {
-		store, err := ingest.OpenStore(cfg.StateDir)
+		store, err := daemon.OpenStore(cfg, log)
 		if err != nil {
 			return err
 		}

@@ -209,11 +209,17 @@ func cmdService(ctx context.Context, action string, fl *serviceFlags, args []str
 		// The unit makes only these folders writable; create them now so
 		// the first start does not fail on a folder nobody made.
 		for _, d := range []string{cfg.DropDir, cfg.StateDir} {
-			if err := os.MkdirAll(d, 0o755); err != nil {
+			_, statErr := os.Stat(d)
+			if err := os.MkdirAll(d, 0o750); err != nil {
 				return fmt.Errorf("installed, but cannot create %s: %w", d, err)
 			}
 			if err := account.chown(d); err != nil {
 				return fmt.Errorf("installed, but cannot give %s to %s: %w", d, account.name, err)
+			}
+			if d == cfg.DropDir {
+				if err := dropDirMode(d, statErr != nil); err != nil {
+					return fmt.Errorf("installed, but cannot set the mode of %s: %w", d, err)
+				}
 			}
 		}
 	}
@@ -252,4 +258,27 @@ func lookupServiceUser(name string) (*serviceUser, error) {
 	uid, _ := strconv.Atoi(u.Uid)
 	gid, _ := strconv.Atoi(u.Gid)
 	return &serviceUser{name: u.Username, group: g.Name, uid: uid, gid: gid}, nil
+}
+
+// DropDirMode is the packaged drop dir's mode (as in
+// packaging/systemd/adapterd.tmpfiles): group-writable so training jobs in
+// the service's group can publish; setgid so their folders belong to that
+// group; sticky so that only a folder's owner (or adapterd, the drop dir's
+// owner) can rename, replace or delete it.
+const DropDirMode = 0o775 | os.ModeSetgid | os.ModeSticky // 3775
+
+// dropDirMode gives a drop dir install just made DropDirMode, and adds the
+// sticky bit to an existing one that others can write without it.
+func dropDirMode(dir string, created bool) error {
+	if created {
+		return os.Chmod(dir, DropDirMode)
+	}
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return err
+	}
+	if fi.Mode().Perm()&0o022 != 0 && fi.Mode()&os.ModeSticky == 0 {
+		return os.Chmod(dir, fi.Mode()&(os.ModePerm|os.ModeSetgid)|os.ModeSticky)
+	}
+	return nil
 }

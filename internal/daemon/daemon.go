@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
@@ -19,8 +20,10 @@ import (
 
 	"github.com/ollama/ollama/api"
 
+	"github.com/adapterd/adapterd/internal/dropdir"
 	"github.com/adapterd/adapterd/internal/httpapi"
 	"github.com/adapterd/adapterd/internal/ingest"
+	"github.com/adapterd/adapterd/internal/layout"
 	"github.com/adapterd/adapterd/internal/metrics"
 	"github.com/adapterd/adapterd/internal/mirror"
 	"github.com/adapterd/adapterd/internal/spec"
@@ -46,7 +49,17 @@ type Options struct {
 	// status page's `adapterd confirm-removals --config` command. Empty
 	// leaves --config out.
 	ConfigPath string
+	// ShutdownTimeout bounds how long Run waits for workers and mirrors
+	// once ctx is done; 0 is DefaultShutdownTimeout.
+	ShutdownTimeout time.Duration
 }
+
+// DefaultShutdownTimeout is how long a stopping daemon waits for work in
+// flight (a create being cleaned up, a mirror between two files). Every
+// open of a file others can write is non-blocking, but a read can still
+// hang on a dead network filesystem; past this the daemon exits anyway,
+// well inside systemd's 90 s TimeoutStopSec.
+const DefaultShutdownTimeout = 30 * time.Second
 
 // NewClient returns an Ollama client for the configured host.
 func NewClient(cfg *spec.Config) (*api.Client, error) {
@@ -98,7 +111,7 @@ func Run(ctx context.Context, o Options) error {
 		}
 		return err
 	}
-	store, err := ingest.OpenStore(cfg.StateDir)
+	store, err := OpenStore(cfg, log)
 	if err != nil {
 		if ln != nil {
 			ln.Close()
@@ -115,9 +128,16 @@ func Run(ctx context.Context, o Options) error {
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	srcOpts := mirror.Options{Logger: log, Metrics: m}
+	srcOpts := mirror.Options{Logger: log, Metrics: m, Confirmed: rec.DropDirConfirmed}
 	sources := &sourceSet{s: mirror.Start(ctx, cfg, srcOpts)}
-	defer func() { sources.get().Stop() }()
+	stopTimeout := o.ShutdownTimeout
+	if stopTimeout <= 0 {
+		stopTimeout = DefaultShutdownTimeout
+	}
+	defer func() { waitAtMost(stopTimeout, sources.get().Stop, log, "sources") }()
+	if warn := dropdir.ModeWarning(cfg.DropDir); warn != "" {
+		log.Warn("drop_dir lets group members replace each other's folders", "reason", warn)
+	}
 	var wg sync.WaitGroup
 	h := httpapi.Handler(withSources{rec, sources, o.ConfigPath}, reg)
 	if ln != nil {
@@ -182,8 +202,7 @@ func Run(ctx context.Context, o Options) error {
 			notify("STOPPING=1")
 			log.Info("shutting down")
 			stopWatch()
-			<-watchDone
-			wg.Wait()
+			waitAtMost(stopTimeout, func() { <-watchDone; wg.Wait() }, log, "workers")
 			return nil
 		case <-o.Reloads:
 			if o.Reload == nil {
@@ -287,12 +306,15 @@ func shellQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
-// Warning adds the sources' problems to the reconciler's warning, for
-// /readyz: a source that cannot be listed does not make the daemon
-// unready, but an operator looking there should see it.
+// Warning adds the sources' problems and a drop dir without the sticky
+// bit to the reconciler's warning, for /readyz: neither makes the daemon
+// unready, but an operator looking there should see them.
 func (w withSources) Warning() string {
 	var parts []string
 	if s := w.Reconciler.Warning(); s != "" {
+		parts = append(parts, s)
+	}
+	if s := dropdir.ModeWarning(w.Reconciler.DropDir()); s != "" {
 		parts = append(parts, s)
 	}
 	for _, st := range w.sources.get().Status() {
@@ -356,4 +378,36 @@ func startWatch(ctx context.Context, cfg *spec.Config, rec *ingest.Reconciler, l
 		}
 	}()
 	return done
+}
+
+// OpenStore opens state_dir's store after dropdir.PrepareState: never in
+// the drop dir, and with the records of an older adapterd's
+// <drop_dir>/.adapterd migrated once if they pass the checks.
+func OpenStore(cfg *spec.Config, log *slog.Logger) (*ingest.Store, error) {
+	migrated, warn, err := dropdir.PrepareState(cfg.DropDir, cfg.StateDir)
+	if err != nil {
+		return nil, err
+	}
+	if migrated {
+		log.Warn("state migrated out of drop_dir", "from", filepath.Join(cfg.DropDir, layout.LegacyStateDir), "to", cfg.StateDir)
+	}
+	if warn != "" {
+		log.Warn("old state in drop_dir not migrated", "reason", warn)
+	}
+	return ingest.OpenStore(cfg.StateDir)
+}
+
+// waitAtMost runs wait and returns when it does, or after d with an error
+// in the log: no blocked open or read may keep the daemon from stopping.
+func waitAtMost(d time.Duration, wait func(), log *slog.Logger, what string) {
+	done := make(chan struct{})
+	go func() {
+		wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(d):
+		log.Error("shutdown deadline passed; exiting with work in flight", "waiting_for", what, "deadline", d)
+	}
 }

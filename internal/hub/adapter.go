@@ -3,13 +3,14 @@ package hub
 import (
 	"context"
 	"fmt"
+	"os"
 	"path"
-	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
 
 	"github.com/adapterd/adapterd/internal/layout"
+	"github.com/adapterd/adapterd/internal/safefile"
 )
 
 // Request names an adapter on the hub.
@@ -127,10 +128,17 @@ func list(names []string) string {
 // against the hub's size and hash before it is kept; on an error, files
 // already fetched stay in dir and the caller discards dir.
 func (c *Client) Fetch(ctx context.Context, r Request, dir string) (*Source, error) {
-	return c.fetch(ctx, r, dir, nil)
+	d, err := safefile.OpenDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	return c.fetch(ctx, r, d, nil)
 }
 
-func (c *Client) fetch(ctx context.Context, r Request, dir string, reuse Reuse) (*Source, error) {
+// fetch writes every file through dir's handle, never by path, so a
+// folder renamed or swapped for a link meanwhile is not written through.
+func (c *Client) fetch(ctx context.Context, r Request, dir *os.File, reuse Reuse) (*Source, error) {
 	if err := r.Check(); err != nil {
 		return nil, err
 	}
@@ -158,8 +166,8 @@ func (c *Client) fetch(ctx context.Context, r Request, dir string, reuse Reuse) 
 		if sub != "" {
 			rel = strings.TrimPrefix(e.Path, sub+"/")
 		}
-		if rel == "" || strings.Contains(rel, "/") {
-			return false
+		if !layout.ValidName(rel) {
+			return false // in a subfolder, or a name no drop-dir reader takes
 		}
 		if layout.IsRelevantFile(rel, "") || rel == layout.PEFTPickle || weightsRE.MatchString(rel) {
 			names = append(names, rel)
@@ -206,13 +214,13 @@ func (c *Client) fetch(ctx context.Context, r Request, dir string, reuse Reuse) 
 				return nil, fmt.Errorf("hub repo %s file %s is a full model, not a LoRA adapter (general.type is %s); nothing was downloaded: pick the adapter's *.gguf with --file", r.Repo, p, shown)
 			}
 		}
-		if reuse != nil && reuse(name, info, filepath.Join(dir, name)) {
+		if reuse != nil && reuse(name, info) {
 			continue
 		}
-		if c.fromCache(r.Repo, commit, p, info, filepath.Join(dir, name)) {
+		if c.fromCache(r.Repo, commit, p, info, dir, name) {
 			continue
 		}
-		if err := c.Download(ctx, r.Repo, commit, p, info, filepath.Join(dir, name)); err != nil {
+		if err := c.Download(ctx, r.Repo, commit, p, info, dir, name); err != nil {
 			return nil, err
 		}
 	}

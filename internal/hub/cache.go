@@ -11,8 +11,10 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"github.com/adapterd/adapterd/internal/layout"
+	"github.com/adapterd/adapterd/internal/safefile"
 )
 
 // CacheDirFromEnv is the Hugging Face cache huggingface_hub uses:
@@ -62,15 +64,20 @@ func (c *Client) repoCacheDir(repo string) string {
 // then the snapshot gets its link, as huggingface_hub does. Anything else,
 // a missing file, a mismatch or an error, reports false, and the file is
 // downloaded instead: the cache is only ever a shortcut.
-func (c *Client) fromCache(repo, commit, p string, info FileInfo, dst string) bool {
+func (c *Client) fromCache(repo, commit, p string, info FileInfo, dir *os.File, name string) bool {
 	if c.CacheDir == "" {
 		return false
 	}
-	repoDir := c.repoCacheDir(repo)
-	if copyVerified(filepath.Join(repoDir, "snapshots", commit, filepath.FromSlash(p)), info, dst) {
+	root, err := os.OpenRoot(c.CacheDir)
+	if err != nil {
+		return false
+	}
+	defer root.Close()
+	repoDir := repoFolder(repo)
+	if copyVerified(root, path.Join(repoDir, "snapshots", commit, p), info, dir, name) {
 		return true
 	}
-	if !etagRE.MatchString(info.ETag) || !copyVerified(filepath.Join(repoDir, "blobs", info.ETag), info, dst) {
+	if !etagRE.MatchString(info.ETag) || !copyVerified(root, path.Join(repoDir, "blobs", info.ETag), info, dir, name) {
 		return false
 	}
 	if rc := c.openCache(repo); rc != nil {
@@ -86,23 +93,27 @@ func (c *Client) fromCache(repo, commit, p string, info FileInfo, dst string) bo
 // that could be a path.
 var etagRE = sha256OrSHA1RE
 
-// copyVerified copies src to dst (atomically) if it has info's size and
-// hash. src is read through links, wherever they lead: only bytes that hash
-// to what the hub says are ever kept.
-func copyVerified(src string, info FileInfo, dst string) bool {
-	f, err := os.Open(src)
+// copyVerified copies the cache's file rel to name in dir (atomically) if
+// it has info's size and hash. The cache may be shared (HF_HUB_CACHE) and
+// written by others, so it is read through root, which no link leads out
+// of; the open never waits (a FIFO planted there would otherwise block the
+// fetch, and with it shutdown), and only a regular file is read. Links
+// inside the cache are followed, since huggingface_hub's snapshots are
+// links to blobs: only bytes that hash to what the hub says are ever kept.
+func copyVerified(root *os.Root, rel string, info FileInfo, dir *os.File, name string) bool {
+	f, err := openCached(root, rel)
 	if err != nil {
 		return false
 	}
 	defer f.Close()
-	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() || fi.Size() != info.Size {
+	if fi, err := f.Stat(); err != nil || fi.Size() != info.Size {
 		return false
 	}
 	d, err := newDigest(info.ETag, info.Size)
 	if err != nil {
 		return false
 	}
-	return writeAtomic(dst, func(tmp *os.File) error {
+	return writeAtomic(dir, name, func(tmp *os.File) error {
 		n, err := copyHashed(&fileWriter{f: tmp}, d, io.LimitReader(f, info.Size+1))
 		if err != nil {
 			return err
@@ -114,31 +125,29 @@ func copyVerified(src string, info FileInfo, dst string) bool {
 	}) == nil
 }
 
-// writeAtomic makes dst a plain file with what write puts in a temp file
-// beside it: 0644 (the daemon's user may not be the one fetching), synced,
-// then renamed. On an error nothing is left.
-func writeAtomic(dst string, write func(*os.File) error) error {
-	tmp, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".part-*")
+// openCached opens a file of the cache for reading without blocking, and
+// keeps it only if it is a regular file.
+func openCached(root *os.Root, rel string) (*os.File, error) {
+	f, err := root.OpenFile(rel, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOFOLLOW, 0)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer func() {
-		tmp.Close()
-		os.Remove(tmp.Name()) // no-op after the rename
-	}()
-	if err := write(tmp); err != nil {
-		return err
+	fi, err := f.Stat()
+	if err == nil && !fi.Mode().IsRegular() {
+		err = fmt.Errorf("%s is not a regular file", f.Name())
 	}
-	if err := tmp.Chmod(0o644); err != nil {
-		return err
+	if err != nil {
+		f.Close()
+		return nil, err
 	}
-	if err := tmp.Sync(); err != nil {
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), dst)
+	return f, nil
+}
+
+// writeAtomic makes name in dir a plain file with what write puts in a
+// temp file beside it: 0644 (the daemon's user may not be the one
+// fetching), synced, then renamed. On an error nothing is left.
+func writeAtomic(dir *os.File, name string, write func(*os.File) error) error {
+	return safefile.WriteAtomicAt(dir, name, 0o644, write)
 }
 
 var errHashMismatch = errors.New("hash mismatch")
@@ -375,18 +384,31 @@ func (c *Client) logger() *slog.Logger {
 // fetchOffline is Fetch with HF_HUB_OFFLINE set: the revision comes from
 // the cache's refs, the files from its snapshot, and each file is checked
 // against the blob it links to (a blob's name is its ETag).
-func (c *Client) fetchOffline(r Request, rev, sub, dir string) (*Source, error) {
+func (c *Client) fetchOffline(r Request, rev, sub string, dir *os.File) (*Source, error) {
 	if c.CacheDir == "" {
 		return nil, fmt.Errorf("HF_HUB_OFFLINE is set but there is no Hugging Face cache (set HF_HUB_CACHE or HF_HOME), so hub repo %s cannot be read; unset HF_HUB_OFFLINE to download it", r.Repo)
 	}
 	repoDir := c.repoCacheDir(r.Repo)
+	// Everything is read through the cache's root: no link leads out of
+	// it, and nothing there (a FIFO planted in a shared cache) blocks.
+	root, err := os.OpenRoot(c.CacheDir)
+	if err != nil {
+		return nil, fmt.Errorf("HF_HUB_OFFLINE is set and the Hugging Face cache %s cannot be read (%v); unset HF_HUB_OFFLINE to download hub repo %s", c.CacheDir, err, r.Repo)
+	}
+	defer root.Close()
+	rel := func(parts ...string) string { return path.Join(append([]string{repoFolder(r.Repo)}, parts...)...) }
 	commit := rev
 	if !commitRE.MatchString(rev) {
 		clean := filepath.Clean(filepath.FromSlash(rev))
 		if strings.HasPrefix(clean, "..") || filepath.IsAbs(clean) {
 			return nil, fmt.Errorf("revision %q is not a branch, tag or commit", rev)
 		}
-		b, err := os.ReadFile(filepath.Join(repoDir, "refs", clean))
+		var b []byte
+		f, err := openCached(root, rel("refs", filepath.ToSlash(clean)))
+		if err == nil {
+			b, err = io.ReadAll(io.LimitReader(f, 4096))
+			f.Close()
+		}
 		if err != nil {
 			return nil, fmt.Errorf("HF_HUB_OFFLINE is set and hub repo %s revision %s is not in the cache at %s; unset HF_HUB_OFFLINE to download it", r.Repo, rev, c.CacheDir)
 		}
@@ -396,13 +418,18 @@ func (c *Client) fetchOffline(r Request, rev, sub, dir string) (*Source, error) 
 		}
 	}
 	snap := filepath.Join(repoDir, "snapshots", commit, filepath.FromSlash(sub))
-	ents, err := os.ReadDir(snap)
+	var ents []fs.DirEntry
+	sd, err := root.Open(rel("snapshots", commit, sub))
+	if err == nil {
+		ents, err = sd.ReadDir(-1)
+		sd.Close()
+	}
 	if err != nil {
 		return nil, fmt.Errorf("HF_HUB_OFFLINE is set and hub repo %s commit %s is not in the cache at %s; unset HF_HUB_OFFLINE to download it", r.Repo, commit, c.CacheDir)
 	}
 	var names []string
 	for _, e := range ents {
-		if !e.IsDir() {
+		if !e.IsDir() && layout.ValidName(e.Name()) {
 			names = append(names, e.Name())
 		}
 	}
@@ -416,34 +443,35 @@ func (c *Client) fetchOffline(r Request, rev, sub, dir string) (*Source, error) 
 	}
 	for _, name := range picked {
 		p := filepath.Join(snap, name)
-		target, err := os.Readlink(p)
+		target, err := root.Readlink(rel("snapshots", commit, sub, name))
 		if err != nil {
 			return nil, fmt.Errorf("cached file %s is not a link to a blob, so it cannot be verified offline; unset HF_HUB_OFFLINE to download it", p)
 		}
-		fi, err := os.Stat(p)
+		fi, err := root.Stat(rel("snapshots", commit, sub, name))
 		if err != nil {
 			return nil, fmt.Errorf("cached file %s: %v; unset HF_HUB_OFFLINE to download it", p, err)
 		}
 		if layout.IsGGUF(name) {
-			if kind, complete := localGGUFKind(p); kind != "adapter" && (kind != "" || complete) {
+			if kind, complete := c.localGGUFKind(rel("snapshots", commit, sub, name)); kind != "adapter" && (kind != "" || complete) {
 				return nil, fmt.Errorf("cached file %s is a full model, not a LoRA adapter; pick the adapter's *.gguf with --file", p)
 			}
 		}
 		info := FileInfo{Commit: commit, ETag: filepath.Base(target), Size: fi.Size()}
-		rel := name
-		if sub != "" {
-			rel = sub + "/" + name
-		}
-		if !copyVerified(filepath.Join(repoDir, "snapshots", commit, filepath.FromSlash(rel)), info, filepath.Join(dir, name)) {
+		if !copyVerified(root, rel("snapshots", commit, sub, name), info, dir, name) {
 			return nil, fmt.Errorf("cached file %s does not match its blob's hash; delete it from the cache, or unset HF_HUB_OFFLINE to download it", p)
 		}
 	}
 	return &Source{Endpoint: c.Endpoint, Repo: r.Repo, Revision: rev, Commit: commit, Subfolder: sub, Files: picked}, nil
 }
 
-// localGGUFKind is ggufKind for a file on disk.
-func localGGUFKind(path string) (string, bool) {
-	f, err := os.Open(path)
+// localGGUFKind is ggufKind for a file of the cache.
+func (c *Client) localGGUFKind(rel string) (string, bool) {
+	root, err := os.OpenRoot(c.CacheDir)
+	if err != nil {
+		return "", false
+	}
+	defer root.Close()
+	f, err := openCached(root, rel)
 	if err != nil {
 		return "", false
 	}

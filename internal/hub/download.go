@@ -61,20 +61,20 @@ const maxAttempts = 4
 // size and hash match. A connection that drops is resumed with Range; a
 // server that ignores Range (200 instead of 206) starts the file over.
 // Memory stays bounded by the copy buffers.
-func (c *Client) Download(ctx context.Context, repo, commit, path string, info FileInfo, dst string) error {
+func (c *Client) Download(ctx context.Context, repo, commit, path string, info FileInfo, dir *os.File, name string) error {
 	what := requestDesc{repo: repo, revision: commit, file: path}
 	if _, err := newDigest(info.ETag, info.Size); err != nil {
 		return fmt.Errorf("%s: %v", what, err)
 	}
 	if rc := c.openCache(repo); rc != nil {
-		err := c.downloadToCache(ctx, rc, repo, commit, path, info, dst, what)
+		err := c.downloadToCache(ctx, rc, repo, commit, path, info, dir, name, what)
 		rc.close()
 		if !errors.Is(err, errSkipCache) {
 			return err
 		}
 	}
 	d, _ := newDigest(info.ETag, info.Size)
-	return writeAtomic(dst, func(tmp *os.File) error {
+	return writeAtomic(dir, name, func(tmp *os.File) error {
 		return c.stream(ctx, repo, commit, path, info, tmp, 0, d, what)
 	})
 }
@@ -91,7 +91,7 @@ var errSkipCache = errors.New("hub cache skipped")
 // downloading: 1.22 s against 1.36 s median for 256 MiB on ext4, the same
 // run). errSkipCache means the cache could not be used, before any byte
 // was fetched or while writing it: then the caller downloads directly.
-func (c *Client) downloadToCache(ctx context.Context, rc *repoCache, repo, commit, path string, info FileInfo, dst string, what requestDesc) error {
+func (c *Client) downloadToCache(ctx context.Context, rc *repoCache, repo, commit, path string, info FileInfo, dir *os.File, name string, what requestDesc) error {
 	log := c.logger()
 	p, have, err := rc.begin(info.ETag)
 	if errors.Is(err, errBusy) {
@@ -152,7 +152,7 @@ func (c *Client) downloadToCache(ctx context.Context, rc *repoCache, repo, commi
 	}
 	// The folder gets a plain file of its own, never a link (drop-dir
 	// readers refuse links, hard ones too).
-	return writeAtomic(dst, func(tmp *os.File) error { return copyFile(tmp, p.f, info.Size) })
+	return writeAtomic(dir, name, func(tmp *os.File) error { return copyFile(tmp, p.f, info.Size) })
 }
 
 // writeError is a failure to write the local file, as opposed to one of

@@ -196,8 +196,12 @@ func redirectedGETDropsTheToken(t *testing.T, s *hubtest.Server) {
 		t.Fatalf("HEAD of an LFS file: %+v; want the CDN location and the X-Linked size and sha256", info)
 	}
 	info.Location = ""
-	dst := filepath.Join(t.TempDir(), "w")
-	if err := c.Download(context.Background(), "org/p", commit, "adapter_model.safetensors", info, dst); err != nil {
+	dir, err := os.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dir.Close()
+	if err := c.Download(context.Background(), "org/p", commit, "adapter_model.safetensors", info, dir, "w"); err != nil {
 		t.Fatal(err)
 	}
 	auth, hits := s.CDNAuthorization()

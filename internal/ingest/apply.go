@@ -13,6 +13,9 @@ import (
 // returns when to look at the key again (0: only on a change).
 func (r *Reconciler) reconcile(ctx context.Context, key string) time.Duration {
 	o, err := r.observe(ctx, key)
+	if o != nil {
+		defer o.Folder.Close() // the pass's handle on the adapter's files
+	}
 	var act action
 	var after time.Duration
 	start := time.Now()

@@ -2,10 +2,10 @@ package ingest
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
 	"sort"
 
+	"github.com/adapterd/adapterd/internal/dropdir"
 	"github.com/adapterd/adapterd/internal/layout"
 	"github.com/adapterd/adapterd/internal/spec"
 )
@@ -48,13 +48,13 @@ func (r *Reconciler) claim(key, name string) []string {
 // refreshClaims re-reads every other folder's model name and returns the
 // keys that claim name besides key.
 func (r *Reconciler) refreshClaims(cfg *spec.Config, key, name string) []string {
-	entries, err := os.ReadDir(cfg.DropDir)
+	entries, err := listDropDir(cfg.DropDir)
 	if err != nil {
 		return nil
 	}
 	var others []string
 	for _, e := range entries {
-		k := e.Name()
+		k := e.Name
 		if k == key || !layout.IsAdapterKey(k) {
 			continue
 		}
@@ -95,20 +95,25 @@ func (r *Reconciler) peekModelName(cfg *spec.Config, key string) (string, bool) 
 	dir := filepath.Join(cfg.DropDir, key)
 	var sc *spec.Sidecar
 	file := filepath.Join(dir, layout.SidecarYAML)
+	h, err := openKeyFolder(cfg.DropDir, key)
+	if err != nil {
+		return "", false
+	}
+	defer h.Close()
 	for _, name := range layout.Sidecars {
 		p := filepath.Join(dir, name)
-		fi, err := os.Lstat(p)
-		if err != nil || !fi.Mode().IsRegular() || fi.Size() > spec.MaxFileSize {
+		fi, err := dropdir.StatAt(h, name)
+		if err != nil || !fi.IsRegular() || fi.Size > spec.MaxFileSize {
 			continue
 		}
-		stamp := fmt.Sprintf("%s|%d|%d", p, fi.Size(), fi.ModTime().UnixNano())
+		stamp := fmt.Sprintf("%s|%d|%d|%d", p, fi.Size, fi.MtimeNs, fi.Ino)
 		r.mu.Lock()
 		c, ok := r.peeked[key]
 		r.mu.Unlock()
 		if ok && c.stamp == stamp {
 			return c.name, c.name != ""
 		}
-		sc, err = spec.ReadSidecarFile(p)
+		sc, err = spec.ReadSidecarAt(h, name)
 		if err != nil {
 			sc = nil
 		}

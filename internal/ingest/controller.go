@@ -5,7 +5,6 @@ import (
 	"log/slog"
 	"math"
 	mrand "math/rand/v2"
-	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -15,6 +14,7 @@ import (
 	"github.com/ollama/ollama/api"
 
 	"github.com/adapterd/adapterd/internal/layout"
+	"github.com/adapterd/adapterd/internal/safefile"
 	"github.com/adapterd/adapterd/internal/spec"
 	"github.com/adapterd/adapterd/internal/status"
 )
@@ -130,16 +130,16 @@ func (r *Reconciler) Enqueue(key string) { r.q.Add(key) }
 func (r *Reconciler) Resync(ctx context.Context) {
 	cfg := r.config()
 	keys, present := map[string]bool{}, map[string]bool{}
-	entries, err := os.ReadDir(cfg.DropDir)
+	entries, err := listDropDir(cfg.DropDir)
 	if err != nil {
 		r.log.Warn("cannot list drop_dir", "dir", cfg.DropDir, "err", err)
 	}
 	for _, e := range entries {
-		if layout.IsAdapterKey(e.Name()) {
-			keys[e.Name()], present[e.Name()] = true, true
-			if name, ok := r.peekModelName(cfg, e.Name()); ok {
+		if layout.IsAdapterKey(e.Name) {
+			keys[e.Name], present[e.Name] = true, true
+			if name, ok := r.peekModelName(cfg, e.Name); ok {
 				r.mu.Lock()
-				r.claims[e.Name()] = name
+				r.claims[e.Name] = name
 				r.mu.Unlock()
 			}
 		}
@@ -210,12 +210,23 @@ func (r *Reconciler) Start(ctx context.Context) {
 }
 
 // cleanupTemp removes converted and merged files a crash left in
-// state_dir/tmp. Only adapterd writes there.
+// state_dir/tmp. Only adapterd writes there; still, tmp is opened through
+// state_dir's handle without following a link, and its files are removed
+// through tmp's handle, so a link planted as tmp empties nothing else.
 func (r *Reconciler) cleanupTemp() {
-	dir := filepath.Join(r.config().StateDir, "tmp")
-	entries, _ := os.ReadDir(dir)
-	for _, e := range entries {
-		os.Remove(filepath.Join(dir, e.Name()))
+	state, err := safefile.OpenDir(r.config().StateDir)
+	if err != nil {
+		return
+	}
+	defer state.Close()
+	dir, err := safefile.OpenDirAt(state, "tmp")
+	if err != nil {
+		return
+	}
+	defer dir.Close()
+	names, _ := dir.Readdirnames(-1)
+	for _, name := range names {
+		safefile.RemoveAt(dir, name)
 	}
 }
 

@@ -3,10 +3,9 @@ package ingest
 import (
 	"context"
 	"fmt"
-	"os"
 
+	"github.com/adapterd/adapterd/internal/dropdir"
 	"github.com/adapterd/adapterd/internal/layout"
-	"github.com/adapterd/adapterd/internal/safefile"
 	"github.com/adapterd/adapterd/internal/spec"
 )
 
@@ -27,12 +26,12 @@ import (
 // DirID's fields stay top-level keys of state.json's drop_dir.
 type dropDirID struct {
 	Path string `json:"path"`
-	safefile.DirID
+	dropdir.ID
 }
 
 func statDropDir(path string) (dropDirID, error) {
-	id, err := safefile.StatDir(path)
-	return dropDirID{Path: path, DirID: id}, err
+	id, err := dropdir.StatID(path)
+	return dropDirID{Path: path, ID: id}, err
 }
 
 // massRemovalMin is the smallest number of owning folders whose vanishing
@@ -54,14 +53,14 @@ func (r *Reconciler) removalHold(cfg *spec.Config) string {
 	switch {
 	case rec == nil || rec.Path != id.Path:
 		r.store.SetDropDir(id)
-	case rec.Dev != id.Dev || rec.Ino != id.Ino:
+	case rec.ID != id.ID:
 		key = fmt.Sprintf("replaced %d/%d", id.Dev, id.Ino)
-		hold = fmt.Sprintf("drop_dir %s is another directory than the one adapterd knew (device %d inode %d, was %d/%d): a failed mount? removals wait; if the change is intended, run `adapterd confirm-removals`", id.Path, id.Dev, id.Ino, rec.Dev, rec.Ino)
+		hold = dropdir.Moved(id.Path, &rec.ID, id.ID)
 	default:
 		key, hold = r.massRemoval(cfg)
 	}
 	if key != "" && r.holdConfirmed(key) {
-		if rec != nil && (rec.Dev != id.Dev || rec.Ino != id.Ino) {
+		if rec != nil && rec.ID != id.ID {
 			r.store.SetDropDir(id)
 		}
 		r.mu.Lock()
@@ -85,12 +84,12 @@ func (r *Reconciler) massRemoval(cfg *spec.Config) (string, string) {
 	if len(owners) < massRemovalMin {
 		return "", ""
 	}
-	entries, err := os.ReadDir(cfg.DropDir)
+	entries, err := listDropDir(cfg.DropDir)
 	if err != nil {
 		return "unlistable", fmt.Sprintf("drop_dir %s cannot be listed (%v); removals wait until it can", cfg.DropDir, err)
 	}
 	for _, e := range entries {
-		if layout.IsAdapterKey(e.Name()) && owners[e.Name()] {
+		if layout.IsAdapterKey(e.Name) && owners[e.Name] {
 			return "", ""
 		}
 	}
@@ -145,4 +144,26 @@ func (r *Reconciler) ConfirmRemovals(ctx context.Context) string {
 		r.Resync(ctx)
 	}
 	return hold
+}
+
+// listDropDir is every entry of the drop dir at path, through one handle.
+func listDropDir(path string) ([]dropdir.Entry, error) {
+	d, err := dropdir.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	return d.List()
+}
+
+// DropDir is the drop dir of the config in force.
+func (r *Reconciler) DropDir() string { return r.config().DropDir }
+
+// DropDirConfirmed reports whether the drop dir with identity id is the
+// one the reconciler's guard accepts now: recorded at first sight, or
+// after the operator confirmed a change with `adapterd confirm-removals`.
+// The mirrors ask it, so one guard with one remedy covers both.
+func (r *Reconciler) DropDirConfirmed(id dropdir.ID) bool {
+	rec := r.store.DropDir()
+	return rec != nil && rec.ID == id
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"github.com/ollama/ollama/api"
 
 	"github.com/adapterd/adapterd/internal/blob"
+	"github.com/adapterd/adapterd/internal/dropdir"
 	"github.com/adapterd/adapterd/internal/lora"
 	"github.com/adapterd/adapterd/internal/spec"
 	"github.com/adapterd/adapterd/internal/status"
@@ -75,9 +77,12 @@ func (o *observed) status() status.Status {
 func (r *Reconciler) observe(ctx context.Context, key string) (*observed, error) {
 	cfg := r.config()
 	o := &observed{Key: key, DropDir: cfg.DropDir, Dir: filepath.Join(cfg.DropDir, key), Settle: cfg.Settle, ReadyFile: cfg.ReadyFile}
-	fi, err := os.Lstat(o.Dir)
-	if err != nil || !fi.IsDir() {
-		if err == nil && fi.Mode()&os.ModeSymlink != 0 {
+	// The folder is opened once, without following a link, and every
+	// file of this pass is read through that handle: a folder flipped to
+	// a symlink after this point is never read.
+	dir, err := openKeyFolder(cfg.DropDir, key)
+	if err != nil {
+		if errors.Is(err, errSymlink) {
 			o.Symlink = true
 			r.claim(key, "")
 			return o, nil
@@ -89,7 +94,8 @@ func (r *Reconciler) observe(ctx context.Context, key string) (*observed, error)
 		}
 		return o, nil
 	}
-	if o.Snap, err = scanFolder(o.Dir, cfg.ReadyFile); err != nil {
+	defer dir.Close()
+	if o.Snap, err = scanFolder(dir, cfg.ReadyFile); err != nil {
 		return o, fmt.Errorf("%s: cannot read folder: %w", o.Dir, err)
 	}
 	if cfg.ReadyFile != "" && !o.Snap.has(cfg.ReadyFile) {
@@ -99,7 +105,7 @@ func (r *Reconciler) observe(ctx context.Context, key string) (*observed, error)
 	if o.Quiet = time.Since(o.Snap.Newest); o.Quiet < cfg.Settle {
 		return o, nil
 	}
-	f, err := LoadFolder(o.Dir, cfg.Defaults)
+	f, err := LoadFolderAt(dir, cfg.Defaults, nil)
 	if err != nil {
 		o.LoadErr, o.SeenIncomplete = err, r.seenIncomplete(key, o.Snap)
 		return o, nil
@@ -132,7 +138,7 @@ func (r *Reconciler) observe(ctx context.Context, key string) (*observed, error)
 	}
 	// Two equal scans around the reading: anything written meanwhile means
 	// the folder is not settled after all.
-	again, err := scanFolder(o.Dir, cfg.ReadyFile)
+	again, err := scanFolder(dir, cfg.ReadyFile)
 	if o.Changed = err != nil || again.id() != o.Snap.id(); o.Changed {
 		return o, nil
 	}
@@ -152,6 +158,28 @@ func (r *Reconciler) observe(ctx context.Context, key string) (*observed, error)
 		o.LateClaimants = r.refreshClaims(cfg, key, o.Name)
 	}
 	return o, nil
+}
+
+// errSymlink: the key's name in the drop dir is a link, not a folder.
+var errSymlink = errors.New("a symlink")
+
+// openKeyFolder opens key's folder in the drop dir without following a
+// link. An error that matches errSymlink means the name is a link; any
+// other error means there is no folder to read (gone, or not a folder).
+func openKeyFolder(drop, key string) (*os.File, error) {
+	d, err := dropdir.Open(drop)
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	dir, err := d.OpenFolder(key)
+	if err != nil {
+		if e, lerr := d.Lstat(key); lerr == nil && e.IsSymlink() {
+			return nil, errSymlink
+		}
+		return nil, err
+	}
+	return dir, nil
 }
 
 // baseOf finds the folder's base model in Ollama and fills o's BaseDigest

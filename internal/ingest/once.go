@@ -94,11 +94,12 @@ func CreateOnce(ctx context.Context, c *api.Client, f *Folder, opts OnceOptions)
 	res := f.Resolved
 	out := &OnceResult{Model: res.Model, Base: res.Base, Resolved: res}
 	for _, p := range f.Adapter.Files {
-		fi, err := os.Stat(p)
+		fh, size, err := f.Adapter.Open(p)
 		if err != nil {
 			return nil, err
 		}
-		out.AdapterBytes += fi.Size()
+		fh.Close()
+		out.AdapterBytes += size
 	}
 	digests, err := r.fileDigests(f.Adapter)
 	if err != nil {
@@ -158,14 +159,15 @@ func CreateOnce(ctx context.Context, c *api.Client, f *Folder, opts OnceOptions)
 // plannedFiles lists what the create reads, uploads and writes.
 func plannedFiles(f *Folder, o *observed, artifact string) []PlannedFile {
 	var out []PlannedFile
+	a := f.Adapter
 	size := func(p string) int64 {
-		fi, err := os.Stat(p)
+		fh, n, err := a.Open(p)
 		if err != nil {
 			return 0
 		}
-		return fi.Size()
+		fh.Close()
+		return n
 	}
-	a := f.Adapter
 	switch {
 	case o.Strategy == spec.StrategyNative && a.Format == lora.FormatGGUF:
 		out = append(out, PlannedFile{a.Files[0], size(a.Files[0]), "upload as the adapter layer"})

@@ -3,7 +3,6 @@ package ingest
 import (
 	"context"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/adapterd/adapterd/internal/blob"
@@ -58,10 +57,16 @@ func (r *Reconciler) prepare(key string) {
 		close(done)
 	}()
 	cfg := r.config()
-	f, err := LoadFolder(filepath.Join(cfg.DropDir, key), cfg.Defaults)
+	dir, err := openKeyFolder(cfg.DropDir, key)
+	if err != nil {
+		return // gone or a link: the reconcile reports it
+	}
+	f, err := LoadFolderAt(dir, cfg.Defaults, nil)
+	dir.Close()
 	if err != nil {
 		return // incomplete or invalid: the reconcile reports it
 	}
+	defer f.Close()
 	a := f.Adapter
 	digests, err := r.fileDigests(a)
 	if err != nil || !a.NativeAsIs() {

@@ -5,12 +5,13 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sort"
 	"syscall"
 	"time"
 
+	"github.com/adapterd/adapterd/internal/dropdir"
 	"github.com/adapterd/adapterd/internal/layout"
+	"github.com/adapterd/adapterd/internal/safefile"
 )
 
 // fileInfo is what one scan sees of a relevant file.
@@ -45,19 +46,23 @@ func (s snapshot) has(name string) bool {
 	return false
 }
 
-// scanFolder lists dir's top-level relevant files without following
-// symlinks, so a link's target is never stat'ed before validation, and
+// scanFolder lists the relevant top-level files of the folder held open,
+// as lstat sees them (dropdir.Entry: a link's target is never stat'ed), and
 // those of the subfolder its sidecar's path: names, as "sub/name".
-func scanFolder(dir, readyFile string) (snapshot, error) {
+func scanFolder(dir *os.File, readyFile string) (snapshot, error) {
 	var s snapshot
 	if err := s.add(dir, "", readyFile); err != nil {
 		return snapshot{}, err
 	}
-	if sub := AdapterSubfolder(dir); sub != "" {
+	if sub := adapterSubfolderAt(dir); sub != "" {
 		// A subfolder that is missing or not a folder is reported by
 		// reading the folder; here it just has no files.
-		if err := s.add(filepath.Join(dir, filepath.FromSlash(sub)), sub+"/", ""); err != nil && !os.IsNotExist(err) {
-			return snapshot{}, err
+		if d, err := safefile.OpenDirAt(dir, sub); err == nil {
+			err = s.add(d, sub+"/", "")
+			d.Close()
+			if err != nil {
+				return snapshot{}, err
+			}
 		}
 	}
 	sort.Slice(s.Files, func(i, j int) bool { return s.Files[i].Name < s.Files[j].Name })
@@ -65,8 +70,8 @@ func scanFolder(dir, readyFile string) (snapshot, error) {
 	// that made it is probably about to fill it. (Once files exist their
 	// own mtimes count, not the folder's, which our status file moves.)
 	if len(s.Files) == 0 {
-		if fi, err := os.Stat(dir); err == nil {
-			s.Newest = fi.ModTime()
+		if e, err := dropdir.Stat(dir); err == nil {
+			s.Newest = e.ModTime()
 		}
 	}
 	return s, nil
@@ -75,30 +80,19 @@ func scanFolder(dir, readyFile string) (snapshot, error) {
 // add appends the relevant files of dir, named prefix+name. In a path:
 // subfolder (prefix not empty) only adapter files count: its sidecar or
 // ready file would be someone else's.
-func (s *snapshot) add(dir, prefix, readyFile string) error {
-	entries, err := os.ReadDir(dir)
+func (s *snapshot) add(dir *os.File, prefix, readyFile string) error {
+	entries, err := dropdir.List(dir)
 	if err != nil {
 		return err
 	}
 	for _, e := range entries {
-		if !layout.IsRelevantFile(e.Name(), readyFile) || (prefix != "" && !layout.IsAdapterFile(e.Name())) {
+		if !layout.IsRelevantFile(e.Name, readyFile) || (prefix != "" && !layout.IsAdapterFile(e.Name)) {
 			continue
 		}
-		fi, err := os.Lstat(filepath.Join(dir, e.Name()))
-		if err != nil {
-			if os.IsNotExist(err) {
-				continue
-			}
-			return err
+		s.Files = append(s.Files, fileInfo{Name: prefix + e.Name, Size: e.Size, MtimeNs: e.MtimeNs, Inode: e.Ino})
+		if t := e.ModTime(); t.After(s.Newest) {
+			s.Newest = t
 		}
-		f := fileInfo{Name: prefix + e.Name(), Size: fi.Size(), MtimeNs: fi.ModTime().UnixNano()}
-		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-			f.Inode = st.Ino
-		}
-		if fi.ModTime().After(s.Newest) {
-			s.Newest = fi.ModTime()
-		}
-		s.Files = append(s.Files, f)
 	}
 	return nil
 }
@@ -112,14 +106,15 @@ func stampOf(fi os.FileInfo) FileStamp {
 	return s
 }
 
-// hasRelevantFiles reports whether dir still holds any file adapterd reads.
-func hasRelevantFiles(dir, readyFile string) bool {
-	entries, err := os.ReadDir(dir)
+// hasRelevantFiles reports whether the folder still holds any file
+// adapterd reads.
+func hasRelevantFiles(dir *os.File, readyFile string) bool {
+	entries, err := dropdir.List(dir)
 	if err != nil {
 		return false
 	}
 	for _, e := range entries {
-		if layout.IsRelevantFile(e.Name(), readyFile) {
+		if layout.IsRelevantFile(e.Name, readyFile) {
 			return true
 		}
 	}

@@ -28,7 +28,7 @@ func TestScanCoversThePathSubfolder(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "adapter.yaml"), []byte("base: tiny\npath: checkpoint-500\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	snap, err := scanFolder(dir, "READY")
+	snap, err := scanFolder(openDir(t, dir), "READY")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,7 +44,7 @@ func TestScanCoversThePathSubfolder(t *testing.T) {
 	if err := (testfixture.LoRA{Base: testfixture.TinyLlama(), Seed: 2}).WritePEFT(filepath.Join(dir, "checkpoint-500")); err != nil {
 		t.Fatal(err)
 	}
-	if again, _ := scanFolder(dir, ""); again.id() == before {
+	if again, _ := scanFolder(openDir(t, dir), ""); again.id() == before {
 		t.Error("new weights in the path: subfolder left the snapshot unchanged")
 	}
 
@@ -74,4 +74,15 @@ func TestInputDigestWithoutPathIsUnchanged(t *testing.T) {
 	if inputDigest(res, spec.StrategyNative, files, "sha256:11") == inputDigest(&withPath, spec.StrategyNative, files, "sha256:11") {
 		t.Error("path: does not change the digest")
 	}
+}
+
+// openDir opens dir for scanFolder; the test's cleanup closes it.
+func openDir(t *testing.T, dir string) *os.File {
+	t.Helper()
+	d, err := os.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	return d
 }

@@ -81,6 +81,7 @@ type stateFile struct {
 // Store is the persistent state, saved atomically on every change.
 type Store struct {
 	path string
+	dir  *os.File // state_dir, held open: every file in it is reached through it
 	lock *os.File // holds the flock on state_dir/lock while open
 	mu   sync.Mutex
 	st   stateFile
@@ -89,32 +90,44 @@ type Store struct {
 // OpenStore loads the state in dir, creating dir if needed. A corrupt state
 // file is an error, never silently reset: resetting would forget ownership.
 func OpenStore(dir string) (*Store, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("state_dir %s: %w", dir, err)
 	}
-	if err := checkStateDir(dir); err != nil {
+	// The folder is opened once; the checks, the lock, state.json and
+	// every write go through this handle, so what was checked is what is
+	// used.
+	d, err := safefile.OpenDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("state_dir %s: %w", dir, err)
+	}
+	if err := checkStateDir(d); err != nil {
+		d.Close()
 		return nil, err
 	}
-	s := &Store{path: filepath.Join(dir, "state.json")}
+	s := &Store{path: filepath.Join(dir, "state.json"), dir: d}
 	// Two adapterds on one state_dir would both believe they own the same
 	// models; the second one stops here instead. The lock file is opened
 	// like every file in a folder others may write: a symlink is not
 	// followed and a FIFO does not block startup.
 	lockPath := filepath.Join(dir, "lock")
-	lock, err := os.OpenFile(lockPath, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0o644)
+	fd, err := safefile.OpenBeneath(d, "lock", os.O_RDWR|os.O_CREATE|syscall.O_NONBLOCK, 0o644)
 	if err != nil {
-		return nil, fmt.Errorf("state_dir %s: %w; the lock file must be a regular file: remove it", dir, err)
+		d.Close()
+		return nil, fmt.Errorf("state_dir %s: %s: %w; the lock file must be a regular file: remove it", dir, lockPath, err)
 	}
+	lock := os.NewFile(uintptr(fd), lockPath)
 	if fi, err := lock.Stat(); err != nil || !fi.Mode().IsRegular() {
 		lock.Close()
+		d.Close()
 		return nil, fmt.Errorf("%s is not a regular file: remove it", lockPath)
 	}
 	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		lock.Close()
+		d.Close()
 		return nil, fmt.Errorf("state_dir %s is in use by another adapterd; stop it, or give this one its own state_dir", dir)
 	}
 	s.lock = lock
-	st, err := readState(s.path)
+	st, err := readState(d, s.path)
 	if errors.Is(err, fs.ErrNotExist) {
 		s.st = stateFile{Version: stateVersion, Models: map[string]OwnedModel{}, Files: map[string]FileStamp{}}
 		return s, nil
@@ -127,17 +140,18 @@ func OpenStore(dir string) (*Store, error) {
 	return s, nil
 }
 
-// checkStateDir refuses a state_dir that someone else could have written.
-// The default state_dir lies inside the drop directory, which other users
-// write: one who made <drop_dir>/.adapterd first could plant a state.json
-// claiming their victim's model, and adapterd would delete it when "its"
-// folder is gone. So, as sshd does for ~/.ssh, the folder must belong to
-// adapterd's user (or root) and must not be writable by everyone.
-func checkStateDir(dir string) error {
-	fi, err := os.Stat(dir)
+// checkStateDir refuses a state_dir that someone else could have written:
+// one who could plant a state.json claiming their victim's model would
+// make adapterd delete it when "its" folder is gone. So, as sshd does for
+// ~/.ssh, the folder must belong to adapterd's user (or root) and must not
+// be writable by everyone. It is checked on the handle the store then
+// uses. (dropdir.CheckStateDir keeps it out of the drop dir.)
+func checkStateDir(d *os.File) error {
+	fi, err := d.Stat()
 	if err != nil {
-		return fmt.Errorf("state_dir %s: %w", dir, err)
+		return fmt.Errorf("state_dir %s: %w", d.Name(), err)
 	}
+	dir := d.Name()
 	st, ok := fi.Sys().(*syscall.Stat_t)
 	if !ok {
 		return nil
@@ -155,8 +169,8 @@ func checkStateDir(dir string) error {
 // which version wrote it: a file without a "version" key ({} or null
 // included) is not a state adapterd wrote, and loading it as an empty state
 // would disown every model.
-func readState(path string) (*stateFile, error) {
-	f, err := safefile.Open(path)
+func readState(dir *os.File, path string) (*stateFile, error) {
+	f, err := safefile.OpenAt(dir, filepath.Base(path))
 	if err != nil {
 		return nil, err
 	}
@@ -198,6 +212,7 @@ func (s *Store) Close() error {
 	}
 	err := s.lock.Close()
 	s.lock = nil
+	s.dir.Close()
 	return err
 }
 
@@ -240,7 +255,7 @@ func (s *Store) Update(fn func(st *stateFile) bool) error {
 	if err != nil {
 		return err
 	}
-	return safefile.WriteAtomic(s.path, b, 0o644)
+	return safefile.WriteAtomicData(s.dir, filepath.Base(s.path), b, 0o644)
 }
 
 // DropDir returns the recorded identity of the drop dir, or nil.

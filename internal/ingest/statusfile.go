@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/adapterd/adapterd/internal/dropdir"
 	"github.com/adapterd/adapterd/internal/safefile"
 	"github.com/adapterd/adapterd/internal/status"
 )
@@ -69,13 +70,13 @@ func (r *Reconciler) writeStatusFile(dir, readyFile string, s status.Status) {
 	// the status file in it, are opened without following links and
 	// without blocking, relative to the drop dir's handle, so nothing
 	// planted there can make adapterd write anywhere else.
-	drop, err := safefile.OpenDir(filepath.Dir(dir))
+	drop, err := dropdir.Open(filepath.Dir(dir))
 	if err != nil {
 		r.log.Warn("cannot write status file", "key", s.Key, "err", err)
 		return
 	}
 	defer drop.Close()
-	d, err := safefile.OpenDirAt(drop, s.Key)
+	d, err := drop.OpenFolder(s.Key)
 	if err != nil {
 		if !errors.Is(err, fs.ErrNotExist) {
 			r.log.Warn("cannot write status file", "key", s.Key, "err", err)
@@ -85,7 +86,7 @@ func (r *Reconciler) writeStatusFile(dir, readyFile string, s status.Status) {
 	defer d.Close()
 	err = safefile.WriteInPlace(d, status.FileName, b, false)
 	if errors.Is(err, fs.ErrNotExist) {
-		if !first || !hasRelevantFiles(dir, readyFile) {
+		if !first || !hasRelevantFiles(d, readyFile) {
 			return
 		}
 		err = safefile.WriteInPlace(d, status.FileName, b, true)

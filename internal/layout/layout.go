@@ -6,8 +6,9 @@
 package layout
 
 import (
-	"path/filepath"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 // File names inside an adapter folder.
@@ -24,19 +25,35 @@ const (
 	SourceFile = ".adapterd-source.json"
 )
 
+// LegacyStateDir is where state_dir used to default to, inside the drop
+// directory. Anyone who can write the drop dir could replace it (with a
+// link to the drop dir itself, or a forged state.json), so adapterd now
+// refuses a state_dir in the drop dir and migrates this folder once
+// (dropdir.MigrateState).
+const LegacyStateDir = ".adapterd"
+
 // Sidecars lists the sidecar names in the order they are looked for.
 var Sidecars = []string{SidecarYAML, SidecarYML}
 
-// IsAdapterKey reports whether name, an entry directly inside the drop
-// directory, is an adapter key. Names starting with "." or "_" are ignored
-// (they support atomic publishing: write drop/.foo.partial/, then rename it to
-// drop/foo), and so is the empty name and anything containing a path
-// separator.
-func IsAdapterKey(name string) bool {
-	if name == "" || name[0] == '.' || name[0] == '_' {
+// ValidName is the one name rule for every name adapterd reads from or
+// writes to the drop directory, whoever offers it (a folder on disk, an S3
+// listing, a hub repo): one path part (not empty, not "." or "..", no '/'
+// or '\\'), valid UTF-8, and no control character. A newline or a NUL in a
+// name would split a log line or a status line in two, and such a file is
+// neither fetched, nor mirrored, nor read.
+func ValidName(name string) bool {
+	if name == "" || name == "." || name == ".." || !utf8.ValidString(name) || strings.ContainsAny(name, "/\\") {
 		return false
 	}
-	return !strings.ContainsAny(name, "/"+string(filepath.Separator))
+	return strings.IndexFunc(name, unicode.IsControl) < 0
+}
+
+// IsAdapterKey reports whether name, an entry directly inside the drop
+// directory, is an adapter key: a ValidName that does not start with "." or
+// "_". Those are ignored (they support atomic publishing: write
+// drop/.foo.partial/, then rename it to drop/foo).
+func IsAdapterKey(name string) bool {
+	return ValidName(name) && name[0] != '.' && name[0] != '_'
 }
 
 // IsRelevantFile reports whether a top-level file named name inside an
@@ -46,6 +63,9 @@ func IsAdapterKey(name string) bool {
 // (even if readyFile names it: writing it must never trigger work, or it
 // would loop), README.md, tokenizer files and training_args.bin.
 func IsRelevantFile(name, readyFile string) bool {
+	if !ValidName(name) {
+		return false
+	}
 	switch name {
 	case "", StatusFile, SourceFile:
 		return false
@@ -64,9 +84,13 @@ func IsAdapterFile(name string) bool {
 	return name == PEFTConfig || name == PEFTWeights || IsGGUF(name)
 }
 
-// IsGGUF reports whether name has the GGUF suffix, in any case.
+// IsGGUF reports whether name is a GGUF file adapterd takes: a ValidName
+// with the GGUF suffix in any case (LORA.GGUF too), and not hidden. A name
+// starting with "." is how copy tools and atomic writers stage data, the
+// same convention that hides ".foo" folders, so fetch, mirror and
+// detection all pass it by alike.
 func IsGGUF(name string) bool {
-	return strings.HasSuffix(strings.ToLower(name), GGUFSuffix)
+	return ValidName(name) && name[0] != '.' && strings.HasSuffix(strings.ToLower(name), GGUFSuffix)
 }
 
 // KeyFromRepo is the folder name a hub repo gets in the drop directory when

@@ -19,6 +19,14 @@ func TestIsAdapterKey(t *testing.T) {
 		{"_archive", false},
 		{"_", false},
 		{"a/b", false},
+		{"a\\b", false},
+		{"new\nline", false},
+		{"nul\x00", false},
+		{"esc\x1b[31m", false},
+		{"del\x7f", false},
+		{"c1\u0085", false},
+		{"bad\xffutf8", false},
+		{"ünïcode", true},
 	} {
 		if got := IsAdapterKey(tc.name); got != tc.want {
 			t.Errorf("IsAdapterKey(%q) = %v, want %v", tc.name, got, tc.want)
@@ -53,6 +61,9 @@ func TestIsRelevantFile(t *testing.T) {
 		{"adapter.yaml~", "", false},
 		{"checkpoint-500", "", false},
 		{"", "", false},
+		{".hidden.gguf", "", false}, // detection passes it by, so fetch and mirror do too
+		{"lo\nra.gguf", "", false},
+		{"lora\x00.gguf", "", false},
 	} {
 		if got := IsRelevantFile(tc.name, tc.ready); got != tc.want {
 			t.Errorf("IsRelevantFile(%q, %q) = %v, want %v", tc.name, tc.ready, got, tc.want)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -12,8 +13,10 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/adapterd/adapterd/internal/dropdir"
 	"github.com/adapterd/adapterd/internal/gguf"
 	"github.com/adapterd/adapterd/internal/layout"
+	"github.com/adapterd/adapterd/internal/safefile"
 	"github.com/adapterd/adapterd/internal/safetensors"
 	"github.com/adapterd/adapterd/internal/spec"
 )
@@ -62,6 +65,19 @@ type Adapter struct {
 	// file through open, which refuses anything else (a FIFO or a link
 	// swapped in after validation).
 	checked map[string]fs.FileInfo
+	// fdir is the folder holding Files, opened once by Detect without
+	// following a link: every read of the adapter goes through it, so a
+	// folder renamed or swapped for a link meanwhile is never read.
+	fdir *os.File
+}
+
+// Close releases the adapter's folder handle. Reading the adapter after
+// Close fails.
+func (a *Adapter) Close() error {
+	if a == nil || a.fdir == nil {
+		return nil
+	}
+	return a.fdir.Close()
 }
 
 // openFunc opens a file to read and returns its size.
@@ -83,7 +99,7 @@ func (a *Adapter) Open(path string) (*os.File, int64, error) {
 	if !ok {
 		return nil, 0, adapterErr(path, "was not validated as part of this adapter")
 	}
-	return openAdapterFile(path, fi)
+	return openAdapterFile(a.fdir, path, fi)
 }
 
 // openPlain opens a file given by the caller, without blocking on a FIFO.
@@ -238,31 +254,56 @@ func Detect(dir string) (*Adapter, error) {
 // checkpoint-500): the sidecar is read from dir, the adapter files from
 // dir/sub. sub must pass spec.CheckSubfolder, and every part of it must be a
 // real folder, not a symlink, so that nothing outside dir is ever read; the
-// files in it follow the same rules as at the top.
+// files in it follow the same rules as at the top. dir itself is the
+// caller's path, and links in it are followed; the daemon opens its
+// folders without following any and calls DetectAt.
 func DetectIn(dir, sub string) (*Adapter, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, adapterErr(dir, "cannot resolve the folder path: %s", osErrText(err))
 	}
-	dir = abs
-	sidecar, err := FindSidecar(dir)
+	d, err := safefile.OpenDir(abs)
+	if err != nil {
+		return nil, adapterErr(abs, "cannot read the adapter folder: %s", osErrText(err))
+	}
+	defer d.Close()
+	return DetectAt(d, sub)
+}
+
+// DetectAt is DetectIn for a folder already open: every file is found and
+// read through the handle (or the handle of sub below it), never by path.
+// dir.Name() is the folder's path in messages. The Adapter keeps its own
+// handle; Close it when done.
+func DetectAt(folder *os.File, sub string) (*Adapter, error) {
+	dir := folder.Name()
+	sidecar, err := FindSidecarAt(folder)
 	if err != nil {
 		return nil, err
 	}
 	files := dir
+	var fdir *os.File
 	if sub != "" {
-		if files, err = subfolder(dir, sub, sidecar); err != nil {
+		if fdir, err = subfolder(folder, sub, sidecar); err != nil {
 			return nil, err
 		}
+		files = fdir.Name()
+	} else if fdir, err = safefile.Reopen(folder); err != nil {
+		return nil, adapterErr(dir, "cannot read the adapter folder: %s", osErrText(err))
 	}
-	entries, err := os.ReadDir(files)
+	ok := false
+	defer func() {
+		if !ok {
+			fdir.Close()
+		}
+	}()
+	entries, err := dropdir.List(fdir)
 	if err != nil {
 		return nil, adapterErr(files, "cannot read the adapter folder: %s", osErrText(err))
 	}
 	var ggufs []string
 	var hasConfig, hasModel, hasPickle bool
 	for _, e := range entries { // sorted by name
-		switch name := e.Name(); {
+		switch name := e.Name; {
 		case name == adapterConfigFile:
 			hasConfig = true
 		case name == adapterModelFile:
@@ -271,7 +312,7 @@ func DetectIn(dir, sub string) (*Adapter, error) {
 			hasPickle = true
 		// Hidden files are how copy tools and atomic writers stage data,
 		// the same convention that hides ".foo" folders.
-		case strings.HasSuffix(name, ".gguf") && !strings.HasPrefix(name, "."):
+		case layout.IsGGUF(name):
 			ggufs = append(ggufs, name)
 		}
 	}
@@ -293,13 +334,13 @@ func DetectIn(dir, sub string) (*Adapter, error) {
 	case !peft && len(ggufs) == 0 && sub != "":
 		return nil, adapterErr(files, "no adapter found in the folder that path: %s names: point path: at the folder holding adapter_config.json + adapter_model.safetensors, or one GGUF LoRA%s", spec.Quote(sub), pickleHint)
 	case !peft && len(ggufs) == 0:
-		if cp := newestCheckpoint(dir); cp != "" {
+		if cp := newestCheckpoint(folder); cp != "" {
 			return nil, adapterErr(dir, "no adapter at the top of the folder, only trainer checkpoints; the newest is %s: publish it with path: %s in adapter.yaml, or copy its adapter_config.json and adapter_model.safetensors to the top of the folder", cp, cp)
 		}
 		return nil, adapterErr(dir, "no adapter found: add adapter_config.json + adapter_model.safetensors, or one GGUF LoRA%s", pickleHint)
 	}
 
-	a := &Adapter{Dir: dir, Sidecar: sidecar}
+	a := &Adapter{Dir: dir, Sidecar: sidecar, fdir: fdir}
 	if peft {
 		a.Format = FormatPEFT
 		a.Files = []string{join(adapterConfigFile), join(adapterModelFile)}
@@ -310,7 +351,7 @@ func DetectIn(dir, sub string) (*Adapter, error) {
 	infos := make([]fs.FileInfo, len(a.Files))
 	a.checked = map[string]fs.FileInfo{}
 	for i, f := range a.Files {
-		if infos[i], err = checkAdapterFile(dir, f); err != nil {
+		if infos[i], err = checkAdapterFile(fdir, f); err != nil {
 			return nil, err
 		}
 		a.checked[f] = infos[i]
@@ -324,20 +365,32 @@ func DetectIn(dir, sub string) (*Adapter, error) {
 		return nil, err
 	}
 	sortPairs(a.Pairs)
+	ok = true
 	return a, nil
 }
 
 // FindSidecar returns the absolute path of dir's adapter.yaml or
 // adapter.yml, or "" when it has none. Both at once is an error, and so is
-// one adapterd must not read (a symlink out of the folder, a FIFO).
+// one adapterd must not read (a symlink, a FIFO, a hard link).
 func FindSidecar(dir string) (string, error) {
 	dir, err := filepath.Abs(dir)
 	if err != nil {
 		return "", adapterErr(dir, "cannot resolve the folder path: %s", osErrText(err))
 	}
+	d, err := safefile.OpenDir(dir)
+	if err != nil {
+		return "", adapterErr(dir, "cannot read the adapter folder: %s", osErrText(err))
+	}
+	defer d.Close()
+	return FindSidecarAt(d)
+}
+
+// FindSidecarAt is FindSidecar for a folder already open.
+func FindSidecarAt(folder *os.File) (string, error) {
+	dir := folder.Name()
 	var found []string
 	for _, name := range []string{adapterSidecarYAML, adapterSidecarYML} {
-		if _, err := os.Lstat(filepath.Join(dir, name)); err == nil {
+		if _, err := dropdir.StatAt(folder, name); err == nil {
 			found = append(found, filepath.Join(dir, name))
 		} else if !errors.Is(err, fs.ErrNotExist) {
 			return "", adapterErr(filepath.Join(dir, name), "cannot read: %s", osErrText(err))
@@ -349,87 +402,111 @@ func FindSidecar(dir string) (string, error) {
 	case 2:
 		return "", adapterErr(found[1], "both adapter.yaml and adapter.yml exist; keep only one of them")
 	}
-	if _, err := checkAdapterFile(dir, found[0]); err != nil {
+	if _, err := checkAdapterFile(folder, found[0]); err != nil {
 		return "", err
 	}
 	return found[0], nil
 }
 
-// subfolder resolves path: sub inside dir, one part at a time with Lstat,
-// so a symlink anywhere in it is refused rather than followed out of the
-// folder. Errors name the sidecar that set path:.
-func subfolder(dir, sub, sidecar string) (string, error) {
+// subfolder opens path: sub below the folder, refusing a symlink anywhere
+// in it rather than following it out of the folder. Errors name the
+// sidecar that set path:, and the part that is not a real folder.
+func subfolder(folder *os.File, sub, sidecar string) (*os.File, error) {
+	dir := folder.Name()
 	file := sidecar
 	if file == "" {
 		file = filepath.Join(dir, adapterSidecarYAML)
 	}
 	if msg := spec.CheckSubfolder(sub); msg != "" {
-		return "", adapterErr(file, "path: %s", msg)
+		return nil, adapterErr(file, "path: %s", msg)
 	}
-	cur := dir
+	f, err := safefile.OpenDirAt(folder, sub)
+	if err == nil {
+		return f, nil
+	}
+	// Say which part is wrong.
+	rel := ""
 	for _, part := range strings.Split(sub, "/") {
-		cur = filepath.Join(cur, part)
-		fi, err := os.Lstat(cur)
+		rel = path.Join(rel, part)
+		cur := filepath.Join(dir, filepath.FromSlash(rel))
+		e, err := dropdir.StatAt(folder, rel)
 		switch {
 		case errors.Is(err, fs.ErrNotExist):
-			return "", adapterErr(file, "path: %s does not exist in the adapter folder (%s is missing): fix path:, or copy the checkpoint in", spec.Quote(sub), cur)
+			return nil, adapterErr(file, "path: %s does not exist in the adapter folder (%s is missing): fix path:, or copy the checkpoint in", spec.Quote(sub), cur)
 		case err != nil:
-			return "", adapterErr(file, "path: %s cannot be read (%s): make it a folder adapterd can read", spec.Quote(sub), osErrText(err))
-		case fi.Mode()&fs.ModeSymlink != 0:
-			return "", adapterErr(file, "path: %s goes through the symlink %s, which adapterd never follows: point path: at a real folder inside the adapter folder", spec.Quote(sub), cur)
-		case !fi.IsDir():
-			return "", adapterErr(file, "path: %s is not a folder (%s is %s): point path: at the folder holding the adapter files", spec.Quote(sub), cur, describeMode(fi.Mode()))
+			return nil, adapterErr(file, "path: %s cannot be read (%s): make it a folder adapterd can read", spec.Quote(sub), osErrText(err))
+		case e.IsSymlink():
+			return nil, adapterErr(file, "path: %s goes through the symlink %s, which adapterd never follows: point path: at a real folder inside the adapter folder", spec.Quote(sub), cur)
+		case !e.IsDir():
+			return nil, adapterErr(file, "path: %s is not a folder (%s is %s): point path: at the folder holding the adapter files", spec.Quote(sub), cur, describeMode(fs.FileMode(0)|modeOf(e)))
 		}
 	}
-	return cur, nil
+	return nil, adapterErr(file, "path: %s cannot be read (%s): make it a folder adapterd can read", spec.Quote(sub), osErrText(err))
 }
 
-// checkAdapterFile refuses what adapterd must not read: a symlink leaving the
-// folder (its target's changes are invisible to the folder's watcher, and the
-// folder would no longer describe the adapter by itself) and anything but a
-// regular file. It only stats, so a FIFO never blocks it.
-func checkAdapterFile(dir, path string) (fs.FileInfo, error) {
-	li, err := os.Lstat(path)
+// modeOf is an Entry's type as an fs.FileMode, for describeMode.
+func modeOf(e dropdir.Entry) fs.FileMode {
+	switch e.Mode & 0o170000 {
+	case 0o040000:
+		return fs.ModeDir
+	case 0o120000:
+		return fs.ModeSymlink
+	case 0o010000:
+		return fs.ModeNamedPipe
+	case 0o140000:
+		return fs.ModeSocket
+	case 0o020000:
+		return fs.ModeDevice | fs.ModeCharDevice
+	case 0o060000:
+		return fs.ModeDevice
+	}
+	return 0
+}
+
+// checkAdapterFile refuses what adapterd must not read: a symlink (its
+// target's changes are invisible to the folder's watcher, and it may lead
+// to a file only adapterd can read), a hard link (the file may be someone
+// else's), and anything but a regular file. It opens the file through the
+// folder's handle without blocking and keeps what fstat says of it.
+func checkAdapterFile(dir *os.File, path string) (fs.FileInfo, error) {
+	f, err := safefile.OpenAt(dir, filepath.Base(path))
+	if err != nil {
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			return nil, adapterErr(path, "cannot read: %s", osErrText(err))
+		}
+		return nil, adapterErr(path, "%s", strings.TrimPrefix(err.Error(), path+" "))
+	}
+	defer f.Close()
+	fi, err := f.Stat()
 	if err != nil {
 		return nil, adapterErr(path, "cannot read: %s", osErrText(err))
-	}
-	if li.Mode()&fs.ModeSymlink != 0 {
-		target, err := filepath.EvalSymlinks(path)
-		if err != nil {
-			return nil, adapterErr(path, "broken symlink (%s): copy the file in", osErrText(err))
-		}
-		realDir, err := filepath.EvalSymlinks(dir)
-		if err != nil {
-			return nil, adapterErr(dir, "cannot resolve the folder path: %s", osErrText(err))
-		}
-		if rel, err := filepath.Rel(realDir, target); err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
-			return nil, adapterErr(path, "symlink points outside the adapter folder; copy the file in (it points to %q)", target)
-		}
-	}
-	fi, err := os.Stat(path)
-	if err != nil {
-		return nil, adapterErr(path, "cannot read: %s", osErrText(err))
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, adapterErr(path, "is %s, not a regular file: put the real file here", describeMode(fi.Mode()))
 	}
 	return fi, nil
 }
 
-// openAdapterFile opens a file that checkAdapterFile accepted. The open is
-// non-blocking where the OS allows it, and the handle must be the file that
-// was checked: a FIFO swapped in between could otherwise hang the daemon.
-func openAdapterFile(path string, want fs.FileInfo) (*os.File, int64, error) {
-	fh, err := os.OpenFile(path, os.O_RDONLY|adapterOpenFlags, 0)
-	if err != nil {
-		return nil, 0, adapterErr(path, "cannot open: %s", osErrText(err))
+// openAdapterFile opens a file that checkAdapterFile accepted, through the
+// same folder handle. The handle must be the file that was checked: a FIFO
+// or a link swapped in between is refused without blocking.
+func openAdapterFile(dir *os.File, path string, want fs.FileInfo) (*os.File, int64, error) {
+	if dir == nil {
+		return nil, 0, adapterErr(path, "cannot open: the adapter was closed")
 	}
-	st, err := fh.Stat()
-	if err == nil && (!st.Mode().IsRegular() || !os.SameFile(st, want)) {
-		err = errAdapterChanged
+	fh, err := safefile.OpenAt(dir, filepath.Base(path))
+	var st fs.FileInfo
+	if err == nil {
+		st, err = fh.Stat()
+		if err == nil && !os.SameFile(st, want) {
+			err = errAdapterChanged
+		}
+		if err != nil {
+			fh.Close()
+		}
 	}
 	if err != nil {
-		fh.Close()
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, 0, adapterErr(path, "cannot open: %s", osErrText(err))
+		}
 		return nil, 0, &causedError{adapterErr(path, "was replaced while adapterd read it; still copying? if not, check what writes to this folder"), errAdapterChanged}
 	}
 	return fh, st.Size(), nil
@@ -494,19 +571,19 @@ func shortNum(s string) string {
 // newestCheckpoint returns the checkpoint-N subfolder with the largest N
 // that holds an adapter_config.json, as a Trainer's output_dir has them, or
 // "". Only names are read, never the checkpoints' contents.
-func newestCheckpoint(dir string) string {
-	entries, err := os.ReadDir(dir)
+func newestCheckpoint(folder *os.File) string {
+	entries, err := dropdir.List(folder)
 	if err != nil {
 		return ""
 	}
 	best, bestN := "", -1
 	for _, e := range entries {
-		n, err := strconv.Atoi(strings.TrimPrefix(e.Name(), "checkpoint-"))
-		if !e.IsDir() || !strings.HasPrefix(e.Name(), "checkpoint-") || err != nil || n <= bestN {
+		n, err := strconv.Atoi(strings.TrimPrefix(e.Name, "checkpoint-"))
+		if !e.IsDir() || !strings.HasPrefix(e.Name, "checkpoint-") || err != nil || n <= bestN {
 			continue
 		}
-		if fi, err := os.Lstat(filepath.Join(dir, e.Name(), adapterConfigFile)); err == nil && fi.Mode().IsRegular() {
-			best, bestN = e.Name(), n
+		if fi, err := dropdir.StatAt(folder, e.Name+"/"+adapterConfigFile); err == nil && fi.IsRegular() {
+			best, bestN = e.Name, n
 		}
 	}
 	return best

@@ -40,7 +40,7 @@ func TestDetect_FIFODoesNotHang(t *testing.T) {
 			if err := syscall.Mkfifo(file, 0o644); err != nil {
 				t.Skip("mkfifo:", err)
 			}
-			wantAdapterErr(t, detectWithin(t, dir), file, "is a named pipe (FIFO), not a regular file")
+			wantAdapterErr(t, detectWithin(t, dir), file, "is a FIFO, not a regular file")
 		})
 	}
 	t.Run("GGUF", func(t *testing.T) {
@@ -49,7 +49,7 @@ func TestDetect_FIFODoesNotHang(t *testing.T) {
 		if err := syscall.Mkfifo(file, 0o644); err != nil {
 			t.Skip("mkfifo:", err)
 		}
-		wantAdapterErr(t, detectWithin(t, dir), file, "is a named pipe (FIFO)")
+		wantAdapterErr(t, detectWithin(t, dir), file, "is a FIFO")
 	})
 	t.Run("SymlinkToFIFOInsideFolder", func(t *testing.T) {
 		dir := peftDir(t)
@@ -61,7 +61,7 @@ func TestDetect_FIFODoesNotHang(t *testing.T) {
 		file := filepath.Join(dir, "adapter_model.safetensors")
 		os.Remove(file)
 		os.Symlink("checkpoint-1/pipe", file)
-		wantAdapterErr(t, detectWithin(t, dir), file, "is a named pipe (FIFO)")
+		wantAdapterErr(t, detectWithin(t, dir), file, "is a symlink; adapterd never follows links")
 	})
 	t.Run("IgnoredFIFOIsNeverOpened", func(t *testing.T) {
 		dir := peftDir(t)

@@ -50,7 +50,7 @@ var ggufFloatTypes = map[gguf.TensorType]bool{gguf.TypeF32: true, gguf.TypeF16: 
 
 func (a *Adapter) readGGUF(info fs.FileInfo) error {
 	path := a.Files[0]
-	fh, size, err := openAdapterFile(path, info)
+	fh, size, err := openAdapterFile(a.fdir, path, info)
 	if err != nil {
 		return err
 	}

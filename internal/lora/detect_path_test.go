@@ -83,7 +83,7 @@ func TestDetectIn_PathStaysInsideTheFolder(t *testing.T) {
 			if err := os.Symlink(filepath.Join(outside, "adapter_model.safetensors"), p); err != nil {
 				t.Fatal(err)
 			}
-		}, []string{"symlink points outside the adapter folder"}},
+		}, []string{"is a symlink; adapterd never follows links"}},
 		{"Empty", "checkpoint-3", func(t *testing.T, dir string) {
 			os.Mkdir(filepath.Join(dir, "checkpoint-3"), 0o755)
 		}, []string{"no adapter found in the folder that path: \"checkpoint-3\" names"}},

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -39,7 +40,7 @@ const quantizedFix = "quantized/QLoRA leftovers can't be used: save the adapter 
 
 func (a *Adapter) readPEFT(cfgInfo, modelInfo fs.FileInfo) error {
 	cfgPath, modelPath := a.Files[0], a.Files[1]
-	data, err := readAdapterConfig(cfgPath, cfgInfo)
+	data, err := readAdapterConfig(a.fdir, cfgPath, cfgInfo)
 	if err != nil {
 		return err
 	}
@@ -47,7 +48,7 @@ func (a *Adapter) readPEFT(cfgInfo, modelInfo fs.FileInfo) error {
 	if err != nil {
 		return err
 	}
-	fh, size, err := openAdapterFile(modelPath, modelInfo)
+	fh, size, err := openAdapterFile(a.fdir, modelPath, modelInfo)
 	if err != nil {
 		return err
 	}
@@ -70,8 +71,8 @@ func (a *Adapter) readPEFT(cfgInfo, modelInfo fs.FileInfo) error {
 	return nil
 }
 
-func readAdapterConfig(path string, fi fs.FileInfo) ([]byte, error) {
-	fh, size, err := openAdapterFile(path, fi)
+func readAdapterConfig(dir *os.File, path string, fi fs.FileInfo) ([]byte, error) {
+	fh, size, err := openAdapterFile(dir, path, fi)
 	if err != nil {
 		return nil, err
 	}

@@ -19,7 +19,12 @@ func TestOpenAdapterFile_SwappedForFIFO(t *testing.T) {
 	if err := os.WriteFile(file, []byte("x"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	fi, err := checkAdapterFile(dir, file)
+	d, err := os.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	fi, err := checkAdapterFile(d, file)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,7 +34,7 @@ func TestOpenAdapterFile_SwappedForFIFO(t *testing.T) {
 	}
 	done := make(chan error, 1)
 	go func() {
-		fh, _, err := openAdapterFile(file, fi)
+		fh, _, err := openAdapterFile(d, file, fi)
 		if fh != nil {
 			fh.Close()
 		}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"path/filepath"
 	"slices"
 	"time"
@@ -108,11 +109,11 @@ func (r *hubRemote) check(ctx context.Context) (map[string]offer, error) {
 // weights: hub.Select), copying those whose hash is unchanged, then writes
 // the sidecar when the repo has none and the source record fetch-adapter
 // writes.
-func (r *hubRemote) fetch(ctx context.Context, key string, f offer, dir string, reuse func(string, object) bool) (map[string]object, int64, error) {
+func (r *hubRemote) fetch(ctx context.Context, key string, f offer, dir *os.File, reuse func(string, object) bool) (map[string]object, int64, error) {
 	files := map[string]object{}
 	clear(r.got)
 	req := hub.Request{Repo: r.h.Repo, Revision: f.Commit, Subfolder: r.h.Subfolder}
-	src, err := r.client.FetchReusing(ctx, req, dir, func(name string, info hub.FileInfo, dst string) bool {
+	src, err := r.client.FetchReusing(ctx, req, dir, func(name string, info hub.FileInfo) bool {
 		files[name] = object{Size: info.Size, ETag: info.ETag}
 		return reuse(name, files[name])
 	})
@@ -125,7 +126,7 @@ func (r *hubRemote) fetch(ctx context.Context, key string, f offer, dir string, 
 	}
 	src.Revision = r.h.Revision
 	if r.sidecar != nil && !slices.ContainsFunc(src.Files, func(n string) bool { return slices.Contains(layout.Sidecars, n) }) {
-		if err := safefile.WriteAtomic(filepath.Join(dir, layout.SidecarYAML), r.sidecar, 0o644); err != nil {
+		if err := safefile.WriteAtomicData(dir, layout.SidecarYAML, r.sidecar, 0o644); err != nil {
 			return nil, downloaded, err
 		}
 	}
@@ -133,7 +134,7 @@ func (r *hubRemote) fetch(ctx context.Context, key string, f offer, dir string, 
 	if err != nil {
 		return nil, downloaded, err
 	}
-	if err := safefile.WriteAtomic(filepath.Join(dir, layout.SourceFile), append(b, '\n'), 0o644); err != nil {
+	if err := safefile.WriteAtomicData(dir, layout.SourceFile, append(b, '\n'), 0o644); err != nil {
 		return nil, downloaded, err
 	}
 	return files, downloaded, nil

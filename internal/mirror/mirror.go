@@ -4,18 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"net/http"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/adapterd/adapterd/internal/dropdir"
 	"github.com/adapterd/adapterd/internal/metrics"
-	"github.com/adapterd/adapterd/internal/safefile"
 	"github.com/adapterd/adapterd/internal/spec"
 )
 
@@ -36,6 +34,10 @@ type Options struct {
 	// Transfers bounds every request and poll; zero fields take the
 	// defaults.
 	Transfers spec.TransferConfig
+	// Confirmed reports whether the operator confirmed (with `adapterd
+	// confirm-removals`) that the drop dir with this identity is the
+	// right one after it changed; nil confirms nothing.
+	Confirmed func(dropdir.ID) bool
 }
 
 // SourceStatus is what status and /v1/sources show of one source.
@@ -78,7 +80,9 @@ type remote interface {
 	// the folder in place when the record says it is unchanged and reports
 	// whether it did. It returns the files as fetched (the next fetch's
 	// record) and the bytes downloaded.
-	fetch(ctx context.Context, key string, f offer, dir string, reuse func(name string, obj object) bool) (map[string]object, int64, error)
+	// dir is the staging folder's handle: every file is written through
+	// it, never by path.
+	fetch(ctx context.Context, key string, f offer, dir *os.File, reuse func(name string, obj object) bool) (map[string]object, int64, error)
 	// access fingerprints the endpoint and credentials, for gone answers;
 	// "" when the protocol has none.
 	access() string
@@ -157,7 +161,10 @@ func New(o Options) (*Mirror, error) {
 		return nil, err
 	}
 	m.status.Folders = len(m.st.Folders)
-	cleanLeftovers(o.DropDir, m.k.tag, func(key string) bool { _, ok := m.st.Folders[key]; return ok })
+	if d, err := dropdir.Open(o.DropDir); err == nil {
+		cleanLeftovers(d, m.k.tag, func(key string) bool { _, ok := m.st.Folders[key]; return ok })
+		d.Close()
+	}
 	return m, nil
 }
 
@@ -255,7 +262,16 @@ func (m *Mirror) poll(ctx context.Context) error {
 		m.report(zeroTime, "", checkErr, nil)
 		return checkErr
 	}
-	if err := m.checkDropDir(); err != nil {
+	// The drop dir is opened once per poll; every look and every write of
+	// the poll goes through this handle.
+	d, err := dropdir.Open(m.o.DropDir)
+	if err != nil {
+		err = fmt.Errorf("%s: %v; nothing is mirrored or removed until it is back", m.label, err)
+		m.report(now, "", err, nil)
+		return err
+	}
+	defer d.Close()
+	if err := m.checkDropDir(d); err != nil {
 		m.report(now, "", err, nil)
 		return err
 	}
@@ -263,11 +279,11 @@ func (m *Mirror) poll(ctx context.Context) error {
 		owned: map[string]string{}, local: map[string]bool{}, policy: m.k.policy}
 	for key, f := range m.st.Folders {
 		o.owned[key] = f.Version
-		o.local[key] = exists(filepath.Join(m.o.DropDir, key))
+		o.local[key] = d.Exists(key)
 	}
 	commit := ""
 	for key, f := range offers {
-		o.local[key] = exists(filepath.Join(m.o.DropDir, key))
+		o.local[key] = d.Exists(key)
 		commit = f.Commit
 	}
 	p := decide(o)
@@ -317,7 +333,7 @@ func (m *Mirror) poll(ctx context.Context) error {
 		problems = append(problems, fmt.Sprintf("folder %s is no longer offered; it is removed if the next poll says so too", key))
 	}
 	for _, key := range p.mirror {
-		if err := m.mirror(ctx, key, offers[key]); err != nil {
+		if err := m.mirror(ctx, d, key, offers[key]); err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
@@ -325,11 +341,11 @@ func (m *Mirror) poll(ctx context.Context) error {
 		}
 	}
 	for _, key := range p.remove {
-		if err := m.remove(key); err != nil {
+		if err := m.remove(d, key); err != nil {
 			problems = append(problems, fmt.Sprintf("folder %s: cannot remove it: %s", key, oneLine(err)))
 		}
 	}
-	var err error
+	err = nil
 	if len(problems) > 0 {
 		err = fmt.Errorf("%s: %s", m.label, strings.Join(problems, "; "))
 	}
@@ -341,22 +357,23 @@ func (m *Mirror) poll(ctx context.Context) error {
 // than the one the folders were mirrored into, when none of them is there:
 // a failed mount leaves an empty directory at the same path, and filling it
 // would fill the disk under the mount point. A drop dir that still holds a
-// mirrored folder (restored, or moved on purpose) is taken as the new one.
-func (m *Mirror) checkDropDir() error {
-	id, err := safefile.StatDir(m.o.DropDir)
+// mirrored folder (restored, or moved on purpose) is taken as the new one;
+// otherwise the hold and its remedy are dropdir.Moved's, the reconciler's.
+func (m *Mirror) checkDropDir(d *dropdir.Dir) error {
+	id, err := d.ID()
 	if err != nil {
 		return fmt.Errorf("%s: drop_dir %s cannot be read (%v); nothing is mirrored or removed until it is back", m.label, m.o.DropDir, err)
 	}
 	if m.st.DropDir != nil && *m.st.DropDir == id {
 		return nil
 	}
-	if m.st.DropDir != nil && len(m.st.Folders) > 0 {
+	if m.st.DropDir != nil && len(m.st.Folders) > 0 && !m.confirmed(id) {
 		kept := false
 		for key := range m.st.Folders {
-			kept = kept || exists(filepath.Join(m.o.DropDir, key))
+			kept = kept || d.Exists(key)
 		}
 		if !kept {
-			return fmt.Errorf("%s: drop_dir %s is another directory than the one its %d folder(s) were mirrored into, and none of them is there: a failed mount? nothing is mirrored or removed; if the change is intended, remove %s", m.label, m.o.DropDir, len(m.st.Folders), m.statePath)
+			return fmt.Errorf("%s: %s", m.label, dropdir.Moved(m.o.DropDir, m.st.DropDir, id))
 		}
 	}
 	m.st.DropDir = &id
@@ -366,37 +383,51 @@ func (m *Mirror) checkDropDir() error {
 	return nil
 }
 
-// mirror fetches one complete folder into a dot-folder and renames it into
-// place. Files unchanged since the last mirror are copied locally.
-func (m *Mirror) mirror(ctx context.Context, key string, f offer) error {
-	dst := filepath.Join(m.o.DropDir, key)
+// confirmed reports whether the operator confirmed this drop dir with
+// `adapterd confirm-removals` (Options.Confirmed).
+func (m *Mirror) confirmed(id dropdir.ID) bool {
+	return m.o.Confirmed != nil && m.o.Confirmed(id)
+}
+
+// mirror fetches one complete folder into a staging dot-folder, through
+// its handle, and publishes it under key in one rename. Files unchanged
+// since the last mirror are copied from the folder in place if they still
+// hash to what was recorded.
+func (m *Mirror) mirror(ctx context.Context, d *dropdir.Dir, key string, f offer) error {
 	rec, owned := m.st.Folders[key]
-	tmp, err := os.MkdirTemp(m.o.DropDir, tempName(key, m.k.tag, partialTag))
+	stage, err := d.Stage(stagePrefix(key, m.k.tag))
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(tmp) // a no-op once renamed into place
-	// MkdirTemp makes 0700; the folder is read like one a person copied in.
-	if err := os.Chmod(tmp, 0o755); err != nil {
-		return err
+	defer stage.Close() // after the publish: nothing, or the old version
+	var old *os.File
+	if owned {
+		// nil when the folder is gone or is not a real folder any more:
+		// then nothing is carried over.
+		if old, err = d.OpenFolder(key); err == nil {
+			defer old.Close()
+		}
 	}
 	reuse := func(name string, obj object) bool {
-		if !owned {
+		if old == nil {
 			return false
 		}
-		old, ok := rec.Files[name]
-		return ok && old == obj && copyLocal(dst, tmp, name, obj.Size) == nil
+		prev, ok := rec.Files[name]
+		return ok && prev == obj && copyVerified(old, stage.F, name, obj.Size, rec.SHA256[name]) == nil
 	}
-	files, downloaded, err := m.r.fetch(ctx, key, f, tmp, reuse)
+	files, downloaded, err := m.r.fetch(ctx, key, f, stage.F, reuse)
 	m.o.Metrics.SourceDownloaded(m.name, downloaded)
 	if err != nil {
 		return err
 	}
-	replace := owned && exists(dst)
-	if replace {
-		carryStatusFile(dst, tmp)
+	sums, err := digests(stage.F, files)
+	if err != nil {
+		return err
 	}
-	syncDir(tmp)
+	replace := owned && d.Exists(key)
+	if replace && old != nil {
+		carryStatusFile(old, stage.F)
+	}
 	if !owned {
 		// Record ownership before the folder appears: a crash between the
 		// two never leaves a folder this source made but does not know.
@@ -407,7 +438,7 @@ func (m *Mirror) mirror(ctx context.Context, key string, f offer) error {
 			return fmt.Errorf("cannot write the state file: %v; check that state_dir is writable", err)
 		}
 	}
-	if err := putInPlace(m.o.DropDir, key, m.k.tag, tmp, dst, replace); err != nil {
+	if err := stage.Publish(key, replace); err != nil {
 		if !owned {
 			// Someone put a folder there since the poll looked: it is
 			// theirs, not ours.
@@ -416,8 +447,7 @@ func (m *Mirror) mirror(ctx context.Context, key string, f offer) error {
 		}
 		return err
 	}
-	syncDir(m.o.DropDir)
-	m.st.Folders[key] = &folder{Files: files, Version: f.Version}
+	m.st.Folders[key] = &folder{Files: files, Version: f.Version, SHA256: sums}
 	if err := m.st.save(m.statePath); err != nil {
 		return fmt.Errorf("cannot write the state file: %v; check that state_dir is writable", err)
 	}
@@ -428,8 +458,8 @@ func (m *Mirror) mirror(ctx context.Context, key string, f offer) error {
 // remove deletes a folder this source mirrored, after the source stopped
 // offering it. From here on the drop directory's rules apply:
 // remove_grace, on_remove, and the lost-mount guard.
-func (m *Mirror) remove(key string) error {
-	if err := removeFolder(m.o.DropDir, key, m.k.tag); err != nil {
+func (m *Mirror) remove(d *dropdir.Dir, key string) error {
+	if err := d.RemoveAll(key, removeTag(m.k.tag)); err != nil {
 		return err
 	}
 	delete(m.st.Folders, key)
@@ -469,11 +499,6 @@ func (m *Mirror) report(checked time.Time, commit string, err error, waiting []s
 	case msg == "" && old != "":
 		m.log.Info("source poll ok again", "source", m.name)
 	}
-}
-
-func exists(path string) bool {
-	_, err := os.Lstat(path)
-	return !errors.Is(err, fs.ErrNotExist)
 }
 
 func oneLine(err error) string { return spec.OneLine(err.Error()) }

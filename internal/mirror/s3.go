@@ -8,7 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"path/filepath"
+	"os"
 	"strings"
 	"time"
 
@@ -178,7 +178,7 @@ func (r *s3Remote) list(ctx context.Context) (map[string]map[string]object, erro
 }
 
 // fetch downloads the listed objects, copying unchanged ones.
-func (r *s3Remote) fetch(ctx context.Context, key string, f offer, dir string, reuse func(string, object) bool) (map[string]object, int64, error) {
+func (r *s3Remote) fetch(ctx context.Context, key string, f offer, dir *os.File, reuse func(string, object) bool) (map[string]object, int64, error) {
 	var downloaded int64
 	for _, name := range sortedKeys(f.Files) {
 		obj := f.Files[name]
@@ -188,7 +188,7 @@ func (r *s3Remote) fetch(ctx context.Context, key string, f offer, dir string, r
 		if reuse(name, obj) {
 			continue
 		}
-		if err := r.download(ctx, key, name, obj, filepath.Join(dir, name)); err != nil {
+		if err := r.download(ctx, key, name, obj, dir); err != nil {
 			return nil, downloaded, err
 		}
 		downloaded += obj.Size
@@ -196,11 +196,11 @@ func (r *s3Remote) fetch(ctx context.Context, key string, f offer, dir string, r
 	return f.Files, downloaded, nil
 }
 
-// download fetches one object into path and verifies it: the size always,
+// download fetches one object into dir and verifies it: the size always,
 // and the MD5 when the ETag is a plain MD5 (not multipart, not KMS).
 // The request carries If-Match, so an object replaced since the listing
 // fails here and is fetched on a later poll, never mixed.
-func (r *s3Remote) download(ctx context.Context, key, name string, obj object, path string) error {
+func (r *s3Remote) download(ctx context.Context, key, name string, obj object, dir *os.File) error {
 	opts := minio.GetObjectOptions{}
 	if obj.ETag != "" {
 		if err := opts.SetMatchETag(obj.ETag); err != nil {
@@ -217,7 +217,7 @@ func (r *s3Remote) download(ctx context.Context, key, name string, obj object, p
 		return fmt.Errorf("%s changed or went away since the listing (%v); it is fetched again on the next poll", name, err)
 	}
 	h := md5.New()
-	err = writeNew(path, func(w io.Writer) (int64, error) {
+	err = writeNew(dir, name, func(w io.Writer) (int64, error) {
 		return io.Copy(io.MultiWriter(w, h), io.LimitReader(rd, obj.Size+1))
 	}, obj.Size)
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"sync"
 
+	"github.com/adapterd/adapterd/internal/dropdir"
 	"github.com/adapterd/adapterd/internal/spec"
 )
 
@@ -111,9 +112,14 @@ func Retire(src spec.Source, dropDir, stateDir string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
+	d, err := dropdir.Open(dropDir)
+	if err != nil {
+		return nil, fmt.Errorf("%s left the config: %w", label, err)
+	}
+	defer d.Close()
 	var removed []string
 	for _, key := range sortedKeys(st.Folders) {
-		if err := removeFolder(dropDir, key, k.tag); err != nil {
+		if err := d.RemoveAll(key, removeTag(k.tag)); err != nil {
 			return removed, fmt.Errorf("%s left the config: cannot remove its folder %s: %w", label, key, err)
 		}
 		removed = append(removed, key)

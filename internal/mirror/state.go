@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 
+	"github.com/adapterd/adapterd/internal/dropdir"
 	"github.com/adapterd/adapterd/internal/safefile"
 )
 
@@ -34,6 +35,10 @@ type folder struct {
 	// State files written before hub sources have none; for S3 it is
 	// derived from Files, which is what it always meant.
 	Version string `json:"version,omitempty"`
+	// SHA256 is each file's sha256 as adapterd wrote it, so a file carried
+	// over to the next version is checked against it: the folder in place
+	// is in the shared drop dir, and someone may have changed it.
+	SHA256 map[string]string `json:"sha256,omitempty"`
 }
 
 // state is the source's state file.
@@ -44,7 +49,7 @@ type state struct {
 	// DropDir is the identity of the drop dir the folders were mirrored
 	// into, so that a failed mount (an empty directory at the same path)
 	// is not filled with downloads.
-	DropDir *safefile.DirID `json:"drop_dir,omitempty"`
+	DropDir *dropdir.ID `json:"drop_dir,omitempty"`
 	// Access fingerprints the endpoint and credentials of the last check
 	// that succeeded (hub sources): a repo that answers "not found" to
 	// other credentials is hidden from them, not deleted.

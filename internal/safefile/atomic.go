@@ -19,36 +19,18 @@ func WriteAtomic(path string, data []byte, perm os.FileMode) error {
 // WriteAtomicFunc is WriteAtomic for content that write streams into the
 // temp file, such as a multi-megabyte test model.
 func WriteAtomicFunc(path string, perm os.FileMode, write func(*os.File) error) error {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	d, err := OpenDir(filepath.Dir(path))
 	if err != nil {
 		return err
 	}
-	name := tmp.Name()
-	defer os.Remove(name) // no-op after a successful rename
-	if err := write(tmp); err != nil {
-		tmp.Close()
+	defer d.Close()
+	return WriteAtomicAt(d, filepath.Base(path), perm, write)
+}
+
+// WriteAtomicData is WriteAtomicAt with the bytes at hand.
+func WriteAtomicData(dir *os.File, name string, data []byte, perm os.FileMode) error {
+	return WriteAtomicAt(dir, name, perm, func(f *os.File) error {
+		_, err := f.Write(data)
 		return err
-	}
-	if err := tmp.Chmod(perm); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(name, path); err != nil {
-		return err
-	}
-	// The rename is done; a folder that cannot be synced (some FUSE and
-	// network filesystems) still holds the new file.
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
-	}
-	return nil
+	})
 }

@@ -6,8 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -24,13 +27,14 @@ func OpenDir(path string) (*os.File, error) {
 	return os.NewFile(uintptr(fd), path), nil
 }
 
-// OpenDirAt opens the folder name inside dir, refusing a symlink.
+// OpenDirAt opens the folder name inside dir, refusing a symlink anywhere
+// on the way. name may have several parts ("runs/checkpoint-1").
 func OpenDirAt(dir *os.File, name string) (*os.File, error) {
 	path := filepath.Join(dir.Name(), name)
 	if err := checkName(path, name); err != nil {
 		return nil, err
 	}
-	fd, err := openat(int(dir.Fd()), name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	fd, err := OpenBeneath(dir, name, unix.O_RDONLY|unix.O_DIRECTORY, 0)
 	if err != nil {
 		if errors.Is(err, unix.ELOOP) || errors.Is(err, unix.ENOTDIR) {
 			if kind := kindAt(dir, name); kind != "" {
@@ -101,8 +105,8 @@ func openRegular(dir *os.File, name string, flags int, perm uint32) (*os.File, e
 		return nil, err
 	}
 	// O_NONBLOCK makes opening a FIFO return at once instead of waiting
-	// for the other end; O_NOFOLLOW makes a symlink fail with ELOOP.
-	fd, err := openat(int(dir.Fd()), name, flags|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, perm)
+	// for the other end; a symlink fails with ELOOP.
+	fd, err := OpenBeneath(dir, name, flags|unix.O_NONBLOCK, perm)
 	if err != nil {
 		if errors.Is(err, unix.ELOOP) || errors.Is(err, unix.ENXIO) {
 			// ELOOP: a symlink. ENXIO: a FIFO opened for writing with
@@ -136,10 +140,12 @@ func openRegular(dir *os.File, name string, flags int, perm uint32) (*os.File, e
 }
 
 // checkName refuses names that would leave the folder: adapterd only ever
-// opens direct children of a folder it holds.
+// opens what lies below a folder it holds, one plain name per part.
 func checkName(path, name string) error {
-	if name == "" || name == "." || name == ".." || filepath.Base(name) != name {
-		return fmt.Errorf("%s: %q is not a plain file name", path, name)
+	for _, part := range strings.Split(name, "/") {
+		if part == "" || part == "." || part == ".." {
+			return fmt.Errorf("%s: %q is not a plain file name", path, name)
+		}
 	}
 	return nil
 }
@@ -178,6 +184,48 @@ func kindOf(mode uint32) string {
 	return "a special file"
 }
 
+// OpenBeneath opens rel below dir and returns the descriptor. No part of
+// rel may be a symlink, and nothing outside dir is ever reached: openat2
+// with RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS where the kernel has it (Linux
+// 5.6), else one openat with O_NOFOLLOW per part. Either way a name that
+// someone swaps for a link between two opens fails with ELOOP or ENOTDIR
+// instead of being followed.
+func OpenBeneath(dir *os.File, rel string, flags int, perm uint32) (int, error) {
+	flags |= unix.O_NOFOLLOW | unix.O_CLOEXEC
+	if fd, ok, err := openat2Beneath(dir, rel, flags, perm); ok {
+		return fd, err
+	}
+	return openStepwise(dir, rel, flags, perm)
+}
+
+// openStepwise is OpenBeneath without openat2: each folder on the way is
+// opened with O_NOFOLLOW|O_DIRECTORY relative to the one before.
+func openStepwise(dir *os.File, rel string, flags int, perm uint32) (int, error) {
+	parts := strings.Split(rel, "/")
+	cur := int(dir.Fd())
+	for i, part := range parts {
+		if part == "" || part == "." || part == ".." {
+			if cur != int(dir.Fd()) {
+				unix.Close(cur)
+			}
+			return -1, unix.EXDEV
+		}
+		f := unix.O_RDONLY | unix.O_DIRECTORY | unix.O_NOFOLLOW | unix.O_CLOEXEC
+		if i == len(parts)-1 {
+			f = flags
+		}
+		fd, err := openat(cur, part, f, perm)
+		if cur != int(dir.Fd()) {
+			unix.Close(cur)
+		}
+		if err != nil {
+			return -1, err
+		}
+		cur = fd
+	}
+	return cur, nil
+}
+
 // openat retries on EINTR, which a signal can cause on network filesystems.
 func openat(dirfd int, name string, flags int, perm uint32) (int, error) {
 	for {
@@ -186,4 +234,81 @@ func openat(dirfd int, name string, flags int, perm uint32) (int, error) {
 			return fd, err
 		}
 	}
+}
+
+// WriteAtomicAt is the one atomic replace: name in the folder dir gets
+// what write puts into a temp file beside it (created with O_EXCL, never
+// through a link), synced, chmod'ed to perm, then renamed over name, and
+// the folder synced. Both names are relative to the handle, so a folder
+// renamed or swapped for a link meanwhile is not written through.
+func WriteAtomicAt(dir *os.File, name string, perm os.FileMode, write func(*os.File) error) error {
+	path := filepath.Join(dir.Name(), name)
+	if err := checkName(path, name); err != nil || strings.Contains(name, "/") {
+		return fmt.Errorf("%s: %q is not a plain file name", path, name)
+	}
+	var tmpName string
+	var fd int
+	var err error
+	for range 100 {
+		tmpName = "." + name + ".tmp-" + strconv.FormatUint(uint64(rand.Uint32()), 36)
+		fd, err = openat(int(dir.Fd()), tmpName, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+		if !errors.Is(err, unix.EEXIST) {
+			break
+		}
+	}
+	if err != nil {
+		return &fs.PathError{Op: "create", Path: filepath.Join(dir.Name(), tmpName), Err: err}
+	}
+	tmp := os.NewFile(uintptr(fd), filepath.Join(dir.Name(), tmpName))
+	defer unix.Unlinkat(int(dir.Fd()), tmpName, 0) // fails harmlessly after the rename
+	if err := write(tmp); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Chmod(perm); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := unix.Renameat(int(dir.Fd()), tmpName, int(dir.Fd()), name); err != nil {
+		return &os.LinkError{Op: "rename", Old: tmp.Name(), New: path, Err: err}
+	}
+	// The rename is done; a folder that cannot be synced (some FUSE and
+	// network filesystems) still holds the new file.
+	dir.Sync()
+	return nil
+}
+
+// Reopen opens the folder dir again: a handle of its own, for a reader
+// that outlives dir's.
+func Reopen(dir *os.File) (*os.File, error) {
+	fd, err := unix.Dup(int(dir.Fd()))
+	if err != nil {
+		return nil, &fs.PathError{Op: "dup", Path: dir.Name(), Err: err}
+	}
+	unix.CloseOnExec(fd)
+	return os.NewFile(uintptr(fd), dir.Name()), nil
+}
+
+// RemoveAt removes the file or empty folder name in dir, never following
+// a link (a link is removed itself).
+func RemoveAt(dir *os.File, name string) error {
+	path := filepath.Join(dir.Name(), name)
+	if err := checkName(path, name); err != nil || strings.Contains(name, "/") {
+		return fmt.Errorf("%s: %q is not a plain file name", path, name)
+	}
+	err := unix.Unlinkat(int(dir.Fd()), name, 0)
+	if errors.Is(err, unix.EISDIR) {
+		err = unix.Unlinkat(int(dir.Fd()), name, unix.AT_REMOVEDIR)
+	}
+	if err != nil {
+		return &fs.PathError{Op: "remove", Path: path, Err: err}
+	}
+	return nil
 }

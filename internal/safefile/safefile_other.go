@@ -122,3 +122,35 @@ func kindOf(m fs.FileMode) string {
 	}
 	return "a special file"
 }
+
+// WriteAtomicAt writes name in dir through a temp file and a rename, by
+// path; see the unix version.
+func WriteAtomicAt(dir *os.File, name string, perm os.FileMode, write func(*os.File) error) error {
+	tmp, err := os.CreateTemp(dir.Name(), "."+name+".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if err := write(tmp); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Chmod(perm); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), filepath.Join(dir.Name(), name))
+}
+
+// Reopen opens the folder dir again, by path.
+func Reopen(dir *os.File) (*os.File, error) { return os.Open(dir.Name()) }
+
+// RemoveAt removes name in dir, by path.
+func RemoveAt(dir *os.File, name string) error { return os.Remove(filepath.Join(dir.Name(), name)) }

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -26,7 +27,9 @@ const (
 	DefaultWorkers     = 2
 	DefaultRemoveGrace = 30 * time.Second
 	DefaultListen      = "127.0.0.1:9464"
-	DefaultStateSubdir = ".adapterd" // under drop_dir; the dot keeps it from being read as an adapter
+	// SystemStateDir is the default state_dir of a daemon run as root, or
+	// as the user that owns it (the packaged service).
+	SystemStateDir = "/var/lib/adapterd"
 
 	OnRemoveKeep   = "keep"
 	OnRemoveDelete = "delete"
@@ -42,7 +45,7 @@ const (
 // Config is the daemon config file (adapterd run --config FILE).
 type Config struct {
 	DropDir     string         `yaml:"drop_dir"`
-	StateDir    string         `yaml:"state_dir"` // default <drop_dir>/.adapterd
+	StateDir    string         `yaml:"state_dir"` // default DefaultStateDir()
 	Ollama      OllamaConfig   `yaml:"ollama"`
 	Settle      time.Duration  `yaml:"settle"`
 	Resync      time.Duration  `yaml:"resync"`
@@ -124,7 +127,7 @@ func DefaultConfig(dropDir string) *Config {
 		if abs, err := filepath.Abs(c.DropDir); err == nil {
 			c.DropDir = abs
 		}
-		c.StateDir = filepath.Join(c.DropDir, DefaultStateSubdir)
+		c.StateDir = DefaultStateDir(os.Getenv)
 	}
 	if h, err := hostFromEnv(); err == nil {
 		c.Ollama.Host = h
@@ -299,7 +302,7 @@ func ParseConfig(data []byte, source string) (*Config, error) {
 		return nil, &Error{File: source, Msg: "drop_dir is not set; add drop_dir: /path/to/drop"}
 	}
 	if c.StateDir == "" {
-		c.StateDir = filepath.Join(c.DropDir, DefaultStateSubdir)
+		c.StateDir = DefaultStateDir(os.Getenv)
 	}
 	if filepath.IsAbs(c.DropDir) == filepath.IsAbs(c.StateDir) {
 		if msg := checkStateDir(c.DropDir, c.StateDir); msg != "" {
@@ -437,22 +440,42 @@ func checkListen(addr string) string {
 	return ""
 }
 
-// checkStateDir refuses a state_dir that adapterd would scan as an adapter
-// folder, i.e. one inside drop_dir whose top folder does not start with "."
-// or "_". Both paths must be relative to the same place.
+// checkStateDir refuses a state_dir that is drop_dir or lies inside it,
+// by path: everyone who can write drop_dir could replace it. Both paths
+// must be relative to the same place. dropdir.CheckStateDir compares the
+// real directories (device and inode) when the daemon starts.
 func checkStateDir(drop, state string) string {
 	rel, err := filepath.Rel(drop, state)
 	if err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
 		return ""
 	}
-	top, _, _ := strings.Cut(rel, string(filepath.Separator))
-	switch {
-	case rel == ".":
-		return fmt.Sprintf("state_dir must not be drop_dir itself; remove state_dir to use %s", filepath.Join(drop, DefaultStateSubdir))
-	case strings.HasPrefix(top, ".") || strings.HasPrefix(top, "_"):
-		return ""
+	if rel == "." {
+		return fmt.Sprintf("state_dir must not be drop_dir itself: anyone who can write drop_dir could forge adapterd's records; remove state_dir to use the default, or give a folder only adapterd can write, such as %s", SystemStateDir)
 	}
-	return fmt.Sprintf("state_dir %s is inside drop_dir, where folder %s would be read as an adapter; move it, or use a folder name starting with \".\", such as %s", Quote(state), Quote(top), filepath.Join(drop, DefaultStateSubdir))
+	return fmt.Sprintf("state_dir %s is inside drop_dir, where anyone who can write drop_dir could replace it; move it out, such as to %s (or remove state_dir to use the default)", Quote(state), SystemStateDir)
+}
+
+// DefaultStateDir is state_dir when the config sets none: systemd's
+// $STATE_DIRECTORY (StateDirectory=) when set; else /var/lib/adapterd for
+// root, or for the user that owns /var/lib/adapterd (the packaged
+// service); else the user's XDG state dir ($XDG_STATE_HOME/adapterd, or
+// ~/.local/state/adapterd). It is never inside drop_dir.
+func DefaultStateDir(getenv func(string) string) string {
+	if d := getenv("STATE_DIRECTORY"); d != "" {
+		// systemd lists one path per StateDirectory= entry, ':'-separated.
+		d, _, _ = strings.Cut(d, ":")
+		return filepath.Clean(d)
+	}
+	if os.Geteuid() == 0 || ownedByMe(SystemStateDir) {
+		return SystemStateDir
+	}
+	if d := getenv("XDG_STATE_HOME"); filepath.IsAbs(d) {
+		return filepath.Join(d, "adapterd")
+	}
+	if h := getenv("HOME"); h != "" {
+		return filepath.Join(h, ".local", "state", "adapterd")
+	}
+	return SystemStateDir
 }
 
 // hostFromEnv is the Ollama URL from $OLLAMA_HOST, parsed the way the ollama
@@ -520,4 +543,15 @@ func normalizeHost(s string, strict bool) (string, error) {
 		return "", fmt.Errorf("%s is not a usable address; write it as http://host:port, for example %s", Quote(s), DefaultOllamaHost)
 	}
 	return out, nil
+}
+
+// ownedByMe reports whether dir is a directory that belongs to adapterd's
+// user.
+func ownedByMe(dir string) bool {
+	fi, err := os.Stat(dir)
+	if err != nil || !fi.IsDir() {
+		return false
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	return ok && int(st.Uid) == os.Geteuid()
 }

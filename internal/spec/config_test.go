@@ -12,7 +12,7 @@ const configFile = "/etc/adapterd/config.yaml"
 
 // The example from PRODUCT.md section 3, verbatim.
 const contractConfig = `drop_dir: /var/lib/adapterd/drop          # required
-state_dir: /var/lib/adapterd/state        # default: <drop_dir>/.adapterd
+state_dir: /var/lib/adapterd/state        # default: $STATE_DIRECTORY, else /var/lib/adapterd
 ollama:
   host: http://127.0.0.1:11434            # default: $OLLAMA_HOST, else this
   models_dir: ""                          # merge: Ollama's model store, if auto-detection fails
@@ -58,6 +58,7 @@ func TestConfig_ContractExampleParses(t *testing.T) {
 
 func TestConfig_EveryDefault(t *testing.T) {
 	t.Setenv("OLLAMA_HOST", "")
+	t.Setenv("STATE_DIRECTORY", "/run/test-state")
 	c, err := ParseConfig([]byte("drop_dir: /srv/drop\n"), configFile)
 	if err != nil {
 		t.Fatal(err)
@@ -67,7 +68,7 @@ func TestConfig_EveryDefault(t *testing.T) {
 		got, want any
 	}{
 		{"drop_dir", c.DropDir, "/srv/drop"},
-		{"state_dir", c.StateDir, "/srv/drop/.adapterd"},
+		{"state_dir", c.StateDir, "/run/test-state"},
 		{"ollama.host", c.Ollama.Host, "http://127.0.0.1:11434"},
 		{"ollama.models_dir", c.Ollama.ModelsDir, ""},
 		{"settle", c.Settle, 5 * time.Second},
@@ -102,9 +103,10 @@ func TestDefaultConfig_MatchesParsedDefaults(t *testing.T) {
 }
 
 func TestDefaultConfig_MakesDropDirAbsolute(t *testing.T) {
+	t.Setenv("STATE_DIRECTORY", "/run/test-state")
 	c := DefaultConfig("drop")
 	wd, _ := os.Getwd()
-	if c.DropDir != filepath.Join(wd, "drop") || c.StateDir != filepath.Join(wd, "drop", ".adapterd") {
+	if c.DropDir != filepath.Join(wd, "drop") || c.StateDir != "/run/test-state" {
 		t.Errorf("got drop %q state %q", c.DropDir, c.StateDir)
 	}
 }
@@ -296,7 +298,8 @@ func TestConfig_ErrorsNameFileLineAndFix(t *testing.T) {
 		{"ready_file dotdot", "drop_dir: /d\nready_file: ..\n", 2, []string{"ready_file must be a file name"}},
 		{"drop_dir tilde", "drop_dir: ~/drop\n", 1, []string{"starts with ~, which is not expanded", "/home/user/drop"}},
 		{"drop_dir number", "drop_dir: {a: b}\n", 1, []string{"drop_dir must be text"}},
-		{"state_dir in drop_dir", "drop_dir: /d\nstate_dir: /d/state\n", 2, []string{`folder "state" would be read as an adapter`, "/d/.adapterd"}},
+		{"state_dir in drop_dir", "drop_dir: /d\nstate_dir: /d/state\n", 2, []string{`state_dir "/d/state" is inside drop_dir`, "move it out"}},
+		{"state_dir in a dot-folder of drop_dir", "drop_dir: /d\nstate_dir: /d/.adapterd\n", 2, []string{`state_dir "/d/.adapterd" is inside drop_dir`}},
 		{"state_dir is drop_dir", "drop_dir: /d\nstate_dir: /d\n", 2, []string{"state_dir must not be drop_dir"}},
 		{"ollama host scheme", "drop_dir: /d\nollama: {host: \"tcp://x\"}\n", 2, []string{`ollama.host: unsupported scheme "tcp"`, "http://"}},
 		{"ollama host port", "drop_dir: /d\nollama: {host: \"x:99999\"}\n", 2, []string{`ollama.host: bad port "99999"`}},
@@ -331,7 +334,7 @@ func TestLoadConfig_RelativePathsAreRelativeToTheConfigFile(t *testing.T) {
 	if want := filepath.Join(dir, "drop"); c.DropDir != want {
 		t.Errorf("drop_dir = %q, want %q", c.DropDir, want)
 	}
-	if want := filepath.Join(dir, "drop", ".adapterd"); c.StateDir != want {
+	if want := DefaultStateDir(os.Getenv); c.StateDir != want {
 		t.Errorf("state_dir = %q, want %q", c.StateDir, want)
 	}
 	if want := filepath.Join(filepath.Dir(dir), "models"); c.Ollama.ModelsDir != want {
@@ -385,5 +388,44 @@ func TestConfig_ZeroDurationsNeedNoUnit(t *testing.T) {
 	}
 	if c.Settle != 0 || c.RemoveGrace != 0 {
 		t.Errorf("settle %v remove_grace %v, want 0", c.Settle, c.RemoveGrace)
+	}
+}
+
+// The default state_dir is never in drop_dir: systemd's StateDirectory=
+// first, then the system folder for root, then the user's XDG state dir.
+func TestDefaultStateDirIsNeverInTheDropDir(t *testing.T) {
+	env := func(kv ...string) func(string) string {
+		return func(k string) string {
+			for i := 0; i+1 < len(kv); i += 2 {
+				if kv[i] == k {
+					return kv[i+1]
+				}
+			}
+			return ""
+		}
+	}
+	asUser := SystemStateDir
+	if os.Geteuid() != 0 && !ownedByMe(SystemStateDir) {
+		asUser = "/home/u/.local/state/adapterd"
+	}
+	asXDG := SystemStateDir
+	if os.Geteuid() != 0 && !ownedByMe(SystemStateDir) {
+		asXDG = "/x/state/adapterd"
+	}
+	tests := []struct {
+		name string
+		env  func(string) string
+		want string
+	}{
+		{"systemd StateDirectory", env("STATE_DIRECTORY", "/var/lib/adapterd:/var/lib/other", "HOME", "/home/u"), "/var/lib/adapterd"},
+		{"XDG state home", env("XDG_STATE_HOME", "/x/state", "HOME", "/home/u"), asXDG},
+		{"home only", env("HOME", "/home/u"), asUser},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := DefaultStateDir(tc.env); got != tc.want {
+				t.Errorf("DefaultStateDir = %q, want %q", got, tc.want)
+			}
+		})
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"io/fs"
 	"maps"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -94,6 +95,17 @@ var sidecarKeys = []string{"model", "base", "system", "template", "parameters", 
 // file claims to be.
 func ReadSidecarFile(path string) (*Sidecar, error) {
 	f, err := safefile.Open(path)
+	return readSidecar(f, err, path)
+}
+
+// ReadSidecarAt is ReadSidecarFile for the sidecar name in a folder held
+// open: the daemon reads every file of a folder through one handle.
+func ReadSidecarAt(dir *os.File, name string) (*Sidecar, error) {
+	f, err := safefile.OpenAt(dir, name)
+	return readSidecar(f, err, filepath.Join(dir.Name(), name))
+}
+
+func readSidecar(f *os.File, err error, path string) (*Sidecar, error) {
 	if err != nil {
 		var pe *fs.PathError
 		if errors.As(err, &pe) {

@@ -1,47 +1,47 @@
 package watch
 
 import (
-	"github.com/adapterd/adapterd/internal/layout"
-
-	"errors"
-	"io/fs"
 	"maps"
 	"os"
-	"path/filepath"
 	"slices"
-	"time"
+
+	"github.com/adapterd/adapterd/internal/dropdir"
+	"github.com/adapterd/adapterd/internal/layout"
+	"github.com/adapterd/adapterd/internal/safefile"
 )
 
 // snapshot is what polling mode compares between two polls: for each adapter
-// entry of the drop dir, the stat data of its relevant top-level files. A nil
-// snapshot means the drop dir could not be listed.
+// entry of the drop dir, the dropdir.Entry (lstat: device, inode, links,
+// mode, size, mtime) of its relevant top-level files, the same snapshot the
+// reconciler and the mirrors take. A nil snapshot means the drop dir could
+// not be listed.
 //
 // The folder's own mtime is deliberately not part of it: writing
 // .adapterd-status.json changes it, and must not trigger work.
 type snapshot map[string]folderStamp
 
 type folderStamp struct {
-	link  string // symlink target, for a symlink entry (not followed)
-	isDir bool
-	err   string // the folder could not be listed
-	files map[string]fileStamp
-}
-
-type fileStamp struct {
-	size  int64
-	mtime time.Time
-	isDir bool
-	err   bool // present but could not be stat'ed
+	self  dropdir.Entry // the key's own entry: a folder, or a link (never followed)
+	err   string        // the folder could not be listed
+	files map[string]dropdir.Entry
 }
 
 func (a folderStamp) equal(b folderStamp) bool {
-	return a.link == b.link && a.isDir == b.isDir && a.err == b.err &&
-		maps.EqualFunc(a.files, b.files, func(x, y fileStamp) bool {
-			return x.size == y.size && x.mtime.Equal(y.mtime) && x.isDir == y.isDir && x.err == y.err
-		})
+	return sameEntry(a.self, b.self, false) && a.err == b.err &&
+		maps.EqualFunc(a.files, b.files, func(x, y dropdir.Entry) bool { return sameEntry(x, y, true) })
 }
 
-// entryKind classifies a drop dir entry by its Lstat type.
+// sameEntry compares what matters of two looks at one name: the same
+// inode of the same type, and for a file the same size, mtime and links.
+func sameEntry(a, b dropdir.Entry, content bool) bool {
+	same := a.Dev == b.Dev && a.Ino == b.Ino && a.Mode&0o170000 == b.Mode&0o170000
+	if content {
+		same = same && a.Size == b.Size && a.MtimeNs == b.MtimeNs && a.Nlink == b.Nlink
+	}
+	return same
+}
+
+// entryKind classifies a drop dir entry by its lstat type.
 type entryKind int
 
 const (
@@ -50,104 +50,79 @@ const (
 	kindLink // a symlink: its name is a key, but we never follow it to watch
 )
 
-func kindOf(m fs.FileMode) entryKind {
+func kindOf(e dropdir.Entry) entryKind {
 	switch {
-	case m&fs.ModeSymlink != 0:
+	case e.IsSymlink():
 		return kindLink
-	case m.IsDir():
+	case e.IsDir():
 		return kindDir
 	}
 	return kindOther
 }
 
-// takeSnapshot stats the adapter folders of dir and their relevant files,
-// and the adapter files of each folder's path: subfolder (subfolder may be
-// nil).
+// takeSnapshot lists the adapter folders of the drop dir at dir and their
+// relevant files, and the adapter files of each folder's path: subfolder
+// (subfolder may be nil), all through handles.
 func takeSnapshot(dir, readyFile string, subfolder func(string) string) (snapshot, error) {
-	entries, err := os.ReadDir(dir)
+	d, err := dropdir.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	entries, err := d.List()
 	if err != nil {
 		return nil, err
 	}
 	snap := make(snapshot, len(entries))
 	for _, e := range entries {
-		name := e.Name()
-		if !layout.IsAdapterKey(name) {
+		if !layout.IsAdapterKey(e.Name) {
 			continue
 		}
-		path := filepath.Join(dir, name)
-		switch kindOf(e.Type()) {
+		switch kindOf(e) {
 		case kindLink:
-			target, err := os.Readlink(path)
-			if err != nil {
-				if errors.Is(err, fs.ErrNotExist) {
-					continue // gone since ReadDir
-				}
-				target = "?" + err.Error()
-			}
-			snap[name] = folderStamp{link: target}
+			snap[e.Name] = folderStamp{self: e}
 		case kindDir:
-			st := stampFolder(path, readyFile)
+			st := folderStamp{self: e}
+			f, err := d.OpenFolder(e.Name)
+			if err != nil {
+				st.err = err.Error()
+				snap[e.Name] = st
+				continue
+			}
+			st.add(f, "", readyFile)
 			if subfolder != nil {
-				if sub := subfolder(path); sub != "" {
-					st.addSub(filepath.Join(path, filepath.FromSlash(sub)), sub+"/")
+				if sub := subfolder(d.Join(e.Name)); sub != "" {
+					if sf, err := safefile.OpenDirAt(f, sub); err == nil {
+						st.add(sf, sub+"/", "")
+						sf.Close()
+					}
 				}
 			}
-			snap[name] = st
+			f.Close()
+			snap[e.Name] = st
 		}
 	}
 	return snap, nil
 }
 
-func stampFolder(path, readyFile string) folderStamp {
-	st := folderStamp{isDir: true}
-	entries, err := os.ReadDir(path)
+// add records the relevant files of the folder f, named prefix+name; in a
+// path: subfolder (prefix not empty) only adapter files.
+func (st *folderStamp) add(f *os.File, prefix, readyFile string) {
+	entries, err := dropdir.List(f)
 	if err != nil {
-		st.err = err.Error()
-		return st
-	}
-	for _, e := range entries {
-		name := e.Name()
-		if !layout.IsRelevantFile(name, readyFile) {
-			continue
+		if prefix == "" {
+			st.err = err.Error()
 		}
-		if st.files == nil {
-			st.files = make(map[string]fileStamp)
-		}
-		fi, err := os.Stat(filepath.Join(path, name))
-		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) && e.Type()&fs.ModeSymlink == 0 {
-				continue // removed since ReadDir
-			}
-			st.files[name] = fileStamp{err: true} // e.g. a dangling symlink
-			continue
-		}
-		st.files[name] = fileStamp{size: fi.Size(), mtime: fi.ModTime(), isDir: fi.IsDir()}
-	}
-	return st
-}
-
-// addSub adds the adapter files of a path: subfolder, named prefix+name.
-// It is never followed through a symlink.
-func (st *folderStamp) addSub(dir, prefix string) {
-	if fi, err := os.Lstat(dir); err != nil || !fi.IsDir() {
-		return
-	}
-	entries, err := os.ReadDir(dir)
-	if err != nil {
 		return
 	}
 	for _, e := range entries {
-		if !layout.IsAdapterFile(e.Name()) {
+		if !layout.IsRelevantFile(e.Name, readyFile) || (prefix != "" && !layout.IsAdapterFile(e.Name)) {
 			continue
 		}
 		if st.files == nil {
-			st.files = make(map[string]fileStamp)
+			st.files = make(map[string]dropdir.Entry)
 		}
-		fi, err := os.Lstat(filepath.Join(dir, e.Name()))
-		if err != nil {
-			continue
-		}
-		st.files[prefix+e.Name()] = fileStamp{size: fi.Size(), mtime: fi.ModTime(), isDir: fi.IsDir()}
+		st.files[prefix+e.Name] = e
 	}
 }
 

@@ -1,6 +1,7 @@
 package watch
 
 import (
+	"github.com/adapterd/adapterd/internal/dropdir"
 	"github.com/adapterd/adapterd/internal/layout"
 
 	"context"
@@ -255,7 +256,7 @@ func (r *runner) startFsnotify(markAll bool) {
 		h(fw)
 	}
 	// List after the drop dir watch is in place, so no new folder is missed.
-	entries, err := os.ReadDir(r.dir)
+	entries, err := listDir(r.dir)
 	if err != nil {
 		r.log.Warn("cannot list drop dir", "err", err)
 		return // the resync ticker tries again
@@ -264,11 +265,11 @@ func (r *runner) startFsnotify(markAll bool) {
 		if r.fw == nil {
 			return // fell back to polling
 		}
-		name := e.Name()
+		name := e.Name
 		if !layout.IsAdapterKey(name) {
 			continue
 		}
-		switch kindOf(e.Type()) {
+		switch kindOf(e) {
 		case kindDir:
 			r.known[name] = true
 			r.addFolderWatch(name)
@@ -389,7 +390,7 @@ func (r *runner) reconcileWatches() {
 		r.startFsnotify(true)
 		return
 	}
-	entries, err := os.ReadDir(r.dir)
+	entries, err := listDir(r.dir)
 	if err != nil {
 		r.log.Warn("cannot list drop dir", "err", err)
 		return
@@ -399,11 +400,11 @@ func (r *runner) reconcileWatches() {
 		if r.fw == nil {
 			return // fell back to polling
 		}
-		name := e.Name()
+		name := e.Name
 		if !layout.IsAdapterKey(name) {
 			continue
 		}
-		switch kindOf(e.Type()) {
+		switch kindOf(e) {
 		case kindDir:
 			seen[name] = true
 			if !r.watched[name] {
@@ -487,17 +488,16 @@ func (r *runner) rootEvent(name string, op fsnotify.Op) {
 	if !layout.IsAdapterKey(name) {
 		return
 	}
-	path := filepath.Join(r.dir, name)
 	switch {
 	case op.Has(fsnotify.Create): // also the target of a rename
-		fi, err := os.Lstat(path)
+		fi, err := lstatIn(r.dir, name)
 		if err != nil {
 			// Gone again already (or unreadable): let the consumer look.
 			r.forget(name)
 			r.deb.mark(name)
 			return
 		}
-		switch kindOf(fi.Mode()) {
+		switch kindOf(fi) {
 		case kindDir:
 			// Drop a stale watch first: this may be a new folder under an
 			// old name.
@@ -525,7 +525,7 @@ func (r *runner) rootEvent(name string, op fsnotify.Op) {
 		// A folder we could not watch (say, no permission) may be
 		// watchable now.
 		if r.known[name] && !r.watched[name] {
-			if fi, err := os.Lstat(path); err == nil && fi.IsDir() {
+			if fi, err := lstatIn(r.dir, name); err == nil && fi.IsDir() {
 				r.addFolderWatch(name)
 				if r.watched[name] {
 					r.deb.mark(name)
@@ -577,7 +577,8 @@ func (r *runner) syncSub(key string) {
 	abs := ""
 	if sub != "" {
 		abs = filepath.Join(folder, filepath.FromSlash(sub))
-		if fi, err := os.Lstat(abs); err != nil || !fi.IsDir() {
+		// Each part must be a real folder: a link is never watched.
+		if fi, err := lstatIn(r.dir, key+"/"+sub); err != nil || !fi.IsDir() {
 			abs = ""
 		}
 	}
@@ -615,4 +616,24 @@ func (r *runner) dropSub(key string) {
 func (r *runner) forget(name string) {
 	r.unwatch(name)
 	delete(r.known, name)
+}
+
+// listDir is every entry of the drop dir at dir, through one handle.
+func listDir(dir string) ([]dropdir.Entry, error) {
+	d, err := dropdir.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	return d.List()
+}
+
+// lstatIn is the Entry of name in the drop dir at dir.
+func lstatIn(dir, name string) (dropdir.Entry, error) {
+	d, err := dropdir.Open(dir)
+	if err != nil {
+		return dropdir.Entry{}, err
+	}
+	defer d.Close()
+	return d.Lstat(name)
 }
