@@ -6,6 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$(date +%s)
 scripts/testbed.sh
+# The S3 server for the s3 source's and mirrors' tests.
+scripts/seaweedfs.sh
 # The official Hub client (@huggingface/hub), pinned by its lock file, that
 # internal/hub's tests run against the fake hub.
 (cd internal/hub/testdata && npm ci --no-audit --no-fund --loglevel=error)
