@@ -72,7 +72,7 @@ func main() {
 	flag.Float64Var(&o.mergeGiB, "merge-gib", 0, "minimum merge base size in GiB (default 1, or 0.25 with -quick)")
 	flag.StringVar(&o.md, "md", "", "also write the results as Markdown to this file")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temp dir (for debugging)")
-	flag.StringVar(&o.only, "only", "", "comma-separated scenarios to run: ingest,recheck,many,merge (default: all)")
+	flag.StringVar(&o.only, "only", "", "comma-separated scenarios to run: ingest,recheck,many,merge,peers (default: all)")
 	flag.BoolVar(&o.dropCache, "drop-cache", true, "merge scenario: also time one cold run of merge and copy after dropping the page cache (needs root)")
 	flag.StringVar(&o.logDir, "logdir", "", "keep adapterd's logs in this directory (default: in the temp dir, removed at the end)")
 	flag.Parse()
@@ -188,6 +188,7 @@ func run(o options) error {
 		{"recheck", func() error { return b.recheck(lastLatency) }},
 		{"many", b.manyAdapters},
 		{"merge", b.merge},
+		{"peers", b.peers},
 	}
 	var failed []string
 	for _, s := range scenarios {
