@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"testing"
 
 	"github.com/adapterd/adapterd/internal/lora"
@@ -23,7 +24,7 @@ func llamaCompletion(t *testing.T, model, loraPath string, prompts []string, n i
 	}
 	out := make([]string, len(prompts))
 	for i, p := range prompts {
-		args := []string{"-m", model, "-p", p, "-n", "10", "--temp", "0", "--top-k", "1", "--seed", "42",
+		args := []string{"-m", model, "-p", p, "-n", strconv.Itoa(n), "--temp", "0", "--top-k", "1", "--seed", "42",
 			"-c", "256", "-t", "1", "-no-cnv", "--no-display-prompt", "--no-warmup"}
 		if loraPath != "" {
 			args = append(args, "--lora", loraPath)
