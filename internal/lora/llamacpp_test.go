@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/adapterd/adapterd/internal/lora"
@@ -15,7 +16,8 @@ import (
 
 // llamaCompletion greedy-generates n tokens for each prompt with llama.cpp's
 // own llama-completion (built by the bed), outside Ollama, from model and,
-// when loraPath is set, the GGUF LoRA applied at load time.
+// when loraPath is set, the GGUF LoRA applied at load time. --simple-io:
+// without it the console writer drops output more often still.
 func llamaCompletion(t *testing.T, model, loraPath string, prompts []string, n int) []string {
 	t.Helper()
 	bin, err := ollamatest.TestbedBinary("llama-completion")
@@ -25,17 +27,29 @@ func llamaCompletion(t *testing.T, model, loraPath string, prompts []string, n i
 	out := make([]string, len(prompts))
 	for i, p := range prompts {
 		args := []string{"-m", model, "-p", p, "-n", strconv.Itoa(n), "--temp", "0", "--top-k", "1", "--seed", "42",
-			"-c", "256", "-t", "1", "-no-cnv", "--no-display-prompt", "--no-warmup"}
+			"-c", "256", "-t", "1", "-no-cnv", "--no-display-prompt", "--no-warmup", "--simple-io"}
 		if loraPath != "" {
 			args = append(args, "--lora", loraPath)
 		}
-		var stdout, stderr bytes.Buffer
-		cmd := exec.Command(bin, args...)
-		cmd.Stdout, cmd.Stderr = &stdout, &stderr
-		if err := cmd.Run(); err != nil {
-			t.Fatalf("llama-completion %v: %v\n%s", args, err, tailBytes(stderr.Bytes(), 3000))
+		// llama-completion prints through llama.cpp's asynchronous logger,
+		// which at exit sometimes drops the queue's tail (seen: the same
+		// command printing all, part or none of its tokens). Its last print
+		// is "\n\n", after the tokens, so output ending in it is complete.
+		for try := 0; ; try++ {
+			var stdout, stderr bytes.Buffer
+			cmd := exec.Command(bin, args...)
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			if err := cmd.Run(); err != nil {
+				t.Fatalf("llama-completion %v: %v\n%s", args, err, tailBytes(stderr.Bytes(), 3000))
+			}
+			if text, ok := strings.CutSuffix(stdout.String(), "\n\n"); ok {
+				out[i] = text
+				break
+			}
+			if try == 20 {
+				t.Fatalf("llama-completion %v: 20 runs printed incomplete output, last %q", args, stdout.String())
+			}
 		}
-		out[i] = stdout.String()
 	}
 	return out
 }
