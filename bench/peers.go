@@ -404,9 +404,11 @@ func (b *bench) peers() error {
 			}
 		}
 		desc := fmt.Sprintf("a %s llama base (%d layers, width %d, %s) and a rank-16 q/k/v/o GGUF LoRA", preset, base.Layers, base.Embd, sizeText(bi.Size()))
-		add("6a. Merge vs llama-export-lora: "+desc, "adapterd-merge", "export-lora", "`lora.Merge`: merged tensors F16")
-		if preset != "F16" {
-			add("6b. Merge + requantize to the base's preset vs llama-export-lora then llama-quantize: "+desc,
+		if preset == "F16" {
+			add("6a. Merge vs llama-export-lora: "+desc, "adapterd-merge", "export-lora", "`lora.Merge`: merged tensors F16")
+		} else {
+			add("6b. Merge vs llama-export-lora: "+desc, "adapterd-merge", "export-lora", "`lora.Merge`: merged tensors F16")
+			add("6c. Merge + requantize to the base's preset vs llama-export-lora then llama-quantize: "+desc,
 				"adapterd-merge-base", "pipeline", "`lora.MergeWith`: merged tensors back into their base types")
 		}
 	}
