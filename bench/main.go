@@ -72,7 +72,7 @@ func main() {
 	flag.Float64Var(&o.mergeGiB, "merge-gib", 0, "minimum merge base size in GiB (default 1, or 0.25 with -quick)")
 	flag.StringVar(&o.md, "md", "", "also write the results as Markdown to this file")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temp dir (for debugging)")
-	flag.StringVar(&o.only, "only", "", "comma-separated scenarios to run: ingest,recheck,many,merge,page (default: all)")
+	flag.StringVar(&o.only, "only", "", "comma-separated scenarios to run: ingest,recheck,many,merge,page,peers (default: all)")
 	flag.BoolVar(&o.dropCache, "drop-cache", true, "merge scenario: also time one cold run of merge and copy after dropping the page cache (needs root)")
 	flag.StringVar(&o.logDir, "logdir", "", "keep adapterd's logs in this directory (default: in the temp dir, removed at the end)")
 	flag.Parse()
@@ -189,6 +189,7 @@ func run(o options) error {
 		{"many", b.manyAdapters},
 		{"merge", b.merge},
 		{"page", b.statusPage},
+		{"peers", b.peers},
 	}
 	var failed []string
 	for _, s := range scenarios {

@@ -28,9 +28,13 @@ type childResult struct {
 	HWM     int64   `json:"hwm"` // the child's own VmHWM, bytes
 }
 
-// runChild runs one operation: copy | copy-user | merge | merge-sha.
-// args: base adapter out.
+// runChild runs one operation: copy | copy-user | merge | merge-sha |
+// merge-base (args: base adapter out), or exec (args: a peer tool and its
+// arguments; see execChild).
 func runChild(mode string, args []string) int {
+	if mode == "exec" {
+		return execChild(args)
+	}
 	if len(args) != 3 {
 		fmt.Fprintln(os.Stderr, "child: want base adapter out")
 		return 2
@@ -63,7 +67,7 @@ func childOp(mode, base, adapter, outPath string) (int64, error) {
 		n, err = io.Copy(out, in)
 	case "copy-user": // the same through a 1 MiB user-space buffer
 		n, err = io.CopyBuffer(struct{ io.Writer }{out}, struct{ io.Reader }{in}, make([]byte, 1<<20))
-	case "merge", "merge-sha":
+	case "merge", "merge-sha", "merge-base":
 		var st os.FileInfo
 		if st, err = in.Stat(); err != nil {
 			break
@@ -84,7 +88,11 @@ func childOp(mode, base, adapter, outPath string) (int64, error) {
 			w = bw
 		}
 		var ms lora.MergeStats
-		ms, err = lora.Merge(w, in, gf, ad)
+		if mode == "merge-base" { // merged tensors back into their base types
+			ms, err = lora.MergeWith(w, in, gf, ad, lora.MergeOptions{})
+		} else {
+			ms, err = lora.Merge(w, in, gf, ad)
+		}
 		if err == nil && bw != nil {
 			err = bw.Flush()
 		}

@@ -5,7 +5,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$(date +%s)
-scripts/testbed.sh
+# command:package pairs the tests need beyond the bed: Debian's chromium for
+# the status page's browser tests (internal/daemon), and Debian's own
+# packaging tools that deploy/release checks the packages and image with.
+# Without them those tests fail rather than skip.
+ADAPTERD_TEST_PKGS="chromium:chromium lintian:lintian rpm:rpm skopeo:skopeo podman:podman runc:runc systemd-sysusers:systemd" \
+  scripts/testbed.sh
+# The S3 server for the s3 source's and mirrors' tests.
+scripts/seaweedfs.sh
 # The official Hub client (@huggingface/hub), pinned by its lock file, that
 # internal/hub's tests run against the fake hub.
 (cd internal/hub/testdata && npm ci --no-audit --no-fund --loglevel=error)

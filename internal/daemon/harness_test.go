@@ -224,10 +224,15 @@ func sidecar(dir, yaml string) error {
 	return os.WriteFile(filepath.Join(dir, "adapter.yaml"), []byte(yaml), 0o644)
 }
 
+// peftFixture is the adapter peft writes: o_proj and v_proj on the tiny
+// llama.
+func peftFixture(seed uint64) testfixture.LoRA {
+	return testfixture.LoRA{Base: testfixture.TinyLlama(), Seed: seed, Targets: []string{"o_proj", "v_proj"}}
+}
+
 func peft(seed uint64, yaml string) func(string) error {
 	return func(dir string) error {
-		a := testfixture.LoRA{Base: testfixture.TinyLlama(), Seed: seed, Targets: []string{"o_proj", "v_proj"}}
-		if err := a.WritePEFT(dir); err != nil {
+		if err := peftFixture(seed).WritePEFT(dir); err != nil {
 			return err
 		}
 		return sidecar(dir, yaml)

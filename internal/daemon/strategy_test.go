@@ -3,7 +3,9 @@ package daemon_test
 import (
 	"context"
 	"fmt"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -97,16 +99,42 @@ func allTargets() []string {
 	return []string{"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
 }
 
+// onEveryVersion lists, per Ollama version in the bed, the strategies the
+// reference tests drop and the strategy each must end up with: native
+// where the server still creates adapter models (0.24.0 with llama.cpp
+// compiled in; 0.33.3 through llama-server --lora), merge everywhere, and
+// auto choosing native where it can and merge on 0.34.4, which refuses
+// adapters.
+var onEveryVersion = []struct {
+	version    string
+	strategies []string
+	want       []string
+}{
+	{ollamatest.V024, []string{"native", "merge", "auto"}, []string{"native", "merge", "native"}},
+	{ollamatest.V033, []string{"native", "merge", "auto"}, []string{"native", "merge", "native"}},
+	{ollamatest.V034, []string{"merge", "auto"}, []string{"merge", "merge"}},
+}
+
 // TestNativeAndMergeMatchTheReference is the correctness proof: for a llama
 // base (RoPE-permuted q/k) and a qwen2 base (no permutation), adapterd's own
 // GGUF LoRA (native) and its merged model (merge) generate token for token
-// like a reference model built mathematically from the same PEFT weights.
+// like a reference model built mathematically from the same PEFT weights,
+// on every Ollama version in the bed where the strategy applies
+// (onEveryVersion).
 // Each runs on the bare base and on a library-shaped one (TEMPLATE, SYSTEM,
 // PARAMETER stop, LICENSE and MESSAGE layers, and for qwen2 the byte-level
 // BPE vocabulary its library models have; TestArchitecturesMatchTheReference
 // covers the other families, library-shaped).
 func TestNativeAndMergeMatchTheReference(t *testing.T) {
-	s := ollamatest.Get(t, ollamatest.V024)
+	for _, v := range onEveryVersion {
+		t.Run(v.version, func(t *testing.T) {
+			s := ollamatest.Get(t, v.version)
+			nativeAndMergeMatchTheReference(t, s, v.strategies, v.want)
+		})
+	}
+}
+
+func nativeAndMergeMatchTheReference(t *testing.T, s *ollamatest.Server, strategies, want []string) {
 	qwen2BPE := testfixture.TinyQwen2()
 	qwen2BPE.Tokenizer = testfixture.TokenizerQwen2
 	for _, c := range []refCase{
@@ -116,10 +144,10 @@ func TestNativeAndMergeMatchTheReference(t *testing.T) {
 		{name: "ref-qwen2-lib", base: qwen2BPE, library: true},
 	} {
 		t.Run(strings.TrimPrefix(c.name, "ref-"), func(t *testing.T) {
-			c.strategies = []string{"native", "merge"}
+			c.strategies, c.want = strategies, want
 			c.lora = testfixture.LoRA{Base: c.base, Seed: 1001, Targets: allTargets()}
 			c.run(t, s)
-			if c.library {
+			if c.library || !slices.Contains(strategies, "native") {
 				return
 			}
 			// For the record: Ollama's own server-side PEFT conversion.
@@ -233,12 +261,12 @@ func TestV034MergesTheSameFolder(t *testing.T) {
 }
 
 // TestMergeIntoQuantizedBases: Q8_0 and Q4_K bases merge through the
-// daemon on v0.24.0 and on v0.34.4 (which refuses adapters); merged
+// daemon on every version in the bed (0.34.4 refuses adapters); merged
 // tensors go back into the base's type, the others are untouched, the
-// model is ready and show reports the types. v0.24.0 also generates with
-// it (v0.34.4 cannot run models on this machine).
+// model is ready, show reports the types, and it generates, differently
+// from its base.
 func TestMergeIntoQuantizedBases(t *testing.T) {
-	for _, v := range []string{ollamatest.V024, ollamatest.V034} {
+	for _, v := range []string{ollamatest.V024, ollamatest.V033, ollamatest.V034} {
 		t.Run(v, func(t *testing.T) { mergeIntoQuantizedBases(t, v) })
 	}
 }
@@ -288,9 +316,6 @@ func mergeIntoQuantizedBases(t *testing.T, version string) {
 			if st.Strategy != "merge" {
 				t.Errorf("strategy %q, want merge", st.Strategy)
 			}
-			if version != ollamatest.V024 {
-				return
-			}
 			if got, base := greedy(t, s, st.Model), greedy(t, s, baseName); got == base {
 				t.Errorf("merged model generates exactly like its base")
 			}
@@ -298,13 +323,18 @@ func mergeIntoQuantizedBases(t *testing.T, version string) {
 	}
 }
 
-// TestQuantizeOnMerge: quantize is passed to Ollama with the merged file.
-// Where Ollama refuses it the folder is invalid with the reason, not retried.
+// TestQuantizeOnMerge: with quantize, adapterd requantizes the merged
+// model itself (Ollama refuses quantize for GGUF imports), on every version
+// in the bed, and the result generates token for token like the float64
+// reference merge quantized to the same preset by llama.cpp's own
+// llama-quantize.
 func TestQuantizeOnMerge(t *testing.T) {
-	for _, v := range []string{ollamatest.V024, ollamatest.V034} {
+	for _, v := range []string{ollamatest.V024, ollamatest.V033, ollamatest.V034} {
 		t.Run(v, func(t *testing.T) {
 			s := ollamatest.Get(t, v)
-			importBase(t, s, testfixture.TinyLlama(), "quant-src:base")
+			basePath := importBase(t, s, testfixture.TinyLlama(), "quant-src:base")
+			want := quantizedReferenceOf(t, s, basePath, peftFixture(1601), "q8_0", "quant-src:reference")
+			mustDiffer(t, greedyAll(t, s, "quant-src:base", referencePrompts()), want)
 			h := newHarness(t, s, func(c *spec.Config) { c.Defaults.Base = "quant-src:base" })
 			h.folder("q", peft(1601, "model: quantized-bot\nstrategy: merge\nquantize: q8_0\n"))
 			h.waitState("q", status.Ready)
@@ -323,8 +353,34 @@ func TestQuantizeOnMerge(t *testing.T) {
 					t.Errorf("Ollama %s: %s is %s, want %s", v, tt.Name, tt.Type, want)
 				}
 			}
+			if n := matches(greedyAll(t, s, "quantized-bot", referencePrompts()), want); n != len(want) {
+				t.Errorf("v%s: %d of %d prompts token-identical to the reference quantized by llama-quantize", v, n, len(want))
+			}
 		})
 	}
+}
+
+// quantizedReferenceOf is referenceOf with the float64 reference merge
+// quantized to preset by llama.cpp's llama-quantize (built by the bed), an
+// implementation that shares nothing with adapterd's quantizers.
+func quantizedReferenceOf(t *testing.T, s *ollamatest.Server, basePath string, a testfixture.LoRA, preset, name string) []string {
+	t.Helper()
+	dir := t.TempDir()
+	ref, q := filepath.Join(dir, "reference.gguf"), filepath.Join(dir, "reference-"+preset+".gguf")
+	if err := testfixture.WriteReferenceMerge(basePath, a, ref); err != nil {
+		t.Fatal(err)
+	}
+	bin, err := ollamatest.TestbedBinary("llama-quantize")
+	if err != nil {
+		t.Fatalf("llama-quantize not built (%v); run scripts/testbed.sh", err)
+	}
+	if out, err := exec.Command(bin, ref, q, preset).CombinedOutput(); err != nil {
+		t.Fatalf("llama-quantize %s: %v\n%s", preset, err, out)
+	}
+	if err := s.ImportGGUF(context.Background(), name, q); err != nil {
+		t.Fatal(err)
+	}
+	return greedyAll(t, s, name, referencePrompts())
 }
 
 // PEFT configs as trainers write them, which Ollama's own converter

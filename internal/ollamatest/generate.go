@@ -12,10 +12,13 @@ import (
 )
 
 // Greedy generates n tokens from prompt with raw, temperature 0 and a fixed
-// seed, which is deterministic on the llama.cpp engine.
+// seed, which is deterministic on the llama.cpp engine. A reply that never
+// says done is an error: Ollama >= 0.30 answers that way, with no error,
+// when its llama-server fails the completion.
 func (s *Server) Greedy(ctx context.Context, model, prompt string, n int) (string, error) {
 	stream := false
 	var out strings.Builder
+	done := false
 	err := s.Client.Generate(ctx, &api.GenerateRequest{
 		Model:  model,
 		Prompt: prompt,
@@ -26,8 +29,12 @@ func (s *Server) Greedy(ctx context.Context, model, prompt string, n int) (strin
 		},
 	}, func(r api.GenerateResponse) error {
 		out.WriteString(r.Response)
+		done = done || r.Done
 		return nil
 	})
+	if err == nil && !done {
+		err = fmt.Errorf("generate %s: the reply ended without done (llama-server failed the completion?)", model)
+	}
 	return out.String(), err
 }
 

@@ -32,9 +32,19 @@ import (
 
 // The versions the bed builds.
 const (
-	V024 = "0.24.0" // creates adapter models and runs inference here
-	V034 = "0.34.4" // newest; refuses adapters
+	V024 = "0.24.0" // creates adapter models; llama.cpp compiled in (cgo)
+	V033 = "0.33.3" // the last that creates adapter models; runs them through llama-server
+	V034 = "0.34.4" // newest; refuses adapters; runs models through llama-server
 )
+
+// ExternalLlamaServer reports whether Ollama version runs models through an
+// external llama-server (0.30 and later), which the bed builds from
+// llama.cpp and installs beside it (scripts/testbed.sh).
+func ExternalLlamaServer(version string) bool {
+	var major, minor int
+	fmt.Sscanf(version, "%d.%d", &major, &minor)
+	return major > 0 || minor >= 30
+}
 
 // Server is one running Ollama.
 type Server struct {
@@ -85,6 +95,22 @@ func TestbedBinary(name string) (string, error) {
 	return "", fmt.Errorf("looked for %s", strings.Join(append(tried, p), " and "))
 }
 
+// checkLlamaServer fails early when Ollama version would not find its
+// llama-server: such a server starts and creates models, but every generate
+// fails, which reads like a bug in the code under test.
+func checkLlamaServer(version, bin string) error {
+	exe, err := filepath.EvalSymlinks(bin)
+	if err != nil {
+		return err
+	}
+	// Where Ollama >= 0.30 looks first on Linux (llm/llama_binary.go).
+	p := filepath.Join(filepath.Dir(exe), "..", "lib", "ollama", "llama-server")
+	if _, err := os.Stat(p); err != nil {
+		return fmt.Errorf("ollama v%s runs models through llama-server, which is not at %s; run scripts/testbed.sh", version, p)
+	}
+	return nil
+}
+
 func moduleRoot() (string, error) {
 	d, err := os.Getwd()
 	if err != nil {
@@ -117,6 +143,11 @@ func Start(version, dir string) (*Server, error) {
 	bin, err := Binary(version)
 	if err != nil {
 		return nil, err
+	}
+	if ExternalLlamaServer(version) {
+		if err := checkLlamaServer(version, bin); err != nil {
+			return nil, err
+		}
 	}
 	addr, err := freeAddr()
 	if err != nil {
