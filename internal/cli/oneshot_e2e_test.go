@@ -313,9 +313,9 @@ func TestModelfile(t *testing.T) {
 func TestStatusWithoutEndpoint(t *testing.T) {
 	root := t.TempDir()
 	config := filepath.Join(root, "adapterd.yaml")
-	if err := os.WriteFile(config, []byte("drop_dir: "+root+"/drop\nlisten: \"\"\n"), 0o644); err != nil {
+	if err := os.WriteFile(config, []byte("drop_dir: "+root+"/drop\nstate_dir: "+root+"/state\nlisten: \"\"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	stdout, stderr, code := runCLI(t, nil, "status", "--config", config)
-	checkOneLineError(t, stdout, stderr, code, "config api.socket: "+root+"/drop/.adapterd/adapterd.sock", "is the daemon running?")
+	checkOneLineError(t, stdout, stderr, code, "config api.socket: "+root+"/state/adapterd.sock", "is the daemon running?")
 }

@@ -355,6 +355,12 @@ func TestStatusPageListsEveryAdapterAndFollowsAFolderThatTurnsInvalid(t *testing
 func TestStatusPageProgressBarAdvancesDuringAMerge(t *testing.T) {
 	s := bed(t, ollamatest.V024)
 	big := testfixture.Base{Arch: "llama", Layers: 8, Embd: 1024, Heads: 8, KVHeads: 4, FF: 2048, Ctx: 256, Seed: 41}
+	if !raceEnabled {
+		// Without -race the merge runs several times faster: at 8 layers it
+		// could end between two of the page's 1 s polls, leaving no glide
+		// to see. Three times the layers keeps it in view.
+		big.Layers = 24
+	}
 	importBase(t, s, big, "sp-progress-base:f32")
 	h := newHarness(t, s, nil)
 	b := newBrowser(t)

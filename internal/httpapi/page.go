@@ -265,6 +265,7 @@ type progressView struct {
 	Percent int64
 	Bytes   string // "120 MB of 290 MB"
 	Rate    string // "45 MB/s", "" before there is one
+	RateBps int64  // the same in bytes per second, for the bar's glide; 0 before there is one
 	Left    string // "about 4 s left", "" when unknown
 	Started time.Time
 }
@@ -392,6 +393,7 @@ func newRow(s status.Status, now time.Time) row {
 			if el := now.Sub(p.Started); el >= 500*time.Millisecond && p.BytesDone > 0 {
 				rate := float64(p.BytesDone) / el.Seconds()
 				v.Rate = megabytes(int64(rate)) + "/s"
+				v.RateBps = int64(rate)
 				left := time.Duration(float64(p.BytesTotal-p.BytesDone) / rate * float64(time.Second))
 				v.Left = timeLeft(left)
 			}

@@ -79,9 +79,11 @@
       const f = find(fresh, d.getAttribute("data-id"));
       if (f) f.open = true;
     }
-    for (const p of old.querySelectorAll("progress[data-id]")) {
-      const f = find(fresh, p.getAttribute("data-id"));
-      if (f && f.max === p.max) glide(f, p.value, f.value);
+    // A bar that just appeared glides too, from the rate served with it,
+    // so a step shorter than three polls still moves between them.
+    for (const f of fresh.querySelectorAll("progress[data-id]")) {
+      const p = find(old, f.getAttribute("data-id"));
+      glide(f, p && p.max === f.max ? p.value : f.value, f.value);
     }
     const a = document.activeElement;
     if (a && old.contains(a)) {
@@ -120,8 +122,13 @@
     if (still.matches) return;
     const from = Math.max(drawn, served);
     bar.value = from;
-    if (!last || served <= last.v) return;
-    const rate = (served - last.v) / (now - last.t); // per ms
+    // On a bar's first sighting the daemon's own average rate (bytes per
+    // second, served beside the value) stands in, so a step shorter than
+    // three polls still moves; after that only a served value that moved
+    // does, so a stalled step stands still.
+    let rate = Number(bar.getAttribute("data-rate")) / 1000; // per ms
+    if (last) rate = served > last.v ? (served - last.v) / (now - last.t) : 0;
+    if (!(rate > 0)) return;
     const to = Math.min(bar.max, served + rate * pollEvery);
     if (to <= from) return;
     const start = now;
