@@ -156,7 +156,7 @@ func cmdCreate(ctx context.Context, args []string, env Env) error {
 	if err != nil {
 		return err
 	}
-	opts := ingest.OnceOptions{DryRun: *dryRun, Log: slog.New(slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
+	opts := ingest.OnceOptions{DryRun: *dryRun, ModelsDir: cfg.Ollama.ModelsDir, Log: slog.New(slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
 	if *outModelfile != "" && !*dryRun {
 		if opts.Artifact, err = filepath.Abs(*outModelfile + ".gguf"); err != nil {
 			return err

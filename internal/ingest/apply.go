@@ -61,7 +61,7 @@ func (r *Reconciler) apply(ctx context.Context, o *observed, act action) (time.D
 		a, err := r.apply(ctx, o, *act.Then)
 		return minAfter(after, a), err
 	case actCreate:
-		return after, r.create(ctx, o)
+		return after, r.create(ctx, o, act.Decision)
 	}
 	return after, nil
 }
@@ -82,12 +82,20 @@ func (r *Reconciler) handle(ctx context.Context, o *observed, act action, after,
 		st = o.status()
 	}
 	creating := act.Kind == actCreate
+	strategy := ""
+	if act.Decision != nil {
+		strategy = string(act.Decision.Strategy)
+	}
+	if err == nil && act.Kind == actFailed {
+		r.setStatus(st)
+		return minAfter(r.backoff(key), after)
+	}
 	if err != nil {
 		switch classify(err) {
 		case terminal:
 			st.State, st.Error = status.Invalid, spec.OneLine(err.Error())
 			if creating {
-				r.metrics.IngestDone("invalid", string(act.Strategy), took)
+				r.metrics.IngestDone("invalid", strategy, took)
 			}
 		case incomplete:
 			st.State, st.Error = status.Waiting, spec.OneLine(err.Error())
@@ -100,7 +108,7 @@ func (r *Reconciler) handle(ctx context.Context, o *observed, act action, after,
 				r.metrics.OllamaError(oe.op)
 			}
 			if creating {
-				r.metrics.IngestDone("failed", string(act.Strategy), took)
+				r.metrics.IngestDone("failed", strategy, took)
 			}
 			st.State, st.Error = status.Failed, spec.OneLine(err.Error())
 			after = minAfter(r.backoff(key), after)
@@ -113,7 +121,7 @@ func (r *Reconciler) handle(ctx context.Context, o *observed, act action, after,
 		r.dropStatus(key)
 		return after
 	case actCreate:
-		r.metrics.IngestDone("ok", string(act.Strategy), took)
+		r.metrics.IngestDone("ok", strategy, took)
 		st.State, st.Error = status.Ready, ""
 	}
 	if st.State == status.Ready {

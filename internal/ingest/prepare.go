@@ -63,8 +63,8 @@ func (r *Reconciler) prepare(key string) {
 		return // incomplete or invalid: the reconcile reports it
 	}
 	a := f.Adapter
-	digests, err := r.fileDigests(a)
-	if err != nil || !a.NativeAsIs() {
+	digests, weightsErr, err := r.fileDigests(a)
+	if err != nil || weightsErr != nil || !a.NativeAsIs() {
 		return // only an F32 GGUF LoRA is uploaded as it is
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
