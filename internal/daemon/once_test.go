@@ -8,29 +8,28 @@ import (
 	"time"
 
 	"github.com/adapterd/adapterd/internal/daemon"
-	"github.com/adapterd/adapterd/internal/ingest"
+	"github.com/adapterd/adapterd/internal/mirror/s3test"
 	"github.com/adapterd/adapterd/internal/ollamatest"
 	"github.com/adapterd/adapterd/internal/spec"
 	"github.com/adapterd/adapterd/internal/status"
 )
 
 // runOnce is `adapterd run --once` in-process.
-func runOnce(t *testing.T, cfg *spec.Config) (bool, *ingest.Reconciler) {
+func runOnce(t *testing.T, cfg *spec.Config) (bool, adapters) {
 	t.Helper()
-	store, err := ingest.OpenStore(cfg.StateDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-	client, err := daemon.NewClient(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rec := ingest.New(ingest.Options{Config: cfg, Client: client, Store: store})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	return rec.RunOnce(ctx), rec
+	ok, list, err := daemon.RunOnce(ctx, cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ok, adapters(list)
 }
+
+// adapters are the statuses after a run.
+type adapters []status.Status
+
+func (a adapters) Adapters() []status.Status { return a }
 
 func onceConfig(t *testing.T, s *ollamatest.Server) *spec.Config {
 	root := t.TempDir()
@@ -104,4 +103,28 @@ func TestRunOnce(t *testing.T) {
 			t.Fatalf("not created after READY: %+v", rec.Adapters())
 		}
 	})
+}
+
+// run --once mirrors the sources first, so a folder published to a bucket
+// becomes a ready model in the same run, as the daemon would make it.
+func TestRunOnceMirrorsTheSources(t *testing.T) {
+	srv := s3test.Start(t, "once")
+	s3test.Env(t)
+	s := bed(t, ollamatest.V024)
+	cfg := onceConfig(t, s)
+	cfg.Sources = []spec.Source{{Kind: spec.SourceS3, S3: &spec.S3Source{
+		URL: "s3://once/hosts/", Bucket: "once", Prefix: "hosts/", Endpoint: srv.Endpoint(), PathStyle: true, Interval: time.Hour,
+	}}}
+	dir := t.TempDir()
+	if err := peft(2006, "model: once-s3\n")(dir); err != nil {
+		t.Fatal(err)
+	}
+	srv.PutDir(t, "hosts/once-s3/", dir)
+	ok, list := runOnce(t, cfg)
+	if !ok || len(list) != 1 || list[0].Key != "once-s3" || list[0].State != status.Ready {
+		t.Fatalf("after --once: ok %v, adapters %+v", ok, list)
+	}
+	if !exists(s, "once-s3") {
+		t.Error("the mirrored folder's model was not created")
+	}
 }

@@ -98,7 +98,7 @@ func decide(ff folderFacts, s serverFacts) Decision {
 	var err error
 	if !s.Reached {
 		d.Skipped = []string{skipBase, skipStrategy, skipWeights}
-		d.Strategy, d.Reason, err = chooseStrategy(res, a.NativeBlocker(), a.Files, strategyServer{})
+		d.Strategy, d.Reason, err = chooseStrategy(res, f.SidecarFile, a.NativeBlocker(), a.Files, strategyServer{})
 		if err != nil {
 			refuse(err)
 		}
@@ -111,7 +111,7 @@ func decide(ff folderFacts, s serverFacts) Decision {
 	if err := a.CheckBase(res.Base, s.Base.Info); err != nil {
 		refuse(err)
 	}
-	d.Strategy, d.Reason, err = chooseStrategy(res, a.NativeBlocker(), a.Files, strategyServer{
+	d.Strategy, d.Reason, err = chooseStrategy(res, f.SidecarFile, a.NativeBlocker(), a.Files, strategyServer{
 		known: true, version: s.Version, adapters: s.Adapters, arch: s.Base.Info.Arch, tied: s.TiedOutput})
 	if err != nil {
 		refuse(err)
@@ -160,8 +160,13 @@ type strategyServer struct {
 // creates adapters, a base that Ollama runs on llama.cpp, an adapter that
 // only adds B·A (blocker ""), and, for an adapter on lm_head, a base with
 // its own output weight (see lora/output.go). reason says why, for people.
-// Without the server, only the rules that need none are applied.
-func chooseStrategy(res *spec.Resolved, blocker string, files []string, s strategyServer) (spec.Strategy, string, error) {
+// Without the server, only the rules that need none are applied. A refusal
+// names the weights file when the adapter is the cause, else the sidecar,
+// where strategy: is set.
+func chooseStrategy(res *spec.Resolved, sidecar, blocker string, files []string, s strategyServer) (spec.Strategy, string, error) {
+	refuse := func(format string, args ...any) error {
+		return &spec.Error{File: sidecar, Msg: fmt.Sprintf(format, args...)}
+	}
 	goEngine := goEngineArchs[s.arch]
 	switch res.Strategy {
 	case spec.StrategyMerge:
@@ -173,11 +178,11 @@ func chooseStrategy(res *spec.Resolved, blocker string, files []string, s strate
 		case !s.known:
 			return spec.StrategyNative, "strategy: native was asked for", nil
 		case goEngine:
-			return "", "", terminalf("base %s is %s, which Ollama runs on its Go engine, and that engine cannot load LoRA adapters (the model would be created but fail when used); set strategy: merge (or auto)", res.Base, s.arch)
+			return "", "", refuse("base %s is %s, which Ollama runs on its Go engine, and that engine cannot load LoRA adapters (the model would be created but fail when used); set strategy: merge (or auto)", res.Base, s.arch)
 		case s.tied:
-			return "", "", terminalf("%s", tiedHeadNative(res.Base))
+			return "", "", refuse("%s", tiedHeadNative(res.Base))
 		case !s.adapters:
-			return "", "", terminalf("Ollama %s no longer creates LoRA adapter models; set strategy: merge (or auto)", s.version)
+			return "", "", refuse("Ollama %s no longer creates LoRA adapter models; set strategy: merge (or auto)", s.version)
 		}
 		return spec.StrategyNative, "strategy: native was asked for", nil
 	}
