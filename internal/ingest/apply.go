@@ -5,13 +5,16 @@ import (
 	"errors"
 	"time"
 
+	"github.com/adapterd/adapterd/internal/controller"
 	"github.com/adapterd/adapterd/internal/spec"
 	"github.com/adapterd/adapterd/internal/status"
 )
 
-// reconcile is one pass over one key: observe, plan, apply, handle. It
-// returns when to look at the key again (0: only on a change).
-func (r *Reconciler) reconcile(ctx context.Context, key string) time.Duration {
+// Reconcile is one pass over one key, for the controller: observe (reads
+// only), plan (pure; the one place that decides), apply (does what plan
+// decided, nothing else), handle (status, metrics, and what the controller
+// does next).
+func (r *Reconciler) Reconcile(ctx context.Context, key string) (controller.Result, error) {
 	o, err := r.observe(ctx, key)
 	var act action
 	var after time.Duration
@@ -19,7 +22,7 @@ func (r *Reconciler) reconcile(ctx context.Context, key string) time.Duration {
 	if err == nil {
 		act = plan(o)
 		if final(act).Kind == actCreate {
-			r.setStatus(final(act).Status) // ingesting, while apply works
+			r.board.set(r.config(), final(act).Status) // ingesting, while apply works
 		}
 		after, err = r.apply(ctx, o, act)
 	}
@@ -34,22 +37,30 @@ func final(a action) action {
 	return a
 }
 
-// apply does what plan decided. Its only decisions are the ones the world
-// makes for it while it works (a name taken meanwhile), reported as errors.
+// retireError is a retirement beside the key's main action that failed: it
+// is retried, and does not change the key's status.
+type retireError struct{ err error }
+
+func (e *retireError) Error() string { return e.err.Error() }
+func (e *retireError) Unwrap() error { return e.err }
+
+// apply does what plan decided. The only thing it finds out for itself is
+// the world changing while it works (a name taken meanwhile), which it
+// reports as an error, like any other failure.
 func (r *Reconciler) apply(ctx context.Context, o *observed, act action) (time.Duration, error) {
 	after := act.After
 	for _, k := range act.Requeue {
-		r.q.Add(k)
+		r.ctl.Add(k)
 	}
+	var retireErr error
 	for _, m := range act.Retire {
-		after = minAfter(after, r.retire(ctx, m))
-	}
-	switch act.Kind {
-	case actWait:
-		if act.Prepare {
-			r.Touch(o.Key) // found by a resync or poll: prepare while it settles
+		left, err := r.retire(ctx, m)
+		after = minAfter(after, left)
+		if err != nil && retireErr == nil {
+			retireErr = &retireError{err}
 		}
-	case actAdopt:
+	}
+	if act.Kind == actAdopt {
 		m := *act.Adopt
 		if o.Owned == nil || m.OllamaDigest != o.Owned.OllamaDigest {
 			m.Created = time.Now().UTC()
@@ -58,77 +69,86 @@ func (r *Reconciler) apply(ctx context.Context, o *observed, act action) (time.D
 			return after, err
 		}
 		o.Owned = &m
-		a, err := r.apply(ctx, o, *act.Then)
-		return minAfter(after, a), err
-	case actCreate:
-		return after, r.create(ctx, o, act.Decision)
+		act = final(act)
 	}
-	return after, nil
+	var err error
+	switch act.Kind {
+	case actWait:
+		if act.Prepare {
+			r.touch(o.Key) // found by a resync or poll: prepare while it settles
+		}
+	case actCreate:
+		err = r.create(ctx, o, act.Decision)
+	}
+	if err == nil {
+		err = retireErr
+	}
+	return after, err
 }
 
 // handle is the one place that turns a reconcile's outcome into a status,
-// a retry, metrics and log lines.
-func (r *Reconciler) handle(ctx context.Context, o *observed, act action, after, took time.Duration, err error) time.Duration {
+// metrics and log lines, and into what the controller does next: an error
+// it returns is retried with backoff, a terminal one is not.
+func (r *Reconciler) handle(ctx context.Context, o *observed, act action, after, took time.Duration, err error) (controller.Result, error) {
 	key := o.Key
+	res := controller.Result{RequeueAfter: after}
 	if err != nil && ctx.Err() != nil {
-		return 0 // shutting down; the next start converges
+		return res, err // shutting down; the next start converges
 	}
 	act = final(act)
 	st := act.Status
+	var oe *ollamaError
+	if errors.As(err, &oe) {
+		r.metrics.OllamaError(oe.op)
+	}
+	var retry error // what the controller retries after the status is set
+	if re := (*retireError)(nil); errors.As(err, &re) {
+		retry, err = err, nil // the main action went well; only the retirement is retried
+	}
 	if act.Kind == actNone && err == nil {
-		return after // removals held: guard.go logs and reports it
+		return res, retry // removals held: guard.go logs and reports it
 	}
 	if st.Key == "" {
 		st = o.status()
 	}
-	creating := act.Kind == actCreate
 	strategy := ""
 	if act.Decision != nil {
 		strategy = string(act.Decision.Strategy)
 	}
-	if err == nil && act.Kind == actFailed {
-		r.setStatus(st)
-		return minAfter(r.backoff(key), after)
-	}
-	if err != nil {
+	creating := act.Kind == actCreate
+	switch {
+	case err != nil:
+		st.Error = spec.OneLine(err.Error())
 		switch classify(err) {
 		case terminal:
-			st.State, st.Error = status.Invalid, spec.OneLine(err.Error())
+			st.State = status.Invalid
 			if creating {
 				r.metrics.IngestDone("invalid", strategy, took)
 			}
+			retry = controller.Terminal(err)
 		case incomplete:
-			st.State, st.Error = status.Waiting, spec.OneLine(err.Error())
-			after = minAfter(after, max(o.Settle, time.Second))
+			st.State = status.Waiting
+			res.RequeueAfter = minAfter(after, max(o.Settle, time.Second))
 		case conflicted:
-			st.State, st.Error = status.Conflict, spec.OneLine(err.Error())
+			st.State = status.Conflict
 		default:
-			var oe *ollamaError
-			if errors.As(err, &oe) {
-				r.metrics.OllamaError(oe.op)
-			}
 			if creating {
 				r.metrics.IngestDone("failed", strategy, took)
 			}
-			st.State, st.Error = status.Failed, spec.OneLine(err.Error())
-			after = minAfter(r.backoff(key), after)
+			st.State, retry = status.Failed, err
 		}
-		r.setStatus(st)
-		return after
-	}
-	switch act.Kind {
-	case actRetire:
-		r.dropStatus(key)
-		return after
-	case actCreate:
+	case act.Kind == actFailed:
+		retry = errors.New(st.Error) // base missing: a pull fixes it, so look again
+	case act.Kind == actRetire:
+		r.board.drop(key)
+		r.incomplete.forget(key)
+		return res, retry
+	case creating:
 		r.metrics.IngestDone("ok", strategy, took)
 		st.State, st.Error = status.Ready, ""
 	}
-	if st.State == status.Ready {
-		r.resetFailures(key)
-	}
-	r.setStatus(st)
-	return after
+	r.board.set(r.config(), st)
+	return res, retry
 }
 
 func minAfter(a, b time.Duration) time.Duration {

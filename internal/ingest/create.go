@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ollama/ollama/api"
@@ -27,6 +28,33 @@ import (
 // name only ever receives a finished model by an atomic copy, so a crash or
 // SIGTERM mid-create never leaves a half-made model under it.
 const tmpPrefix = "adapterd-tmp-"
+
+// tempModels are the temporary model names of the creates running now:
+// cleanupPending skips them. A name is in it from before its create until
+// its dropTemp.
+type tempModels struct {
+	mu    sync.Mutex
+	names map[string]bool
+}
+
+func (t *tempModels) set(name string, running bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.names == nil {
+		t.names = map[string]bool{}
+	}
+	if running {
+		t.names[name] = true
+	} else {
+		delete(t.names, name)
+	}
+}
+
+func (t *tempModels) has(name string) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.names[name]
+}
 
 // createJob is one create: the request, and what adapterd records for it.
 type createJob struct {
@@ -292,7 +320,7 @@ func (r *Reconciler) createDirect(ctx context.Context, j createJob) error {
 	}
 	if err == nil {
 		j.req.Model = j.name
-		r.beginStep(j.key, "create")
+		r.board.beginStep(j.key, "create")
 		if err = r.srv.create(ctx, j.req); err != nil && ctx.Err() == nil {
 			r.dropPending(j.name) // Ollama answered: nothing landed
 		}
@@ -318,17 +346,8 @@ func (r *Reconciler) createDirect(ctx context.Context, j createJob) error {
 // load (LoRA on Ollama's Go engine) never replaces a working one.
 func (r *Reconciler) createVerified(ctx context.Context, j createJob) error {
 	tmp := tmpPrefix + randomHex(8)
-	r.mu.Lock()
-	if r.inflight == nil {
-		r.inflight = map[string]bool{}
-	}
-	r.inflight[tmp] = true
-	r.mu.Unlock()
-	defer func() {
-		r.mu.Lock()
-		delete(r.inflight, tmp)
-		r.mu.Unlock()
-	}()
+	r.temps.set(tmp, true)
+	defer r.temps.set(tmp, false)
 	if err := r.store.Update(func(s *stateFile) bool { s.Pending = append(s.Pending, tmp); return true }); err != nil {
 		return err
 	}
@@ -337,7 +356,7 @@ func (r *Reconciler) createVerified(ctx context.Context, j createJob) error {
 	answered := false
 	defer func() { r.dropTemp(tmp, answered) }()
 	j.req.Model = tmp
-	r.beginStep(j.key, "create")
+	r.board.beginStep(j.key, "create")
 	r.srv.mutate.Lock()
 	err := r.srv.create(ctx, j.req)
 	r.srv.mutate.Unlock()
@@ -345,7 +364,7 @@ func (r *Reconciler) createVerified(ctx context.Context, j createJob) error {
 	if err != nil {
 		return err
 	}
-	r.beginStep(j.key, "verify")
+	r.board.beginStep(j.key, "verify")
 	if err := r.verify(ctx, tmp); err != nil {
 		return terminalf("verify: the new model cannot generate (%v); if the base runs on Ollama's Go engine set strategy: merge", err)
 	}
@@ -465,10 +484,7 @@ func (r *Reconciler) cleanupPending(ctx context.Context) {
 	pending := append([]string(nil), r.store.st.Pending...)
 	r.store.mu.Unlock()
 	for _, p := range pending {
-		r.mu.Lock()
-		busy := r.inflight[p]
-		r.mu.Unlock()
-		if !busy && strings.HasPrefix(p, tmpPrefix) && ctx.Err() == nil {
+		if busy := r.temps.has(p); !busy && strings.HasPrefix(p, tmpPrefix) && ctx.Err() == nil {
 			r.dropTemp(p, true)
 		}
 	}
@@ -496,7 +512,7 @@ func randomHex(n int) string {
 // merged GGUF) to r.artifact, for a one-shot create whose Modelfile must
 // rebuild the same model. The daemon keeps nothing.
 func (r *Reconciler) keepArtifact(open blob.Opener) error {
-	if r.artifact == "" {
+	if r.once == nil || r.once.artifact == "" {
 		return nil
 	}
 	src, _, err := open()
@@ -504,7 +520,7 @@ func (r *Reconciler) keepArtifact(open blob.Opener) error {
 		return err
 	}
 	defer src.Close()
-	return safefile.WriteAtomicFunc(r.artifact, 0o644, func(dst *os.File) error {
+	return safefile.WriteAtomicFunc(r.once.artifact, 0o644, func(dst *os.File) error {
 		_, err := io.Copy(dst, src)
 		return err
 	})

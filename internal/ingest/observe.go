@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/ollama/ollama/api"
@@ -92,7 +93,7 @@ func (r *Reconciler) observe(ctx context.Context, key string) (*observed, error)
 		r.claim(key, "")
 		return o, nil
 	case o.FolderGone:
-		if o.RemovalHeld = r.removalHold(cfg); o.RemovalHeld == "" {
+		if o.RemovalHeld = r.guard.removalHold(cfg); o.RemovalHeld == "" {
 			r.claim(key, "")
 			o.Retire = r.unclaimedModels(key, "")
 		}
@@ -106,14 +107,14 @@ func (r *Reconciler) observe(ctx context.Context, key string) (*observed, error)
 		return o, nil
 	}
 	o.Retire = r.unclaimedModels(key, o.Name)
-	if len(o.Retire) > 0 && r.removalHold(cfg) != "" {
+	if len(o.Retire) > 0 && r.guard.removalHold(cfg) != "" {
 		o.Retire = nil
 	}
 	var models map[string]api.ListModelResponse
 	if o.Server, models, err = r.srv.readServer(ctx, f, cfg.Ollama.ModelsDir); err != nil {
 		return o, err
 	}
-	r.waitPrepared(ctx, key)
+	r.prep.wait(ctx, key)
 	o.Files = folderFacts{Folder: f}
 	if o.Files.Digests, o.Files.WeightsErr, err = r.fileDigests(f.Adapter); err != nil {
 		return o, err
@@ -166,7 +167,7 @@ func (r *Reconciler) readFolder(cfg *spec.Config, key, dir string) (folderRead, 
 		return fr, nil
 	}
 	if fr.Folder, err = LoadFolder(dir, cfg.Defaults); err != nil {
-		fr.Folder, fr.LoadErr, fr.SeenIncomplete = nil, err, r.seenIncomplete(key, fr.Snap)
+		fr.Folder, fr.LoadErr, fr.SeenIncomplete = nil, err, r.incomplete.seen(key, fr.Snap)
 	}
 	return fr, nil
 }
@@ -192,19 +193,35 @@ func (r *Reconciler) pendingLanded(ctx context.Context, m OwnedModel, name, dige
 	return false
 }
 
-// seenIncomplete reports whether this exact snapshot was already seen
-// incomplete, and remembers it. A copy in progress changes the snapshot, so
-// it keeps waiting; a file that stays truncated across two equal scans is
-// invalid.
-func (r *Reconciler) seenIncomplete(key string, snap snapshot) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
+// incompleteSeen remembers, per key, the snapshot last seen with an
+// incomplete file. A copy in progress changes the snapshot, so it keeps
+// waiting; a file that stays truncated across two equal scans is invalid.
+type incompleteSeen struct {
+	mu sync.Mutex
+	// byKey: key -> snapshot id; a key leaves when its folder is retired.
+	byKey map[string]string
+}
+
+// seen reports whether this exact snapshot of key was already seen
+// incomplete, and remembers it.
+func (s *incompleteSeen) seen(key string, snap snapshot) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.byKey == nil {
+		s.byKey = map[string]string{}
+	}
 	id := snap.id()
-	if r.incomplete[key] == id {
+	if s.byKey[key] == id {
 		return true
 	}
-	r.incomplete[key] = id
+	s.byKey[key] = id
 	return false
+}
+
+func (s *incompleteSeen) forget(key string) {
+	s.mu.Lock()
+	delete(s.byKey, key)
+	s.mu.Unlock()
 }
 
 // fileDigests returns "sha256:..." for each of a's files, from the stamp

@@ -116,7 +116,7 @@ func onceReconciler(c *api.Client, f *Folder, opts OnceOptions) (*Reconciler, fu
 	}
 	cfg.StateDir = tmp // converted and merged files are written here
 	r := New(Options{Config: cfg, Client: c, Store: MemoryStore(), Logger: opts.Log})
-	r.artifact, r.progress = opts.Artifact, opts.Progress
+	r.once = &oneShot{artifact: opts.Artifact, progress: opts.Progress}
 	return r, func() { os.RemoveAll(tmp) }, nil
 }
 
