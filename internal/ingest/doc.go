@@ -2,7 +2,8 @@
 // to the Ollama API (blobs, create, show, delete), keeps the persistent state
 // of what adapterd owns, and runs the level-triggered reconcile per key.
 //
-// One key goes through one pass, Reconcile, each step in its own file:
+// One key goes through one pass, Reconcile (reconcile.go), each step in
+// its own file:
 //
 //   - internal/controller: the queue, the workers, per-key backoff, resync
 //     and the first full sync. It knows nothing of folders. A key is never
@@ -19,9 +20,11 @@
 //     `create`, `modelfile` and `fetch-adapter` make too. Their table tests
 //     need no server.
 //   - apply.go: does the action (create.go for creates, removal.go for
-//     retirements), then handle, the one place that turns the outcome into a
-//     status (statusfile.go's board), metrics, log lines, and an error for
-//     the controller to retry.
+//     retirements). It decides nothing: the one thing it finds out for
+//     itself is a name taken while it worked, reported as an error.
+//   - handle.go: the one place that turns the outcome into a status
+//     (statusfile.go's board), metrics, log lines, and an error for the
+//     controller to retry.
 //   - errors.go: the one classification of errors (terminal, incomplete,
 //     conflict, transient) and the table of Ollama's known refusals.
 //

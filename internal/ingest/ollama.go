@@ -32,7 +32,6 @@ type server struct {
 	listAt    time.Time
 	version   string
 	adapters  bool // the server can create adapter models
-	capableAt time.Time
 	healthy   bool
 	bases     map[string]*baseDetails // by base digest
 	modelsDir string                  // Ollama's model store, when readable here
