@@ -65,7 +65,6 @@ func (r *Reconciler) handle(ctx context.Context, o *observed, act action, after,
 		retry = errors.New(st.Error) // base missing: a pull fixes it, so look again
 	case act.Kind == actRetire:
 		r.board.drop(key)
-		r.incomplete.forget(key)
 		return res, retry
 	case creating:
 		r.metrics.IngestDone("ok", strategy, took)
