@@ -4,7 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
-	"time"
+	"strings"
 
 	"github.com/ollama/ollama/api"
 
@@ -30,24 +30,11 @@ func cmdCheck(ctx context.Context, fl *checkFlags, args []string, env Env) error
 	online := true
 	problems := 0
 	for _, dir := range args {
-		f, err := ingest.LoadFolder(dir, cfg.Defaults)
-		if err != nil {
-			fmt.Fprintln(env.Stdout, err)
-			problems++
-			continue
+		n, reached := checkFolder(ctx, client, cfg, dir, online, env)
+		problems += n
+		if online && !reached {
+			online = false
 		}
-		if online {
-			err, reached := checkBase(ctx, client, f)
-			if !reached {
-				online = false
-				fmt.Fprintf(env.Stderr, "adapterd: Ollama at %s not reachable; base models not checked\n", cfg.Ollama.Host)
-			} else if err != nil {
-				fmt.Fprintln(env.Stdout, err)
-				problems++
-				continue
-			}
-		}
-		fmt.Fprintf(env.Stdout, "%s: ok (%s, %d pairs, model %s, base %s)\n", dir, f.Adapter.Format, len(f.Adapter.Pairs), f.Resolved.Model, f.Resolved.Base)
 	}
 	if problems > 0 {
 		return exitError{1}
@@ -55,23 +42,44 @@ func cmdCheck(ctx context.Context, fl *checkFlags, args []string, env Env) error
 	return nil
 }
 
-// checkBase checks that the folder's base exists in Ollama and fits the
-// adapter. reached is false when Ollama did not answer at all.
-func checkBase(ctx context.Context, c *api.Client, f *ingest.Folder) (err error, reached bool) {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	if _, err := c.Version(ctx); err != nil {
-		return nil, false
-	}
-	show, err := c.Show(ctx, &api.ShowRequest{Model: f.Resolved.Base})
+// checkFolder prints the daemon's decision about one folder: ok, or one
+// line per problem. It asks Ollama while online; the first time Ollama does
+// not answer it says on stderr which checks it skips from then on. It
+// returns the number of problems and whether Ollama answered.
+func checkFolder(ctx context.Context, client *api.Client, cfg *spec.Config, dir string, online bool, env Env) (int, bool) {
+	f, err := ingest.LoadFolder(dir, cfg.Defaults)
 	if err != nil {
-		return fmt.Errorf("%s: base model %s is not in Ollama (%v); run `ollama pull %s` or fix base:", f.SidecarFile, f.Resolved.Base, err, f.Resolved.Base), true
+		fmt.Fprintln(env.Stdout, err)
+		return 1, online
 	}
-	info, err := lora.BaseInfoFromModelInfo(show.ModelInfo)
+	res, err := ingest.Evaluate(ctx, client, f, ingest.OnceOptions{Offline: !online, ModelsDir: cfg.Ollama.ModelsDir})
 	if err != nil {
-		return fmt.Errorf("%s: base %s: %v", f.SidecarFile, f.Resolved.Base, err), true
+		fmt.Fprintf(env.Stdout, "%s: %s\n", dir, spec.OneLine(err.Error()))
+		return 1, online
 	}
-	return f.Adapter.CheckBase(f.Resolved.Base, info), true
+	d := res.Decision
+	if online && res.Unreached != "" {
+		online = false
+		fmt.Fprintf(env.Stderr, "adapterd: Ollama at %s not reachable (%s); not checked: %s\n", cfg.Ollama.Host, res.Unreached, strings.Join(d.Skipped, "; "))
+	}
+	n := 0
+	if d.BaseMissing != "" {
+		fmt.Fprintln(env.Stdout, d.BaseMissing)
+		n++
+	}
+	for _, r := range d.Refusals {
+		fmt.Fprintln(env.Stdout, spec.OneLine(r.Error()))
+		n++
+	}
+	if n > 0 {
+		return n, online
+	}
+	strategy := string(d.Strategy)
+	if strategy == "" {
+		strategy = "auto, decided when Ollama answers"
+	}
+	fmt.Fprintf(env.Stdout, "%s: ok (%s, %d pairs, model %s, base %s, strategy %s)\n", dir, f.Adapter.Format, len(f.Adapter.Pairs), f.Resolved.Model, f.Resolved.Base, strategy)
+	return 0, online
 }
 
 func cmdModelfile(ctx context.Context, fl *modelfileFlags, args []string, env Env) error {
@@ -85,6 +93,15 @@ func cmdModelfile(ctx context.Context, fl *modelfileFlags, args []string, env En
 	f, err := ingest.LoadFolder(args[0], cfg.Defaults)
 	if err != nil {
 		return err
+	}
+	// The daemon's decision, offline: what it refuses without asking
+	// Ollama (weights, template, native rules) has no Modelfile either.
+	res, err := ingest.Evaluate(ctx, nil, f, ingest.OnceOptions{Offline: true})
+	if err != nil {
+		return err
+	}
+	if d := res.Decision; len(d.Refusals) > 0 {
+		return codedError{ingest.ExitInvalid, d.Refusals[0]}
 	}
 	m, err := folderModelfile(f)
 	if err != nil {

@@ -145,7 +145,7 @@ func cmdCreate(ctx context.Context, fl *createFlags, args []string, env Env) err
 	if err != nil {
 		return err
 	}
-	opts := ingest.OnceOptions{DryRun: fl.dryRun, Log: slog.New(slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
+	opts := ingest.OnceOptions{DryRun: fl.dryRun, ModelsDir: cfg.Ollama.ModelsDir, Log: slog.New(slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
 	if fl.outModelfile != "" && !fl.dryRun {
 		if opts.Artifact, err = filepath.Abs(fl.outModelfile + ".gguf"); err != nil {
 			return err

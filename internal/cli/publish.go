@@ -12,8 +12,10 @@ import (
 )
 
 // cmdPublish uploads an adapter folder to the bucket a fleet mirrors, after
-// the same checks as `adapterd check`, so that no host ever sees it
-// half-written: the files first, the ready marker last.
+// the checks of `adapterd check` that need no Ollama (the files, the
+// weights, the template, the native rules), so that no host ever sees it
+// half-written or refuses it for what could be seen here: the files first,
+// the ready marker last.
 // DIR and the URL come first, as in cp; flags may follow them
 // (parsePositionalFirst).
 func cmdPublish(ctx context.Context, fl *publishFlags, pos []string, env Env) error {
@@ -43,6 +45,15 @@ func cmdPublish(ctx context.Context, fl *publishFlags, pos []string, env Env) er
 	f, err := ingest.LoadFolder(abs, cfg.Defaults)
 	if err != nil {
 		return codedError{ingest.ExitInvalid, err}
+	}
+	// The daemon's decision without an Ollama (the fleet's may differ from
+	// any here): what it refuses offline never reaches the bucket.
+	res, err := ingest.Evaluate(ctx, nil, f, ingest.OnceOptions{Offline: true})
+	if err != nil {
+		return err
+	}
+	if d := res.Decision; len(d.Refusals) > 0 {
+		return codedError{ingest.ExitInvalid, d.Refusals[0]}
 	}
 	dest := &spec.S3Source{Bucket: bucket, Prefix: parent, Endpoint: fl.endpoint, Region: fl.region, PathStyle: fl.pathStyle}
 	for _, src := range cfg.Sources {

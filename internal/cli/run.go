@@ -9,7 +9,6 @@ import (
 	"syscall"
 
 	"github.com/adapterd/adapterd/internal/daemon"
-	"github.com/adapterd/adapterd/internal/ingest"
 	"github.com/adapterd/adapterd/internal/spec"
 )
 
@@ -39,17 +38,11 @@ func cmdRun(ctx context.Context, fl *runFlags, args []string, env Env) error {
 	log := newLogger(cfg, env.Stderr, env.Getenv, level)
 
 	if fl.once {
-		store, err := daemon.OpenStore(cfg, log)
+		ok, _, err := daemon.RunOnce(ctx, cfg, log)
 		if err != nil {
 			return err
 		}
-		defer store.Close()
-		client, err := daemon.NewClient(cfg)
-		if err != nil {
-			return err
-		}
-		rec := ingest.New(ingest.Options{Config: cfg, Client: client, Store: store, Logger: log})
-		if !rec.RunOnce(ctx) {
+		if !ok {
 			return exitError{1}
 		}
 		return nil

@@ -149,6 +149,8 @@ func Run(ctx context.Context, o Options) error {
 			}
 		}()
 	}
+	// The one way into the reconciler: the watcher's news, forwarded.
+	events := make(chan ingest.Event, 64)
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -159,7 +161,7 @@ func Run(ctx context.Context, o Options) error {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		rec.Start(ctx)
+		rec.Run(ctx, events)
 	}()
 	// ready is closed once READY=1 went out. Until then a reload sends
 	// neither RELOADING=1 nor READY=1: systemd must not hear READY=1
@@ -194,7 +196,7 @@ func Run(ctx context.Context, o Options) error {
 	}
 
 	watchCtx, stopWatch := context.WithCancel(ctx)
-	watchDone := startWatch(watchCtx, cfg, rec, log)
+	watchDone := startWatch(watchCtx, cfg, events, log)
 	log.Info("adapterd started", "drop_dir", cfg.DropDir, "state_dir", cfg.StateDir, "ollama", cfg.Ollama.Host)
 	for {
 		select {
@@ -244,7 +246,7 @@ func Run(ctx context.Context, o Options) error {
 			cfg = next
 			rec.SetConfig(ctx, cfg)
 			watchCtx, stopWatch = context.WithCancel(ctx)
-			watchDone = startWatch(watchCtx, cfg, rec, log)
+			watchDone = startWatch(watchCtx, cfg, events, log)
 			log.Info("config reloaded")
 			if wasReady {
 				notify("READY=1")
@@ -355,24 +357,34 @@ func keepRestartOnly(old, next *spec.Config, log *slog.Logger) *spec.Config {
 	return &c
 }
 
-// startWatch runs a watcher that feeds rec until ctx is done.
-func startWatch(ctx context.Context, cfg *spec.Config, rec *ingest.Reconciler, log *slog.Logger) <-chan struct{} {
+// startWatch runs a watcher that feeds the reconciler's events until ctx
+// is done. The watcher calls nothing of ingest: what it sees is sent.
+func startWatch(ctx context.Context, cfg *spec.Config, events chan<- ingest.Event, log *slog.Logger) <-chan struct{} {
+	changed := func(key string) {
+		// Only an early hint (prepare while settling): when the reconciler
+		// is busy, dropping it costs time, never correctness, and the
+		// watcher must not wait.
+		select {
+		case events <- ingest.Event{Key: key, Changed: true}:
+		default:
+		}
+	}
 	w := watch.New(watch.Options{Dir: cfg.DropDir, Settle: cfg.Settle, Resync: cfg.Resync, ReadyFile: cfg.ReadyFile, Logger: log,
-		OnChange: rec.Touch, Subfolder: ingest.AdapterSubfolder})
-	events := make(chan watch.Event, 64)
+		OnChange: changed, Subfolder: ingest.AdapterSubfolder})
+	out := make(chan watch.Event, 64)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		go w.Run(ctx, events)
+		go w.Run(ctx, out)
 		for {
 			select {
 			case <-ctx.Done():
 				return
-			case ev := <-events:
-				if ev.Resync {
-					rec.Resync(ctx)
-				} else {
-					rec.Enqueue(ev.Key)
+			case ev := <-out:
+				select {
+				case events <- ingest.Event{Key: ev.Key, Resync: ev.Resync}:
+				case <-ctx.Done():
+					return
 				}
 			}
 		}

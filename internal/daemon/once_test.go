@@ -8,29 +8,29 @@ import (
 	"time"
 
 	"github.com/adapterd/adapterd/internal/daemon"
-	"github.com/adapterd/adapterd/internal/ingest"
+	"github.com/adapterd/adapterd/internal/hub/hubtest"
+	"github.com/adapterd/adapterd/internal/layout"
 	"github.com/adapterd/adapterd/internal/ollamatest"
 	"github.com/adapterd/adapterd/internal/spec"
 	"github.com/adapterd/adapterd/internal/status"
 )
 
 // runOnce is `adapterd run --once` in-process.
-func runOnce(t *testing.T, cfg *spec.Config) (bool, *ingest.Reconciler) {
+func runOnce(t *testing.T, cfg *spec.Config) (bool, adapters) {
 	t.Helper()
-	store, err := ingest.OpenStore(cfg.StateDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-	client, err := daemon.NewClient(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rec := ingest.New(ingest.Options{Config: cfg, Client: client, Store: store})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	return rec.RunOnce(ctx), rec
+	ok, list, err := daemon.RunOnce(ctx, cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ok, adapters(list)
 }
+
+// adapters are the statuses after a run.
+type adapters []status.Status
+
+func (a adapters) Adapters() []status.Status { return a }
 
 func onceConfig(t *testing.T, s *ollamatest.Server) *spec.Config {
 	root := t.TempDir()
@@ -104,4 +104,38 @@ func TestRunOnce(t *testing.T) {
 			t.Fatalf("not created after READY: %+v", rec.Adapters())
 		}
 	})
+}
+
+// run --once mirrors the sources first, so a folder a source offers
+// becomes a ready model in the same run, as the daemon would make it. The
+// source is a hub repo on the fake hub (hubtest), which needs no binary.
+func TestRunOnceMirrorsTheSources(t *testing.T) {
+	s := bed(t, ollamatest.V024)
+	hs := hubtest.New(t)
+	hubEnv(t, hs)
+	dir := t.TempDir()
+	if err := peft(2006, "")(dir); err != nil {
+		t.Fatal(err)
+	}
+	files := map[string][]byte{}
+	for _, n := range []string{layout.PEFTConfig, layout.PEFTWeights} {
+		b, err := os.ReadFile(filepath.Join(dir, n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		files[n] = b
+	}
+	hs.Commit("org/once-lora", "main", files)
+	cfg := onceConfig(t, s)
+	cfg.Sources = []spec.Source{{Kind: spec.SourceHub, Hub: &spec.HubSource{
+		Repo: "org/once-lora", Revision: "main", Key: "once-hub", Interval: time.Hour,
+		Sidecar: &spec.Sidecar{Model: "once-hub:v1"},
+	}}}
+	ok, list := runOnce(t, cfg)
+	if !ok || len(list) != 1 || list[0].Key != "once-hub" || list[0].State != status.Ready {
+		t.Fatalf("after --once: ok %v, adapters %+v", ok, list)
+	}
+	if !exists(s, "once-hub:v1") {
+		t.Error("the mirrored folder's model was not created")
+	}
 }

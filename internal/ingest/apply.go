@@ -2,57 +2,33 @@ package ingest
 
 import (
 	"context"
-	"errors"
 	"time"
-
-	"github.com/adapterd/adapterd/internal/spec"
-	"github.com/adapterd/adapterd/internal/status"
 )
 
-// reconcile is one pass over one key: observe, plan, apply, handle. It
-// returns when to look at the key again (0: only on a change).
-func (r *Reconciler) reconcile(ctx context.Context, key string) time.Duration {
-	o, err := r.observe(ctx, key)
-	if o != nil {
-		defer o.Folder.Close() // the pass's handle on the adapter's files
-	}
-	var act action
-	var after time.Duration
-	start := time.Now()
-	if err == nil {
-		act = plan(o)
-		if final(act).Kind == actCreate {
-			r.setStatus(final(act).Status) // ingesting, while apply works
-		}
-		after, err = r.apply(ctx, o, act)
-	}
-	return r.handle(ctx, o, act, after, time.Since(start), err)
-}
+// retireError is a retirement beside the key's main action that failed: it
+// is retried, and does not change the key's status.
+type retireError struct{ err error }
 
-// final is what an action ends in, past any adoption.
-func final(a action) action {
-	for a.Kind == actAdopt && a.Then != nil {
-		a = *a.Then
-	}
-	return a
-}
+func (e *retireError) Error() string { return e.err.Error() }
+func (e *retireError) Unwrap() error { return e.err }
 
-// apply does what plan decided. Its only decisions are the ones the world
-// makes for it while it works (a name taken meanwhile), reported as errors.
+// apply does what plan decided. The only thing it finds out for itself is
+// the world changing while it works (a name taken meanwhile), which it
+// reports as an error, like any other failure.
 func (r *Reconciler) apply(ctx context.Context, o *observed, act action) (time.Duration, error) {
 	after := act.After
 	for _, k := range act.Requeue {
-		r.q.Add(k)
+		r.ctl.Add(k)
 	}
+	var retireErr error
 	for _, m := range act.Retire {
-		after = minAfter(after, r.retire(ctx, m))
-	}
-	switch act.Kind {
-	case actWait:
-		if act.Prepare {
-			r.Touch(o.Key) // found by a resync or poll: prepare while it settles
+		left, err := r.retire(ctx, m)
+		after = minAfter(after, left)
+		if err != nil && retireErr == nil {
+			retireErr = &retireError{err}
 		}
-	case actAdopt:
+	}
+	if act.Kind == actAdopt {
 		m := *act.Adopt
 		if o.Owned == nil || m.OllamaDigest != o.Owned.OllamaDigest {
 			m.Created = time.Now().UTC()
@@ -61,77 +37,20 @@ func (r *Reconciler) apply(ctx context.Context, o *observed, act action) (time.D
 			return after, err
 		}
 		o.Owned = &m
-		a, err := r.apply(ctx, o, *act.Then)
-		return minAfter(after, a), err
-	case actCreate:
-		return after, r.create(ctx, o)
+		act = final(act)
 	}
-	return after, nil
-}
-
-// handle is the one place that turns a reconcile's outcome into a status,
-// a retry, metrics and log lines.
-func (r *Reconciler) handle(ctx context.Context, o *observed, act action, after, took time.Duration, err error) time.Duration {
-	key := o.Key
-	if err != nil && ctx.Err() != nil {
-		return 0 // shutting down; the next start converges
-	}
-	act = final(act)
-	st := act.Status
-	if act.Kind == actNone && err == nil {
-		return after // removals held: guard.go logs and reports it
-	}
-	if st.Key == "" {
-		st = o.status()
-	}
-	creating := act.Kind == actCreate
-	if err != nil {
-		switch classify(err) {
-		case terminal:
-			st.State, st.Error = status.Invalid, spec.OneLine(err.Error())
-			if creating {
-				r.metrics.IngestDone("invalid", string(act.Strategy), took)
-			}
-		case incomplete:
-			st.State, st.Error = status.Waiting, spec.OneLine(err.Error())
-			after = minAfter(after, max(o.Settle, time.Second))
-		case conflicted:
-			st.State, st.Error = status.Conflict, spec.OneLine(err.Error())
-		default:
-			var oe *ollamaError
-			if errors.As(err, &oe) {
-				r.metrics.OllamaError(oe.op)
-			}
-			if creating {
-				r.metrics.IngestDone("failed", string(act.Strategy), took)
-			}
-			st.State, st.Error = status.Failed, spec.OneLine(err.Error())
-			after = minAfter(r.backoff(key), after)
-		}
-		r.setStatus(st)
-		return after
-	}
+	var err error
 	switch act.Kind {
-	case actRetire:
-		r.dropStatus(key)
-		return after
+	case actWait:
+		if act.Prepare {
+			r.touch(o.Key) // found by a resync or poll: prepare while it settles
+		}
 	case actCreate:
-		r.metrics.IngestDone("ok", string(act.Strategy), took)
-		st.State, st.Error = status.Ready, ""
+		r.board.set(r.config(), act.Status) // ingesting, as plan said, while the create runs
+		err = r.create(ctx, o, act.Decision)
 	}
-	if st.State == status.Ready {
-		r.resetFailures(key)
+	if err == nil {
+		err = retireErr
 	}
-	r.setStatus(st)
-	return after
-}
-
-func minAfter(a, b time.Duration) time.Duration {
-	if a == 0 {
-		return b
-	}
-	if b == 0 {
-		return a
-	}
-	return min(a, b)
+	return after, err
 }

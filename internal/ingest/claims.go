@@ -4,29 +4,64 @@ import (
 	"fmt"
 	"path/filepath"
 	"sort"
+	"sync"
 
 	"github.com/adapterd/adapterd/internal/dropdir"
 	"github.com/adapterd/adapterd/internal/layout"
 	"github.com/adapterd/adapterd/internal/spec"
 )
 
-// Claims are the controller's index of which folder wants which model name.
-// They are kept in memory and refreshed as folders are read, so a clash of
-// two folders is seen before either creates anything.
+// claimIndex is the index of which folder wants which model name. It is
+// kept in memory and refreshed as folders are read, so a clash of two
+// folders is seen before either creates anything.
+type claimIndex struct {
+	mu sync.Mutex
+	// byKey: key -> the canonical model name its folder asks for; a key
+	// whose folder is gone, a symlink or unreadable has no entry.
+	byKey map[string]string
+	// peeked caches each folder's sidecar name by the sidecar's path,
+	// size and mtime (see peekModelName); cleared when the defaults
+	// change.
+	peeked map[string]peekedName
+}
+
+func newClaimIndex() *claimIndex {
+	return &claimIndex{byKey: map[string]string{}, peeked: map[string]peekedName{}}
+}
+
+// set records that key wants name; "" drops its claim.
+func (c *claimIndex) set(key, name string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if name == "" {
+		delete(c.byKey, key)
+	} else {
+		c.byKey[key] = name
+	}
+}
+
+// resetPeeked forgets the cached sidecar names: they may derive from old
+// defaults.
+func (c *claimIndex) resetPeeked() {
+	c.mu.Lock()
+	c.peeked = map[string]peekedName{}
+	c.mu.Unlock()
+}
 
 // claim records that key wants model name (canonical) and returns the other
 // keys that want it too. Keys that shared the key's previous name are queued
 // again: their conflict may be over.
 func (r *Reconciler) claim(key, name string) []string {
-	r.mu.Lock()
-	prev, had := r.claims[key]
+	c := r.claims
+	c.mu.Lock()
+	prev, had := c.byKey[key]
 	if name == "" {
-		delete(r.claims, key)
+		delete(c.byKey, key)
 	} else {
-		r.claims[key] = name
+		c.byKey[key] = name
 	}
 	var others, freed []string
-	for k, n := range r.claims {
+	for k, n := range c.byKey {
 		if k == key {
 			continue
 		}
@@ -37,9 +72,9 @@ func (r *Reconciler) claim(key, name string) []string {
 			freed = append(freed, k)
 		}
 	}
-	r.mu.Unlock()
+	c.mu.Unlock()
 	for _, k := range freed {
-		r.q.Add(k)
+		r.ctl.Add(k)
 	}
 	sort.Strings(others)
 	return others
@@ -62,9 +97,7 @@ func (r *Reconciler) refreshClaims(cfg *spec.Config, key, name string) []string 
 		if !ok {
 			continue
 		}
-		r.mu.Lock()
-		r.claims[k] = n
-		r.mu.Unlock()
+		r.claims.set(k, n)
 		if n == name {
 			others = append(others, k)
 		}
@@ -74,11 +107,11 @@ func (r *Reconciler) refreshClaims(cfg *spec.Config, key, name string) []string 
 }
 
 // claimedBy returns the keys claiming a canonical model name.
-func (r *Reconciler) claimedBy(name string) []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
+func (c *claimIndex) claimedBy(name string) []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	var keys []string
-	for k, n := range r.claims {
+	for k, n := range c.byKey {
 		if n == name {
 			keys = append(keys, k)
 		}
@@ -107,9 +140,9 @@ func (r *Reconciler) peekModelName(cfg *spec.Config, key string) (string, bool) 
 			continue
 		}
 		stamp := fmt.Sprintf("%s|%d|%d|%d", p, fi.Size, fi.MtimeNs, fi.Ino)
-		r.mu.Lock()
-		c, ok := r.peeked[key]
-		r.mu.Unlock()
+		r.claims.mu.Lock()
+		c, ok := r.claims.peeked[key]
+		r.claims.mu.Unlock()
 		if ok && c.stamp == stamp {
 			return c.name, c.name != ""
 		}
@@ -124,12 +157,9 @@ func (r *Reconciler) peekModelName(cfg *spec.Config, key string) (string, bool) 
 				name = spec.CanonicalModelName(res.Model)
 			}
 		}
-		r.mu.Lock()
-		if r.peeked == nil {
-			r.peeked = map[string]peekedName{}
-		}
-		r.peeked[key] = peekedName{stamp: stamp, name: name}
-		r.mu.Unlock()
+		r.claims.mu.Lock()
+		r.claims.peeked[key] = peekedName{stamp: stamp, name: name}
+		r.claims.mu.Unlock()
 		return name, name != ""
 	}
 	res, err := spec.Resolve(key, cfg.Defaults, nil, file)

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ollama/ollama/api"
@@ -28,48 +29,31 @@ import (
 // SIGTERM mid-create never leaves a half-made model under it.
 const tmpPrefix = "adapterd-tmp-"
 
-// chooseStrategy resolves auto and checks that the chosen strategy can work
-// on this server, base and adapter: native needs a server that still
-// creates adapters, a base that Ollama runs on llama.cpp, an adapter that
-// only adds B·A (a.NativeBlocker), and, for an adapter on lm_head, a base
-// with its own output weight (tiedHead false; see lora/output.go). reason
-// says why, for people (dry runs).
-func (r *Reconciler) chooseStrategy(ctx context.Context, res *spec.Resolved, arch string, a *lora.Adapter, tiedHead bool) (s spec.Strategy, reason string, err error) {
-	version, adapters, err := r.srv.capabilities(ctx)
-	if err != nil {
-		return "", "", err
+// tempModels are the temporary model names of the creates running now:
+// cleanupPending skips them. A name is in it from before its create until
+// its dropTemp.
+type tempModels struct {
+	mu    sync.Mutex
+	names map[string]bool
+}
+
+func (t *tempModels) set(name string, running bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.names == nil {
+		t.names = map[string]bool{}
 	}
-	goEngine := goEngineArchs[arch]
-	blocker := a.NativeBlocker()
-	switch res.Strategy {
-	case spec.StrategyMerge:
-		return spec.StrategyMerge, "strategy: merge was asked for", nil
-	case spec.StrategyNative:
-		if blocker != "" {
-			return "", "", &terminalError{&spec.Error{File: a.Files[len(a.Files)-1], Msg: blocker + "; set strategy: merge (or auto)"}}
-		}
-		if goEngine {
-			return "", "", terminalf("base %s is %s, which Ollama runs on its Go engine, and that engine cannot load LoRA adapters (the model would be created but fail when used); set strategy: merge (or auto)", res.Base, arch)
-		}
-		if tiedHead {
-			return "", "", terminalf("%s", tiedHeadNative(res.Base))
-		}
-		if !adapters {
-			return "", "", terminalf("Ollama %s no longer creates LoRA adapter models; set strategy: merge (or auto)", version)
-		}
-		return spec.StrategyNative, "strategy: native was asked for", nil
+	if running {
+		t.names[name] = true
+	} else {
+		delete(t.names, name)
 	}
-	switch {
-	case blocker != "":
-		return spec.StrategyMerge, "auto: " + blocker, nil
-	case goEngine:
-		return spec.StrategyMerge, fmt.Sprintf("auto: base %s is %s, which Ollama runs on its Go engine, and that engine cannot load LoRA", res.Base, arch), nil
-	case tiedHead:
-		return spec.StrategyMerge, fmt.Sprintf("auto: the adapter adapts lm_head and base %s ties it to the token embedding; merging gives the model its own output weight", res.Base), nil
-	case !adapters:
-		return spec.StrategyMerge, fmt.Sprintf("auto: Ollama %s no longer creates adapter models (0.34 removed it)", version), nil
-	}
-	return spec.StrategyNative, fmt.Sprintf("auto: Ollama %s creates adapter models and base %s (%s) runs on llama.cpp", version, res.Base, arch), nil
+}
+
+func (t *tempModels) has(name string) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.names[name]
 }
 
 // createJob is one create: the request, and what adapterd records for it.
@@ -80,27 +64,29 @@ type createJob struct {
 	strategy         spec.Strategy
 	layer            string // digest of the blob adapterd uploaded for it
 	owned            *OwnedModel
-	req              *api.CreateRequest
+	// replace: the model under name may be replaced whoever made it (the
+	// user named it on the command line); the daemon never sets it.
+	replace bool
+	req     *api.CreateRequest
 }
 
-// create builds the model for a valid folder and puts it under its name.
-func (r *Reconciler) create(ctx context.Context, o *observed) error {
-	_, err := r.createOnce(ctx, o)
+// create builds the model for a valid folder and puts it under its name,
+// as decision d says.
+func (r *Reconciler) create(ctx context.Context, o *observed, d *Decision) error {
+	_, err := r.createWith(ctx, o, d, false)
 	return err
 }
 
-// createOnce is create, returning the request it sent.
-func (r *Reconciler) createOnce(ctx context.Context, o *observed) (*api.CreateRequest, error) {
-	res, a := o.Folder.Resolved, o.Folder.Adapter
-	if err := a.CheckBase(res.Base, o.Base.Info); err != nil {
-		return nil, &terminalError{err}
-	}
-	req, layer, err := r.request(ctx, o)
+// createWith is create with the replace policy, returning the request it
+// sent.
+func (r *Reconciler) createWith(ctx context.Context, o *observed, d *Decision, replace bool) (*api.CreateRequest, error) {
+	res := o.Folder.Resolved
+	req, layer, err := r.request(ctx, o, d)
 	if err != nil {
 		return nil, err
 	}
-	j := createJob{key: o.Key, dropDir: o.DropDir, name: o.Name, model: res.Model, input: o.Input, strategy: o.Strategy,
-		layer: layer, owned: o.Owned, req: req}
+	j := createJob{key: o.Key, dropDir: o.DropDir, name: o.Name, model: res.Model, input: d.Input, strategy: d.Strategy,
+		layer: layer, owned: o.Owned, replace: replace, req: req}
 	if res.Verify {
 		err = r.createVerified(ctx, j)
 	} else {
@@ -112,76 +98,39 @@ func (r *Reconciler) createOnce(ctx context.Context, o *observed) (*api.CreateRe
 	return req, err
 }
 
-// request builds the create request for o's strategy and returns it with
-// the digest of the one blob adapterd uploaded for it.
-func (r *Reconciler) request(ctx context.Context, o *observed) (*api.CreateRequest, string, error) {
-	res, a, base := o.Folder.Resolved, o.Folder.Adapter, o.Base
-	var req *api.CreateRequest
+// request makes the blob decision d's request needs (a GGUF LoRA or a
+// merged model), uploads it and returns the request with its digest, and
+// the digest alone.
+func (r *Reconciler) request(ctx context.Context, o *observed, d *Decision) (*api.CreateRequest, string, error) {
+	res, a, base := o.Folder.Resolved, o.Folder.Adapter, o.Server.Base
+	req := *d.Request
 	var layer string
 	var err error
-	switch o.Strategy {
+	switch d.Strategy {
 	case spec.StrategyNative:
-		req, err = r.nativeRequest(ctx, o.Key, res, a, o.Digests, base)
-		if err == nil {
-			layer = req.Adapters["adapter.gguf"]
+		if layer, err = r.nativeBlob(ctx, o.Key, res, a, o.Files.Digests, base); err == nil {
+			req.Adapters = map[string]string{"adapter.gguf": layer}
 		}
 	case spec.StrategyMerge:
-		req, err = r.mergeRequest(ctx, o.Key, res, a, base)
-		if err == nil {
-			layer = req.Files["model.gguf"]
+		if layer, err = r.mergeBlob(ctx, o.Key, res, a, base); err == nil {
+			req.Files = map[string]string{"model.gguf": layer}
 		}
 	default:
-		err = fmt.Errorf("unknown strategy %q", o.Strategy)
+		err = fmt.Errorf("unknown strategy %q", d.Strategy)
 	}
 	if err != nil {
 		return nil, "", err
 	}
-	req.System, req.Template = res.System, res.Template
-	for _, m := range res.Messages {
-		req.Messages = append(req.Messages, api.Message{Role: m.Role, Content: m.Content})
-	}
-	if len(res.License) == 1 {
-		req.License = res.License[0]
-	} else if len(res.License) > 1 {
-		req.License = []string(res.License)
-	}
-	if o.Strategy == spec.StrategyMerge {
-		// A merged model is a plain model: it inherits nothing from the
-		// base unless carried over, so the base's template, system and
-		// parameters come first, then the sidecar's.
-		if req.Template == "" {
-			req.Template = base.Show.Template
-		}
-		if req.System == "" {
-			req.System = base.Show.System
-		}
-		// Library models carry a license and few-shot messages too.
-		if req.License == nil && base.Show.License != "" {
-			req.License = base.Show.License
-		}
-		if len(req.Messages) == 0 {
-			req.Messages = append(req.Messages, base.Show.Messages...)
-		}
-		params := parseShowParameters(base.Show.Parameters)
-		for k, v := range res.Parameters {
-			params[k] = v
-		}
-		if req.Parameters, err = spec.NormalizeParameters(params); err != nil {
-			return nil, "", terminalf("parameters of base %s and the sidecar: %v", res.Base, err)
-		}
-	} else {
-		req.Parameters = res.Parameters
-	}
-	return req, layer, nil
+	return &req, layer, nil
 }
 
-// nativeRequest uploads the adapter as one GGUF LoRA and asks Ollama to
-// apply it to the base. PEFT files are converted by adapterd first: Ollama's
+// nativeBlob uploads the adapter as one GGUF LoRA, for Ollama to apply to
+// the base, and returns its digest. PEFT files are converted by adapterd first: Ollama's
 // own PEFT conversion permutes the wrong side of llama q/k deltas, and
 // knows only llama and gemma2. A GGUF LoRA in F16, BF16 or Q8_0 is written
 // out in F32 too (lora.Adapter.NativeAsIs says why).
-func (r *Reconciler) nativeRequest(ctx context.Context, key string, res *spec.Resolved, a *lora.Adapter,
-	digests map[string]string, base *baseDetails) (*api.CreateRequest, error) {
+func (r *Reconciler) nativeBlob(ctx context.Context, key string, res *spec.Resolved, a *lora.Adapter,
+	digests map[string]string, base *baseDetails) (string, error) {
 	path, digest := a.Files[0], digests[a.Files[0]]
 	open := func() (*os.File, int64, error) { return a.Open(path) }
 	if !a.NativeAsIs() {
@@ -189,64 +138,65 @@ func (r *Reconciler) nativeRequest(ctx context.Context, key string, res *spec.Re
 		if a.Format == lora.FormatPEFT {
 			var err error
 			if info, err = r.srv.loraBaseInfo(ctx, res.Base, base); err != nil {
-				return nil, err
+				return "", err
 			}
 		}
 		ad, err := a.Weights(info)
 		if err != nil {
-			return nil, &terminalError{err}
+			return "", &terminalError{err}
 		}
 		tmp, d, err := r.writeTemp(key, "adapter.gguf", ad.WriteGGUF)
 		if err != nil {
-			return nil, err
+			return "", err
 		}
 		defer os.Remove(tmp)
 		digest, open = d, blob.OpenPath(tmp)
 	}
 	if err := r.keepArtifact(open); err != nil {
-		return nil, err
+		return "", err
 	}
 	n, err := blob.UploadWatched(ctx, r.srv.c, digest, open, r.report(key, "upload"))
 	if err != nil {
-		return nil, err
+		return "", err
 	}
 	r.metrics.BytesUploaded(n)
-	return &api.CreateRequest{From: res.Base, Adapters: map[string]string{"adapter.gguf": digest}}, nil
+	return digest, nil
 }
 
-// mergeRequest folds the LoRA into the base's weights, streaming a new GGUF
-// one tensor at a time, and asks Ollama to import it as a plain model.
-func (r *Reconciler) mergeRequest(ctx context.Context, key string, res *spec.Resolved, a *lora.Adapter, base *baseDetails) (*api.CreateRequest, error) {
+// mergeBlob folds the LoRA into the base's weights, streaming a new GGUF
+// one tensor at a time, uploads it for Ollama to import as a plain model,
+// and returns its digest.
+func (r *Reconciler) mergeBlob(ctx context.Context, key string, res *spec.Resolved, a *lora.Adapter, base *baseDetails) (string, error) {
 	path, err := baseGGUFPath(res.Base, base.Show, r.config().Ollama.ModelsDir)
 	if err != nil {
-		return nil, err
+		return "", err
 	}
 	bf, err := os.Open(path)
 	if err != nil {
-		return nil, err
+		return "", err
 	}
 	defer bf.Close()
 	st, err := bf.Stat()
 	if err != nil {
-		return nil, err
+		return "", err
 	}
 	gf, err := gguf.Read(bf, st.Size())
 	if err != nil {
-		return nil, fmt.Errorf("base %s weights %s: %w", res.Base, path, err)
+		return "", fmt.Errorf("base %s weights %s: %w", res.Base, path, err)
 	}
 	var info lora.BaseInfo
 	if a.Format == lora.FormatPEFT {
 		if info, err = lora.BaseInfoFromGGUF(gf); err != nil {
-			return nil, terminalf("base %s: %v", res.Base, err)
+			return "", terminalf("base %s: %v", res.Base, err)
 		}
 	}
 	ad, err := a.Weights(info)
 	if err != nil {
-		return nil, &terminalError{err}
+		return "", &terminalError{err}
 	}
 	q, err := lora.ParseQuantize(res.Quantize)
 	if err != nil {
-		return nil, &terminalError{err}
+		return "", &terminalError{err}
 	}
 	tmp, digest, err := r.writeTemp(key, "merged.gguf", func(w io.Writer) error {
 		cw := &ctxWriter{ctx: ctx, w: w, total: st.Size(), report: r.report(key, "merge")}
@@ -255,23 +205,23 @@ func (r *Reconciler) mergeRequest(ctx context.Context, key string, res *spec.Res
 	})
 	if err != nil {
 		if ctx.Err() != nil {
-			return nil, ctx.Err()
+			return "", ctx.Err()
 		}
-		return nil, terminalf("merge: %w", err)
+		return "", terminalf("merge: %w", err)
 	}
 	defer os.Remove(tmp)
 	if err := r.keepArtifact(blob.OpenPath(tmp)); err != nil {
-		return nil, err
+		return "", err
 	}
 	n, err := blob.UploadWatched(ctx, r.srv.c, digest, blob.OpenPath(tmp), r.report(key, "upload merged model"))
 	if err != nil {
-		return nil, err
+		return "", err
 	}
 	r.metrics.BytesUploaded(n)
 	// adapterd quantized the merged file itself (lora.MergeWith): Ollama
 	// refuses quantize for GGUF imports (0.24.0 but for F16/BF16 files,
 	// 0.34.4 always).
-	return &api.CreateRequest{Files: map[string]string{"model.gguf": digest}}, nil
+	return digest, nil
 }
 
 // writeTemp writes a file under state_dir/tmp through write, hashing it on
@@ -370,7 +320,7 @@ func (r *Reconciler) createDirect(ctx context.Context, j createJob) error {
 	}
 	if err == nil {
 		j.req.Model = j.name
-		r.beginStep(j.key, "create")
+		r.board.beginStep(j.key, "create")
 		if err = r.srv.create(ctx, j.req); err != nil && ctx.Err() == nil {
 			r.dropPending(j.name) // Ollama answered: nothing landed
 		}
@@ -396,17 +346,8 @@ func (r *Reconciler) createDirect(ctx context.Context, j createJob) error {
 // load (LoRA on Ollama's Go engine) never replaces a working one.
 func (r *Reconciler) createVerified(ctx context.Context, j createJob) error {
 	tmp := tmpPrefix + randomHex(8)
-	r.mu.Lock()
-	if r.inflight == nil {
-		r.inflight = map[string]bool{}
-	}
-	r.inflight[tmp] = true
-	r.mu.Unlock()
-	defer func() {
-		r.mu.Lock()
-		delete(r.inflight, tmp)
-		r.mu.Unlock()
-	}()
+	r.srv.temps.set(tmp, true)
+	defer r.srv.temps.set(tmp, false)
 	if err := r.store.Update(func(s *stateFile) bool { s.Pending = append(s.Pending, tmp); return true }); err != nil {
 		return err
 	}
@@ -415,7 +356,7 @@ func (r *Reconciler) createVerified(ctx context.Context, j createJob) error {
 	answered := false
 	defer func() { r.dropTemp(tmp, answered) }()
 	j.req.Model = tmp
-	r.beginStep(j.key, "create")
+	r.board.beginStep(j.key, "create")
 	r.srv.mutate.Lock()
 	err := r.srv.create(ctx, j.req)
 	r.srv.mutate.Unlock()
@@ -423,7 +364,7 @@ func (r *Reconciler) createVerified(ctx context.Context, j createJob) error {
 	if err != nil {
 		return err
 	}
-	r.beginStep(j.key, "verify")
+	r.board.beginStep(j.key, "verify")
 	if err := r.verify(ctx, tmp); err != nil {
 		return terminalf("verify: the new model cannot generate (%v); if the base runs on Ollama's Go engine set strategy: merge", err)
 	}
@@ -464,7 +405,7 @@ func (r *Reconciler) checkDestination(ctx context.Context, j createJob) error {
 	if err != nil || cur == nil {
 		return err
 	}
-	if j.owned != nil && j.owned.Owns(cur.Digest) {
+	if j.replace || (j.owned != nil && j.owned.Owns(cur.Digest)) {
 		return nil
 	}
 	return &conflictError{fmt.Sprintf("model %s was created in Ollama by someone else while adapterd was preparing it; adapterd will not overwrite it: pick another model: name or remove that model", j.model)}
@@ -543,10 +484,7 @@ func (r *Reconciler) cleanupPending(ctx context.Context) {
 	pending := append([]string(nil), r.store.st.Pending...)
 	r.store.mu.Unlock()
 	for _, p := range pending {
-		r.mu.Lock()
-		busy := r.inflight[p]
-		r.mu.Unlock()
-		if !busy && strings.HasPrefix(p, tmpPrefix) && ctx.Err() == nil {
+		if busy := r.srv.temps.has(p); !busy && strings.HasPrefix(p, tmpPrefix) && ctx.Err() == nil {
 			r.dropTemp(p, true)
 		}
 	}
@@ -574,7 +512,7 @@ func randomHex(n int) string {
 // merged GGUF) to r.artifact, for a one-shot create whose Modelfile must
 // rebuild the same model. The daemon keeps nothing.
 func (r *Reconciler) keepArtifact(open blob.Opener) error {
-	if r.artifact == "" {
+	if r.once == nil || r.once.artifact == "" {
 		return nil
 	}
 	src, _, err := open()
@@ -582,7 +520,7 @@ func (r *Reconciler) keepArtifact(open blob.Opener) error {
 		return err
 	}
 	defer src.Close()
-	return safefile.WriteAtomicFunc(r.artifact, 0o644, func(dst *os.File) error {
+	return safefile.WriteAtomicFunc(r.once.artifact, 0o644, func(dst *os.File) error {
 		_, err := io.Copy(dst, src)
 		return err
 	})

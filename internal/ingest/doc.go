@@ -2,19 +2,36 @@
 // to the Ollama API (blobs, create, show, delete), keeps the persistent state
 // of what adapterd owns, and runs the level-triggered reconcile per key.
 //
-// One key goes through one pass, each step in its own file:
+// One key goes through one pass, Reconcile (reconcile.go), each step in
+// its own file:
 //
-//   - controller.go: the queue, the workers, resync, and the first full sync.
-//     A key is never reconciled twice at once.
-//   - observe.go: one read of the folder and of Ollama into a plain value.
+//   - internal/controller: the queue, the workers, per-key backoff, resync
+//     and the first full sync. It knows nothing of folders. A key is never
+//     reconciled twice at once. Events reach it over one channel (Run).
+//   - observe.go: one read of the folder (readFolder) and of Ollama
+//     (facts.go, readServer) into a plain value, the server's capabilities
+//     included. It decides nothing; what it writes are caches and indexes
+//     that only make later reads cheaper or see a clash sooner: the digest
+//     cache, the claim index, the incomplete-snapshot memory and the drop
+//     dir's identity.
 //   - plan.go: a pure function from what was observed to one action (wait,
-//     invalid, conflict, ready, create, retire, adopt). Its table test needs
-//     no server.
+//     invalid, conflict, ready, create, retire, adopt, failed). The folder's
+//     own verdict comes from decide.go, the one decision that `check`,
+//     `create`, `modelfile` and `fetch-adapter` make too. Their table tests
+//     need no server.
 //   - apply.go: does the action (create.go for creates, removal.go for
-//     retirements), then handle, the one place that turns the outcome into a
-//     status, a retry with backoff, metrics and log lines.
+//     retirements). It decides nothing: the one thing it finds out for
+//     itself is a name taken while it worked, reported as an error.
+//   - handle.go: the one place that turns the outcome into a status
+//     (statusfile.go's board), metrics, log lines, and an error for the
+//     controller to retry.
 //   - errors.go: the one classification of errors (terminal, incomplete,
 //     conflict, transient) and the table of Ollama's known refusals.
+//
+// Each part of the reconciler is its own small type with its own lock and
+// the invariants written beside its data: server (ollama.go), Store
+// (state.go), claimIndex (claims.go), statusBoard (statusfile.go),
+// removalGuard (guard.go) and preparer (prepare.go).
 //
 // # Settle
 //
@@ -28,7 +45,7 @@
 //     polling fallback, which have no quiet time of their own, obey it too.
 //     Around the read, two scans of names, sizes, mtimes and inodes must be
 //     equal, or the folder waits again.
-//  3. Preparing during settle (prepare.go, Touch): while a folder settles,
+//  3. Preparing during settle (prepare.go, Event.Changed): while a folder settles,
 //     complete adapter files are already hashed and a GGUF LoRA uploaded, so
 //     settle time is spent, not added. Preparing never changes a model or a
 //     status.

@@ -3,6 +3,8 @@ package ingest
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"sync"
 
 	"github.com/adapterd/adapterd/internal/dropdir"
 	"github.com/adapterd/adapterd/internal/layout"
@@ -34,6 +36,22 @@ func statDropDir(path string) (dropDirID, error) {
 	return dropDirID{Path: path, ID: id}, err
 }
 
+// removalGuard decides whether removals wait (removalHold) and keeps what
+// an operator confirmed.
+type removalGuard struct {
+	store   *Store
+	metrics Metrics
+	log     *slog.Logger
+
+	mu sync.Mutex
+	// hold is why removals wait now ("" when they do not) and holdKey the
+	// kind of it; both change together in setHold.
+	hold, holdKey string
+	// confirmed is the holdKey the operator confirmed; it is cleared when
+	// no hold is found, so a confirmation ends with its condition.
+	confirmed string
+}
+
 // massRemovalMin is the smallest number of owning folders whose vanishing
 // all at once holds removals. One folder can be removed by hand; its drop
 // dir's identity still guards it against a failed mount.
@@ -43,40 +61,40 @@ const massRemovalMin = 2
 // may be retired. It records the drop dir's identity the first time it sees
 // the dir (and after a change of drop_dir by reload), and clears a
 // confirmation once the condition it confirmed is over.
-func (r *Reconciler) removalHold(cfg *spec.Config) string {
+func (g *removalGuard) removalHold(cfg *spec.Config) string {
 	id, err := statDropDir(cfg.DropDir)
 	if err != nil {
-		return r.setHold("missing", fmt.Sprintf("drop_dir %s cannot be read (%v); removals wait until it is back", cfg.DropDir, err))
+		return g.setHold("missing", fmt.Sprintf("drop_dir %s cannot be read (%v); removals wait until it is back", cfg.DropDir, err))
 	}
 	var key, hold string
-	rec := r.store.DropDir()
+	rec := g.store.DropDir()
 	switch {
 	case rec == nil || rec.Path != id.Path:
-		r.store.SetDropDir(id)
+		g.store.SetDropDir(id)
 	case rec.ID != id.ID:
 		key = fmt.Sprintf("replaced %d/%d", id.Dev, id.Ino)
 		hold = dropdir.Moved(id.Path, &rec.ID, id.ID)
 	default:
-		key, hold = r.massRemoval(cfg)
+		key, hold = g.massRemoval(cfg)
 	}
-	if key != "" && r.holdConfirmed(key) {
+	if key != "" && g.holdConfirmed(key) {
 		if rec != nil && rec.ID != id.ID {
-			r.store.SetDropDir(id)
+			g.store.SetDropDir(id)
 		}
-		r.mu.Lock()
-		r.hold = "" // confirmed: the confirmation stays until the condition ends
-		r.mu.Unlock()
-		r.metrics.RemovalsHeld(false)
+		g.mu.Lock()
+		g.hold = "" // confirmed: the confirmation stays until the condition ends
+		g.mu.Unlock()
+		g.metrics.RemovalsHeld(false)
 		return ""
 	}
-	return r.setHold(key, hold)
+	return g.setHold(key, hold)
 }
 
 // massRemoval reports every folder that owns a model in this drop dir gone
 // at once, as a confirmation key and a message.
-func (r *Reconciler) massRemoval(cfg *spec.Config) (string, string) {
+func (g *removalGuard) massRemoval(cfg *spec.Config) (string, string) {
 	owners := map[string]bool{}
-	for _, m := range r.store.Models() {
+	for _, m := range g.store.Models() {
 		if m.DropDir == "" || m.DropDir == cfg.DropDir {
 			owners[m.Key] = true
 		}
@@ -98,36 +116,37 @@ func (r *Reconciler) massRemoval(cfg *spec.Config) (string, string) {
 
 // setHold records the current hold (key "" for none) for status, metrics
 // and logs, and returns its message. A confirmation ends with its condition.
-func (r *Reconciler) setHold(key, hold string) string {
-	r.mu.Lock()
-	old := r.hold
-	r.hold, r.holdKey = hold, key
+func (g *removalGuard) setHold(key, hold string) string {
+	g.mu.Lock()
+	old := g.hold
+	g.hold, g.holdKey = hold, key
 	if key == "" {
-		r.confirmedHold = ""
+		g.confirmed = ""
 	}
-	r.mu.Unlock()
+	g.mu.Unlock()
 	if hold != old {
-		r.metrics.RemovalsHeld(hold != "")
+		g.metrics.RemovalsHeld(hold != "")
 		if hold != "" {
-			r.log.Warn("removals held", "reason", hold)
+			g.log.Warn("removals held", "reason", hold)
 		} else if old != "" {
-			r.log.Info("removals no longer held")
+			g.log.Info("removals no longer held")
 		}
 	}
 	return hold
 }
 
-func (r *Reconciler) holdConfirmed(key string) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.confirmedHold == key
+func (g *removalGuard) holdConfirmed(key string) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.confirmed == key
 }
 
 // Warning is the hold on removals, if any: shown by /readyz.
 func (r *Reconciler) Warning() string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.hold
+	g := r.guard
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.hold
 }
 
 // ConfirmRemovals lets held removals go ahead: the operator says the folders
@@ -135,13 +154,14 @@ func (r *Reconciler) Warning() string {
 // what it confirmed ("" when nothing was held). The confirmation lasts until
 // its condition is over.
 func (r *Reconciler) ConfirmRemovals(ctx context.Context) string {
-	r.mu.Lock()
-	hold, key := r.hold, r.holdKey
-	r.confirmedHold = key
-	r.mu.Unlock()
+	g := r.guard
+	g.mu.Lock()
+	hold, key := g.hold, g.holdKey
+	g.confirmed = key
+	g.mu.Unlock()
 	if hold != "" {
 		r.log.Warn("removals confirmed by the operator", "reason", hold)
-		r.Resync(ctx)
+		r.resync(ctx)
 	}
 	return hold
 }

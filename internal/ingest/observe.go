@@ -29,14 +29,30 @@ import (
 // settling needs no Ollama call), so later fields are zero when an earlier
 // one already decides it.
 type observed struct {
-	Key       string
-	Dir       string
-	Settle    time.Duration
-	ReadyFile string
+	Key string
+	where
+	folderRead
+	RemovalHeld string       // why a gone folder may not be retired now (guard.go)
+	Name        string       // canonical model name
+	Claimants   []string     // other folders that want Name
+	Retire      []OwnedModel // models this key owns under names it no longer claims
 
-	DropDir        string
+	// Read only for a valid folder that no other folder claims.
+	Server serverFacts
+	Files  folderFacts
+	modelFacts
+	LateClaimants []string // claims re-read from every folder before a create
+}
+
+// where is the part of the config an observation was made under.
+type where struct {
+	Dir, DropDir, ReadyFile string
+	Settle                  time.Duration
+}
+
+// folderRead is what readFolder saw of a key's folder.
+type folderRead struct {
 	FolderGone     bool          // the key's folder is gone
-	RemovalHeld    string        // why a gone folder may not be retired now (guard.go)
 	Symlink        bool          // the key's folder is a symlink
 	Snap           snapshot      // the folder's relevant files
 	ReadyMissing   bool          // ready_file is configured and absent
@@ -44,21 +60,17 @@ type observed struct {
 	LoadErr        error         // the folder's files or sidecar are bad
 	SeenIncomplete bool          // LoadErr was already incomplete on this exact snapshot
 	Folder         *Folder
-	Name           string   // canonical model name
-	Claimants      []string // other folders that want Name
+	Changed        bool // the files changed while they were read
+	// dir is the pass's one handle on the folder: both scans and every
+	// file read go through it. observe closes it before it returns.
+	dir *os.File
+}
 
-	// Read only for a valid folder that no other folder claims.
-	Retire        []OwnedModel // models this key owns under names it no longer claims
-	Strategy      spec.Strategy
-	BaseDigest    string
-	Base          *baseDetails
-	Digests       map[string]string // adapter file -> sha256
-	Changed       bool              // the files changed while they were read
-	Input         string            // digest of every input (status digest)
+// modelFacts is the model under the folder's name and adapterd's record of it.
+type modelFacts struct {
 	Existing      *api.ListModelResponse
 	Owned         *OwnedModel
-	PendingLanded bool     // Owned's pending create is the model under Name
-	LateClaimants []string // claims re-read from every folder before a create
+	PendingLanded bool // Owned's pending create is the model under Name
 }
 
 // status is what the user sees of o before any decision: key, model, base.
@@ -67,7 +79,6 @@ func (o *observed) status() status.Status {
 	if o.Folder != nil {
 		st.Model, st.Base = o.Folder.Resolved.Model, o.Folder.Resolved.Base
 	}
-	st.Strategy = string(o.Strategy)
 	return st
 }
 
@@ -76,73 +87,52 @@ func (o *observed) status() status.Status {
 // name, and a clash must be seen before either folder creates anything.
 func (r *Reconciler) observe(ctx context.Context, key string) (*observed, error) {
 	cfg := r.config()
-	o := &observed{Key: key, DropDir: cfg.DropDir, Dir: filepath.Join(cfg.DropDir, key), Settle: cfg.Settle, ReadyFile: cfg.ReadyFile}
-	// The folder is opened once, without following a link, and every
-	// file of this pass is read through that handle: a folder flipped to
-	// a symlink after this point is never read.
-	dir, err := openKeyFolder(cfg.DropDir, key)
+	o := &observed{Key: key, where: where{DropDir: cfg.DropDir, Dir: filepath.Join(cfg.DropDir, key), Settle: cfg.Settle, ReadyFile: cfg.ReadyFile}}
+	var err error
+	o.folderRead, err = r.readFolder(cfg, key, o.Dir)
+	if o.dir != nil {
+		defer o.dir.Close()
+	}
 	if err != nil {
-		if errors.Is(err, errSymlink) {
-			o.Symlink = true
-			r.claim(key, "")
-			return o, nil
-		}
-		o.FolderGone = true
-		if o.RemovalHeld = r.removalHold(cfg); o.RemovalHeld == "" {
+		return o, err
+	}
+	switch {
+	case o.Symlink:
+		r.claim(key, "")
+		return o, nil
+	case o.FolderGone:
+		if o.RemovalHeld = r.guard.removalHold(cfg); o.RemovalHeld == "" {
 			r.claim(key, "")
 			o.Retire = r.unclaimedModels(key, "")
 		}
 		return o, nil
-	}
-	defer dir.Close()
-	if o.Snap, err = scanFolder(dir, cfg.ReadyFile); err != nil {
-		return o, fmt.Errorf("%s: cannot read folder: %w", o.Dir, err)
-	}
-	if cfg.ReadyFile != "" && !o.Snap.has(cfg.ReadyFile) {
-		o.ReadyMissing = true
+	case o.Folder == nil:
 		return o, nil
 	}
-	if o.Quiet = time.Since(o.Snap.Newest); o.Quiet < cfg.Settle {
-		return o, nil
-	}
-	f, err := LoadFolderAt(dir, cfg.Defaults, nil)
-	if err != nil {
-		o.LoadErr, o.SeenIncomplete = err, r.seenIncomplete(key, o.Snap)
-		return o, nil
-	}
-	o.Folder = f
-	res := f.Resolved
-	o.Name = spec.CanonicalModelName(res.Model)
+	f := o.Folder
+	o.Name = spec.CanonicalModelName(f.Resolved.Model)
 	if o.Claimants = r.claim(key, o.Name); len(o.Claimants) > 0 {
 		return o, nil
 	}
 	o.Retire = r.unclaimedModels(key, o.Name)
-	if len(o.Retire) > 0 && r.removalHold(cfg) != "" {
+	if len(o.Retire) > 0 && r.guard.removalHold(cfg) != "" {
 		o.Retire = nil
 	}
-
-	models, err := r.baseOf(ctx, f, o)
-	if err != nil {
+	var models map[string]api.ListModelResponse
+	if o.Server, models, err = r.srv.readServer(ctx, f, cfg.Ollama.ModelsDir); err != nil {
 		return o, err
 	}
-	tied, err := r.srv.tiedOutput(ctx, res.Base, o.Base, f.Adapter)
-	if err != nil {
-		return o, err
-	}
-	if o.Strategy, _, err = r.chooseStrategy(ctx, res, o.Base.Info.Arch, f.Adapter, tied); err != nil {
-		return o, err
-	}
-	r.waitPrepared(ctx, key)
-	if o.Digests, err = r.fileDigests(f.Adapter); err != nil {
+	r.prep.wait(ctx, key)
+	o.Files = folderFacts{Folder: f}
+	if o.Files.Digests, o.Files.WeightsErr, err = r.fileDigests(f.Adapter); err != nil {
 		return o, err
 	}
 	// Two equal scans around the reading: anything written meanwhile means
 	// the folder is not settled after all.
-	again, err := scanFolder(dir, cfg.ReadyFile)
+	again, err := scanFolder(o.dir, cfg.ReadyFile)
 	if o.Changed = err != nil || again.id() != o.Snap.id(); o.Changed {
 		return o, nil
 	}
-	o.Input = inputDigest(res, o.Strategy, o.Digests, o.BaseDigest)
 	if m, ok := r.store.Model(o.Name); ok {
 		o.Owned = &m
 	}
@@ -152,9 +142,12 @@ func (r *Reconciler) observe(ctx context.Context, key string) (*observed, error)
 	if o.Owned != nil && o.Existing != nil {
 		o.PendingLanded = r.pendingLanded(ctx, *o.Owned, o.Name, o.Existing.Digest)
 	}
-	if !upToDate(o) {
+	if o.Owned == nil || o.Existing == nil || o.Owned.Key != key || !o.Owned.Owns(o.Existing.Digest) {
 		// Folders not reconciled yet (just dropped, or seen only by an
 		// event) may claim the same name: read them all before a create.
+		// A model this key already owns is left out: a folder that claims
+		// it later meets the conflict in its own reconcile and requeues
+		// this key.
 		o.LateClaimants = r.refreshClaims(cfg, key, o.Name)
 	}
 	return o, nil
@@ -182,31 +175,43 @@ func openKeyFolder(drop, key string) (*os.File, error) {
 	return dir, nil
 }
 
-// baseOf finds the folder's base model in Ollama and fills o's BaseDigest
-// and Base. It returns the model list for the caller's own lookups.
-func (r *Reconciler) baseOf(ctx context.Context, f *Folder, o *observed) (map[string]api.ListModelResponse, error) {
-	models, err := r.srv.models(ctx)
+// readFolder is the one read of a key's folder: is it there, is it a
+// folder, which relevant files does it hold, has it settled, and what do its
+// files and sidecar say.
+func (r *Reconciler) readFolder(cfg *spec.Config, key, dir string) (folderRead, error) {
+	var fr folderRead
+	// The folder is opened once, without following a link, and every
+	// file of this pass is read through that handle: a folder flipped to
+	// a symlink after this point is never read.
+	h, err := openKeyFolder(cfg.DropDir, key)
 	if err != nil {
-		return nil, err
+		fr.Symlink = errors.Is(err, errSymlink)
+		fr.FolderGone = !fr.Symlink
+		return fr, nil
 	}
-	res := f.Resolved
-	b, ok := models[spec.CanonicalModelName(res.Base)]
-	if !ok {
-		return nil, &baseMissingError{fmt.Sprintf("%s: base model %s is not in Ollama; run `ollama pull %s` or fix base:", f.SidecarFile, res.Base, res.Base)}
+	fr.dir = h
+	if fr.Snap, err = scanFolder(h, cfg.ReadyFile); err != nil {
+		return fr, fmt.Errorf("%s: cannot read folder: %w", dir, err)
 	}
-	o.BaseDigest = b.Digest
-	if o.Base, err = r.srv.base(ctx, res.Base, b.Digest); err != nil {
-		return nil, err
+	if cfg.ReadyFile != "" && !fr.Snap.has(cfg.ReadyFile) {
+		fr.ReadyMissing = true
+		return fr, nil
 	}
-	return models, nil
+	if fr.Quiet = time.Since(fr.Snap.Newest); fr.Quiet < cfg.Settle {
+		return fr, nil
+	}
+	if fr.Folder, err = LoadFolderAt(h, cfg.Defaults, nil); err != nil {
+		fr.Folder, fr.LoadErr, fr.SeenIncomplete = nil, err, r.board.seenIncomplete(key, fr.Snap)
+	}
+	return fr, nil
 }
 
 // upToDate reports whether the model under o.Name is the one adapterd made
 // from exactly these inputs, with nothing to adopt.
-func upToDate(o *observed) bool {
+func upToDate(o *observed, input string) bool {
 	m, e := o.Owned, o.Existing
 	return m != nil && e != nil && !needsAdopt(*m, o.Key, o.DropDir) &&
-		m.InputDigest == o.Input && e.Digest == m.OllamaDigest
+		m.InputDigest == input && e.Digest == m.OllamaDigest
 }
 
 // pendingLanded reports whether a create adapterd started (and may not
@@ -222,68 +227,72 @@ func (r *Reconciler) pendingLanded(ctx context.Context, m OwnedModel, name, dige
 	return false
 }
 
-// seenIncomplete reports whether this exact snapshot was already seen
-// incomplete, and remembers it. A copy in progress changes the snapshot, so
-// it keeps waiting; a file that stays truncated across two equal scans is
-// invalid.
-func (r *Reconciler) seenIncomplete(key string, snap snapshot) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
+// seenIncomplete reports whether this exact snapshot of key was already
+// seen incomplete, and remembers it. A copy in progress changes the
+// snapshot, so it keeps waiting; a file that stays truncated across two
+// equal scans is invalid.
+func (b *statusBoard) seenIncomplete(key string, snap snapshot) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	id := snap.id()
-	if r.incomplete[key] == id {
+	if b.incomplete[key] == id {
 		return true
 	}
-	r.incomplete[key] = id
+	b.incomplete[key] = id
 	return false
 }
 
 // fileDigests returns "sha256:..." for each of a's files, from the stamp
 // cache when size, mtime and inode are unchanged. Files are opened through
-// a.Open, so the bytes hashed are those of the files Detect checked.
-func (r *Reconciler) fileDigests(a *lora.Adapter) (map[string]string, error) {
+// a.Open, so the bytes hashed are those of the files Detect checked. Weights
+// are scanned for NaN and Inf in the same pass: the first found is
+// weightsErr, a fact about the folder, where err is a failure to read it.
+func (r *Reconciler) fileDigests(a *lora.Adapter) (digests map[string]string, weightsErr, err error) {
 	out := map[string]string{}
 	for _, p := range a.Files {
-		d, err := r.fileDigest(a, p)
+		d, werr, err := r.fileDigest(a, p)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
+		}
+		if werr != nil {
+			return nil, werr, nil
 		}
 		out[p] = d
 	}
-	return out, nil
+	return out, nil, nil
 }
 
-func (r *Reconciler) fileDigest(a *lora.Adapter, p string) (string, error) {
+func (r *Reconciler) fileDigest(a *lora.Adapter, p string) (string, error, error) {
 	fh, _, err := a.Open(p)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	defer fh.Close()
 	fi, err := fh.Stat()
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	s := stampOf(fi)
 	if c, ok := r.store.Stamp(p); ok && c.Size == s.Size && c.MtimeNs == s.MtimeNs && c.Inode == s.Inode {
-		return c.Digest, nil
+		return c.Digest, nil, nil
 	}
-	// Weights are checked for NaN and Inf in the same pass as the hash.
 	chk, err := a.NewFiniteChecker(p, fh, fi.Size())
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	d, err := blob.Digest(blob.Watch(io.TeeReader(fh, chk), fi.Size(), r.report("", "hash "+filepath.Base(p))))
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	if err := chk.Err(); err != nil {
-		return "", err // not cached: the file is checked again until it changes
+		return "", err, nil // not cached: the file is checked again until it changes
 	}
 	r.metrics.BytesHashed(s.Size)
 	s.Digest = d
 	if err := r.store.Update(func(st *stateFile) bool { st.Files[p] = s; return true }); err != nil {
-		return "", err
+		return "", nil, err
 	}
-	return d, nil
+	return d, nil, nil
 }
 
 // inputDigest covers every input of a model: the resolved sidecar, the

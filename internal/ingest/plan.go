@@ -23,9 +23,10 @@ const (
 	actCreate                     // create (native or merge) under the name
 	actRetire                     // the folder is gone: retire its models
 	actAdopt                      // bring the ownership record up to date, then Then
+	actFailed                     // cannot go on now, not the folder's fault: retry with backoff
 )
 
-var actionNames = [...]string{"none", "wait", "invalid", "conflict", "ready", "create", "retire", "adopt"}
+var actionNames = [...]string{"none", "wait", "invalid", "conflict", "ready", "create", "retire", "adopt", "failed"}
 
 func (k actionKind) String() string { return actionNames[k] }
 
@@ -38,9 +39,9 @@ type action struct {
 	Prepare  bool          // hash and upload while the folder settles
 	Requeue  []string      // other keys whose outcome this one changes
 	Retire   []OwnedModel  // retired beside the main action
-	Strategy spec.Strategy
-	Adopt    *OwnedModel // actAdopt: the record to write
-	Then     *action     // actAdopt: what to do once it is written
+	Decision *Decision     // actCreate: the strategy and the request
+	Adopt    *OwnedModel   // actAdopt: the record to write
+	Then     *action       // actAdopt: what to do once it is written
 }
 
 // plan decides what to do about one key from what was observed. It is pure:
@@ -73,15 +74,26 @@ func plan(o *observed) action {
 		st.State = status.Waiting
 		return action{Kind: actWait, Status: st, After: max(o.Settle, 100*time.Millisecond), Retire: o.Retire}
 	}
-	st.Digest = o.Input
-	act := planModel(o, st)
+	d := decide(o.Files, o.Server)
+	st.Strategy = string(d.Strategy)
+	var act action
+	switch {
+	case d.BaseMissing != "":
+		st.State, st.Error = status.Failed, d.BaseMissing
+		act = action{Kind: actFailed, Status: st}
+	case len(d.Refusals) > 0:
+		act = invalid(st, d.Refusals[0].Error())
+	default:
+		st.Digest = d.Input
+		act = planModel(o, &d, st)
+	}
 	act.Retire = o.Retire
 	return act
 }
 
 // planModel decides for a valid, settled, unclaimed folder, from the model
 // under its name and adapterd's record of it.
-func planModel(o *observed, st status.Status) action {
+func planModel(o *observed, d *Decision, st status.Status) action {
 	m, e := o.Owned, o.Existing
 	file := o.Folder.SidecarFile
 	model := o.Folder.Resolved.Model
@@ -94,16 +106,16 @@ func planModel(o *observed, st status.Status) action {
 		a := adopted(*m, o.Key, o.DropDir, e, o.PendingLanded)
 		next := *o
 		next.Owned, next.PendingLanded = &a, false
-		then := planModel(&next, st)
+		then := planModel(&next, d, st)
 		return action{Kind: actAdopt, Status: then.Status, Adopt: &a, Then: &then}
-	case upToDate(o):
+	case upToDate(o, d.Input):
 		st.State, st.Strategy = status.Ready, m.Strategy
 		return action{Kind: actReady, Status: st}
 	case len(o.LateClaimants) > 0:
 		return claimConflict(o, st, o.LateClaimants)
 	}
 	st.State = status.Ingesting
-	return action{Kind: actCreate, Status: st, Strategy: o.Strategy}
+	return action{Kind: actCreate, Status: st, Decision: d}
 }
 
 // needsAdopt reports whether m must be rewritten before it can be trusted:

@@ -10,19 +10,30 @@ import (
 	"github.com/ollama/ollama/api"
 
 	"github.com/adapterd/adapterd/internal/gguf"
+	"github.com/adapterd/adapterd/internal/lora"
 	"github.com/adapterd/adapterd/internal/spec"
 	"github.com/adapterd/adapterd/internal/status"
 )
 
-// planFolder is a valid, settled folder named k that wants model m:latest.
+// planFolder is a valid, settled folder named k that wants model m:latest,
+// a GGUF LoRA for a llama base b on a server that creates adapters.
 func planFolder() *observed {
-	res := &spec.Resolved{Model: "m", Base: "b"}
-	return &observed{
-		Key: "k", Dir: "/drop/k", Settle: 5 * time.Second, Quiet: time.Minute,
-		Folder: &Folder{Key: "k", Dir: "/drop/k", Resolved: res, SidecarFile: "/drop/k/adapter.yaml"},
-		Name:   "m:latest", Strategy: spec.StrategyNative, BaseDigest: "bd", Input: "in1",
-	}
+	res := &spec.Resolved{Model: "m", Base: "b", Strategy: spec.StrategyAuto}
+	f := &Folder{Key: "k", Dir: "/drop/k", Resolved: res, SidecarFile: "/drop/k/adapter.yaml",
+		Adapter: &lora.Adapter{Dir: "/drop/k", Format: lora.FormatGGUF, Files: []string{"/drop/k/lora.gguf"}}}
+	o := &observed{Key: "k", where: where{Dir: "/drop/k", Settle: 5 * time.Second}, Name: "m:latest"}
+	o.Quiet, o.Folder = time.Minute, f
+	o.Files = folderFacts{Folder: f, Digests: map[string]string{"/drop/k/lora.gguf": "sha256:a"}}
+	o.Server = serverFacts{Reached: true, Version: "0.24.0", Adapters: true, BaseDigest: "bd",
+		Base: &baseDetails{Info: lora.BaseInfo{Arch: "llama", Layers: 2}, Show: &api.ShowResponse{}}}
+	return o
 }
+
+// in1 is the input digest of planFolder.
+var in1 = func() string {
+	o := planFolder()
+	return inputDigest(o.Folder.Resolved, spec.StrategyNative, o.Files.Digests, "bd")
+}()
 
 func owned(digest, input string) *OwnedModel {
 	return &OwnedModel{Name: "m", Key: "k", OllamaDigest: digest, InputDigest: input, Strategy: "native"}
@@ -44,10 +55,12 @@ func TestPlan(t *testing.T) {
 		check func(t *testing.T, a action)
 	}{
 		{"folder gone while removals are held (lost mount): judge nothing", func(o *observed) {
-			*o = observed{Key: "k", FolderGone: true, RemovalHeld: "drop_dir replaced"}
+			*o = observed{Key: "k", RemovalHeld: "drop_dir replaced"}
+			o.FolderGone = true
 		}, actNone, "", nil},
 		{"folder gone: retire its models", func(o *observed) {
-			*o = observed{Key: "k", FolderGone: true, Retire: []OwnedModel{*owned("d", "in")}}
+			*o = observed{Key: "k", Retire: []OwnedModel{*owned("d", "in")}}
+			o.FolderGone = true
 		}, actRetire, "", func(t *testing.T, a action) {
 			if len(a.Retire) != 1 {
 				t.Errorf("retire %v", a.Retire)
@@ -72,19 +85,19 @@ func TestPlan(t *testing.T) {
 		}},
 		{"files changed while read: waiting", func(o *observed) { o.Changed = true }, actWait, status.Waiting, nil},
 		{"new folder: create", nil, actCreate, status.Ingesting, func(t *testing.T, a action) {
-			if a.Strategy != spec.StrategyNative || a.Status.Digest != "in1" {
+			if a.Decision.Strategy != spec.StrategyNative || a.Status.Digest != in1 {
 				t.Errorf("%+v", a)
 			}
 		}},
 		{"model exists, not ours: conflict", func(o *observed) { o.Existing = model("x") }, actConflict, status.Conflict, wantErr("adapterd did not create it")},
-		{"our model changed by someone else: conflict", func(o *observed) { o.Existing, o.Owned = model("x"), owned("d", "in1") }, actConflict, status.Conflict, wantErr("changed outside adapterd")},
-		{"our model, inputs unchanged: ready", func(o *observed) { o.Existing, o.Owned = model("d"), owned("d", "in1") }, actReady, status.Ready, nil},
+		{"our model changed by someone else: conflict", func(o *observed) { o.Existing, o.Owned = model("x"), owned("d", in1) }, actConflict, status.Conflict, wantErr("changed outside adapterd")},
+		{"our model, inputs unchanged: ready", func(o *observed) { o.Existing, o.Owned = model("d"), owned("d", in1) }, actReady, status.Ready, nil},
 		{"our model, inputs changed: re-create", func(o *observed) { o.Existing, o.Owned = model("d"), owned("d", "in0") }, actCreate, status.Ingesting, nil},
-		{"our model deleted by the user: re-create", func(o *observed) { o.Owned = owned("d", "in1") }, actCreate, status.Ingesting, nil},
+		{"our model deleted by the user: re-create", func(o *observed) { o.Owned = owned("d", in1) }, actCreate, status.Ingesting, nil},
 		{"late claim by a folder not yet read: conflict before any create", func(o *observed) { o.LateClaimants = []string{"j"} }, actConflict, status.Conflict, nil},
 		{"crash after the copy: adopt the landed create, then ready", func(o *observed) {
 			m := owned("", "")
-			m.PendingDigest, m.PendingInput, m.PendingStrategy = "d", "in1", "native"
+			m.PendingDigest, m.PendingInput, m.PendingStrategy = "d", in1, "native"
 			o.Owned, o.Existing, o.PendingLanded = m, model("d"), true
 		}, actAdopt, status.Ready, func(t *testing.T, a action) {
 			if a.Adopt.OllamaDigest != "d" || a.Adopt.PendingDigest != "" || a.Then.Kind != actReady {
@@ -93,12 +106,12 @@ func TestPlan(t *testing.T) {
 		}},
 		{"crash in a direct create that landed: adopt by its layer", func(o *observed) {
 			m := owned("", "")
-			m.PendingLayer, m.PendingInput, m.PendingStrategy = "sha256:l", "in1", "native"
+			m.PendingLayer, m.PendingInput, m.PendingStrategy = "sha256:l", in1, "native"
 			o.Owned, o.Existing, o.PendingLanded = m, model("d2"), true
 		}, actAdopt, status.Ready, nil},
 		{"crash before the create landed: drop the pending record, create", func(o *observed) {
 			m := owned("", "")
-			m.PendingLayer, m.PendingInput = "sha256:l", "in1"
+			m.PendingLayer, m.PendingInput = "sha256:l", in1
 			o.Owned = m
 		}, actAdopt, status.Ingesting, func(t *testing.T, a action) {
 			if a.Then.Kind != actCreate || a.Adopt.PendingLayer != "" {
@@ -106,7 +119,7 @@ func TestPlan(t *testing.T) {
 			}
 		}},
 		{"folder renamed: adopt the model under the new key", func(o *observed) {
-			m := owned("d", "in1")
+			m := owned("d", in1)
 			m.Key = "old"
 			o.Owned, o.Existing = m, model("d")
 		}, actAdopt, status.Ready, func(t *testing.T, a action) {
@@ -115,7 +128,7 @@ func TestPlan(t *testing.T) {
 			}
 		}},
 		{"folder back within grace: adopt, keep the model", func(o *observed) {
-			m := owned("d", "in1")
+			m := owned("d", in1)
 			m.RemovedAt = &removed
 			o.Owned, o.Existing = m, model("d")
 		}, actAdopt, status.Ready, func(t *testing.T, a action) {
@@ -124,7 +137,7 @@ func TestPlan(t *testing.T) {
 			}
 		}},
 		{"folder moved over from the old drop_dir: adopt it here", func(o *observed) {
-			m := owned("d", "in1")
+			m := owned("d", in1)
 			m.DropDir, o.DropDir = "/old", "/drop"
 			o.Owned, o.Existing = m, model("d")
 		}, actAdopt, status.Ready, func(t *testing.T, a action) {
@@ -132,6 +145,8 @@ func TestPlan(t *testing.T) {
 				t.Errorf("drop dir %q", a.Adopt.DropDir)
 			}
 		}},
+		{"base not in Ollama: failed, retried", func(o *observed) { o.Server.BaseDigest, o.Server.Base = "", nil }, actFailed, status.Failed, wantErr("ollama pull b")},
+		{"a refusal of the decision: invalid, nothing created", func(o *observed) { o.Folder.Resolved.Template = "{{ .Prompt" }, actInvalid, status.Invalid, wantErr("template")},
 		{"old name retired beside the new one", func(o *observed) { o.Retire = []OwnedModel{{Name: "old", Key: "k"}} }, actCreate, status.Ingesting, func(t *testing.T, a action) {
 			if len(a.Retire) != 1 {
 				t.Errorf("retire %v", a.Retire)

@@ -9,10 +9,11 @@ import (
 
 // Progress of an ingest's long steps has one path: the callback report
 // returns. A one-shot create passes it to its terminal line (Progress); in
-// the daemon it also lands in the key's step record, which Adapters serves
-// while the key is ingesting. Only memory is touched per call (two atomic
-// stores), so a step reporting every megabyte costs nothing on disk: the
-// status file is written at state changes only, never for progress.
+// the daemon it also lands in the key's step on the status board, which
+// Adapters serves while the key is ingesting. Only memory is touched per
+// call (two atomic stores), so a step reporting every megabyte costs
+// nothing on disk: the status file is written at state changes only, never
+// for progress.
 
 // step is one long step of a key's ingest, as far as it has come.
 type step struct {
@@ -25,25 +26,25 @@ type step struct {
 // beginStep records that key's ingest started step now, replacing the step
 // before it, and returns it. key "" (a file hashed while the folder is
 // observed, before any ingest) records nothing.
-func (r *Reconciler) beginStep(key, name string) *step {
+func (b *statusBoard) beginStep(key, name string) *step {
 	if key == "" {
 		return nil
 	}
 	s := &step{name: name, started: time.Now().UTC()}
-	r.mu.Lock()
-	if r.steps == nil {
-		r.steps = map[string]*step{}
-	}
-	r.steps[key] = s
-	r.mu.Unlock()
+	b.mu.Lock()
+	b.steps[key] = s
+	b.mu.Unlock()
 	return s
 }
 
 // report starts key's step and returns its progress callback: done of
 // total bytes, as the step goes.
 func (r *Reconciler) report(key, name string) func(done, total int64) {
-	s := r.beginStep(key, name)
-	one := r.progress
+	s := r.board.beginStep(key, name)
+	var one Progress
+	if r.once != nil {
+		one = r.once.progress
+	}
 	if s == nil && one == nil {
 		return nil
 	}
@@ -58,9 +59,9 @@ func (r *Reconciler) report(key, name string) func(done, total int64) {
 	}
 }
 
-// progressOf is key's progress for its status; the caller holds r.mu.
-func (r *Reconciler) progressOf(key string) *status.Progress {
-	s := r.steps[key]
+// progressLocked is key's progress for its status; the caller holds b.mu.
+func (b *statusBoard) progressLocked(key string) *status.Progress {
+	s := b.steps[key]
 	if s == nil {
 		return nil
 	}

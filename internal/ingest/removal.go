@@ -16,7 +16,7 @@ func (r *Reconciler) unclaimedModels(key, keep string) []OwnedModel {
 	var out []OwnedModel
 	for _, m := range r.store.Models() {
 		name := spec.CanonicalModelName(m.Name)
-		if m.Key != key || name == keep || len(r.claimedBy(name)) > 0 || (m.DropDir != "" && m.DropDir != dropDir) {
+		if m.Key != key || name == keep || len(r.claims.claimedBy(name)) > 0 || (m.DropDir != "" && m.DropDir != dropDir) {
 			continue
 		}
 		out = append(out, m)
@@ -25,9 +25,10 @@ func (r *Reconciler) unclaimedModels(key, keep string) []OwnedModel {
 }
 
 // retire deletes (on_remove: delete) or forgets an owned model once it has
-// been unclaimed for remove_grace. A model whose digest changed since
-// adapterd created it is never deleted.
-func (r *Reconciler) retire(ctx context.Context, m OwnedModel) time.Duration {
+// been unclaimed for remove_grace, and returns how long the grace still
+// runs. A model whose digest changed since adapterd created it is never
+// deleted. An error is Ollama failing; the retirement is tried again.
+func (r *Reconciler) retire(ctx context.Context, m OwnedModel) (time.Duration, error) {
 	cfg := r.config()
 	name := spec.CanonicalModelName(m.Name)
 	now := time.Now()
@@ -38,24 +39,22 @@ func (r *Reconciler) retire(ctx context.Context, m OwnedModel) time.Duration {
 		r.log.Info("model unclaimed; grace period started", "model", m.Name, "key", m.Key, "grace", cfg.RemoveGrace, "on_remove", cfg.OnRemove)
 	}
 	if left := cfg.RemoveGrace - now.Sub(*m.RemovedAt); left > 0 {
-		if r.once {
-			return 0
+		if r.once != nil {
+			return 0, nil // run --once does not wait out grace periods
 		}
-		return left
+		return left, nil
 	}
 	if cfg.OnRemove == spec.OnRemoveDelete {
 		models, err := r.srv.models(ctx)
 		if err != nil {
-			r.metrics.OllamaError("list")
-			return r.backoff(m.Key)
+			return 0, err
 		}
 		if cur, ok := models[name]; ok {
 			if !m.Owns(cur.Digest) {
 				r.log.Warn("model changed since adapterd created it; not deleting", "model", m.Name)
 			} else if err := r.srv.delete(ctx, m.Name); err != nil && !isNotFound(err) {
-				r.metrics.OllamaError("delete")
 				r.log.Warn("cannot delete model", "model", m.Name, "err", err)
-				return r.backoff(m.Key)
+				return 0, err
 			} else {
 				r.srv.forget(name)
 				r.log.Info("model deleted", "model", m.Name, "key", m.Key)
@@ -65,5 +64,5 @@ func (r *Reconciler) retire(ctx context.Context, m OwnedModel) time.Duration {
 		r.log.Info("model kept and forgotten", "model", m.Name, "key", m.Key)
 	}
 	r.store.Update(func(s *stateFile) bool { delete(s.Models, name); return true })
-	return 0
+	return 0, nil
 }

@@ -3,16 +3,16 @@ package ingest
 import (
 	"context"
 	"log/slog"
-	"math"
-	mrand "math/rand/v2"
 	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ollama/ollama/api"
 
+	"github.com/adapterd/adapterd/internal/controller"
 	"github.com/adapterd/adapterd/internal/layout"
 	"github.com/adapterd/adapterd/internal/safefile"
 	"github.com/adapterd/adapterd/internal/spec"
@@ -49,48 +49,48 @@ type Options struct {
 	Metrics Metrics
 }
 
-// Reconciler makes Ollama match the drop directory, one key at a time.
-// Events only mark keys dirty; each reconcile reads the folder and Ollama
-// afresh and does what differs (level-triggered).
-type Reconciler struct {
-	log     *slog.Logger
-	store   *Store
-	srv     *server
-	metrics Metrics
-	q       *queue
-	once    bool // --once: no retries, no waiting out grace periods
-
-	mu         sync.Mutex
-	cfg        *spec.Config
-	statuses   map[string]status.Status
-	claims     map[string]string // key -> canonical model name it claims
-	failures   map[string]int    // consecutive Ollama failures, for backoff
-	incomplete map[string]string // key -> snapshot id last seen incomplete
-	syncing    map[string]bool   // keys of the first full sync not yet reconciled
-	synced     bool
-	runCtx     context.Context          // set by Start; prepare works under it
-	prepTimers map[string]*time.Timer   // Touch: pending prepares
-	preparing  map[string]chan struct{} // closed when that key's prepare ends
-	// statusWritten: keys whose status file adapterd wrote; only those
-	// without one may have it created (see writeStatusFile).
-	statusWritten map[string]bool
-	inflight      map[string]bool // temporary model names of running creates
-	peeked        map[string]peekedName
-	// hold is why removals wait (guard.go), holdKey the kind of it, and
-	// confirmedHold the kind the operator confirmed.
-	hold, holdKey, confirmedHold string
-	// artifact is where a one-shot create keeps a copy of the file it
-	// uploads (CreateOnce); "" in the daemon.
-	artifact string
-	// progress hears about long steps of a one-shot create; nil in the
-	// daemon.
-	progress Progress
-	// steps: each ingesting key's current long step (progress.go); a key
-	// has one only while its state is ingesting.
-	steps map[string]*step
+// Event is news of the drop directory: the one way into a running
+// reconciler (Run).
+type Event struct {
+	Key string
+	// Resync: re-list every key (the watcher's first and periodic
+	// listings).
+	Resync bool
+	// Changed: Key's files changed and have not settled yet; its complete
+	// files are prepared meanwhile (prepare.go). A settled key comes as an
+	// Event with Key alone.
+	Changed bool
 }
 
-// New returns a Reconciler. Call Start to run its workers.
+// Reconciler makes Ollama match the drop directory, one key at a time.
+// Events only mark keys dirty; each reconcile reads the folder and Ollama
+// afresh and does what differs (level-triggered). The controller around it
+// (internal/controller) owns the queue, the workers and the backoff; each
+// part below owns its data and its lock.
+type Reconciler struct {
+	log     *slog.Logger
+	metrics Metrics
+	cfg     atomic.Pointer[spec.Config] // swapped whole by SetConfig
+	ctl     *controller.Controller
+	srv     *server       // the Ollama client and what it caches
+	store   *Store        // state.json: ownership and the digest cache
+	claims  *claimIndex   // which folder wants which name
+	board   *statusBoard  // what users see
+	guard   *removalGuard // whether removals wait
+	prep    *preparer     // work done while folders settle
+	once    *oneShot      // nil in the daemon
+}
+
+// oneShot is what differs in a one-shot run (run --once, create).
+type oneShot struct {
+	// artifact is where a one-shot create keeps a copy of the file it
+	// uploads (CreateOnce); "" otherwise.
+	artifact string
+	// progress hears about the long steps of a one-shot create.
+	progress Progress
+}
+
+// New returns a Reconciler. Run starts it.
 func New(o Options) *Reconciler {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -98,36 +98,63 @@ func New(o Options) *Reconciler {
 	if o.Metrics == nil {
 		o.Metrics = nopMetrics{}
 	}
-	return &Reconciler{
-		log: o.Logger, store: o.Store, srv: newServer(o.Client), metrics: o.Metrics,
-		q: newQueue(), cfg: o.Config,
-		statuses: map[string]status.Status{}, claims: map[string]string{},
-		failures: map[string]int{}, incomplete: map[string]string{},
-	}
+	r := &Reconciler{log: o.Logger, metrics: o.Metrics, srv: newServer(o.Client), store: o.Store,
+		claims: newClaimIndex(), board: newStatusBoard(o.Logger), prep: newPreparer(),
+		guard: &removalGuard{store: o.Store, metrics: o.Metrics, log: o.Logger}}
+	r.cfg.Store(o.Config)
+	r.ctl = controller.New(r, controller.Options{Workers: o.Config.Workers, Logger: o.Logger})
+	return r
 }
+
+func (r *Reconciler) config() *spec.Config { return r.cfg.Load() }
 
 // SetConfig swaps in a reloaded config and re-checks every folder.
 func (r *Reconciler) SetConfig(ctx context.Context, cfg *spec.Config) {
-	r.mu.Lock()
-	r.cfg = cfg
-	r.peeked = nil // names may derive from the old defaults
-	r.mu.Unlock()
-	r.Resync(ctx)
+	r.cfg.Store(cfg)
+	r.claims.resetPeeked() // names may derive from the old defaults
+	r.resync(ctx)
 }
 
-func (r *Reconciler) config() *spec.Config {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.cfg
+// Run reconciles until ctx is done, fed by events. It returns once every
+// worker has; in-flight creates are cancelled and clean up their temporary
+// models.
+func (r *Reconciler) Run(ctx context.Context, events <-chan Event) {
+	// Leftovers of a crash go before any worker starts making new ones.
+	r.cleanupTemp()
+	r.cleanupPending(ctx)
+	r.prep.start(ctx)
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		r.pingOllama(ctx)
+	}()
+	go func() {
+		defer wg.Done()
+		r.ctl.Run(ctx)
+	}()
+	for {
+		select {
+		case <-ctx.Done():
+			wg.Wait()
+			return
+		case ev := <-events:
+			switch {
+			case ev.Resync:
+				r.resync(ctx)
+			case ev.Changed:
+				r.touch(ev.Key)
+			default:
+				r.ctl.Add(ev.Key)
+			}
+		}
+	}
 }
 
-// Enqueue marks one key dirty.
-func (r *Reconciler) Enqueue(key string) { r.q.Add(key) }
-
-// Resync marks every key dirty: folders present now, folders with a status,
+// resync marks every key dirty: folders present now, folders with a status,
 // and folders that own a model. Model-name claims are read first for every
 // folder, so a name clash is seen before either folder creates anything.
-func (r *Reconciler) Resync(ctx context.Context) {
+func (r *Reconciler) resync(ctx context.Context) {
 	cfg := r.config()
 	keys, present := map[string]bool{}, map[string]bool{}
 	entries, err := listDropDir(cfg.DropDir)
@@ -138,75 +165,32 @@ func (r *Reconciler) Resync(ctx context.Context) {
 		if layout.IsAdapterKey(e.Name) {
 			keys[e.Name], present[e.Name] = true, true
 			if name, ok := r.peekModelName(cfg, e.Name); ok {
-				r.mu.Lock()
-				r.claims[e.Name] = name
-				r.mu.Unlock()
+				r.claims.set(e.Name, name)
 			}
 		}
 	}
-	r.mu.Lock()
-	for k := range r.statuses {
+	for _, k := range r.board.keys() {
 		keys[k] = true
 	}
-	r.mu.Unlock()
 	for _, m := range r.store.Models() {
 		keys[m.Key] = true
 	}
-	r.mu.Lock()
-	if !r.synced && r.syncing == nil {
-		r.syncing = map[string]bool{}
-		for k := range keys {
-			r.syncing[k] = true
-		}
-		r.synced = len(keys) == 0
-	}
-	r.mu.Unlock()
 	sorted := make([]string, 0, len(keys))
 	for k := range keys {
 		sorted = append(sorted, k)
 	}
 	sort.Strings(sorted)
-	for _, k := range sorted {
-		r.q.Add(k)
-	}
+	r.ctl.AddAll(sorted)
 	r.cleanupPending(ctx)
 	// The hold check keeps the drop dir's identity, the metric and /readyz
 	// current. Digests of files in folders that are gone are forgotten,
 	// unless the listing may be a lost mount's.
-	if hold := r.removalHold(cfg); hold == "" && err == nil {
+	if hold := r.guard.removalHold(cfg); hold == "" && err == nil {
 		r.pruneFileStamps(cfg, present)
 	}
 	if err == nil {
 		r.metrics.ResyncDone(time.Now())
 	}
-}
-
-// Start runs the workers until ctx is done. It returns once they all exit;
-// in-flight creates are cancelled and clean up their temporary models.
-func (r *Reconciler) Start(ctx context.Context) {
-	r.mu.Lock()
-	r.runCtx = ctx
-	r.mu.Unlock()
-	// Leftovers of a crash go before any worker starts making new ones.
-	r.cleanupTemp()
-	r.cleanupPending(ctx)
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		r.pingOllama(ctx)
-	}()
-	n := max(1, r.config().Workers)
-	for i := 0; i < n; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			r.worker(ctx)
-		}()
-	}
-	<-ctx.Done()
-	r.q.ShutDown()
-	wg.Wait()
 }
 
 // cleanupTemp removes converted and merged files a crash left in
@@ -256,47 +240,23 @@ func (r *Reconciler) pingOllama(ctx context.Context) {
 	}
 }
 
-func (r *Reconciler) worker(ctx context.Context) {
-	for {
-		key, ok := r.q.Get()
-		if !ok {
-			return
-		}
-		after := r.reconcile(ctx, key)
-		r.q.Done(key)
-		r.markSynced(key)
-		if after > 0 && ctx.Err() == nil {
-			r.q.AddAfter(key, after)
-		}
-	}
-}
-
-func (r *Reconciler) markSynced(key string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.syncing == nil || r.synced {
-		return
-	}
-	delete(r.syncing, key)
-	if len(r.syncing) == 0 {
-		r.synced = true
-	}
-}
-
 // RunOnce does one full reconcile of every folder and returns whether all
 // adapters are ready. Folders still settling are waited for; failures are
 // not retried and removal grace periods are not waited out.
 func (r *Reconciler) RunOnce(ctx context.Context) bool {
-	r.once = true
+	r.once = &oneShot{}
+	r.ctl = controller.New(r, controller.Options{Workers: r.config().Workers, NoRetry: true, Logger: r.log})
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	events := make(chan Event, 1)
+	events <- Event{Resync: true}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		r.Start(ctx)
+		r.Run(ctx, events)
 	}()
-	r.Resync(ctx)
-	r.q.WaitIdle(true)
+	r.waitSynced(ctx)
+	r.ctl.WaitIdle()
 	cancel()
 	<-done
 	for _, s := range r.Adapters() {
@@ -307,60 +267,29 @@ func (r *Reconciler) RunOnce(ctx context.Context) bool {
 	return true
 }
 
-// Ready reports whether the first full sync is done and Ollama answers.
-func (r *Reconciler) Ready() bool {
-	r.mu.Lock()
-	synced := r.synced
-	r.mu.Unlock()
-	return synced && r.srv.Healthy()
+// waitSynced waits until the first full sync has begun and ended: a key
+// still settling is queued again after its settle time, which WaitIdle
+// then waits for too.
+func (r *Reconciler) waitSynced(ctx context.Context) {
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for !r.ctl.Synced() {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
+
+// Ready reports whether the first full sync is done and Ollama answers.
+func (r *Reconciler) Ready() bool { return r.ctl.Synced() && r.srv.Healthy() }
 
 // Adapters returns every adapter's status, sorted by key.
-func (r *Reconciler) Adapters() []status.Status {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	out := make([]status.Status, 0, len(r.statuses))
-	for _, s := range r.statuses {
-		if s.State == status.Ingesting {
-			s.Progress = r.progressOf(s.Key)
-		}
-		out = append(out, s)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
-	return out
-}
+func (r *Reconciler) Adapters() []status.Status { return r.board.list() }
 
 // StateCounts counts adapters by state, for metrics.
-func (r *Reconciler) StateCounts() map[status.State]int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	out := map[status.State]int{}
-	for _, s := range r.statuses {
-		out[s.State]++
-	}
-	return out
-}
-
-// backoff returns the retry delay after another consecutive failure:
-// exponential from 2 s, capped at 5 min, with ±20% jitter so a fleet of
-// failed folders does not retry in lockstep.
-func (r *Reconciler) backoff(key string) time.Duration {
-	r.mu.Lock()
-	r.failures[key]++
-	n := r.failures[key]
-	r.mu.Unlock()
-	if r.once {
-		return 0
-	}
-	d := time.Duration(math.Min(float64(2*time.Second)*math.Pow(2, float64(n-1)), float64(5*time.Minute)))
-	return time.Duration(float64(d) * (0.8 + 0.4*mrand.Float64()))
-}
-
-func (r *Reconciler) resetFailures(key string) {
-	r.mu.Lock()
-	delete(r.failures, key)
-	r.mu.Unlock()
-}
+func (r *Reconciler) StateCounts() map[status.State]int { return r.board.counts() }
 
 // pruneFileStamps drops the cached digests of files outside the folders
 // that exist now, so the state file does not grow with every folder ever

@@ -1,4 +1,4 @@
-package ingest
+package controller
 
 import (
 	"sync"
@@ -10,14 +10,21 @@ import (
 // processed is never handed to a second worker, and a key added while it is
 // processed is queued again when the worker is done with it.
 type queue struct {
-	mu         sync.Mutex
-	cond       *sync.Cond
-	order      []string
-	queued     map[string]bool
+	mu   sync.Mutex
+	cond *sync.Cond // Get and WaitIdle wait on it; every change broadcasts
+	// order is the keys ready to be handed out, oldest first; queued is
+	// the same set. A key is never in both queued and processing.
+	order  []string
+	queued map[string]bool
+	// processing: keys a worker holds, from Get to Done.
 	processing map[string]bool
-	dirty      map[string]bool // added during processing
-	timers     map[string]*time.Timer
-	shutdown   bool
+	// dirty: keys added while processing; a subset of processing, queued
+	// again by Done.
+	dirty map[string]bool
+	// timers: one pending delayed add per key at most; Add now, Forget
+	// and ShutDown stop it.
+	timers   map[string]*time.Timer
+	shutdown bool
 }
 
 func newQueue() *queue {
