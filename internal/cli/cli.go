@@ -52,7 +52,11 @@ commands:
   fetch-adapter REPO [--revision R] [--subfolder S] [--file F] [--drop DIR] [create flags]
   publish DIR s3://bucket/prefix/KEY [--config F] [--endpoint E] [--path-style] [--ready-file R]
                                  check a folder, then upload it for a fleet: files first, marker last
-  status [--config F] [--json]   table of adapters from the running daemon
+  status [--config F] [--json] [KEY]
+                                 table of adapters from the running daemon; with KEY, its kept versions too
+  rollback KEY [--to VERSION] [--config F]
+                                 put the previous (or named) version back under KEY's name, and pin it
+  unpin KEY [--config F]         let KEY's folder make its model again after a rollback
   confirm-removals [--config F]  let removals the daemon holds (lost mount guard) go ahead
   install | uninstall | start | stop | restart [--config F]
   version                        print the version
@@ -109,6 +113,10 @@ func dispatch(ctx context.Context, args []string, env Env) error {
 		return cmdPublish(ctx, rest, env)
 	case "confirm-removals":
 		return cmdConfirmRemovals(ctx, rest, env)
+	case "rollback":
+		return cmdRollback(ctx, rest, env)
+	case "unpin":
+		return cmdUnpin(ctx, rest, env)
 	case "install", "uninstall", "start", "stop", "restart":
 		return cmdService(ctx, cmd, rest, env)
 	case "version", "--version", "-v":

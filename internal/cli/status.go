@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/adapterd/adapterd/internal/httpapi"
+	"github.com/adapterd/adapterd/internal/status"
 )
 
 // cmdStatus prints the running daemon's adapters, read from its HTTP
@@ -16,11 +18,15 @@ func cmdStatus(ctx context.Context, args []string, env Env) error {
 	fs := newFlags("status", env)
 	configPath := fs.String("config", defaultConfigPath, "config file (for listen)")
 	asJSON := fs.Bool("json", false, "print JSON instead of a table")
+	key := ""
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
-		return usageError{"status takes no arguments"}
+		var err error
+		if key, err = parseKeyed(fs, fs.Args(), "status"); err != nil {
+			return err
+		}
 	}
 	cfg, err := loadConfig(*configPath, "")
 	if err != nil {
@@ -33,6 +39,9 @@ func cmdStatus(ctx context.Context, args []string, env Env) error {
 	list, err := httpapi.FetchAdapters(ctx, cfg.Listen)
 	if err != nil {
 		return err
+	}
+	if key != "" {
+		return statusOfKey(env, list, key, *asJSON)
 	}
 	if *asJSON {
 		enc := json.NewEncoder(env.Stdout)
@@ -71,4 +80,23 @@ func cmdConfirmRemovals(ctx context.Context, args []string, env Env) error {
 	}
 	fmt.Fprintln(env.Stdout, answer)
 	return nil
+}
+
+// statusOfKey prints one adapter's row and its kept versions.
+func statusOfKey(env Env, list []status.Status, key string, asJSON bool) error {
+	i := slices.IndexFunc(list, func(s status.Status) bool { return s.Key == key })
+	if i < 0 {
+		return fmt.Errorf("the daemon has no adapter %q; `adapterd status` lists them", key)
+	}
+	if asJSON {
+		enc := json.NewEncoder(env.Stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(list[i])
+	}
+	now := time.Now()
+	if err := httpapi.WriteTable(env.Stdout, list[i:i+1], now); err != nil {
+		return err
+	}
+	fmt.Fprintln(env.Stdout)
+	return httpapi.WriteVersionsTable(env.Stdout, list[i].Versions, now)
 }

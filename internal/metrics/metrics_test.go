@@ -80,19 +80,19 @@ func TestNew_AdaptersByState(t *testing.T) {
 		{
 			name:   "nil func reports every state as zero",
 			states: nil,
-			want:   map[string]float64{"waiting": 0, "invalid": 0, "ingesting": 0, "ready": 0, "failed": 0, "conflict": 0},
+			want:   map[string]float64{"waiting": 0, "invalid": 0, "ingesting": 0, "ready": 0, "failed": 0, "conflict": 0, "rejected": 0},
 		},
 		{
 			name:   "missing states are zero",
 			states: func() map[status.State]int { return map[status.State]int{status.Ready: 3, status.Failed: 1} },
-			want:   map[string]float64{"waiting": 0, "invalid": 0, "ingesting": 0, "ready": 3, "failed": 1, "conflict": 0},
+			want:   map[string]float64{"waiting": 0, "invalid": 0, "ingesting": 0, "ready": 3, "failed": 1, "conflict": 0, "rejected": 0},
 		},
 		{
 			name: "unknown state is still shown",
 			states: func() map[status.State]int {
 				return map[status.State]int{status.Conflict: 2, "bogus": 1}
 			},
-			want: map[string]float64{"waiting": 0, "invalid": 0, "ingesting": 0, "ready": 0, "failed": 0, "conflict": 2, "bogus": 1},
+			want: map[string]float64{"waiting": 0, "invalid": 0, "ingesting": 0, "ready": 0, "failed": 0, "conflict": 2, "rejected": 0, "bogus": 1},
 		},
 	}
 	for _, tt := range tests {
