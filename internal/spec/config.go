@@ -135,7 +135,7 @@ func DefaultConfig(dropDir string) *Config {
 
 // baseConfig is every default that does not depend on input.
 func baseConfig() *Config {
-	return &Config{
+	c := &Config{
 		Ollama:      OllamaConfig{Host: DefaultOllamaHost},
 		Settle:      DefaultSettle,
 		Resync:      DefaultResync,
@@ -146,8 +146,10 @@ func baseConfig() *Config {
 		StatusFile:  true,
 		Listen:      DefaultListen,
 		Log:         LogConfig{Level: LogLevelInfo, Format: LogFormatText},
-		Defaults:    Defaults{Strategy: StrategyAuto},
+		Defaults:    Defaults{Strategy: StrategyAuto, KeepVersions: new(int)},
 	}
+	*c.Defaults.KeepVersions = DefaultKeepVersions
+	return c
 }
 
 // LoadConfig reads and parses the config file at path. Relative drop_dir,
@@ -321,6 +323,10 @@ func ParseConfig(data []byte, source string) (*Config, error) {
 		Messages:     defaultsParsed.Messages,
 		Checks:       defaultsParsed.Checks,
 		KeepVersions: defaultsParsed.KeepVersions,
+	}
+	if c.Defaults.KeepVersions == nil {
+		n := DefaultKeepVersions
+		c.Defaults.KeepVersions = &n
 	}
 	// The contract has both "strategy" and "defaults.strategy". They are one
 	// setting; Resolve only sees Defaults, so carry it there, and refuse two
