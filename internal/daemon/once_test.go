@@ -8,7 +8,8 @@ import (
 	"time"
 
 	"github.com/adapterd/adapterd/internal/daemon"
-	"github.com/adapterd/adapterd/internal/mirror/s3test"
+	"github.com/adapterd/adapterd/internal/hub/hubtest"
+	"github.com/adapterd/adapterd/internal/layout"
 	"github.com/adapterd/adapterd/internal/ollamatest"
 	"github.com/adapterd/adapterd/internal/spec"
 	"github.com/adapterd/adapterd/internal/status"
@@ -105,26 +106,36 @@ func TestRunOnce(t *testing.T) {
 	})
 }
 
-// run --once mirrors the sources first, so a folder published to a bucket
-// becomes a ready model in the same run, as the daemon would make it.
+// run --once mirrors the sources first, so a folder a source offers
+// becomes a ready model in the same run, as the daemon would make it. The
+// source is a hub repo on the fake hub (hubtest), which needs no binary.
 func TestRunOnceMirrorsTheSources(t *testing.T) {
-	srv := s3test.Start(t, "once")
-	s3test.Env(t)
 	s := bed(t, ollamatest.V024)
-	cfg := onceConfig(t, s)
-	cfg.Sources = []spec.Source{{Kind: spec.SourceS3, S3: &spec.S3Source{
-		URL: "s3://once/hosts/", Bucket: "once", Prefix: "hosts/", Endpoint: srv.Endpoint(), PathStyle: true, Interval: time.Hour,
-	}}}
+	hs := hubtest.New(t)
+	hubEnv(t, hs)
 	dir := t.TempDir()
-	if err := peft(2006, "model: once-s3\n")(dir); err != nil {
+	if err := peft(2006, "")(dir); err != nil {
 		t.Fatal(err)
 	}
-	srv.PutDir(t, "hosts/once-s3/", dir)
+	files := map[string][]byte{}
+	for _, n := range []string{layout.PEFTConfig, layout.PEFTWeights} {
+		b, err := os.ReadFile(filepath.Join(dir, n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		files[n] = b
+	}
+	hs.Commit("org/once-lora", "main", files)
+	cfg := onceConfig(t, s)
+	cfg.Sources = []spec.Source{{Kind: spec.SourceHub, Hub: &spec.HubSource{
+		Repo: "org/once-lora", Revision: "main", Key: "once-hub", Interval: time.Hour,
+		Sidecar: &spec.Sidecar{Model: "once-hub:v1"},
+	}}}
 	ok, list := runOnce(t, cfg)
-	if !ok || len(list) != 1 || list[0].Key != "once-s3" || list[0].State != status.Ready {
+	if !ok || len(list) != 1 || list[0].Key != "once-hub" || list[0].State != status.Ready {
 		t.Fatalf("after --once: ok %v, adapters %+v", ok, list)
 	}
-	if !exists(s, "once-s3") {
+	if !exists(s, "once-hub:v1") {
 		t.Error("the mirrored folder's model was not created")
 	}
 }

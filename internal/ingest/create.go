@@ -357,8 +357,8 @@ func (r *Reconciler) createDirect(ctx context.Context, j createJob) error {
 // load (LoRA on Ollama's Go engine) never replaces a working one.
 func (r *Reconciler) createVerified(ctx context.Context, j createJob) error {
 	tmp := tmpPrefix + randomHex(8)
-	r.temps.set(tmp, true)
-	defer r.temps.set(tmp, false)
+	r.srv.temps.set(tmp, true)
+	defer r.srv.temps.set(tmp, false)
 	if err := r.store.Update(func(s *stateFile) bool { s.Pending = append(s.Pending, tmp); return true }); err != nil {
 		return err
 	}
@@ -508,7 +508,7 @@ func (r *Reconciler) cleanupPending(ctx context.Context) {
 	pending := append([]string(nil), r.store.st.Pending...)
 	r.store.mu.Unlock()
 	for _, p := range pending {
-		if busy := r.temps.has(p); !busy && strings.HasPrefix(p, tmpPrefix) && ctx.Err() == nil {
+		if busy := r.srv.temps.has(p); !busy && strings.HasPrefix(p, tmpPrefix) && ctx.Err() == nil {
 			r.dropTemp(p, true)
 		}
 	}

@@ -70,7 +70,6 @@ func (r *Reconciler) handle(ctx context.Context, o *observed, act action, after,
 		retry = errors.New(st.Error) // base missing: a pull fixes it, so look again
 	case act.Kind == actRetire:
 		r.board.drop(key)
-		r.incomplete.forget(key)
 		r.store.setRollout(key, func(ro *Rollout) { *ro = Rollout{} }) // a folder dropped again starts afresh
 		return res, retry
 	case creating:

@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"sync"
 	"time"
 
 	"github.com/ollama/ollama/api"
@@ -169,7 +168,7 @@ func (r *Reconciler) readFolder(cfg *spec.Config, key, dir string) (folderRead, 
 		return fr, nil
 	}
 	if fr.Folder, err = LoadFolder(dir, cfg.Defaults); err != nil {
-		fr.Folder, fr.LoadErr, fr.SeenIncomplete = nil, err, r.incomplete.seen(key, fr.Snap)
+		fr.Folder, fr.LoadErr, fr.SeenIncomplete = nil, err, r.board.seenIncomplete(key, fr.Snap)
 	}
 	return fr, nil
 }
@@ -195,35 +194,19 @@ func (r *Reconciler) pendingLanded(ctx context.Context, m OwnedModel, name, dige
 	return false
 }
 
-// incompleteSeen remembers, per key, the snapshot last seen with an
-// incomplete file. A copy in progress changes the snapshot, so it keeps
-// waiting; a file that stays truncated across two equal scans is invalid.
-type incompleteSeen struct {
-	mu sync.Mutex
-	// byKey: key -> snapshot id; a key leaves when its folder is retired.
-	byKey map[string]string
-}
-
-// seen reports whether this exact snapshot of key was already seen
-// incomplete, and remembers it.
-func (s *incompleteSeen) seen(key string, snap snapshot) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.byKey == nil {
-		s.byKey = map[string]string{}
-	}
+// seenIncomplete reports whether this exact snapshot of key was already
+// seen incomplete, and remembers it. A copy in progress changes the
+// snapshot, so it keeps waiting; a file that stays truncated across two
+// equal scans is invalid.
+func (b *statusBoard) seenIncomplete(key string, snap snapshot) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	id := snap.id()
-	if s.byKey[key] == id {
+	if b.incomplete[key] == id {
 		return true
 	}
-	s.byKey[key] = id
+	b.incomplete[key] = id
 	return false
-}
-
-func (s *incompleteSeen) forget(key string) {
-	s.mu.Lock()
-	delete(s.byKey, key)
-	s.mu.Unlock()
 }
 
 // fileDigests returns "sha256:..." for each of a's files, from the stamp

@@ -26,6 +26,8 @@ type server struct {
 	// it can remove layers the create is about to use. Listing takes it for
 	// reading: Ollama fails a list that meets a manifest deleted mid-scan.
 	mutate sync.RWMutex
+	// temps are the temporary models of adapterd's creates running now.
+	temps tempModels
 
 	mu        sync.Mutex
 	list      map[string]api.ListModelResponse // by canonical name

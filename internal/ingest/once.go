@@ -141,7 +141,6 @@ func (r *Reconciler) evaluate(ctx context.Context, f *Folder, opts OnceOptions) 
 	if o.Files.Digests, o.Files.WeightsErr, err = r.fileDigests(f.Adapter); err != nil {
 		return nil, nil, err
 	}
-	var models map[string]api.ListModelResponse
 	switch {
 	case opts.Offline:
 		out.Unreached = "not asked"
@@ -150,12 +149,10 @@ func (r *Reconciler) evaluate(ctx context.Context, f *Folder, opts OnceOptions) 
 			out.Unreached = spec.OneLine(err.Error())
 			break
 		}
-		if o.Server, models, err = r.srv.readServer(ctx, f, cfg.Ollama.ModelsDir); err != nil {
+		// The model under the name does not matter: create replaces it.
+		if o.Server, _, err = r.srv.readServer(ctx, f, cfg.Ollama.ModelsDir); err != nil {
 			return nil, nil, err
 		}
-	}
-	if e, ok := models[o.Name]; ok {
-		o.Existing = &e
 	}
 	d := decide(o.Files, o.Server)
 	out.Decision = d

@@ -84,11 +84,7 @@ type Reconciler struct {
 	board   *statusBoard  // what users see
 	guard   *removalGuard // whether removals wait
 	prep    *preparer     // work done while folders settle
-	// temps and incomplete are small per-key memories of create and
-	// observe; once is nil in the daemon.
-	temps      tempModels
-	incomplete incompleteSeen
-	once       *oneShot
+	once    *oneShot      // nil in the daemon
 }
 
 // oneShot is what differs in a one-shot run (run --once, create).

@@ -32,10 +32,14 @@ type statusBoard struct {
 	// has one only while its state is ingesting: set clears it on any
 	// change of state.
 	steps map[string]*step
+	// incomplete: key -> the snapshot id last seen with an incomplete file
+	// (seenIncomplete), which decides waiting against invalid.
+	incomplete map[string]string
 }
 
 func newStatusBoard(log *slog.Logger) *statusBoard {
-	return &statusBoard{log: log, statuses: map[string]status.Status{}, written: map[string]bool{}, steps: map[string]*step{}}
+	return &statusBoard{log: log, statuses: map[string]status.Status{}, written: map[string]bool{},
+		steps: map[string]*step{}, incomplete: map[string]string{}}
 }
 
 // set records a key's status, logs a change of state or error, and
@@ -136,6 +140,7 @@ func (b *statusBoard) drop(key string) {
 	delete(b.statuses, key)
 	delete(b.written, key)
 	delete(b.steps, key)
+	delete(b.incomplete, key)
 	b.mu.Unlock()
 	if had {
 		b.log.Info("adapter folder removed", "key", key)
