@@ -194,4 +194,17 @@ func TestRollbackFromTheCommandLine(t *testing.T) {
 		a := p.adapters()["cli-roll"]
 		return a.State == status.Ready && a.Pinned == "" && modelDigest(t, s, "cli-roll-bot") != first
 	})
+
+	// A sidecar whose check fails: rejected, as the user sees it.
+	serving := modelDigest(t, s, "cli-roll-bot")
+	writeSidecar(t, dir, "model: cli-roll-bot\nchecks:\n  - {prompt: hello, expect: '^NEVER$', raw: true}\n")
+	p.waitState("cli-roll", status.Rejected)
+	out, _, _ = runCLI(t, env, "status", "--config", st.config)
+	if !strings.Contains(out, "rejected") || !strings.Contains(out, "checks[0] failed") {
+		t.Errorf("status does not show the rejection:\n%s", out)
+	}
+	t.Logf("rejected:\n%s", out)
+	if d := modelDigest(t, s, "cli-roll-bot"); d != serving {
+		t.Errorf("a rejected model took the name: %s, want %s", d, serving)
+	}
 }

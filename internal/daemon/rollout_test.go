@@ -4,10 +4,13 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ollama/ollama/api"
 
 	"github.com/adapterd/adapterd/internal/ollamatest"
 	"github.com/adapterd/adapterd/internal/spec"
@@ -254,5 +257,46 @@ func TestRolloutsWithMerge(t *testing.T) {
 	}
 	if d := digestOf(t, s, "merged-bot"); d != first {
 		t.Errorf("after rollback the name holds %s, want %s", d, first)
+	}
+}
+
+// TestKeptVersionsArePrunedAndRemovedWithTheModel: keep_versions bounds
+// the versions kept; under on_remove: delete they go with the model, but a
+// version name someone else overwrote is left alone.
+func TestKeptVersionsArePrunedAndRemovedWithTheModel(t *testing.T) {
+	s := bed(t, ollamatest.V024)
+	h := newHarness(t, s, func(c *spec.Config) { c.OnRemove = spec.OnRemoveDelete })
+	dir := h.folder("versioned", ggufLoRA(2461, "model: versioned-bot\nkeep_versions: 2\n"))
+	h.waitState("versioned", status.Ready)
+	v1 := h.adapter("versioned").Versions
+	if len(v1) != 1 || !exists(s, v1[0].Model) {
+		t.Fatalf("versions after the first create: %+v", v1)
+	}
+	for _, seed := range []uint64{2462, 2463} {
+		prev := digestOf(t, s, "versioned-bot")
+		newWeights(t, dir, seed)
+		h.waitFor("the next version", func() bool {
+			st, _ := h.status("versioned")
+			return st.State == status.Ready && digestOf(t, s, "versioned-bot") != prev
+		})
+	}
+	vs := h.adapter("versioned").Versions
+	if len(vs) != 2 || !vs[1].Current || vs[0].Model == v1[0].Model {
+		t.Fatalf("versions %+v, want the two newest, the last current", vs)
+	}
+	if exists(s, v1[0].Model) {
+		t.Errorf("the oldest version %s was kept beyond keep_versions: 2", v1[0].Model)
+	}
+	// Someone overwrites the older kept version with their own model.
+	if err := s.Client.Copy(context.Background(), &api.CopyRequest{Source: baseModel, Destination: vs[0].Model}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	h.waitFor("the model to be deleted", func() bool { return !exists(s, "versioned-bot") })
+	h.waitFor("its current version to be deleted", func() bool { return !exists(s, vs[1].Model) })
+	if !exists(s, vs[0].Model) {
+		t.Errorf("a version name someone else wrote (%s) was deleted", vs[0].Model)
 	}
 }

@@ -156,18 +156,27 @@ func (r *Reconciler) keepVersion(ctx context.Context, j createJob, digest string
 		return
 	}
 	v := Version{Name: versionName(j.model, j.input), Digest: digest, Input: j.input, Created: time.Now().UTC()}
+	if r.copyVersion(ctx, j, v) {
+		r.pruneVersions(ctx, j.name, j.keep)
+	}
+}
+
+// copyVersion records v and copies the model under j.name to it, unless
+// its name holds a model adapterd did not make. It reports whether v is
+// kept.
+func (r *Reconciler) copyVersion(ctx context.Context, j createJob, v Version) bool {
 	canon := spec.CanonicalModelName(v.Name)
 	r.srv.mutate.Lock()
 	defer r.srv.mutate.Unlock()
 	cur, err := r.srv.current(ctx, canon)
 	if err != nil {
 		r.log.Warn("cannot keep version", "model", v.Name, "err", err)
-		return
+		return false
 	}
 	owned, _ := r.store.Model(j.name)
 	if cur != nil && !ownsVersion(owned, canon, cur.Digest) {
 		r.log.Warn("version name holds a model adapterd did not make; not keeping this version", "model", v.Name)
-		return
+		return false
 	}
 	// Recorded before the copy, as every create is: a copy that lands
 	// after a crash is still known as ours.
@@ -181,15 +190,15 @@ func (r *Reconciler) keepVersion(ctx context.Context, j createJob, digest string
 		return true
 	}); err != nil {
 		r.log.Warn("cannot keep version", "model", v.Name, "err", err)
-		return
+		return false
 	}
-	if cur == nil || cur.Digest != digest {
+	if cur == nil || cur.Digest != v.Digest {
 		if err := r.srv.c.Copy(ctx, &api.CopyRequest{Source: j.name, Destination: v.Name}); err != nil {
 			r.log.Warn("cannot keep version", "model", v.Name, "err", err)
-			return
+			return false
 		}
 	}
-	r.pruneVersions(ctx, j.name, j.keep)
+	return true
 }
 
 // ownsVersion reports whether the model under version name canon, with
@@ -214,7 +223,7 @@ func slicesDeleteName(vs []Version, canon string) []Version {
 }
 
 // pruneVersions deletes the oldest versions of the model under name beyond
-// keep, but never the one under the name now. The caller holds mutate.
+// keep, but never the one under the name now.
 func (r *Reconciler) pruneVersions(ctx context.Context, name string, keep int) {
 	m, ok := r.store.Model(name)
 	if !ok || len(m.Versions) <= keep {
@@ -245,6 +254,8 @@ func (r *Reconciler) pruneVersions(ctx context.Context, name string, keep int) {
 // adapterd made; one changed by someone else is left, and forgotten.
 func (r *Reconciler) deleteVersion(ctx context.Context, v Version) error {
 	canon := spec.CanonicalModelName(v.Name)
+	r.srv.mutate.Lock()
+	defer r.srv.mutate.Unlock()
 	cur, err := r.srv.current(ctx, canon)
 	if err != nil {
 		return err
@@ -256,8 +267,8 @@ func (r *Reconciler) deleteVersion(ctx context.Context, v Version) error {
 		r.log.Warn("version changed since adapterd made it; not deleting", "model", v.Name)
 		return nil
 	}
-	if err := r.srv.delete(ctx, v.Name); err != nil && !isNotFound(err) {
-		return err
+	if err := r.srv.c.Delete(ctx, &api.DeleteRequest{Model: v.Name}); err != nil && !isNotFound(err) {
+		return ollamaErr("delete", err)
 	}
 	r.srv.forget(canon)
 	return nil
