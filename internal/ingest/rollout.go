@@ -100,15 +100,27 @@ func shorten(s string, n int) string {
 	return s
 }
 
-// checkTimeout bounds one check's generate: a model that never stops, or
-// an Ollama that never answers, must not hold a worker.
-const checkTimeout = 2 * time.Minute
+// Bounds on running checks: a model that never stops, or an Ollama that
+// never answers, must not hold a worker, and an answer is kept only up to
+// what an expression needs to see.
+const (
+	checkTimeout   = 2 * time.Minute // one check's generate
+	checksTimeout  = 5 * time.Minute // all of a model's checks
+	maxAnswerBytes = 64 << 10        // of an answer, the rest is not read
+)
 
 // runChecks runs each check against model, in order, and returns the first
 // failure as a *rejectedError. A check that cannot run is an ordinary
 // (transient) error: it is never a pass.
 func (r *Reconciler) runChecks(ctx context.Context, j createJob, model string) error {
+	ctx, cancel := context.WithTimeout(ctx, checksTimeout)
+	defer cancel()
 	for i, c := range j.checks {
+		expect, err1 := regexp.Compile(c.Expect)
+		reject, err2 := regexp.Compile(c.Reject)
+		if err := errors.Join(err1, err2); err != nil {
+			return &terminalError{fmt.Errorf("%s: checks[%d]: %w", j.sidecarFile, i, err)} // Resolve checked them; never a panic
+		}
 		answer, err := r.generate(ctx, model, c)
 		if err != nil {
 			r.metrics.CheckDone(j.key, "error")
@@ -121,11 +133,10 @@ func (r *Reconciler) runChecks(ctx context.Context, j createJob, model string) e
 			r.metrics.CheckDone(j.key, "failed")
 			return &rejectedError{file: j.sidecarFile, index: i, answer: answer, expr: expr, expect: expect, model: j.model}
 		}
-		// The expressions were compiled when the sidecar was read.
-		if c.Expect != "" && !regexp.MustCompile(c.Expect).MatchString(answer) {
+		if c.Expect != "" && !expect.MatchString(answer) {
 			return fail(c.Expect, true)
 		}
-		if c.Reject != "" && regexp.MustCompile(c.Reject).MatchString(answer) {
+		if c.Reject != "" && reject.MatchString(answer) {
 			return fail(c.Reject, false)
 		}
 		r.metrics.CheckDone(j.key, "passed")
@@ -141,7 +152,9 @@ func (r *Reconciler) generate(ctx context.Context, model string, c spec.Check) (
 	var out strings.Builder
 	err := r.srv.c.Generate(ctx, &api.GenerateRequest{Model: model, Prompt: c.Prompt, Raw: c.Raw, Stream: &stream,
 		Options: c.GenerateOptions()}, func(g api.GenerateResponse) error {
-		out.WriteString(g.Response)
+		if out.Len() < maxAnswerBytes {
+			out.WriteString(g.Response[:min(len(g.Response), maxAnswerBytes-out.Len())])
+		}
 		return nil
 	})
 	return out.String(), err
@@ -371,7 +384,11 @@ func (r *Reconciler) Rollback(ctx context.Context, key, to string) (string, erro
 	if !ok {
 		return "", fmt.Errorf("%w: no model of adapter %s to roll back", status.ErrNotFound, spec.Quote(key))
 	}
-	if st, ok := r.board.get(key); ok && st.State == status.Ingesting {
+	st, seen := r.board.get(key)
+	switch {
+	case !seen:
+		return "", fmt.Errorf("adapter %s has not been looked at since the daemon started; try again in a moment", spec.Quote(key))
+	case st.State == status.Ingesting:
 		return "", fmt.Errorf("adapter %s is being ingested; roll back once it is done", spec.Quote(key))
 	}
 	v, err := pickVersion(m, to)
@@ -397,7 +414,7 @@ func (r *Reconciler) Rollback(ctx context.Context, key, to string) (string, erro
 	// The pin remembers the folder as it is now: the status digest, or
 	// when none was shown, the input of the model being replaced.
 	input := m.InputDigest
-	if st, ok := r.board.get(key); ok && st.Digest != "" {
+	if st.Digest != "" {
 		input = st.Digest
 	}
 	// Ownership first, as for any create: after a crash right after the

@@ -35,6 +35,10 @@ const maxKeepVersions = 100
 
 var checkKeys = []string{"prompt", "expect", "reject", "options", "raw"}
 
+// MaxChecks bounds checks: per folder. The sidecar is written by whoever
+// trains into the drop dir, and each check holds a worker while it runs.
+const MaxChecks = 20
+
 // GenerateOptions returns the options a check generates with.
 func (c Check) GenerateOptions() map[string]any {
 	out := make(map[string]any, len(CheckDefaults)+len(c.Options))
@@ -53,6 +57,9 @@ func (d *yamlDecoder) checks(name string, v *yaml.Node) ([]Check, error) {
 	v = deref(v)
 	if v.Kind != yaml.SequenceNode {
 		return nil, d.errf(v, "%s must be a list, found %s; write for example %s", name, describe(v), `"- {prompt: hi, expect: '(?s).+'}"`)
+	}
+	if len(v.Content) > MaxChecks {
+		return nil, d.errf(v, "%s has %d checks, more than the %d allowed; keep the ones that matter", name, len(v.Content), MaxChecks)
 	}
 	out := make([]Check, 0, len(v.Content))
 	for i, item := range v.Content {
@@ -116,6 +123,9 @@ func (d *yamlDecoder) keepVersions(name string, v *yaml.Node) (int, error) {
 
 // checkChecks checks again what checks() checks, for checks set from Go.
 func checkChecks(cs []Check) string {
+	if len(cs) > MaxChecks {
+		return fmt.Sprintf("%d checks, more than the %d allowed", len(cs), MaxChecks)
+	}
 	for i, c := range cs {
 		if c.Expect == "" && c.Reject == "" {
 			return fmt.Sprintf("checks[%d] has neither expect: nor reject:; add one", i)

@@ -27,6 +27,7 @@ func TestChecksParseAndResolve(t *testing.T) {
 		{name: "bad expression", yaml: "checks:\n  - prompt: hi\n    expect: '(('\n", err: "adapter.yaml:3: checks[0].expect: error parsing regexp"},
 		{name: "unknown option", yaml: "checks:\n  - prompt: hi\n    expect: x\n    options: {temprature: 0}\n", err: "temperature"},
 		{name: "unknown key", yaml: "checks:\n  - prompt: hi\n    expects: x\n", err: `unknown key "expects" in checks[0]`},
+		{name: "too many checks", yaml: "checks:\n" + strings.Repeat("  - {prompt: p, expect: x}\n", MaxChecks+1), err: "21 checks, more than the 20 allowed"},
 		{name: "keep_versions negative", yaml: "keep_versions: -1\n", err: "keep_versions must be a whole number from 0 to 100"},
 	}
 	for _, c := range cases {
