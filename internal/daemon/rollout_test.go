@@ -4,6 +4,9 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -299,4 +302,61 @@ func TestKeptVersionsArePrunedAndRemovedWithTheModel(t *testing.T) {
 	if !exists(s, vs[0].Model) {
 		t.Errorf("a version name someone else wrote (%s) was deleted", vs[0].Model)
 	}
+}
+
+// dropsCheckProxy forwards to a real server but drops the connection of any
+// generate whose prompt holds "unreachable-check", as an Ollama that dies
+// mid-request would. A fake for failure injection only.
+func dropsCheckProxy(t *testing.T, target *url.URL) *httptest.Server {
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/api/generate" {
+			body, _ := io.ReadAll(r.Body)
+			if strings.Contains(string(body), "unreachable-check") {
+				if conn, _, err := w.(http.Hijacker).Hijack(); err == nil {
+					conn.Close()
+				}
+				return
+			}
+			r.Body, r.ContentLength = io.NopCloser(strings.NewReader(string(body))), int64(len(body))
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// TestChecksThatCannotRunAreNeverAPass: Ollama failing during a check
+// leaves the folder failed (retried), the old model under the name, and no
+// temporary model.
+func TestChecksThatCannotRunAreNeverAPass(t *testing.T) {
+	s := bed(t, ollamatest.V024)
+	before := tmpModels(t, s)
+	proxy := dropsCheckProxy(t, s.URL)
+	h := newHarness(t, s, func(c *spec.Config) { c.Ollama.Host = proxy.URL })
+	dir := h.folder("unrun", ggufLoRA(2471, "model: unrun-bot\n"+passing))
+	h.waitState("unrun", status.Ready)
+	old := digestOf(t, s, "unrun-bot")
+	newWeights(t, dir, 2472)
+	if err := sidecar(dir, "model: unrun-bot\nchecks:\n  - {prompt: unreachable-check, expect: '(?s).*'}\n"); err != nil {
+		t.Fatal(err)
+	}
+	st := h.waitState("unrun", status.Failed)
+	if !strings.Contains(st.Error, "could not run") {
+		t.Errorf("error %q does not say the check could not run", st.Error)
+	}
+	if d := digestOf(t, s, "unrun-bot"); d != old {
+		t.Errorf("a check that could not run let the model take the name: %s, want %s", d, old)
+	}
+	if m := h.get("/metrics"); !strings.Contains(m, `adapterd_checks_total{key="unrun",result="error"}`) {
+		t.Error("no adapterd_checks_total{result=\"error\"} for the check that could not run")
+	}
+	h.waitFor("the temporary model to be deleted", func() bool {
+		for name := range tmpModels(t, s) {
+			if !before[name] {
+				return false
+			}
+		}
+		return true
+	})
 }
