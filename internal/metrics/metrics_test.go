@@ -261,3 +261,34 @@ func TestNew_TwiceOnOneRegistryPanics(t *testing.T) {
 	}()
 	New(reg, nil)
 }
+
+func TestRolloutCountersArePerKey(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := New(reg, nil)
+	m.CheckDone("a", "passed")
+	m.CheckDone("a", "passed")
+	m.CheckDone("a", "failed")
+	m.CheckDone("b", "error")
+	m.Rejected("a")
+	m.RolledBack("b")
+	mfs := scrape(t, reg)
+	for _, c := range []struct {
+		name   string
+		labels map[string]string
+		want   float64
+	}{
+		{"adapterd_checks_total", map[string]string{"key": "a", "result": "passed"}, 2},
+		{"adapterd_checks_total", map[string]string{"key": "a", "result": "failed"}, 1},
+		{"adapterd_checks_total", map[string]string{"key": "b", "result": "error"}, 1},
+		{"adapterd_rejections_total", map[string]string{"key": "a"}, 1},
+		{"adapterd_rollbacks_total", map[string]string{"key": "b"}, 1},
+	} {
+		if got := value(find(t, mfs, c.name, c.labels)); got != c.want {
+			t.Errorf("%s%v = %v, want %v", c.name, c.labels, got, c.want)
+		}
+	}
+	var nilM *Metrics
+	nilM.CheckDone("a", "passed") // a nil *Metrics records nothing, and does not panic
+	nilM.Rejected("a")
+	nilM.RolledBack("a")
+}
