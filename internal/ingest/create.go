@@ -9,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -380,8 +382,7 @@ func (r *Reconciler) createVerified(ctx context.Context, j createJob) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		var se api.StatusError
-		if !errors.As(err, &se) {
+		if unanswered(err) {
 			return ollamaErr("generate", fmt.Errorf("verify could not run: %w", err)) // Ollama did not answer: try again
 		}
 		return terminalf("verify: the new model cannot generate (%s); if the base runs on Ollama's Go engine set strategy: merge", spec.OneLine(err.Error()))
@@ -520,6 +521,14 @@ func (r *Reconciler) verify(ctx context.Context, model string) error {
 	stream := false
 	return r.srv.c.Generate(ctx, &api.GenerateRequest{Model: model, Prompt: "hello", Raw: true, Stream: &stream,
 		Options: map[string]any{"num_predict": 1}}, func(api.GenerateResponse) error { return nil })
+}
+
+// unanswered reports whether err is Ollama not answering at all (down,
+// connection dropped), rather than Ollama saying the model cannot run.
+func unanswered(err error) bool {
+	var ue *url.Error
+	var ne net.Error
+	return errors.As(err, &ue) || errors.As(err, &ne) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
 }
 
 func randomHex(n int) string {

@@ -1,9 +1,16 @@
 package ingest
 
 import (
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ollama/ollama/api"
 )
 
 func TestVersionNameReplacesTheTag(t *testing.T) {
@@ -50,5 +57,21 @@ func TestPickVersion(t *testing.T) {
 	if _, err := pickVersion(OwnedModel{OllamaDigest: "d", Versions: []Version{{Name: "m:v-1", Digest: "d"}}}, ""); err == nil ||
 		!strings.Contains(err.Error(), "no earlier version") {
 		t.Errorf("only the current version kept: %v", err)
+	}
+}
+
+func TestVerifyTellsOllamaDownFromAModelThatCannotRun(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		down bool
+	}{
+		{&url.Error{Op: "Post", URL: "http://127.0.0.1:1/api/generate", Err: syscall.ECONNREFUSED}, true},
+		{fmt.Errorf("generate: %w", io.ErrUnexpectedEOF), true},
+		{api.StatusError{StatusCode: 500, ErrorMessage: "loras are not yet implemented"}, false},
+		{errors.New("model failed to load"), false}, // an error line in Ollama's answer
+	} {
+		if got := unanswered(tc.err); got != tc.down {
+			t.Errorf("unanswered(%v) = %v, want %v", tc.err, got, tc.down)
+		}
 	}
 }
