@@ -391,12 +391,17 @@ func (r *Reconciler) Rollback(ctx context.Context, key, to string) (string, erro
 	case st.State == status.Ingesting:
 		return "", fmt.Errorf("adapter %s is being ingested; roll back once it is done", spec.Quote(key))
 	}
+	// With adapterd's other changes held off, the record is read again: a
+	// create that finished meanwhile is what is rolled back from.
+	r.srv.mutate.Lock()
+	defer r.srv.mutate.Unlock()
+	if m, ok = r.store.Model(name); !ok || m.Key != key {
+		return "", fmt.Errorf("%w: no model of adapter %s to roll back", status.ErrNotFound, spec.Quote(key))
+	}
 	v, err := pickVersion(m, to)
 	if err != nil {
 		return "", fmt.Errorf("adapter %s: %w", spec.Quote(key), err)
 	}
-	r.srv.mutate.Lock()
-	defer r.srv.mutate.Unlock()
 	cur, err := r.srv.current(ctx, name)
 	if err != nil {
 		return "", err
