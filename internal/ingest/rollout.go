@@ -474,13 +474,13 @@ func pickVersion(m OwnedModel, to string) (Version, error) {
 		}
 	}
 	if to == "" {
-		return Version{}, errors.New("no earlier version is kept to roll back to (keep_versions)")
+		return Version{}, fmt.Errorf("%w: no earlier version is kept to roll back to (keep_versions)", status.ErrNotFound)
 	}
 	names := make([]string, 0, len(vs))
 	for _, v := range vs {
 		names = append(names, v.Name)
 	}
-	return Version{}, fmt.Errorf("no kept version %s; kept: %s", spec.Quote(to), strings.Join(names, ", "))
+	return Version{}, fmt.Errorf("%w: no kept version %s; kept: %s", status.ErrNotFound, spec.Quote(to), strings.Join(names, ", "))
 }
 
 // Unpin lets key's folder make its model again.
