@@ -99,7 +99,12 @@ type (
 		configFlag
 		json bool
 	}
-	confirmFlags struct{ configFlag }
+	confirmFlags  struct{ configFlag }
+	rollbackFlags struct {
+		configFlag
+		to string
+	}
+	unpinFlags   struct{ configFlag }
 	serviceFlags struct {
 		configFlag
 		user string
@@ -174,8 +179,9 @@ flag (--base, --name, --system, --out-modelfile, ...) goes to create.`,
 			}, cmdPublish),
 		},
 		{
-			name: "status", synopsis: "[--config F] [--json]", summary: "table of adapters from the running daemon",
+			name: "status", synopsis: "[--config F] [--json] [KEY]", summary: "table of adapters from the running daemon; with KEY, its kept versions too",
 			config: &configUse{def: defaultConfigPath, purpose: "for api.socket and listen"},
+			parse:  parseInterleaved,
 			bind: withFlags(func(fs *flag.FlagSet, fl *statusFlags) {
 				fs.BoolVar(&fl.json, "json", false, "print JSON instead of a table")
 			}, cmdStatus),
@@ -184,6 +190,20 @@ flag (--base, --name, --system, --out-modelfile, ...) goes to create.`,
 			name: "confirm-removals", synopsis: "[--config F]", summary: "let removals the daemon holds (lost mount guard) go ahead",
 			config: &configUse{def: defaultConfigPath, purpose: "for api.socket"},
 			bind:   withFlags(nil, cmdConfirmRemovals),
+		},
+		{
+			name: "rollback", synopsis: "KEY [--to VERSION] [--config F]", summary: "put the previous (or named) version back under KEY's name, and pin it",
+			config: &configUse{def: defaultConfigPath, purpose: "for api.socket"},
+			parse:  parseInterleaved,
+			bind: withFlags(func(fs *flag.FlagSet, fl *rollbackFlags) {
+				fs.StringVar(&fl.to, "to", "", "the version to roll back to (its model name, tag, or input digest prefix); default: the previous one")
+			}, cmdRollback),
+		},
+		{
+			name: "unpin", synopsis: "KEY [--config F]", summary: "let KEY's folder make its model again after a rollback",
+			config: &configUse{def: defaultConfigPath, purpose: "for api.socket"},
+			parse:  parseInterleaved,
+			bind:   withFlags(nil, cmdUnpin),
 		},
 	}
 	for _, s := range []struct{ action, synopsis, summary string }{
@@ -283,6 +303,21 @@ func parsePositionalFirst(fs *flag.FlagSet, args []string) ([]string, error) {
 		return nil, err
 	}
 	return append(pos, fs.Args()...), nil
+}
+
+// parseInterleaved takes flags before, between and after the arguments
+// (status KEY --json, rollback --to V KEY).
+func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		if fs.NArg() == 0 {
+			return pos, nil
+		}
+		pos, args = append(pos, fs.Arg(0)), fs.Args()[1:]
+	}
 }
 
 // writeHelp is a command's -h: its line of the usage, its detail, and its

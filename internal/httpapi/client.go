@@ -83,8 +83,14 @@ func fetchList[T any](ctx context.Context, t target, path, what string) ([]T, er
 // ConfirmRemovals tells the daemon that its held removals are intended,
 // over the control socket only, and returns its answer.
 func (d Daemon) ConfirmRemovals(ctx context.Context) (string, error) {
+	return d.post(ctx, ConfirmRemovalsPath)
+}
+
+// post sends one mutating request over the control socket and returns the
+// daemon's one-line answer.
+func (d Daemon) post(ctx context.Context, path string) (string, error) {
 	var answer string
-	err := call(ctx, socketTarget(d.Socket), http.MethodPost, ConfirmRemovalsPath, func(_ string, body io.Reader) error {
+	err := call(ctx, socketTarget(d.Socket), http.MethodPost, path, func(_ string, body io.Reader) error {
 		b, err := io.ReadAll(io.LimitReader(body, 4096))
 		answer = strings.TrimSpace(string(b))
 		return err
@@ -164,6 +170,11 @@ func call(ctx context.Context, t target, method, path string, read func(where st
 		}
 		if resp.StatusCode == http.StatusForbidden {
 			return &refusedError{msg + " " + t.where}
+		}
+		if resp.StatusCode == http.StatusConflict {
+			// adapterd understood and refused (a rollback it cannot do):
+			// its own words are the message, with no hint of a stranger.
+			return errors.New(msg)
 		}
 		return fmt.Errorf("%s; is something other than adapterd listening there? %s", msg, t.where)
 	}

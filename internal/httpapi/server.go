@@ -104,6 +104,7 @@ func Handler(src Source, gatherer prometheus.Gatherer) http.Handler {
 		}
 		text(w, http.StatusOK, "nothing to confirm: no removals are held")
 	})
+	rollbackRoutes(mux, src)
 	mux.HandleFunc("GET "+AdaptersPath, func(w http.ResponseWriter, _ *http.Request) {
 		// Copy before sorting: the slice may be the source's own.
 		list := slices.Clone(src.Adapters())

@@ -58,6 +58,9 @@ func WriteSourcesTable(w io.Writer, list []mirror.SourceStatus, now time.Time) e
 // stateCell is the state, and for an ingest its step and how far it is.
 func stateCell(s status.Status) string {
 	p := s.Progress
+	if s.Pinned != "" {
+		return string(s.State) + " (pinned " + s.Pinned + ")"
+	}
 	if p == nil || p.Step == "" {
 		return string(s.State)
 	}

@@ -2,7 +2,10 @@ package ingest
 
 import (
 	"context"
+	"errors"
 	"time"
+
+	"github.com/adapterd/adapterd/internal/spec"
 )
 
 // retireError is a retirement beside the key's main action that failed: it
@@ -40,6 +43,11 @@ func (r *Reconciler) apply(ctx context.Context, o *observed, act action) (time.D
 		act = final(act)
 	}
 	var err error
+	if act.Unpin {
+		if err := r.store.setRollout(o.Key, func(ro *Rollout) { ro.Pin = nil }); err != nil {
+			return after, err
+		}
+	}
 	switch act.Kind {
 	case actWait:
 		if act.Prepare {
@@ -48,6 +56,20 @@ func (r *Reconciler) apply(ctx context.Context, o *observed, act action) (time.D
 	case actCreate:
 		r.board.set(r.config(), act.Status) // ingesting, as plan said, while the create runs
 		err = r.create(ctx, o, act.Decision)
+		// What the checks said is remembered, so that a rejected input
+		// is not made again, even after a restart.
+		var rj *rejectedError
+		switch {
+		case errors.As(err, &rj):
+			reason := spec.OneLine(err.Error())
+			if serr := r.store.setRollout(o.Key, func(ro *Rollout) {
+				ro.Rejected = &Rejection{Input: act.Decision.Input, Reason: reason, At: time.Now().UTC()}
+			}); serr != nil {
+				err = serr
+			}
+		case err == nil:
+			err = r.store.setRollout(o.Key, func(ro *Rollout) { ro.Rejected = nil })
+		}
 	}
 	if err == nil {
 		err = retireErr

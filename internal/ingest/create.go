@@ -9,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -68,6 +70,11 @@ type createJob struct {
 	// user named it on the command line); the daemon never sets it.
 	replace bool
 	req     *api.CreateRequest
+	// checks run against the new model before it takes the name; the
+	// sidecar is where they are written, for the rejection's message.
+	checks      []spec.Check
+	sidecarFile string
+	keep        int // versions to keep
 }
 
 // create builds the model for a valid folder and puts it under its name,
@@ -86,14 +93,20 @@ func (r *Reconciler) createWith(ctx context.Context, o *observed, d *Decision, r
 		return nil, err
 	}
 	j := createJob{key: o.Key, dropDir: o.DropDir, name: o.Name, model: res.Model, input: d.Input, strategy: d.Strategy,
-		layer: layer, owned: o.Owned, replace: replace, req: req}
-	if res.Verify {
+		layer: layer, owned: o.Owned, replace: replace, req: req,
+		checks: d.Checks, sidecarFile: o.Folder.SidecarFile, keep: d.KeepVersions}
+	if d.Verify {
 		err = r.createVerified(ctx, j)
 	} else {
 		err = r.createDirect(ctx, j)
 	}
 	if isAdaptersRemoved(err) {
 		r.srv.noAdapters()
+	}
+	if err == nil {
+		if m, ok := r.store.Model(j.name); ok {
+			r.keepVersion(ctx, j, m.OllamaDigest)
+		}
 	}
 	return req, err
 }
@@ -366,7 +379,19 @@ func (r *Reconciler) createVerified(ctx context.Context, j createJob) error {
 	}
 	r.board.beginStep(j.key, "verify")
 	if err := r.verify(ctx, tmp); err != nil {
-		return terminalf("verify: the new model cannot generate (%v); if the base runs on Ollama's Go engine set strategy: merge", err)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if unanswered(err) {
+			return ollamaErr("generate", fmt.Errorf("verify could not run: %w", err)) // Ollama did not answer: try again
+		}
+		return terminalf("verify: the new model cannot generate (%s); if the base runs on Ollama's Go engine set strategy: merge", spec.OneLine(err.Error()))
+	}
+	if len(j.checks) > 0 {
+		r.board.beginStep(j.key, "check")
+		if err := r.runChecks(ctx, j, tmp); err != nil {
+			return err
+		}
 	}
 	if ctx.Err() != nil {
 		return ctx.Err()
@@ -445,7 +470,7 @@ func (r *Reconciler) confirm(j createJob, cur *api.ListModelResponse) error {
 	r.srv.patch(j.name, cur)
 	return r.store.Update(func(s *stateFile) bool {
 		s.Models[j.name] = OwnedModel{Name: j.model, Key: j.key, DropDir: j.dropDir, OllamaDigest: cur.Digest, InputDigest: j.input,
-			Strategy: string(j.strategy), Created: time.Now().UTC()}
+			Strategy: string(j.strategy), Created: time.Now().UTC(), Versions: s.Models[j.name].Versions}
 		return true
 	})
 }
@@ -494,12 +519,16 @@ func (r *Reconciler) cleanupPending(ctx context.Context) {
 // model that creates fine but cannot load (LoRA on Ollama's Go engine).
 func (r *Reconciler) verify(ctx context.Context, model string) error {
 	stream := false
-	err := r.srv.c.Generate(ctx, &api.GenerateRequest{Model: model, Prompt: "hello", Raw: true, Stream: &stream,
+	return r.srv.c.Generate(ctx, &api.GenerateRequest{Model: model, Prompt: "hello", Raw: true, Stream: &stream,
 		Options: map[string]any{"num_predict": 1}}, func(api.GenerateResponse) error { return nil })
-	if err != nil {
-		return errors.New(spec.OneLine(err.Error()))
-	}
-	return nil
+}
+
+// unanswered reports whether err is Ollama not answering at all (down,
+// connection dropped), rather than Ollama saying the model cannot run.
+func unanswered(err error) bool {
+	var ue *url.Error
+	var ne net.Error
+	return errors.As(err, &ue) || errors.As(err, &ne) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
 }
 
 func randomHex(n int) string {

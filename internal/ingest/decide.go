@@ -69,6 +69,13 @@ type Decision struct {
 	// Files["model.gguf"] for merge), which apply fills in. nil when the
 	// strategy is unknown or the folder is refused.
 	Request *api.CreateRequest `json:"-"`
+	// Verify: the model is made under a temporary name, loaded, and
+	// checked against Checks before it takes the name (verify: true, or
+	// any checks:).
+	Verify bool         `json:"verify,omitempty"`
+	Checks []spec.Check `json:"-"`
+	// KeepVersions is how many versions of the model are kept.
+	KeepVersions int `json:"-"`
 }
 
 // Ok reports whether nothing refuses the folder.
@@ -129,6 +136,7 @@ func decide(ff folderFacts, s serverFacts) Decision {
 	if ff.Digests != nil {
 		d.Input = inputDigest(res, d.Strategy, ff.Digests, s.BaseDigest)
 	}
+	d.Verify, d.Checks, d.KeepVersions = res.Verify || len(res.Checks) > 0, res.Checks, res.KeepVersions
 	return d
 }
 

@@ -19,6 +19,8 @@ import (
 //     is invalid, with the message, until its files change.
 //   - incomplete: files still being written. The folder is waiting.
 //   - conflict: the model name belongs to someone else. Not retried.
+//   - rejected: a new model failed one of its checks. The folder is
+//     rejected, the old model keeps the name, until the folder changes.
 //   - transient: anything else (Ollama down, a timeout, a 5xx that is not a
 //     known refusal). The folder is failed and retried with backoff.
 type errClass int
@@ -28,6 +30,7 @@ const (
 	terminal
 	incomplete
 	conflicted
+	rejected // a new model failed a check: the folder is rejected until it changes
 )
 
 // terminalError marks an error that retrying with the same inputs cannot fix.
@@ -109,7 +112,10 @@ func classify(err error) errClass {
 		se *spec.Error
 		st api.StatusError
 	)
+	var rj *rejectedError
 	switch {
+	case errors.As(err, &rj):
+		return rejected
 	case errors.As(err, &ce):
 		return conflicted
 	case lora.IsIncomplete(err):

@@ -55,6 +55,11 @@ func (r *Reconciler) handle(ctx context.Context, o *observed, act action, after,
 			res.RequeueAfter = minAfter(after, max(o.Settle, time.Second))
 		case conflicted:
 			st.State = status.Conflict
+		case rejected:
+			st.State = status.Rejected
+			r.metrics.Rejected(key)
+			r.metrics.IngestDone("rejected", strategy, took)
+			retry = controller.Terminal(err)
 		default:
 			if creating {
 				r.metrics.IngestDone("failed", strategy, took)
@@ -65,6 +70,7 @@ func (r *Reconciler) handle(ctx context.Context, o *observed, act action, after,
 		retry = errors.New(st.Error) // base missing: a pull fixes it, so look again
 	case act.Kind == actRetire:
 		r.board.drop(key)
+		r.store.setRollout(key, func(ro *Rollout) { *ro = Rollout{} }) // a folder dropped again starts afresh
 		return res, retry
 	case creating:
 		r.metrics.IngestDone("ok", strategy, took)

@@ -70,7 +70,8 @@ type folderRead struct {
 type modelFacts struct {
 	Existing      *api.ListModelResponse
 	Owned         *OwnedModel
-	PendingLanded bool // Owned's pending create is the model under Name
+	PendingLanded bool    // Owned's pending create is the model under Name
+	Rollout       Rollout // the key's rejected input and pin (rollout.go)
 }
 
 // status is what the user sees of o before any decision: key, model, base.
@@ -139,6 +140,7 @@ func (r *Reconciler) observe(ctx context.Context, key string) (*observed, error)
 	if e, ok := models[o.Name]; ok {
 		o.Existing = &e
 	}
+	o.Rollout = r.store.rollout(key)
 	if o.Owned != nil && o.Existing != nil {
 		o.PendingLanded = r.pendingLanded(ctx, *o.Owned, o.Name, o.Existing.Digest)
 	}

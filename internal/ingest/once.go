@@ -71,7 +71,7 @@ type PlannedFile struct {
 
 // Exit classes for one-shot commands (see docs/pipelines.md).
 const (
-	ExitInvalid     = 3 // the folder, sidecar or flags are wrong, or Ollama refused them
+	ExitInvalid     = 3 // the folder, sidecar or flags are wrong, Ollama refused them, or a check failed
 	ExitBaseMissing = 4 // the base model is not in Ollama
 	ExitOllama      = 5 // Ollama could not be reached or failed
 )
@@ -83,7 +83,7 @@ func ExitCode(err error) int {
 		return ExitBaseMissing
 	}
 	switch classify(err) {
-	case terminal, incomplete, conflicted:
+	case terminal, incomplete, conflicted, rejected:
 		return ExitInvalid
 	}
 	return ExitOllama

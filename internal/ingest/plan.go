@@ -24,9 +24,10 @@ const (
 	actRetire                     // the folder is gone: retire its models
 	actAdopt                      // bring the ownership record up to date, then Then
 	actFailed                     // cannot go on now, not the folder's fault: retry with backoff
+	actRejected                   // this input's model failed a check: wait for the folder to change
 )
 
-var actionNames = [...]string{"none", "wait", "invalid", "conflict", "ready", "create", "retire", "adopt", "failed"}
+var actionNames = [...]string{"none", "wait", "invalid", "conflict", "ready", "create", "retire", "adopt", "failed", "rejected"}
 
 func (k actionKind) String() string { return actionNames[k] }
 
@@ -42,6 +43,7 @@ type action struct {
 	Decision *Decision     // actCreate: the strategy and the request
 	Adopt    *OwnedModel   // actAdopt: the record to write
 	Then     *action       // actAdopt: what to do once it is written
+	Unpin    bool          // the folder changed since its rollback: the pin is over
 }
 
 // plan decides what to do about one key from what was observed. It is pure:
@@ -108,14 +110,24 @@ func planModel(o *observed, d *Decision, st status.Status) action {
 		next.Owned, next.PendingLanded = &a, false
 		then := planModel(&next, d, st)
 		return action{Kind: actAdopt, Status: then.Status, Adopt: &a, Then: &then}
+	}
+	pin, rejected := o.Rollout.Pin, o.Rollout.Rejected
+	switch {
+	case pin != nil && pin.Input == d.Input && m != nil && e != nil && m.Owns(e.Digest):
+		// Rolled back: the name serves the pinned version, not the folder.
+		st.State, st.Strategy, st.Pinned = status.Ready, m.Strategy, pin.Version
+		return action{Kind: actReady, Status: st}
 	case upToDate(o, d.Input):
 		st.State, st.Strategy = status.Ready, m.Strategy
-		return action{Kind: actReady, Status: st}
+		return action{Kind: actReady, Status: st, Unpin: pin != nil}
+	case rejected != nil && rejected.Input == d.Input:
+		st.State, st.Error = status.Rejected, rejected.Reason
+		return action{Kind: actRejected, Status: st}
 	case len(o.LateClaimants) > 0:
 		return claimConflict(o, st, o.LateClaimants)
 	}
 	st.State = status.Ingesting
-	return action{Kind: actCreate, Status: st, Decision: d}
+	return action{Kind: actCreate, Status: st, Decision: d, Unpin: pin != nil}
 }
 
 // needsAdopt reports whether m must be rewritten before it can be trusted:

@@ -145,6 +145,41 @@ func TestPlan(t *testing.T) {
 				t.Errorf("drop dir %q", a.Adopt.DropDir)
 			}
 		}},
+		{"this input's model failed a check: rejected, not made again", func(o *observed) {
+			o.Existing, o.Owned = model("d"), owned("d", "in0")
+			o.Rollout.Rejected = &Rejection{Input: in1, Reason: "checks[0] failed"}
+		}, actRejected, status.Rejected, wantErr("checks[0] failed")},
+		{"an older input was rejected: the new one is made and checked", func(o *observed) {
+			o.Existing, o.Owned = model("d"), owned("d", "in0")
+			o.Rollout.Rejected = &Rejection{Input: "in-1", Reason: "checks[0] failed"}
+		}, actCreate, status.Ingesting, nil},
+		{"checks: made under a temporary name and checked", func(o *observed) {
+			o.Folder.Resolved.Checks = []spec.Check{{Prompt: "p", Expect: "x"}}
+		}, actCreate, status.Ingesting, func(t *testing.T, a action) {
+			if !a.Decision.Verify || len(a.Decision.Checks) != 1 {
+				t.Errorf("verify %v checks %v", a.Decision.Verify, a.Decision.Checks)
+			}
+		}},
+		{"rolled back, folder unchanged: ready and pinned", func(o *observed) {
+			o.Existing, o.Owned = model("v1"), owned("v1", "in0")
+			o.Rollout.Pin = &Pin{Version: "m:v-0", Input: in1}
+		}, actReady, status.Ready, func(t *testing.T, a action) {
+			if a.Status.Pinned != "m:v-0" || a.Unpin {
+				t.Errorf("pinned %q unpin %v", a.Status.Pinned, a.Unpin)
+			}
+		}},
+		{"rolled back, folder changed since: unpin and create", func(o *observed) {
+			o.Existing, o.Owned = model("v1"), owned("v1", "in0")
+			o.Rollout.Pin = &Pin{Version: "m:v-0", Input: "in-older"}
+		}, actCreate, status.Ingesting, func(t *testing.T, a action) {
+			if !a.Unpin || a.Status.Pinned != "" {
+				t.Errorf("unpin %v pinned %q", a.Unpin, a.Status.Pinned)
+			}
+		}},
+		{"rolled back, but the name was changed outside adapterd: conflict", func(o *observed) {
+			o.Existing, o.Owned = model("x"), owned("v1", "in0")
+			o.Rollout.Pin = &Pin{Version: "m:v-0", Input: in1}
+		}, actConflict, status.Conflict, nil},
 		{"base not in Ollama: failed, retried", func(o *observed) { o.Server.BaseDigest, o.Server.Base = "", nil }, actFailed, status.Failed, wantErr("ollama pull b")},
 		{"a refusal of the decision: invalid, nothing created", func(o *observed) { o.Folder.Resolved.Template = "{{ .Prompt" }, actInvalid, status.Invalid, wantErr("template")},
 		{"old name retired beside the new one", func(o *observed) { o.Retire = []OwnedModel{{Name: "old", Key: "k"}} }, actCreate, status.Ingesting, func(t *testing.T, a action) {

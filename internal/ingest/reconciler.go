@@ -28,6 +28,9 @@ type Metrics interface {
 	ResyncDone(t time.Time)
 	ServerInfo(version string, adapters bool)
 	RemovalsHeld(held bool)
+	CheckDone(key, result string)
+	Rejected(key string)
+	RolledBack(key string)
 }
 
 type nopMetrics struct{}
@@ -39,6 +42,9 @@ func (nopMetrics) OllamaError(string)                       {}
 func (nopMetrics) ResyncDone(time.Time)                     {}
 func (nopMetrics) ServerInfo(string, bool)                  {}
 func (nopMetrics) RemovalsHeld(bool)                        {}
+func (nopMetrics) CheckDone(string, string)                 {}
+func (nopMetrics) Rejected(string)                          {}
+func (nopMetrics) RolledBack(string)                        {}
 
 // Options configures a Reconciler.
 type Options struct {
@@ -286,7 +292,13 @@ func (r *Reconciler) waitSynced(ctx context.Context) {
 func (r *Reconciler) Ready() bool { return r.ctl.Synced() && r.srv.Healthy() }
 
 // Adapters returns every adapter's status, sorted by key.
-func (r *Reconciler) Adapters() []status.Status { return r.board.list() }
+func (r *Reconciler) Adapters() []status.Status {
+	list := r.board.list()
+	for i := range list {
+		list[i].Versions = r.versionsOf(list[i].Key)
+	}
+	return list
+}
 
 // StateCounts counts adapters by state, for metrics.
 func (r *Reconciler) StateCounts() map[status.State]int { return r.board.counts() }

@@ -45,6 +45,11 @@ func (r *Reconciler) retire(ctx context.Context, m OwnedModel) (time.Duration, e
 		return left, nil
 	}
 	if cfg.OnRemove == spec.OnRemoveDelete {
+		// Its kept versions go with it, each only if still ours.
+		if err := r.retireVersions(ctx, m); err != nil {
+			r.log.Warn("cannot delete a kept version", "model", m.Name, "err", err)
+			return 0, err
+		}
 		models, err := r.srv.models(ctx)
 		if err != nil {
 			return 0, err

@@ -49,6 +49,10 @@ type OwnedModel struct {
 	// RemovedAt is set when the folder (or its claim on this name) went
 	// away; after remove_grace the model is deleted or forgotten.
 	RemovedAt *time.Time `json:"removed_at,omitempty"`
+	// Versions are the copies of this model adapterd keeps under version
+	// names (rollout.go), oldest first. Each is owned as the model is:
+	// only a version whose digest is still the one recorded is deleted.
+	Versions []Version `json:"versions,omitempty"`
 }
 
 // Owns reports whether digest (Ollama's current manifest digest of the
@@ -76,6 +80,9 @@ type stateFile struct {
 	// DropDir is the drop dir's identity, to tell a failed mount from an
 	// emptied folder (guard.go).
 	DropDir *dropDirID `json:"drop_dir,omitempty"`
+	// Rollouts is what a key's rollouts left to remember (rollout.go): a
+	// rejected input, a pin. By key; absent for most keys.
+	Rollouts map[string]Rollout `json:"rollouts,omitempty"`
 }
 
 // Store is the persistent state, saved atomically on every change.

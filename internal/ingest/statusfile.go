@@ -49,7 +49,7 @@ func (b *statusBoard) set(cfg *spec.Config, s status.Status) {
 	b.mu.Lock()
 	old, had := b.statuses[s.Key]
 	same := had && old.State == s.State && old.Error == s.Error && old.Model == s.Model &&
-		old.Base == s.Base && old.Strategy == s.Strategy && old.Digest == s.Digest
+		old.Base == s.Base && old.Strategy == s.Strategy && old.Digest == s.Digest && old.Pinned == s.Pinned
 	if same {
 		b.mu.Unlock()
 		return
@@ -73,7 +73,7 @@ func (b *statusBoard) set(cfg *spec.Config, s status.Status) {
 		attrs = append(attrs, "from", old.State)
 	}
 	switch s.State {
-	case status.Invalid, status.Failed, status.Conflict:
+	case status.Invalid, status.Failed, status.Conflict, status.Rejected:
 		b.log.Warn("adapter state changed", attrs...)
 	default:
 		b.log.Info("adapter state changed", attrs...)
@@ -146,6 +146,14 @@ func (b *statusBoard) drop(key string) {
 	if had {
 		b.log.Info("adapter folder removed", "key", key)
 	}
+}
+
+// get returns key's status.
+func (b *statusBoard) get(key string) (status.Status, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	s, ok := b.statuses[key]
+	return s, ok
 }
 
 // keys returns every key with a status.

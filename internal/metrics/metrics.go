@@ -37,7 +37,10 @@ type Metrics struct {
 	sourceBytes   *prometheus.CounterVec
 	sourceDirs    *prometheus.GaugeVec
 	sourceCommit  *prometheus.GaugeVec
-	sourceCommitM sync.Mutex // DeletePartialMatch and Set as one step
+	checks        *prometheus.CounterVec // key, result
+	rejections    *prometheus.CounterVec // key
+	rollbacks     *prometheus.CounterVec // key
+	sourceCommitM sync.Mutex             // DeletePartialMatch and Set as one step
 }
 
 // NewRegistry returns a registry with the Go runtime and process
@@ -115,8 +118,21 @@ func New(reg prometheus.Registerer, states func() map[status.State]int) *Metrics
 			Name: "adapterd_source_commit_info",
 			Help: "The commit a hub source's revision resolved to at its last good check; always 1.",
 		}, []string{"source", "commit"}),
+		checks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "adapterd_checks_total",
+			Help: "Checks (checks: in the sidecar) run against new models, by key and result: passed, failed, or error when the check could not run.",
+		}, []string{"key", "result"}),
+		rejections: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "adapterd_rejections_total",
+			Help: "New models that failed a check and so never took the name, by key.",
+		}, []string{"key"}),
+		rollbacks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "adapterd_rollbacks_total",
+			Help: "Rollbacks (adapterd rollback) that put a kept version back under its name, by key.",
+		}, []string{"key"}),
 	}
 	reg.MustRegister(
+		m.checks, m.rejections, m.rollbacks,
 		m.ingests, m.ingestTime, m.uploaded, m.hashed, m.ollamaErrs, m.lastResync, m.serverInfo, m.held,
 		m.sourceListed, m.sourceUp, m.sourceErrs, m.sourceBytes, m.sourceDirs, m.sourceCommit,
 		stateCollector{states: states, desc: prometheus.NewDesc(
@@ -126,6 +142,31 @@ func New(reg prometheus.Registerer, states func() map[status.State]int) *Metrics
 		)},
 	)
 	return m
+}
+
+// CheckDone records one check of a new model: result is passed, failed or
+// error.
+func (m *Metrics) CheckDone(key, result string) {
+	if m == nil {
+		return
+	}
+	m.checks.WithLabelValues(key, result).Inc()
+}
+
+// Rejected records a new model that failed its checks.
+func (m *Metrics) Rejected(key string) {
+	if m == nil {
+		return
+	}
+	m.rejections.WithLabelValues(key).Inc()
+}
+
+// RolledBack records a rollback of key.
+func (m *Metrics) RolledBack(key string) {
+	if m == nil {
+		return
+	}
+	m.rollbacks.WithLabelValues(key).Inc()
 }
 
 // IngestDone records one finished ingest. result is its outcome, such as

@@ -80,19 +80,19 @@ func TestNew_AdaptersByState(t *testing.T) {
 		{
 			name:   "nil func reports every state as zero",
 			states: nil,
-			want:   map[string]float64{"waiting": 0, "invalid": 0, "ingesting": 0, "ready": 0, "failed": 0, "conflict": 0},
+			want:   map[string]float64{"waiting": 0, "invalid": 0, "ingesting": 0, "ready": 0, "failed": 0, "conflict": 0, "rejected": 0},
 		},
 		{
 			name:   "missing states are zero",
 			states: func() map[status.State]int { return map[status.State]int{status.Ready: 3, status.Failed: 1} },
-			want:   map[string]float64{"waiting": 0, "invalid": 0, "ingesting": 0, "ready": 3, "failed": 1, "conflict": 0},
+			want:   map[string]float64{"waiting": 0, "invalid": 0, "ingesting": 0, "ready": 3, "failed": 1, "conflict": 0, "rejected": 0},
 		},
 		{
 			name: "unknown state is still shown",
 			states: func() map[status.State]int {
 				return map[status.State]int{status.Conflict: 2, "bogus": 1}
 			},
-			want: map[string]float64{"waiting": 0, "invalid": 0, "ingesting": 0, "ready": 0, "failed": 0, "conflict": 2, "bogus": 1},
+			want: map[string]float64{"waiting": 0, "invalid": 0, "ingesting": 0, "ready": 0, "failed": 0, "conflict": 2, "rejected": 0, "bogus": 1},
 		},
 	}
 	for _, tt := range tests {
@@ -260,4 +260,35 @@ func TestNew_TwiceOnOneRegistryPanics(t *testing.T) {
 		}
 	}()
 	New(reg, nil)
+}
+
+func TestRolloutCountersArePerKey(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := New(reg, nil)
+	m.CheckDone("a", "passed")
+	m.CheckDone("a", "passed")
+	m.CheckDone("a", "failed")
+	m.CheckDone("b", "error")
+	m.Rejected("a")
+	m.RolledBack("b")
+	mfs := scrape(t, reg)
+	for _, c := range []struct {
+		name   string
+		labels map[string]string
+		want   float64
+	}{
+		{"adapterd_checks_total", map[string]string{"key": "a", "result": "passed"}, 2},
+		{"adapterd_checks_total", map[string]string{"key": "a", "result": "failed"}, 1},
+		{"adapterd_checks_total", map[string]string{"key": "b", "result": "error"}, 1},
+		{"adapterd_rejections_total", map[string]string{"key": "a"}, 1},
+		{"adapterd_rollbacks_total", map[string]string{"key": "b"}, 1},
+	} {
+		if got := value(find(t, mfs, c.name, c.labels)); got != c.want {
+			t.Errorf("%s%v = %v, want %v", c.name, c.labels, got, c.want)
+		}
+	}
+	var nilM *Metrics
+	nilM.CheckDone("a", "passed") // a nil *Metrics records nothing, and does not panic
+	nilM.Rejected("a")
+	nilM.RolledBack("a")
 }

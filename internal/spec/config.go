@@ -104,13 +104,16 @@ type Defaults struct {
 	Quantize   string         `yaml:"quantize,omitempty" json:"quantize,omitempty"`
 	Verify     *bool          `yaml:"verify,omitempty" json:"verify,omitempty"`
 	Messages   []Message      `yaml:"messages,omitempty" json:"messages,omitempty"`
+	// Checks and KeepVersions: see Sidecar.
+	Checks       []Check `yaml:"checks,omitempty" json:"checks,omitempty"`
+	KeepVersions *int    `yaml:"keep_versions,omitempty" json:"keep_versions,omitempty"`
 }
 
 var (
 	configKeys = []string{"drop_dir", "state_dir", "ollama", "settle", "resync", "workers", "ready_file", "on_remove", "remove_grace", "strategy", "status_file", "listen", "log", "defaults", "sources", "api", "transfers"}
 	// All but "model" (one model name cannot be shared) and "path" (each
 	// folder's layout is its own).
-	defaultsKeys = []string{"base", "system", "template", "parameters", "messages", "license", "strategy", "quantize", "verify"}
+	defaultsKeys = []string{"base", "system", "template", "parameters", "messages", "license", "strategy", "quantize", "verify", "checks", "keep_versions"}
 	ollamaKeys   = []string{"host", "models_dir"}
 	logKeys      = []string{"level", "format"}
 )
@@ -138,7 +141,7 @@ func DefaultConfig(dropDir string) *Config {
 
 // baseConfig is every default that does not depend on input.
 func baseConfig() *Config {
-	return &Config{
+	c := &Config{
 		Ollama:      OllamaConfig{Host: DefaultOllamaHost},
 		Settle:      DefaultSettle,
 		Resync:      DefaultResync,
@@ -149,9 +152,11 @@ func baseConfig() *Config {
 		StatusFile:  true,
 		Listen:      DefaultListen,
 		Log:         LogConfig{Level: LogLevelInfo, Format: LogFormatText},
-		Defaults:    Defaults{Strategy: StrategyAuto},
+		Defaults:    Defaults{Strategy: StrategyAuto, KeepVersions: new(int)},
 		Transfers:   TransferConfig{IdleTimeout: DefaultIdleTimeout, PollTimeout: DefaultPollTimeout, MaxFileSize: DefaultMaxFileSize},
 	}
+	*c.Defaults.KeepVersions = DefaultKeepVersions
+	return c
 }
 
 // LoadConfig reads and parses the config file at path. Relative drop_dir,
@@ -319,15 +324,21 @@ func ParseConfig(data []byte, source string) (*Config, error) {
 	}
 
 	c.Defaults = Defaults{
-		Base:       defaultsParsed.Base,
-		System:     defaultsParsed.System,
-		Template:   defaultsParsed.Template,
-		Parameters: defaultsParsed.Parameters,
-		License:    defaultsParsed.License,
-		Strategy:   defaultsParsed.Strategy,
-		Quantize:   defaultsParsed.Quantize,
-		Verify:     defaultsParsed.Verify,
-		Messages:   defaultsParsed.Messages,
+		Base:         defaultsParsed.Base,
+		System:       defaultsParsed.System,
+		Template:     defaultsParsed.Template,
+		Parameters:   defaultsParsed.Parameters,
+		License:      defaultsParsed.License,
+		Strategy:     defaultsParsed.Strategy,
+		Quantize:     defaultsParsed.Quantize,
+		Verify:       defaultsParsed.Verify,
+		Messages:     defaultsParsed.Messages,
+		Checks:       defaultsParsed.Checks,
+		KeepVersions: defaultsParsed.KeepVersions,
+	}
+	if c.Defaults.KeepVersions == nil {
+		n := DefaultKeepVersions
+		c.Defaults.KeepVersions = &n
 	}
 	// The contract has both "strategy" and "defaults.strategy". They are one
 	// setting; Resolve only sees Defaults, so carry it there, and refuse two

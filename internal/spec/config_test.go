@@ -47,7 +47,7 @@ func TestConfig_ContractExampleParses(t *testing.T) {
 		StatusFile:  true,
 		Listen:      "127.0.0.1:9464",
 		Log:         LogConfig{Level: "info", Format: "text"},
-		Defaults:    Defaults{Strategy: StrategyAuto, Parameters: map[string]any{}},
+		Defaults:    Defaults{Strategy: StrategyAuto, Parameters: map[string]any{}, KeepVersions: ptr(DefaultKeepVersions)},
 		API:         APIConfig{ListenServes: ListenServesAll},
 		Transfers:   TransferConfig{IdleTimeout: time.Minute, PollTimeout: 30 * time.Minute, MaxFileSize: 4 << 30},
 	}
@@ -82,7 +82,7 @@ func TestConfig_EveryDefault(t *testing.T) {
 		{"listen", c.Listen, "127.0.0.1:9464"},
 		{"log.level", c.Log.Level, "info"},
 		{"log.format", c.Log.Format, "text"},
-		{"defaults", c.Defaults, Defaults{Strategy: StrategyAuto}},
+		{"defaults", c.Defaults, Defaults{Strategy: StrategyAuto, KeepVersions: ptr(DefaultKeepVersions)}},
 	}
 	for _, ch := range checks {
 		if !reflect.DeepEqual(ch.got, ch.want) {
@@ -169,15 +169,16 @@ transfers: {idle_timeout: 10s, poll_timeout: 5m, max_file_size: 500MB}
 		Listen:      ":9000",
 		Log:         LogConfig{Level: "debug", Format: "json"},
 		Defaults: Defaults{
-			Base:       "llama3.2:3b",
-			System:     "be brief",
-			Template:   "{{ .Prompt }}",
-			Parameters: map[string]any{"num_ctx": 4096},
-			License:    License{"MIT"},
-			Strategy:   StrategyMerge,
-			Quantize:   "q4_K_M",
-			Verify:     ptr(true),
-			Messages:   []Message{{Role: "user", Content: "hi"}},
+			Base:         "llama3.2:3b",
+			System:       "be brief",
+			Template:     "{{ .Prompt }}",
+			Parameters:   map[string]any{"num_ctx": 4096},
+			License:      License{"MIT"},
+			Strategy:     StrategyMerge,
+			Quantize:     "q4_K_M",
+			Verify:       ptr(true),
+			KeepVersions: ptr(DefaultKeepVersions),
+			Messages:     []Message{{Role: "user", Content: "hi"}},
 		},
 		API:       APIConfig{Socket: "/run/a.sock", AdminGroup: "adm", TokenFile: "/etc/adapterd/token", Hosts: []string{"gpu1.example"}, ListenServes: ListenServesAll},
 		Transfers: TransferConfig{IdleTimeout: 10 * time.Second, PollTimeout: 5 * time.Minute, MaxFileSize: 500e6},

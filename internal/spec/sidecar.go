@@ -81,12 +81,18 @@ type Sidecar struct {
 	Strategy   Strategy       `yaml:"strategy,omitempty" json:"strategy,omitempty"`
 	Quantize   string         `yaml:"quantize,omitempty" json:"quantize,omitempty"`
 	Verify     *bool          `yaml:"verify,omitempty" json:"verify,omitempty"`
+	// Checks must pass before a new model takes the name; nil is not set,
+	// and an empty list (written "[]") clears the defaults' checks.
+	Checks []Check `yaml:"checks,omitempty" json:"checks,omitempty"`
+	// KeepVersions is how many versions of the model are kept; nil is not
+	// set.
+	KeepVersions *int `yaml:"keep_versions,omitempty" json:"keep_versions,omitempty"`
 	// Path is the subfolder holding the adapter files (a trainer's
 	// checkpoint-500), relative to the folder; "" means the folder itself.
 	Path string `yaml:"path,omitempty" json:"path,omitempty"`
 }
 
-var sidecarKeys = []string{"model", "base", "system", "template", "parameters", "messages", "license", "strategy", "quantize", "verify", "path"}
+var sidecarKeys = []string{"model", "base", "system", "template", "parameters", "messages", "license", "strategy", "quantize", "verify", "checks", "keep_versions", "path"}
 
 // ReadSidecarFile reads and parses the sidecar at path. The file sits in a
 // folder other users write, so it is opened as every such file is (see
@@ -203,6 +209,14 @@ func (d *yamlDecoder) settings(n *yaml.Node, prefix string, known []string, s *S
 			var b bool
 			b, err = d.boolean(name, v)
 			s.Verify = &b
+		case "checks":
+			if s.Checks, err = d.checks(name, v); err == nil && s.Checks == nil {
+				s.Checks = []Check{}
+			}
+		case "keep_versions":
+			var n int
+			n, err = d.keepVersions(name, v)
+			s.KeepVersions = &n
 		case "path":
 			if s.Path, err = d.str(name, v); err != nil {
 				return err
@@ -307,6 +321,13 @@ type Resolved struct {
 	Strategy   Strategy       `json:"strategy"` // never empty; auto when nobody set it
 	Quantize   string         `json:"quantize"` // kept with any strategy; only merge uses it
 	Verify     bool           `json:"verify"`
+	// Checks are part of the input digest: a model under the name passed
+	// the checks written now. Left out when empty, so that the digest of
+	// every folder without checks stays what it was.
+	Checks []Check `json:"checks,omitempty"`
+	// KeepVersions is not part of the digest: keeping more or fewer
+	// versions does not change the model.
+	KeepVersions int `json:"-"`
 	// Path: see Sidecar.Path. Left out of the JSON when empty, so that
 	// the digest of every folder without it stays what it was.
 	Path string `json:"path,omitempty"`
@@ -383,6 +404,26 @@ func Resolve(key string, d Defaults, s *Sidecar, sidecarFile string) (*Resolved,
 		r.Verify = *s.Verify
 	case d.Verify != nil:
 		r.Verify = *d.Verify
+	}
+	checks := d.Checks
+	if s.Checks != nil {
+		checks = s.Checks
+	}
+	if len(checks) > 0 {
+		r.Checks = slices.Clone(checks)
+	}
+	if msg := checkChecks(r.Checks); msg != "" {
+		return fail("%s", msg)
+	}
+	r.KeepVersions = DefaultKeepVersions
+	switch {
+	case s.KeepVersions != nil:
+		r.KeepVersions = *s.KeepVersions
+	case d.KeepVersions != nil:
+		r.KeepVersions = *d.KeepVersions
+	}
+	if r.KeepVersions < 0 || r.KeepVersions > maxKeepVersions {
+		return fail("keep_versions must be from 0 to %d", maxKeepVersions)
 	}
 
 	if !r.Strategy.Valid() {
@@ -464,6 +505,13 @@ func (s *Sidecar) Overlay(top *Sidecar) *Sidecar {
 	if top.Verify != nil {
 		v := *top.Verify
 		out.Verify = &v
+	}
+	if top.Checks != nil {
+		out.Checks = slices.Clone(top.Checks)
+	}
+	if top.KeepVersions != nil {
+		n := *top.KeepVersions
+		out.KeepVersions = &n
 	}
 	return out
 }

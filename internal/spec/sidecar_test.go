@@ -68,8 +68,8 @@ func TestSidecar_EmptyFileIsEmptySidecar(t *testing.T) {
 func TestSidecar_UnknownKeyNamesLine(t *testing.T) {
 	_, err := ParseSidecar([]byte("base: llama3.2:3b\n\nmodle: foo\n"), sidecarFile)
 	wantError(t, err, sidecarFile, 3,
-		`unknown key "modle"; known keys are model, base, system, template, parameters, messages, license, strategy, quantize, verify, path`)
-	if got, want := err.Error(), `/drop/foo/adapter.yaml:3: unknown key "modle"; known keys are model, base, system, template, parameters, messages, license, strategy, quantize, verify, path`; got != want {
+		`unknown key "modle"; known keys are model, base, system, template, parameters, messages, license, strategy, quantize, verify, checks, keep_versions, path`)
+	if got, want := err.Error(), `/drop/foo/adapter.yaml:3: unknown key "modle"; known keys are model, base, system, template, parameters, messages, license, strategy, quantize, verify, checks, keep_versions, path`; got != want {
 		t.Errorf("got  %s\nwant %s", got, want)
 	}
 }
@@ -253,16 +253,17 @@ func TestResolve_DefaultsApplyFirstAndSidecarOverridesKeyByKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := &Resolved{
-		Model:      "support_bot",
-		Base:       "llama3.2:3b",
-		System:     "mine",
-		Template:   "default template",
-		Parameters: map[string]any{"temperature": 0.9, "num_ctx": 2048, "stop": []string{"a"}, "num_predict": 10},
-		Messages:   []Message{{Role: "user", Content: "default"}},
-		License:    License{"MIT"},
-		Strategy:   StrategyMerge,
-		Quantize:   "q8_0",
-		Verify:     false,
+		Model:        "support_bot",
+		Base:         "llama3.2:3b",
+		System:       "mine",
+		Template:     "default template",
+		Parameters:   map[string]any{"temperature": 0.9, "num_ctx": 2048, "stop": []string{"a"}, "num_predict": 10},
+		Messages:     []Message{{Role: "user", Content: "default"}},
+		License:      License{"MIT"},
+		Strategy:     StrategyMerge,
+		Quantize:     "q8_0",
+		Verify:       false,
+		KeepVersions: DefaultKeepVersions,
 	}
 	if !reflect.DeepEqual(r, want) {
 		t.Errorf("got  %#v\nwant %#v", r, want)
@@ -311,7 +312,7 @@ func TestResolve_NoSidecarUsesDefaultsAndFolderName(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := &Resolved{Model: "my-adapter", Base: "llama3.2:3b", Strategy: StrategyAuto}
+	want := &Resolved{Model: "my-adapter", Base: "llama3.2:3b", Strategy: StrategyAuto, KeepVersions: DefaultKeepVersions}
 	if !reflect.DeepEqual(r, want) {
 		t.Errorf("got %#v, want %#v", r, want)
 	}
