@@ -85,9 +85,9 @@ func TestEveryCommandHelpListsItsFlags(t *testing.T) {
 			}
 		}
 	}
-	// run, check, modelfile, create, publish, status, confirm-removals and
-	// the five service commands read a config.
-	if withConfig != 12 {
-		t.Errorf("%d commands take --config, want 12", withConfig)
+	// run, check, modelfile, create, publish, status, confirm-removals,
+	// rollback, unpin and the five service commands read a config.
+	if withConfig != 14 {
+		t.Errorf("%d commands take --config, want 14", withConfig)
 	}
 }

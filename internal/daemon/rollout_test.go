@@ -3,6 +3,7 @@ package daemon_test
 import (
 	"context"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -47,7 +48,25 @@ func digestOf(t *testing.T, s *ollamatest.Server, model string) string {
 // post posts to the daemon and returns the status code and answer.
 func (h *harness) post(path string) (int, string) {
 	h.t.Helper()
-	resp, err := http.Post("http://"+h.addr+path, "", nil)
+	// Over the control socket, as `adapterd rollback` does: TCP serves no
+	// mutating request without api.token_file (postTCP).
+	c := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", h.cfg.ControlSocket())
+	}}}
+	resp, err := c.Post("http://localhost"+path, "application/json", strings.NewReader("{}"))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, strings.TrimSpace(string(b))
+}
+
+// postTCP posts to listen:, as a local user or a web page could.
+func (h *harness) postTCP(path string) (int, string) {
+	h.t.Helper()
+	resp, err := http.Post("http://"+h.addr+path, "application/json", strings.NewReader("{}"))
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -167,6 +186,12 @@ func TestRollbackRestoresThePreviousVersionAndPins(t *testing.T) {
 	})
 	second := digestOf(t, s, "pinned-bot")
 
+	if code, msg := h.postTCP("/v1/adapters/pinned/rollback"); code != http.StatusForbidden {
+		t.Errorf("rollback over TCP without a token: %d %s, want 403", code, msg)
+	}
+	if d := digestOf(t, s, "pinned-bot"); d != second {
+		t.Fatalf("a refused rollback changed the name to %s", d)
+	}
 	if code, msg := h.post("/v1/adapters/nosuch/rollback"); code != http.StatusNotFound {
 		t.Errorf("rollback of an unknown key: %d %s, want 404", code, msg)
 	}

@@ -358,8 +358,8 @@ func TestStatusPageProgressBarAdvancesDuringAMerge(t *testing.T) {
 	if !raceEnabled {
 		// Without -race the merge runs several times faster: at 8 layers it
 		// could end between two of the page's 1 s polls, leaving no glide
-		// to see. Three times the layers keeps it in view.
-		big.Layers = 24
+		// to see. Five times the layers keeps it in view.
+		big.Layers = 40
 	}
 	importBase(t, s, big, "sp-progress-base:f32")
 	h := newHarness(t, s, nil)

@@ -81,7 +81,7 @@ func Guard(h http.Handler, p Policy) http.Handler {
 func (p Policy) checkMutating(r *http.Request) (int, string) {
 	if !p.Socket {
 		if p.Token == "" {
-			return http.StatusForbidden, fmt.Sprintf("%s %s is served on the control socket only (api.socket %s): run adapterd confirm-removals on this host as root, the adapterd user or a member of api.admin_group; or set api.token_file for TCP", r.Method, r.URL.Path, p.SocketPath)
+			return http.StatusForbidden, fmt.Sprintf("%s %s is served on the control socket only (api.socket %s): run the adapterd command (confirm-removals, rollback, unpin) on this host as root, the adapterd user or a member of api.admin_group; or set api.token_file for TCP", r.Method, r.URL.Path, p.SocketPath)
 		}
 		auth, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 		if !ok || subtle.ConstantTimeCompare([]byte(auth), []byte(p.Token)) != 1 {

@@ -390,10 +390,14 @@ func newRow(s status.Status, now time.Time) row {
 			v.Bytes = megabytes(p.BytesDone) + " of " + megabytes(p.BytesTotal)
 			// The rate is the step's average: steady enough to read, and
 			// it needs no history.
-			if el := now.Sub(p.Started); el >= 500*time.Millisecond && p.BytesDone > 0 {
+			el := now.Sub(p.Started)
+			if el >= 100*time.Millisecond && p.BytesDone > 0 {
+				// Rough this early, but enough for the bar's first glide.
+				v.RateBps = int64(float64(p.BytesDone) / el.Seconds())
+			}
+			if el >= 500*time.Millisecond && p.BytesDone > 0 {
 				rate := float64(p.BytesDone) / el.Seconds()
 				v.Rate = megabytes(int64(rate)) + "/s"
-				v.RateBps = int64(rate)
 				left := time.Duration(float64(p.BytesTotal-p.BytesDone) / rate * float64(time.Second))
 				v.Left = timeLeft(left)
 			}

@@ -53,7 +53,7 @@
         continue;
       }
       const fresh = document.importNode(n, true);
-      if (l) carry(l, fresh);
+      carry(l, fresh);
       ages(fresh);
       out.push(fresh);
     }
@@ -74,16 +74,18 @@
 
   // carry moves what the reader did to an element onto its replacement:
   // opened errors stay open, focus stays, progress bars glide.
+  // old is undefined for a row that is new: only its bars start gliding.
   function carry(old, fresh) {
-    for (const d of old.querySelectorAll("details[open][data-id]")) {
-      const f = find(fresh, d.getAttribute("data-id"));
-      if (f) f.open = true;
-    }
     // A bar that just appeared glides too, from the rate served with it,
     // so a step shorter than three polls still moves between them.
     for (const f of fresh.querySelectorAll("progress[data-id]")) {
-      const p = find(old, f.getAttribute("data-id"));
+      const p = old && find(old, f.getAttribute("data-id"));
       glide(f, p && p.max === f.max ? p.value : f.value, f.value);
+    }
+    if (!old) return;
+    for (const d of old.querySelectorAll("details[open][data-id]")) {
+      const f = find(fresh, d.getAttribute("data-id"));
+      if (f) f.open = true;
     }
     const a = document.activeElement;
     if (a && old.contains(a)) {
