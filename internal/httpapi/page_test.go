@@ -375,3 +375,33 @@ func TestStatusPageFilterFormKeepsThePageSize(t *testing.T) {
 		t.Errorf("the form carries the default page size")
 	}
 }
+
+// A key's kept versions (adapterd rollback) are listed under their count,
+// the one serving marked, and a pinned key says which version it holds.
+func TestStatusPageListsKeptVersionsAndThePin(t *testing.T) {
+	src := &fakeSource{ready: true, list: []status.Status{{
+		Key: "bot", State: status.Ready, Model: "bot", Pinned: "bot:v-111111111111", Updated: t0,
+		Versions: []status.Version{
+			{Model: "bot:v-111111111111", Digest: "sha256:11", Created: t0, Current: true},
+			{Model: "bot:v-222222222222", Digest: "sha256:22", Created: t0.Add(time.Minute)},
+		},
+	}, {Key: "plain", State: status.Ready, Model: "plain", Updated: t0}}}
+	code, body, _ := getPage(t, src, "/")
+	if code != 200 {
+		t.Fatalf("GET /: %d", code)
+	}
+	for _, want := range []string{
+		`<summary>2 kept</summary>`,
+		`<code>bot:v-111111111111</code> <strong>serving</strong>`,
+		`<code>bot:v-222222222222</code> ·`,
+		`pinned to <code>bot:v-111111111111</code>`,
+		`<th scope="col">Versions</th>`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("page lacks %q", want)
+		}
+	}
+	if strings.Count(body, "kept</summary>") != 1 {
+		t.Errorf("a key without versions shows a versions list")
+	}
+}
