@@ -190,34 +190,6 @@ func startAsUID(t *testing.T, st *setup, bin string, uid int, env ...string) *pr
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &proc{t: t, st: st, logPath: logFile.Name(), done: make(chan struct{})}
-	p.cmd = exec.Command(bin, "run", "--config", st.config)
-	p.cmd.Env = cleanEnv(append(env, "HOME=/nonexistent")...)
-	p.cmd.Stdout, p.cmd.Stderr = logFile, logFile
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: hostileGID}}
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	logFile.Close()
-	go func() {
-		p.waitErr = p.cmd.Wait()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-p.done:
-		default:
-			p.cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-p.done:
-			case <-time.After(waitShort):
-				p.cmd.Process.Kill()
-				<-p.done
-			}
-		}
-		if t.Failed() {
-			t.Logf("adapterd log (%s):\n%s", p.logPath, p.log())
-		}
-	})
-	return p
+	cred := &syscall.Credential{Uid: uint32(uid), Gid: hostileGID}
+	return startProcAs(t, st, bin, []string{"run", "--config", st.config}, logFile, cred, cleanEnv(append(env, "HOME=/nonexistent")...))
 }

@@ -252,11 +252,22 @@ func startDaemonWithStderr(t *testing.T, st *setup, bin string, stderr *os.File,
 
 func startProc(t *testing.T, st *setup, bin string, args []string, stderr *os.File, env ...string) *proc {
 	t.Helper()
+	return startProcAs(t, st, bin, args, stderr, nil, cleanEnv(env...))
+}
+
+// startProcAs starts bin with exactly env, as cred's uid and gid when cred
+// is set; the process is stopped at the test's end, its log shown if the
+// test failed.
+func startProcAs(t *testing.T, st *setup, bin string, args []string, stderr *os.File, cred *syscall.Credential, env []string) *proc {
+	t.Helper()
 	p := &proc{t: t, st: st, logPath: stderr.Name(), done: make(chan struct{})}
 	p.cmd = exec.Command(bin, args...)
-	p.cmd.Env = cleanEnv(env...)
+	p.cmd.Env = env
 	p.cmd.Stdout = stderr
 	p.cmd.Stderr = stderr
+	if cred != nil {
+		p.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	}
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
