@@ -27,17 +27,9 @@ const repo = "org/support-bot-lora"
 // peftFiles is a PEFT adapter's two files, made by testfixture.
 func peftFiles(t *testing.T, seed uint64, rank int) map[string][]byte {
 	t.Helper()
-	dir := t.TempDir()
-	if err := (testfixture.LoRA{Base: testfixture.TinyLlama(), Seed: seed, Rank: rank, Targets: []string{"v_proj"}}).WritePEFT(dir); err != nil {
+	out, err := (testfixture.LoRA{Base: testfixture.TinyLlama(), Seed: seed, Rank: rank, Targets: []string{"v_proj"}}).PEFTFiles()
+	if err != nil {
 		t.Fatal(err)
-	}
-	out := map[string][]byte{}
-	for _, n := range []string{layout.PEFTConfig, layout.PEFTWeights} {
-		b, err := os.ReadFile(filepath.Join(dir, n))
-		if err != nil {
-			t.Fatal(err)
-		}
-		out[n] = b
 	}
 	return out
 }

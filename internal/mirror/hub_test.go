@@ -110,17 +110,9 @@ func (b *hubBed) record(key string) hub.Source {
 // adapterFiles is a PEFT adapter's two files, made by testfixture.
 func adapterFiles(t *testing.T, seed uint64) map[string][]byte {
 	t.Helper()
-	dir := t.TempDir()
-	if err := (testfixture.LoRA{Base: testfixture.TinyLlama(), Seed: seed, Targets: []string{"v_proj"}}).WritePEFT(dir); err != nil {
+	out, err := (testfixture.LoRA{Base: testfixture.TinyLlama(), Seed: seed, Targets: []string{"v_proj"}}).PEFTFiles()
+	if err != nil {
 		t.Fatal(err)
-	}
-	out := map[string][]byte{}
-	for _, n := range []string{layout.PEFTConfig, layout.PEFTWeights} {
-		b, err := os.ReadFile(filepath.Join(dir, n))
-		if err != nil {
-			t.Fatal(err)
-		}
-		out[n] = b
 	}
 	return out
 }

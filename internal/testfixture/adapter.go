@@ -297,6 +297,26 @@ func transpose32(m []float32, rows, cols int) []float32 {
 	return out
 }
 
+// PEFTFiles is what WritePEFT writes, by file name, for tests that put
+// the bytes somewhere themselves (a bucket, a fake hub).
+func (a LoRA) PEFTFiles() (map[string][]byte, error) {
+	dir, err := os.MkdirTemp("", "testfixture-peft-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	if err := a.WritePEFT(dir); err != nil {
+		return nil, err
+	}
+	out := map[string][]byte{}
+	for _, n := range []string{"adapter_config.json", "adapter_model.safetensors"} {
+		if out[n], err = os.ReadFile(filepath.Join(dir, n)); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
 // WritePEFT writes adapter_config.json and adapter_model.safetensors into dir.
 func (a LoRA) WritePEFT(dir string) error {
 	a = a.withDefaults()
