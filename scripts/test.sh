@@ -33,18 +33,21 @@ go vet ./...
 # kernels alone, as on a CPU without AVX2 (short: the ggml reference and
 # the servers are the default build's job below).
 go vet -tags purego ./...
-go test -race -tags purego -short -count=1 ./internal/quant/ ./internal/lora/
-# -p 2: one package per core; each package starts its own Ollama servers.
 mkdir -p .testbed
 # The log lives in the checkout: /tmp may be cleaned by other jobs mid-run.
 log=.testbed/test.log
-go test -race -p 2 -timeout 40m -count=1 ./... 2>&1 | tee "$log"
-status=${PIPESTATUS[0]}
+: >"$log"
+# step runs one go test, into the log too; a failing step fails the run
+# but the others still run, and the summary below is always printed.
+status=0
+step() { if ! "$@" 2>&1 | tee -a "$log"; then status=1; fi; }
+step go test -race -tags purego -short -count=1 ./internal/quant/ ./internal/lora/
+# -p 2: one package per core; each package starts its own Ollama servers.
+step go test -race -p 2 -timeout 40m -count=1 ./...
 # The release artefacts: packages installed into a throwaway root, lintian,
 # rpm, the OCI image under skopeo and podman, the Helm chart. No -race: it
 # checks files and manifests, and cross-builds the daemon for two arches.
-(cd deploy && go test -timeout 20m -count=1 ./...) 2>&1 | tee -a "$log"
-[ "${PIPESTATUS[0]}" = 0 ] || status=1
+step bash -c 'cd deploy && go test -timeout 20m -count=1 ./...'
 pass=$(grep -c '^ok ' "$log" || true)
 fail=$(grep -c '^FAIL\s' "$log" || true)
 echo "test: $(( $(date +%s) - start ))s in all" >&2
