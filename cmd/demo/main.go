@@ -57,7 +57,10 @@ func run(ctx context.Context) error {
 	drop := filepath.Join(root, "drop")
 	os.MkdirAll(drop, 0o755)
 	cfgPath := filepath.Join(root, "config.yaml")
-	cfg := fmt.Sprintf("drop_dir: %s\nollama: {host: %s}\nsettle: 1s\nlisten: \"127.0.0.1:0\"\ndefaults: {base: tiny-llama:base}\n", drop, srv.URL)
+	// state_dir beside the drop dir, in the demo's own temp dir: the
+	// default (/var/lib/adapterd as root) belongs to an installed daemon.
+	state := filepath.Join(root, "state")
+	cfg := fmt.Sprintf("drop_dir: %s\nstate_dir: %s\nollama: {host: %s}\nsettle: 1s\nlisten: \"127.0.0.1:0\"\ndefaults: {base: tiny-llama:base}\n", drop, state, srv.URL)
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		return err
 	}
