@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
@@ -33,14 +32,7 @@ const holdPrompt = "hold-me-here"
 func newCheckHoldProxy(t *testing.T, target *url.URL) (*checkHoldProxy, string) {
 	t.Helper()
 	p := &checkHoldProxy{rp: httputil.NewSingleHostReverseProxy(target), held: make(chan struct{}, 16)}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: p}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-	return p, "http://" + ln.Addr().String()
+	return p, serveOnLoopback(t, p)
 }
 
 func (p *checkHoldProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {

@@ -30,17 +30,25 @@ type holdProxy struct {
 	created chan string // names of the models created while held
 }
 
-func newHoldProxy(t *testing.T, target *url.URL) (*holdProxy, string) {
+// serveOnLoopback serves h on a free loopback port until the test ends and
+// returns its URL. Unlike httptest.Server, its end does not wait for a
+// request the fault-injecting proxies are still holding.
+func serveOnLoopback(t *testing.T, h http.Handler) string {
 	t.Helper()
-	p := &holdProxy{target: target, rp: httputil.NewSingleHostReverseProxy(target), created: make(chan string, 16)}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &http.Server{Handler: p}
+	srv := &http.Server{Handler: h}
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
-	return p, "http://" + ln.Addr().String()
+	return "http://" + ln.Addr().String()
+}
+
+func newHoldProxy(t *testing.T, target *url.URL) (*holdProxy, string) {
+	t.Helper()
+	p := &holdProxy{target: target, rp: httputil.NewSingleHostReverseProxy(target), created: make(chan string, 16)}
+	return p, serveOnLoopback(t, p)
 }
 
 func (p *holdProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
