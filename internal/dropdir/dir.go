@@ -119,3 +119,14 @@ func ModeWarning(path string) string {
 	}
 	return fmt.Sprintf("drop_dir %s is writable by group or others (mode %04o) without the sticky bit: any of them can rename, replace or delete another's folder; chmod +t it (3775, as packaged)", path, st.Mode&0o7777)
 }
+
+// ListPath opens the drop directory at path and lists it through that one
+// handle: for callers that need nothing else from it.
+func ListPath(path string) ([]Entry, error) {
+	d, err := Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	return d.List()
+}

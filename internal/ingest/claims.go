@@ -83,7 +83,7 @@ func (r *Reconciler) claim(key, name string) []string {
 // refreshClaims re-reads every other folder's model name and returns the
 // keys that claim name besides key.
 func (r *Reconciler) refreshClaims(cfg *spec.Config, key, name string) []string {
-	entries, err := listDropDir(cfg.DropDir)
+	entries, err := dropdir.ListPath(cfg.DropDir)
 	if err != nil {
 		return nil
 	}

@@ -102,7 +102,7 @@ func (g *removalGuard) massRemoval(cfg *spec.Config) (string, string) {
 	if len(owners) < massRemovalMin {
 		return "", ""
 	}
-	entries, err := listDropDir(cfg.DropDir)
+	entries, err := dropdir.ListPath(cfg.DropDir)
 	if err != nil {
 		return "unlistable", fmt.Sprintf("drop_dir %s cannot be listed (%v); removals wait until it can", cfg.DropDir, err)
 	}
@@ -164,16 +164,6 @@ func (r *Reconciler) ConfirmRemovals(ctx context.Context) string {
 		r.resync(ctx)
 	}
 	return hold
-}
-
-// listDropDir is every entry of the drop dir at path, through one handle.
-func listDropDir(path string) ([]dropdir.Entry, error) {
-	d, err := dropdir.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer d.Close()
-	return d.List()
 }
 
 // DropDir is the drop dir of the config in force.

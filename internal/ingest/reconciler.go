@@ -13,6 +13,7 @@ import (
 	"github.com/ollama/ollama/api"
 
 	"github.com/adapterd/adapterd/internal/controller"
+	"github.com/adapterd/adapterd/internal/dropdir"
 	"github.com/adapterd/adapterd/internal/layout"
 	"github.com/adapterd/adapterd/internal/safefile"
 	"github.com/adapterd/adapterd/internal/spec"
@@ -163,7 +164,7 @@ func (r *Reconciler) Run(ctx context.Context, events <-chan Event) {
 func (r *Reconciler) resync(ctx context.Context) {
 	cfg := r.config()
 	keys, present := map[string]bool{}, map[string]bool{}
-	entries, err := listDropDir(cfg.DropDir)
+	entries, err := dropdir.ListPath(cfg.DropDir)
 	if err != nil {
 		r.log.Warn("cannot list drop_dir", "dir", cfg.DropDir, "err", err)
 	}

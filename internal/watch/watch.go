@@ -256,7 +256,7 @@ func (r *runner) startFsnotify(markAll bool) {
 		h(fw)
 	}
 	// List after the drop dir watch is in place, so no new folder is missed.
-	entries, err := listDir(r.dir)
+	entries, err := dropdir.ListPath(r.dir)
 	if err != nil {
 		r.log.Warn("cannot list drop dir", "err", err)
 		return // the resync ticker tries again
@@ -390,7 +390,7 @@ func (r *runner) reconcileWatches() {
 		r.startFsnotify(true)
 		return
 	}
-	entries, err := listDir(r.dir)
+	entries, err := dropdir.ListPath(r.dir)
 	if err != nil {
 		r.log.Warn("cannot list drop dir", "err", err)
 		return
@@ -616,16 +616,6 @@ func (r *runner) dropSub(key string) {
 func (r *runner) forget(name string) {
 	r.unwatch(name)
 	delete(r.known, name)
-}
-
-// listDir is every entry of the drop dir at dir, through one handle.
-func listDir(dir string) ([]dropdir.Entry, error) {
-	d, err := dropdir.Open(dir)
-	if err != nil {
-		return nil, err
-	}
-	defer d.Close()
-	return d.List()
 }
 
 // lstatIn is the Entry of name in the drop dir at dir.
